@@ -1,0 +1,619 @@
+//! The one place that knows YAML positions.
+//!
+//! A file's bytes become JSON values (YAML 1.2 core schema) plus a [`SpanIndex`] from JSON
+//! pointers to source spans. Everything after this module speaks in pointers.
+//!
+//! Hostile input is bounded here: aliases are refused (so "billion laughs" cannot expand),
+//! nesting is limited to [`MAX_DEPTH`], files to [`MAX_FILE_BYTES`], and the parser is an
+//! event stream with its own limits, so nothing recurses on the input's shape.
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span as YSpan};
+use serde_json::{Map, Number, Value};
+use std::collections::HashMap;
+
+use crate::diagnostic::Span;
+
+/// Deeper nesting than this is refused: no definition needs more than a dozen levels.
+pub const MAX_DEPTH: usize = 64;
+/// Larger files are refused before parsing.
+pub const MAX_FILE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Positions of one node: its key (for mapping values) and its value.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeSpan {
+    pub key: Option<Span>,
+    pub value: Span,
+    /// For block scalars (`|`, `>`): the line and column (1-based) of the first content line.
+    pub block_content: Option<(u32, u32)>,
+    /// For quoted scalars: the value starts one column after the quote.
+    pub quoted: bool,
+}
+
+/// JSON pointer → node position, for one document.
+#[derive(Debug, Default)]
+pub struct SpanIndex {
+    nodes: HashMap<String, NodeSpan>,
+}
+
+impl SpanIndex {
+    pub fn get(&self, pointer: &str) -> Option<&NodeSpan> {
+        self.nodes.get(pointer)
+    }
+
+    /// The span of the closest existing node at or above `pointer`.
+    pub fn nearest(&self, pointer: &str) -> Option<(&str, &NodeSpan)> {
+        let mut p = pointer;
+        loop {
+            if let Some((k, n)) = self.nodes.get_key_value(p) {
+                return Some((k.as_str(), n));
+            }
+            match p.rfind('/') {
+                Some(i) => p = &p[..i],
+                None => return None,
+            }
+        }
+    }
+}
+
+/// One YAML document of a file.
+#[derive(Debug)]
+pub struct Document {
+    pub value: Value,
+    pub spans: SpanIndex,
+    /// The span of the whole document's root node.
+    pub root: Span,
+}
+
+/// A problem found while loading, before any schema is applied.
+#[derive(Debug, Clone)]
+pub struct LoadError {
+    pub code: &'static str,
+    pub message: String,
+    pub help: Option<String>,
+    pub span: Span,
+}
+
+/// Converts character-based parser markers to lines, columns and byte offsets.
+pub struct LineIndex<'a> {
+    text: &'a str,
+    /// Byte offset of each line start.
+    line_starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        for (i, b) in text.bytes().enumerate() {
+            if b == b'\n' {
+                line_starts.push(i + 1);
+            }
+        }
+        LineIndex { text, line_starts }
+    }
+
+    /// Byte offset of a 1-based line and 0-based character column (clamped to the text).
+    pub fn offset(&self, line: usize, col: usize) -> usize {
+        let Some(&start) = self.line_starts.get(line.saturating_sub(1)) else {
+            return self.text.len();
+        };
+        let rest = &self.text[start..];
+        let line_text = rest.split('\n').next().unwrap_or("");
+        match line_text.char_indices().nth(col) {
+            Some((i, _)) => start + i,
+            None => start + line_text.len().min(rest.len()),
+        }
+    }
+
+    pub fn span(&self, s: &YSpan) -> Span {
+        let (sl, sc) = (s.start.line(), s.start.col());
+        let (el, ec) = (s.end.line(), s.end.col());
+        Span {
+            line: sl.max(1) as u32,
+            column: sc as u32 + 1,
+            end_line: el.max(1) as u32,
+            end_column: ec as u32 + 1,
+            start: self.offset(sl, sc),
+            end: self.offset(el, ec),
+        }
+    }
+
+    /// A span for a 1-based line and column, `len` characters long on the same line.
+    pub fn point(&self, line: u32, column: u32, len: u32) -> Span {
+        let start = self.offset(line as usize, column.saturating_sub(1) as usize);
+        let end = self.offset(line as usize, (column + len).saturating_sub(1) as usize);
+        Span { line, column, end_line: line, end_column: column + len, start, end }
+    }
+
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
+}
+
+/// Escapes one JSON-pointer token.
+pub fn escape_token(token: &str) -> String {
+    if token.contains(['~', '/']) {
+        token.replace('~', "~0").replace('/', "~1")
+    } else {
+        token.to_owned()
+    }
+}
+
+/// Decodes bytes as UTF-8, reporting the position of the first invalid byte.
+pub fn decode(bytes: &[u8]) -> Result<&str, LoadError> {
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(LoadError {
+            code: "PF008",
+            message: format!(
+                "file is {} MiB; definition files may be at most {} MiB",
+                bytes.len() / (1024 * 1024),
+                MAX_FILE_BYTES / (1024 * 1024)
+            ),
+            help: Some("split the definitions into several files".into()),
+            span: Span { line: 1, column: 1, end_line: 1, end_column: 1, start: 0, end: 0 },
+        });
+    }
+    std::str::from_utf8(bytes).map_err(|e| {
+        let valid = &bytes[..e.valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() as u32 + 1;
+        let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // The valid prefix is UTF-8, so counting its characters is safe.
+        let column = std::str::from_utf8(&valid[line_start..]).map_or(0, |s| s.chars().count()) as u32 + 1;
+        let at = e.valid_up_to();
+        LoadError {
+            code: "PF001",
+            message: format!("the file is not valid UTF-8 (byte 0x{:02x} at offset {at})", bytes[at]),
+            help: Some("definition files must be UTF-8 text; is this a binary file, or saved in another encoding?".into()),
+            span: Span { line, column, end_line: line, end_column: column + 1, start: at, end: at },
+        }
+    })
+}
+
+enum Frame {
+    Seq { items: Vec<Value>, pointer: String },
+    Map { map: Map<String, Value>, pointer: String, pending_key: Option<(String, Span)>, key_spans: HashMap<String, Span> },
+}
+
+/// Parses every document of a file. Documents that are empty (only comments, or a trailing
+/// `---`) are skipped; a file with no document at all is an error.
+pub fn parse(text: &str) -> (Vec<Document>, Vec<LoadError>) {
+    let lines = LineIndex::new(text);
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    let mut parser = Parser::new_from_str(text);
+
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut spans = SpanIndex::default();
+    let mut root: Option<(Value, Span)> = None;
+    let mut doc_start = Span::default();
+
+    loop {
+        let Some(next) = parser.next_event() else { break };
+        let (event, yspan) = match next {
+            Ok(ev) => ev,
+            Err(e) => {
+                let m = e.marker();
+                let span = lines.span(&YSpan::empty(*m));
+                errors.push(LoadError {
+                    code: "PF002",
+                    message: format!("YAML syntax error: {}", e.info()),
+                    help: yaml_hint(e.info()),
+                    span,
+                });
+                // The event stream cannot be resumed after a scanner error.
+                return (docs, errors);
+            }
+        };
+        let span = lines.span(&yspan);
+        match event {
+            Event::StreamStart | Event::Nothing => {}
+            Event::StreamEnd => break,
+            Event::DocumentStart(_) => {
+                stack.clear();
+                spans = SpanIndex::default();
+                root = None;
+                doc_start = span;
+            }
+            Event::DocumentEnd => {
+                if let Some((value, root_span)) = root.take() {
+                    if !value.is_null() {
+                        docs.push(Document { value, spans: std::mem::take(&mut spans), root: root_span });
+                    }
+                }
+            }
+            Event::Alias(_) => {
+                errors.push(LoadError {
+                    code: "PF004",
+                    message: "YAML aliases (`*name`) are not allowed in definitions".into(),
+                    help: Some(
+                        "write the value out; aliases are refused so that a document cannot expand to an unbounded size"
+                            .into(),
+                    ),
+                    span,
+                });
+                if !place(&mut stack, &mut spans, &mut root, Value::Null, span, None, false, &mut errors) {
+                    return (docs, errors);
+                }
+            }
+            Event::Scalar(text_value, style, _anchor, tag) => {
+                let forced_string = match &tag {
+                    None => false,
+                    Some(t) if t.handle == "tag:yaml.org,2002:" && t.suffix == "str" => true,
+                    Some(t) if t.handle == "!!" && t.suffix == "str" => true,
+                    Some(t) => {
+                        errors.push(LoadError {
+                            code: "PF002",
+                            message: format!("YAML tag `{}{}` is not supported", t.handle, t.suffix),
+                            help: Some("remove the tag; only `!!str` is accepted".into()),
+                            span,
+                        });
+                        false
+                    }
+                };
+                let value = if style == ScalarStyle::Plain && !forced_string {
+                    resolve_plain(&text_value)
+                } else {
+                    Value::String(text_value.into_owned())
+                };
+                let block = match style {
+                    ScalarStyle::Literal | ScalarStyle::Folded => block_content_start(&lines, &span),
+                    _ => None,
+                };
+                let quoted = matches!(style, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted);
+                if !place_scalar(&mut stack, &mut spans, &mut root, value, span, block, quoted, &mut errors) {
+                    return (docs, errors);
+                }
+            }
+            Event::SequenceStart(_, _) | Event::MappingStart(_, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    errors.push(LoadError {
+                        code: "PF005",
+                        message: format!("nesting is deeper than {MAX_DEPTH} levels"),
+                        help: Some("definitions never need this depth; is the file generated by mistake?".into()),
+                        span,
+                    });
+                    return (docs, errors);
+                }
+                let pointer = child_pointer(&stack);
+                let Some(pointer) = pointer else {
+                    // A collection used as a mapping key.
+                    errors.push(LoadError {
+                        code: "PF007",
+                        message: "mapping keys must be plain strings, not collections".into(),
+                        help: Some("use a string key".into()),
+                        span,
+                    });
+                    return (docs, errors);
+                };
+                // Remember where the collection starts; its value span is completed at its end.
+                let key = key_span(&stack);
+                spans.nodes.insert(pointer.clone(), NodeSpan { key, value: span, block_content: None, quoted: false });
+                if matches!(event, Event::SequenceStart(..)) {
+                    stack.push(Frame::Seq { items: Vec::new(), pointer });
+                } else {
+                    stack.push(Frame::Map { map: Map::new(), pointer, pending_key: None, key_spans: HashMap::new() });
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(frame) = stack.pop() else { continue };
+                let (value, pointer) = match frame {
+                    Frame::Seq { items, pointer } => (Value::Array(items), pointer),
+                    Frame::Map { map, pointer, .. } => (Value::Object(map), pointer),
+                };
+                let start = spans.nodes.get(&pointer).map(|n| n.value).unwrap_or(span);
+                let full = Span {
+                    end_line: span.end_line,
+                    end_column: span.end_column,
+                    end: span.end.max(start.start),
+                    ..start
+                };
+                if let Some(n) = spans.nodes.get_mut(&pointer) {
+                    n.value = full;
+                }
+                if !attach(&mut stack, &mut root, value, full, &mut errors) {
+                    return (docs, errors);
+                }
+            }
+        }
+    }
+    if docs.is_empty() && errors.is_empty() {
+        errors.push(LoadError {
+            code: "PF006",
+            message: "the file holds no YAML document".into(),
+            help: Some("add a definition (`apiVersion: provflow/v1`, `kind: ...`) or delete the file".into()),
+            span: doc_start,
+        });
+    }
+    (docs, errors)
+}
+
+/// The pointer of the next child of the innermost collection; `None` if a key is expected.
+fn child_pointer(stack: &[Frame]) -> Option<String> {
+    match stack.last() {
+        None => Some(String::new()),
+        Some(Frame::Seq { items, pointer }) => Some(format!("{pointer}/{}", items.len())),
+        Some(Frame::Map { pending_key: Some((k, _)), pointer, .. }) => Some(format!("{pointer}/{}", escape_token(k))),
+        Some(Frame::Map { pending_key: None, .. }) => None,
+    }
+}
+
+fn key_span(stack: &[Frame]) -> Option<Span> {
+    match stack.last() {
+        Some(Frame::Map { pending_key: Some((_, s)), .. }) => Some(*s),
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn place_scalar(
+    stack: &mut Vec<Frame>,
+    spans: &mut SpanIndex,
+    root: &mut Option<(Value, Span)>,
+    value: Value,
+    span: Span,
+    block: Option<(u32, u32)>,
+    quoted: bool,
+    errors: &mut Vec<LoadError>,
+) -> bool {
+    // A scalar in key position becomes the pending key.
+    if let Some(Frame::Map { pending_key, key_spans, .. }) = stack.last_mut() {
+        if pending_key.is_none() {
+            let key = match value {
+                Value::String(s) => s,
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            if let Some(first) = key_spans.get(&key) {
+                errors.push(LoadError {
+                    code: "PF003",
+                    message: format!("duplicate key `{key}`"),
+                    help: Some(format!(
+                        "`{key}` is already set on line {}; a mapping may set each key once",
+                        first.line
+                    )),
+                    span,
+                });
+            } else {
+                key_spans.insert(key.clone(), span);
+            }
+            *pending_key = Some((key, span));
+            return true;
+        }
+    }
+    place(stack, spans, root, value, span, block, quoted, errors)
+}
+
+/// Places a value at the current position and records its span.
+#[allow(clippy::too_many_arguments)]
+fn place(
+    stack: &mut [Frame],
+    spans: &mut SpanIndex,
+    root: &mut Option<(Value, Span)>,
+    value: Value,
+    span: Span,
+    block_content: Option<(u32, u32)>,
+    quoted: bool,
+    errors: &mut Vec<LoadError>,
+) -> bool {
+    if let Some(pointer) = child_pointer(stack) {
+        spans.nodes.insert(pointer, NodeSpan { key: key_span(stack), value: span, block_content, quoted });
+    }
+    attach(stack, root, value, span, errors)
+}
+
+/// Attaches a finished value to its parent (or makes it the document root).
+fn attach(
+    stack: &mut [Frame],
+    root: &mut Option<(Value, Span)>,
+    value: Value,
+    span: Span,
+    errors: &mut Vec<LoadError>,
+) -> bool {
+    match stack.last_mut() {
+        None => {
+            *root = Some((value, span));
+            true
+        }
+        Some(Frame::Seq { items, .. }) => {
+            items.push(value);
+            true
+        }
+        Some(Frame::Map { map, pending_key, .. }) => match pending_key.take() {
+            Some((k, _)) => {
+                // On a duplicate key (already reported) the first value is kept.
+                map.entry(k).or_insert(value);
+                true
+            }
+            None => {
+                errors.push(LoadError {
+                    code: "PF007",
+                    message: "mapping keys must be plain strings, not collections".into(),
+                    help: Some("use a string key".into()),
+                    span,
+                });
+                false
+            }
+        },
+    }
+}
+
+/// Where the content of a block scalar starts: the first non-blank line after the indicator.
+fn block_content_start(lines: &LineIndex<'_>, span: &Span) -> Option<(u32, u32)> {
+    let text = lines.text();
+    let after = text.get(span.start..)?;
+    // Depending on the parser, the scalar's span starts at the `|`/`>` indicator or at the content.
+    let (mut line, rest) = if after.starts_with(['|', '>']) {
+        let nl = after.find('\n')?;
+        (span.line + 1, &after[nl + 1..])
+    } else {
+        let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+        (span.line, &text[line_start..])
+    };
+    for l in rest.split('\n') {
+        if !l.trim().is_empty() {
+            let indent = l.chars().take_while(|c| *c == ' ').count() as u32;
+            return Some((line, indent + 1));
+        }
+        line += 1;
+    }
+    None
+}
+
+/// YAML 1.2 core schema resolution of a plain scalar. `yes`/`no`/`on`/`off` stay strings.
+pub fn resolve_plain(s: &str) -> Value {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    let b = s.as_bytes();
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit());
+    let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if digits(unsigned) {
+        if let Ok(i) = s.parse::<i64>() {
+            return Value::Number(i.into());
+        }
+        if let Ok(u) = s.trim_start_matches('+').parse::<u64>() {
+            return Value::Number(u.into());
+        }
+        if let Some(n) = s.parse::<f64>().ok().and_then(Number::from_f64) {
+            return Value::Number(n);
+        }
+    }
+    if let Some(oct) = s.strip_prefix("0o") {
+        if !oct.is_empty() && oct.bytes().all(|c| (b'0'..=b'7').contains(&c)) {
+            if let Ok(i) = i64::from_str_radix(oct, 8) {
+                return Value::Number(i.into());
+            }
+        }
+    }
+    if let Some(hex) = s.strip_prefix("0x") {
+        if !hex.is_empty() && hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+            if let Ok(i) = i64::from_str_radix(hex, 16) {
+                return Value::Number(i.into());
+            }
+        }
+    }
+    if is_core_float(unsigned) && b.first().is_some_and(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.')) {
+        if let Some(n) = s.parse::<f64>().ok().and_then(Number::from_f64) {
+            return Value::Number(n);
+        }
+    }
+    // `.inf` and `.nan` have no JSON form: keep them as text for the schema to judge.
+    Value::String(s.to_owned())
+}
+
+/// `(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?`
+fn is_core_float(s: &str) -> bool {
+    let (mantissa, exp) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((int, frac)) => {
+            (int.is_empty() && !frac.is_empty() || !int.is_empty())
+                && int.bytes().all(|c| c.is_ascii_digit())
+                && frac.bytes().all(|c| c.is_ascii_digit())
+        }
+        None => !mantissa.is_empty() && mantissa.bytes().all(|c| c.is_ascii_digit()),
+    };
+    let exp_ok = exp.is_none_or(|e| {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        !e.is_empty() && e.bytes().all(|c| c.is_ascii_digit())
+    });
+    mantissa_ok && exp_ok
+}
+
+fn yaml_hint(info: &str) -> Option<String> {
+    let i = info.to_ascii_lowercase();
+    if i.contains("tab") {
+        Some("YAML indentation must use spaces; replace the tab characters with spaces".into())
+    } else if i.contains("mapping values are not allowed") {
+        Some("a `:` followed by a space starts a mapping; quote the value if it contains `: `".into())
+    } else if i.contains("did not find expected") || i.contains("while parsing") {
+        Some("check the indentation and that every quote and bracket is closed".into())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(src: &str) -> (Vec<Document>, Vec<LoadError>) {
+        parse(src)
+    }
+
+    #[test]
+    fn core_schema_scalars() {
+        assert_eq!(resolve_plain("yes"), Value::String("yes".into()));
+        assert_eq!(resolve_plain("off"), Value::String("off".into()));
+        assert_eq!(resolve_plain("true"), Value::Bool(true));
+        assert_eq!(resolve_plain("~"), Value::Null);
+        assert_eq!(resolve_plain("42"), Value::Number(42.into()));
+        assert_eq!(resolve_plain("0x1f"), Value::Number(31.into()));
+        assert_eq!(resolve_plain("0o17"), Value::Number(15.into()));
+        assert_eq!(resolve_plain("1.5e3").as_f64(), Some(1500.0));
+        assert_eq!(resolve_plain("42704"), Value::Number(42704.into()));
+        assert_eq!(resolve_plain("1.2.3"), Value::String("1.2.3".into()));
+        assert_eq!(resolve_plain(".inf"), Value::String(".inf".into()));
+    }
+
+    #[test]
+    fn spans_point_at_keys_and_values() {
+        let (docs, errs) = load("a: 1\nb:\n  c: [x, y]\n");
+        assert!(errs.is_empty());
+        let d = &docs[0];
+        let c = d.spans.get("/b/c").unwrap();
+        assert_eq!((c.key.unwrap().line, c.key.unwrap().column), (3, 3));
+        let y = d.spans.get("/b/c/1").unwrap();
+        assert_eq!((y.value.line, y.value.column), (3, 10));
+    }
+
+    #[test]
+    fn duplicate_keys_and_aliases_are_errors() {
+        let (_, errs) = load("a: 1\na: 2\n");
+        assert_eq!(errs[0].code, "PF003");
+        assert_eq!(errs[0].span.line, 2);
+        let (_, errs) = load("a: &x [1]\nb: *x\n");
+        assert_eq!(errs[0].code, "PF004");
+    }
+
+    #[test]
+    fn billion_laughs_fails_fast() {
+        let mut s = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        for i in 1..10 {
+            s.push_str(&format!("{}: &{} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n", (b'a' + i) as char, (b'a' + i) as char, p = (b'a' + i - 1) as char));
+        }
+        let (_, errs) = load(&s);
+        assert!(errs.iter().all(|e| e.code == "PF004"));
+        assert!(!errs.is_empty());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let s = "[".repeat(20_000);
+        let (_, errs) = load(&s);
+        assert_eq!(errs.len(), 1);
+        let deep_block: String = (0..20_000).map(|i| format!("{}k:\n", " ".repeat(i % 200))).collect();
+        let (_, errs) = load(&deep_block);
+        assert!(!errs.is_empty());
+    }
+
+    #[test]
+    fn empty_and_garbage() {
+        assert_eq!(load("").1[0].code, "PF006");
+        assert_eq!(load("# only a comment\n").1[0].code, "PF006");
+        assert!(decode(&[0x61, 0xff, 0x00]).is_err());
+        let (_, errs) = load("a:\n\tb: 1\n");
+        assert_eq!(errs[0].code, "PF002");
+    }
+
+    #[test]
+    fn block_scalar_content_position() {
+        let (docs, _) = load("x:\n  long: |\n    hello\n    {{ y }}\n");
+        let n = docs[0].spans.get("/x/long").unwrap();
+        assert_eq!(n.block_content, Some((3, 5)));
+    }
+}
