@@ -1,1 +1,40 @@
-fn main() {}
+//! `provflow`: the command line. Argument parsing and output formatting only; the work is done
+//! by `provflow-compiler` and `provflow-runner`.
+
+mod args;
+mod compile_cmds;
+mod graph;
+mod report;
+mod runner_cmds;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+use args::{Cli, Command};
+
+/// Exit codes (SPEC §5).
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// The definitions or the run failed.
+    pub const FAILED: u8 = 1;
+    /// Usage or environment error.
+    pub const USAGE: u8 = 2;
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    let code = match cli.command {
+        Command::Compile(a) => compile_cmds::compile(&cli.global, a),
+        Command::Schema(a) => compile_cmds::schema(a),
+        Command::Graph(a) => compile_cmds::graph(&cli.global, a),
+        Command::Import(a) => compile_cmds::import(a),
+        other => runner_cmds::exec(&cli.global, other),
+    };
+    ExitCode::from(code)
+}

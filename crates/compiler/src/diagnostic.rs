@@ -47,3 +47,67 @@ impl Diagnostic {
         self.severity == Severity::Error
     }
 }
+
+/// Which part of a node a finding points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The mapping key (e.g. an unknown field's name).
+    Key,
+    /// The value.
+    Value,
+}
+
+/// A finding of a pass, positioned by a JSON pointer into one document. The loader's span
+/// index turns it into a [`Diagnostic`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub code: &'static str,
+    pub message: String,
+    pub help: Option<String>,
+    pub pointer: String,
+    pub part: Part,
+    /// For a position inside a string value (a template, a query): 0-based line and
+    /// character column within the string.
+    pub inner: Option<(u32, u32)>,
+    /// Length in characters of the inner range (at least 1).
+    pub inner_len: u32,
+}
+
+impl Finding {
+    pub fn error(
+        code: &'static str,
+        message: impl Into<String>,
+        pointer: impl Into<String>,
+        part: Part,
+        help: Option<String>,
+    ) -> Finding {
+        Finding {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            help,
+            pointer: pointer.into(),
+            part,
+            inner: None,
+            inner_len: 1,
+        }
+    }
+
+    pub fn warning(
+        code: &'static str,
+        message: impl Into<String>,
+        pointer: impl Into<String>,
+        part: Part,
+        help: Option<String>,
+    ) -> Finding {
+        Finding { severity: Severity::Warning, ..Finding::error(code, message, pointer, part, help) }
+    }
+
+    /// Points inside the string value: `line` and `column` are 0-based within the string.
+    pub fn at_inner(mut self, line: u32, column: u32, len: u32) -> Finding {
+        self.inner = Some((line, column));
+        self.inner_len = len.max(1);
+        self
+    }
+}

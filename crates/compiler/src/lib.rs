@@ -1,3 +1,285 @@
+//! The provflow compiler: YAML definitions → checked IR plus diagnostics.
+//!
+//! Pipeline (each phase reports every problem it finds, then the next phase runs on whatever
+//! was well-formed):
+//!
+//! 1. [`source`]: expand paths, read bytes through a [`source::SourceReader`].
+//! 2. [`yaml`]: bytes → JSON values + a pointer → span index (the only place that knows spans).
+//! 3. [`schema`]: structural validation against the schemas generated from [`syntax`].
+//! 4. typed deserialisation into [`syntax`] types.
+//! 5. [`check`]: name resolution and semantic passes, which lower to [`provflow_ir`] types.
+//!
+//! Architecture invariant: the compiler does no I/O but through the reader and never touches a
+//! database; it never panics and never stops at the first error.
+
+pub mod check;
 pub mod diagnostic;
+pub mod legacy;
+pub mod query;
+pub mod schema;
+pub mod source;
+pub mod suggest;
 pub mod syntax;
+pub mod template;
 pub mod yaml;
+
+use rayon::prelude::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+use diagnostic::{Diagnostic, Finding, Part, Span};
+use provflow_ir::Bundle;
+use source::{SourceError, SourceReader};
+
+/// One loaded definition file.
+pub struct SourceFile {
+    /// The path as given (relative paths stay relative).
+    pub path: String,
+    /// The decoded text, when the file was valid UTF-8.
+    pub text: Option<String>,
+}
+
+/// The result of a compile: the IR when there were no errors, and every diagnostic.
+pub struct Compilation {
+    pub bundle: Option<Bundle>,
+    pub diagnostics: Vec<Diagnostic>,
+    pub files: Vec<SourceFile>,
+}
+
+impl Compilation {
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.len() - self.errors()
+    }
+}
+
+/// A typed document, as accepted by the structural phase.
+#[derive(Debug, Clone)]
+pub enum TypedDoc {
+    Target(syntax::Target),
+    ConnectorQueries(syntax::ConnectorQueries),
+    Process(syntax::Process),
+    NotificationEvent(syntax::NotificationEvent),
+    NotificationTemplate(syntax::NotificationTemplate),
+    UserSchema(syntax::UserSchema),
+    Scenario(syntax::Scenario),
+}
+
+/// A document that passed the structural phase, with what the later passes need to point back.
+pub struct LoadedDoc {
+    pub file: usize,
+    pub doc: TypedDoc,
+    pub spans: yaml::SpanIndex,
+    pub root: Span,
+}
+
+/// Compiles definition files and directories read through `reader`.
+///
+/// Returns `Err` only when a path cannot be read at all (exit code 2); everything wrong inside
+/// the files is a diagnostic.
+pub fn compile_paths(reader: &dyn SourceReader, roots: &[PathBuf]) -> Result<Compilation, SourceError> {
+    let paths = source::expand(reader, roots)?;
+    let mut inputs = Vec::with_capacity(paths.len());
+    for path in paths {
+        let bytes = reader.read(&path).map_err(|error| SourceError { path: path.clone(), error })?;
+        inputs.push((path, bytes));
+    }
+    Ok(compile_files(reader, inputs))
+}
+
+/// Compiles files already read. `reader` is used for the files they refer to (install scripts).
+pub fn compile_files(reader: &dyn SourceReader, inputs: Vec<(PathBuf, Vec<u8>)>) -> Compilation {
+    // Phases 2–4, file by file, on every core.
+    let loaded: Vec<(SourceFile, Vec<LoadedDoc>, Vec<Diagnostic>)> =
+        inputs.into_par_iter().enumerate().map(|(i, (path, bytes))| load_file(i, &path, &bytes)).collect();
+
+    let mut files = Vec::with_capacity(loaded.len());
+    let mut docs = Vec::new();
+    let mut diagnostics = Vec::new();
+    for (file, file_docs, diags) in loaded {
+        files.push(file);
+        docs.extend(file_docs);
+        diagnostics.extend(diags);
+    }
+
+    // Phase 5.
+    let (bundle, findings) = check::run(reader, &files, &docs);
+    for (doc_index, finding) in findings {
+        if let Some(doc) = docs.get(doc_index) {
+            let file = &files[doc.file];
+            diagnostics.push(resolve(file, &doc.spans, doc.root, &finding));
+        }
+    }
+    diagnostics.sort_by(|a, b| {
+        (&a.file, a.line, a.column, a.code, &a.message).cmp(&(&b.file, b.line, b.column, b.code, &b.message))
+    });
+    diagnostics.dedup();
+    let has_errors = diagnostics.iter().any(Diagnostic::is_error);
+    Compilation { bundle: if has_errors { None } else { bundle }, diagnostics, files }
+}
+
+/// Compiles a single in-memory file (fuzzing, tests).
+pub fn compile_bytes(name: &str, bytes: &[u8]) -> Compilation {
+    let reader = source::MemoryReader::new().with(name, bytes.to_vec());
+    compile_files(&reader, vec![(PathBuf::from(name), bytes.to_vec())])
+}
+
+fn display_path(path: &Path) -> String {
+    path.to_string_lossy().replace('\\', "/")
+}
+
+fn load_file(index: usize, path: &Path, bytes: &[u8]) -> (SourceFile, Vec<LoadedDoc>, Vec<Diagnostic>) {
+    let name = display_path(path);
+    let mut diags = Vec::new();
+    let text = match yaml::decode(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.push(load_diagnostic(&name, e));
+            return (SourceFile { path: name, text: None }, Vec::new(), diags);
+        }
+    };
+    let (documents, errors) = yaml::parse(text);
+    for e in errors {
+        diags.push(load_diagnostic(&name, e));
+    }
+    let file = SourceFile { path: name, text: Some(text.to_owned()) };
+    let mut out = Vec::new();
+    for doc in documents {
+        let mut findings = Vec::new();
+        if let Some(typed) = structural(&doc.value, &mut findings) {
+            out.push(LoadedDoc { file: index, doc: typed, spans: doc.spans, root: doc.root });
+        } else {
+            for f in &findings {
+                diags.push(resolve(&file, &doc.spans, doc.root, f));
+            }
+        }
+    }
+    (file, out, diags)
+}
+
+fn load_diagnostic(file: &str, e: yaml::LoadError) -> Diagnostic {
+    Diagnostic {
+        severity: diagnostic::Severity::Error,
+        code: e.code,
+        message: e.message,
+        file: file.to_owned(),
+        line: e.span.line,
+        column: e.span.column,
+        end_line: e.span.end_line,
+        end_column: e.span.end_column,
+        help: e.help,
+        span: e.span,
+    }
+}
+
+/// Phases 3 and 4 for one document: header checks, schema validation, typed deserialisation.
+fn structural(value: &Value, findings: &mut Vec<Finding>) -> Option<TypedDoc> {
+    let Some(obj) = value.as_object() else {
+        findings.push(Finding::error(
+            "PF101",
+            "a definition must be a mapping with `apiVersion`, `kind` and `name`",
+            "",
+            Part::Value,
+            Some("start the document with `apiVersion: provflow/v1` and `kind: ...`".into()),
+        ));
+        return None;
+    };
+    match obj.get("apiVersion") {
+        None => findings.push(Finding::error(
+            "PF100",
+            "missing `apiVersion`",
+            "",
+            Part::Value,
+            Some("add `apiVersion: provflow/v1`".into()),
+        )),
+        Some(Value::String(v)) if v == syntax::API_VERSION => {}
+        Some(other) => findings.push(Finding::error(
+            "PF100",
+            format!("unsupported apiVersion `{}`", other.as_str().map_or_else(|| other.to_string(), String::from)),
+            "/apiVersion",
+            Part::Value,
+            Some(format!("this provflow reads `apiVersion: {}`", syntax::API_VERSION)),
+        )),
+    }
+    let kind = match obj.get("kind") {
+        Some(Value::String(k)) if syntax::KINDS.contains(&k.as_str()) => k.as_str(),
+        Some(other) => {
+            let given = other.as_str().map_or_else(|| other.to_string(), String::from);
+            let help = match suggest::did_you_mean(&given, syntax::KINDS) {
+                Some(s) => format!("did you mean `{s}`? The kinds are: {}", syntax::KINDS.join(", ")),
+                None => format!("the kinds are: {}", syntax::KINDS.join(", ")),
+            };
+            findings.push(Finding::error("PF101", format!("unknown kind `{given}`"), "/kind", Part::Value, Some(help)));
+            return None;
+        }
+        None => {
+            findings.push(Finding::error(
+                "PF101",
+                "missing `kind`",
+                "",
+                Part::Value,
+                Some(format!("add `kind:` with one of: {}", syntax::KINDS.join(", "))),
+            ));
+            return None;
+        }
+    };
+    check::raw_checks(kind, value, findings);
+    let schema_findings = schema::validate(kind, value);
+    let raw_pointers: Vec<String> = findings.iter().map(|f| f.pointer.clone()).collect();
+    // A raw check explains some problems better than the schema (credentials in a connection).
+    findings.extend(schema_findings.into_iter().filter(|f| !raw_pointers.contains(&f.pointer)));
+    if findings.iter().any(|f| f.severity == diagnostic::Severity::Error) {
+        return None;
+    }
+    let typed = match kind {
+        "Target" => serde_json::from_value(value.clone()).map(TypedDoc::Target),
+        "ConnectorQueries" => serde_json::from_value(value.clone()).map(TypedDoc::ConnectorQueries),
+        "Process" => serde_json::from_value(value.clone()).map(TypedDoc::Process),
+        "NotificationEvent" => serde_json::from_value(value.clone()).map(TypedDoc::NotificationEvent),
+        "NotificationTemplate" => serde_json::from_value(value.clone()).map(TypedDoc::NotificationTemplate),
+        "UserSchema" => serde_json::from_value(value.clone()).map(TypedDoc::UserSchema),
+        _ => serde_json::from_value(value.clone()).map(TypedDoc::Scenario),
+    };
+    match typed {
+        Ok(t) => Some(t),
+        Err(e) => {
+            // The schema accepted what serde refused: report it rather than lose the document.
+            findings.push(Finding::error("PF106", format!("invalid {kind}: {e}"), "", Part::Value, None));
+            None
+        }
+    }
+}
+
+/// Turns a pointer-positioned finding into a diagnostic with file, line and column.
+pub fn resolve(file: &SourceFile, spans: &yaml::SpanIndex, root: Span, f: &Finding) -> Diagnostic {
+    let node = spans.get(&f.pointer).or_else(|| spans.nearest(&f.pointer).map(|(_, n)| n));
+    let mut span = match (node, f.part) {
+        (Some(n), Part::Key) => n.key.unwrap_or(n.value),
+        (Some(n), Part::Value) => n.value,
+        (None, _) => root,
+    };
+    if let (Some((line, col)), Some(n), Some(text)) = (f.inner, node, file.text.as_deref()) {
+        let lines = yaml::LineIndex::new(text);
+        let (l, c) = match n.block_content {
+            Some((bl, bc)) => (bl + line, bc + col),
+            None if line == 0 => (n.value.line, n.value.column + col + u32::from(n.quoted)),
+            None => (n.value.line + line, col + 1),
+        };
+        span = lines.point(l, c, f.inner_len);
+    }
+    Diagnostic {
+        severity: f.severity,
+        code: f.code,
+        message: f.message.clone(),
+        file: file.path.clone(),
+        line: span.line,
+        column: span.column,
+        end_line: span.end_line,
+        end_column: span.end_column,
+        help: f.help.clone(),
+        span,
+    }
+}

@@ -13,15 +13,8 @@ use serde::Deserialize;
 pub const API_VERSION: &str = "provflow/v1";
 
 /// The kinds of document, as written in `kind`.
-pub const KINDS: [&str; 7] = [
-    "Target",
-    "ConnectorQueries",
-    "Process",
-    "NotificationEvent",
-    "NotificationTemplate",
-    "UserSchema",
-    "Scenario",
-];
+pub const KINDS: [&str; 7] =
+    ["Target", "ConnectorQueries", "Process", "NotificationEvent", "NotificationTemplate", "UserSchema", "Scenario"];
 
 /// A scalar value written in YAML: a string, a number or a boolean.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]

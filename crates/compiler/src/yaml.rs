@@ -162,15 +162,25 @@ pub fn decode(bytes: &[u8]) -> Result<&str, LoadError> {
         LoadError {
             code: "PF001",
             message: format!("the file is not valid UTF-8 (byte 0x{:02x} at offset {at})", bytes[at]),
-            help: Some("definition files must be UTF-8 text; is this a binary file, or saved in another encoding?".into()),
+            help: Some(
+                "definition files must be UTF-8 text; is this a binary file, or saved in another encoding?".into(),
+            ),
             span: Span { line, column, end_line: line, end_column: column + 1, start: at, end: at },
         }
     })
 }
 
 enum Frame {
-    Seq { items: Vec<Value>, pointer: String },
-    Map { map: Map<String, Value>, pointer: String, pending_key: Option<(String, Span)>, key_spans: HashMap<String, Span> },
+    Seq {
+        items: Vec<Value>,
+        pointer: String,
+    },
+    Map {
+        map: Map<String, Value>,
+        pointer: String,
+        pending_key: Option<(String, Span)>,
+        key_spans: HashMap<String, Span>,
+    },
 }
 
 /// Parses every document of a file. Documents that are empty (only comments, or a trailing
@@ -584,7 +594,12 @@ mod tests {
     fn billion_laughs_fails_fast() {
         let mut s = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
         for i in 1..10 {
-            s.push_str(&format!("{}: &{} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n", (b'a' + i) as char, (b'a' + i) as char, p = (b'a' + i - 1) as char));
+            s.push_str(&format!(
+                "{}: &{} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n",
+                (b'a' + i) as char,
+                (b'a' + i) as char,
+                p = (b'a' + i - 1) as char
+            ));
         }
         let (_, errs) = load(&s);
         assert!(errs.iter().all(|e| e.code == "PF004"));

@@ -284,10 +284,7 @@ impl TaskStatus {
 
     /// Statuses that let dependent tasks proceed.
     pub fn satisfies_dependency(self) -> bool {
-        matches!(
-            self,
-            TaskStatus::Completed | TaskStatus::ManuallyCompleted | TaskStatus::UnsuccessfullyCompleted
-        )
+        matches!(self, TaskStatus::Completed | TaskStatus::ManuallyCompleted | TaskStatus::UnsuccessfullyCompleted)
     }
 
     /// Statuses after which a task instance never changes again.
@@ -655,23 +652,73 @@ pub enum StepValue {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepAction {
-    CreateUser { attributes: BTreeMap<String, String> },
-    ModifyUser { user: String, attributes: BTreeMap<String, String> },
-    EnableUser { user: String },
-    DisableUser { user: String },
-    DeleteUser { user: String },
-    LockUser { user: String },
-    UnlockUser { user: String },
+    CreateUser {
+        attributes: BTreeMap<String, String>,
+    },
+    ModifyUser {
+        user: String,
+        attributes: BTreeMap<String, String>,
+    },
+    EnableUser {
+        user: String,
+    },
+    DisableUser {
+        user: String,
+    },
+    DeleteUser {
+        user: String,
+    },
+    LockUser {
+        user: String,
+    },
+    UnlockUser {
+        user: String,
+    },
     /// `process` is an index into [`Bundle::processes`].
-    Provision { process: usize, user: String, form: BTreeMap<String, StepValue> },
-    SetForm { process: usize, user: String, form: BTreeMap<String, StepValue> },
-    CompleteTask { process: usize, user: String, task: usize, response: Option<String> },
-    RejectTask { process: usize, user: String, task: usize, response: Option<String> },
-    Recon { process: usize, csv: Option<String>, from_target: bool },
+    Provision {
+        process: usize,
+        user: String,
+        form: BTreeMap<String, StepValue>,
+    },
+    SetForm {
+        process: usize,
+        user: String,
+        form: BTreeMap<String, StepValue>,
+    },
+    CompleteTask {
+        process: usize,
+        user: String,
+        task: usize,
+        response: Option<String>,
+    },
+    RejectTask {
+        process: usize,
+        user: String,
+        task: usize,
+        response: Option<String>,
+    },
+    Recon {
+        process: usize,
+        csv: Option<String>,
+        from_target: bool,
+    },
     Resume,
-    ExpectAccount { process: usize, user: String, status: ObjectStatus },
-    ExpectTask { process: usize, user: String, task: usize, status: TaskStatus },
-    ExpectSql { target: usize, query: String, equals: serde_json::Value },
+    ExpectAccount {
+        process: usize,
+        user: String,
+        status: ObjectStatus,
+    },
+    ExpectTask {
+        process: usize,
+        user: String,
+        task: usize,
+        status: TaskStatus,
+    },
+    ExpectSql {
+        target: usize,
+        query: String,
+        equals: serde_json::Value,
+    },
     ExpectNotification {
         template: usize,
         to: String,

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Compile-speed benchmark: provflow's full compile against a structural-only baseline
+# (js-yaml + ajv on the same files and the same committed JSON Schema), at 1x and 10x.
+#
+#   bench/compile/run.sh
+#
+# Environment (all optional):
+#   RUNS=3            timed runs per command and scale (the median is reported)
+#   NO_BUILD=1        do not run `cargo build --release -p provflow-cli`
+#   PROVFLOW=path     the provflow binary (default target/release/provflow)
+#   SCHEMA=path       the whole-file schema (default schemas/provflow.schema.json)
+#   SCALES="1 10"     the scales to measure; the scaling goal needs 1 and 10
+#
+# Exit status: 0 when every goal passes, 1 when a goal fails or a bundle does not compile
+# cleanly, 2 when something needed is missing.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+cd "$ROOT"
+
+RUNS="${RUNS:-3}"
+PROVFLOW="${PROVFLOW:-target/release/provflow}"
+SCHEMA="${SCHEMA:-schemas/provflow.schema.json}"
+SCALES="${SCALES:-1 10}"
+OUT="bench/out"
+MAX_SCALING=11   # 10x the bundle may take at most 11x the time
+
+die() { echo "run.sh: $*" >&2; exit 2; }
+for tool in python3 node npm; do
+  command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+
+# --- 1. build -------------------------------------------------------------------------------
+if [[ "${NO_BUILD:-0}" != 1 ]]; then
+  echo "== cargo build --release -p provflow-cli"
+  cargo build --release -p provflow-cli
+fi
+[[ -x "$PROVFLOW" ]] || die "no provflow binary at $PROVFLOW"
+[[ -f "$SCHEMA" ]] || die "no schema at $SCHEMA (generate it with \`provflow schema\`)"
+
+# --- 2. the baseline's dependencies (pinned by package-lock.json) -----------------------------
+if [[ ! -d bench/compile/node_modules/ajv || ! -d bench/compile/node_modules/js-yaml ]]; then
+  echo "== npm ci (bench/compile)"
+  (cd bench/compile && npm ci --no-audit --no-fund --silent)
+fi
+
+# --- 3. bundles: regenerate only when missing or written by another generator version -------
+gen_hash="$(sha256sum bench/compile/gen.py | cut -d' ' -f1)"
+manifest_field() { # FILE FIELD
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$1" "$2" 2>/dev/null || true
+}
+for s in $SCALES; do
+  dir="$OUT/scale$s"
+  m="$dir/manifest.json"
+  if [[ -f "$m" && "$(manifest_field "$m" generator_sha256)" == "$gen_hash" && "$(manifest_field "$m" scale)" == "$s" ]]; then
+    echo "== $dir is up to date"
+  else
+    echo "== generating $dir"
+    start=$(date +%s%N)
+    python3 bench/compile/gen.py "$dir" --scale "$s" >/dev/null
+    echo "   $(( ($(date +%s%N) - start) / 1000000 )) ms"
+  fi
+done
+
+# --- 4. preflight: both sides must accept the bundle, or the comparison means nothing -------
+first_scale="${SCALES%% *}"
+dir="$OUT/scale$first_scale"
+echo "== preflight: provflow compile $dir"
+diag="$(mktemp)" err="$(mktemp)"
+rc=0
+"$PROVFLOW" compile "$dir" --format json >"$diag" 2>"$err" || rc=$?
+ndiag=$(grep -c . "$diag" || true)
+if [[ $rc -ne 0 ]]; then
+  echo "FAIL: provflow compile exited $rc on the generated bundle ($ndiag diagnostics); the first ones:" >&2
+  head -n 20 "$diag" >&2
+  head -n 20 "$err" >&2
+  rm -f "$diag" "$err"
+  exit 1
+elif [[ $ndiag -ne 0 ]]; then
+  echo "   note: $ndiag warnings (exit 0); the first ones:"
+  head -n 5 "$diag"
+fi
+rm -f "$diag" "$err"
+echo "== preflight: node baseline.mjs $SCHEMA $dir"
+if ! node bench/compile/baseline.mjs "$SCHEMA" "$dir" >/dev/null; then
+  echo "FAIL: the schema rejects documents that provflow accepts (see above): schema and compiler disagree" >&2
+  exit 1
+fi
+
+# --- 5. timing -------------------------------------------------------------------------------
+# Both commands are timed end to end as processes (start-up, reading files and output
+# included), alternately, after one untimed warm-up run each so that both see a warm page
+# cache. The median of RUNS runs is reported.
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+time_ns() { # CMD... -> prints elapsed ns; fails when the command fails
+  local t0 t1
+  t0=$(date +%s%N)
+  "$@" >/dev/null 2>&1 || { echo "run.sh: command failed: $*" >&2; return 1; }
+  t1=$(date +%s%N)
+  echo $(( t1 - t0 ))
+}
+
+declare -A PF AJ
+if command -v hyperfine >/dev/null; then
+  echo "== timing with hyperfine ($RUNS runs each, 1 warm-up)"
+else
+  echo "== timing with a bash loop ($RUNS runs each, 1 warm-up; install hyperfine for more detail)"
+fi
+for s in $SCALES; do
+  dir="$OUT/scale$s"
+  pf_cmd=("$PROVFLOW" compile "$dir" --format json)
+  aj_cmd=(node bench/compile/baseline.mjs "$SCHEMA" "$dir")
+  if command -v hyperfine >/dev/null; then
+    json="$(mktemp)"
+    hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$json" \
+      --command-name "provflow scale$s" "${pf_cmd[*]}" \
+      --command-name "ajv scale$s" "${aj_cmd[*]}" >&2
+    medians="$(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+if any(any(c != 0 for c in x.get("exit_codes", [0])) for x in r):
+    sys.exit("a timed command exited non-zero")
+print(" ".join(str(int(x["median"] * 1e9)) for x in r))' "$json")"
+    rm -f "$json"
+    read -r "PF[$s]" "AJ[$s]" <<<"$medians"
+  else
+    time_ns "${pf_cmd[@]}" >/dev/null
+    time_ns "${aj_cmd[@]}" >/dev/null
+    pf_runs=() aj_runs=()
+    for ((i = 0; i < RUNS; i++)); do
+      pf_runs+=("$(time_ns "${pf_cmd[@]}")")
+      aj_runs+=("$(time_ns "${aj_cmd[@]}")")
+    done
+    PF[$s]=$(printf '%s\n' "${pf_runs[@]}" | median)
+    AJ[$s]=$(printf '%s\n' "${aj_runs[@]}" | median)
+  fi
+  echo "   scale $s: provflow $(awk -v n="${PF[$s]}" 'BEGIN{printf "%.3f", n/1e9}') s, ajv $(awk -v n="${AJ[$s]}" 'BEGIN{printf "%.3f", n/1e9}') s"
+done
+
+# --- 6. report -------------------------------------------------------------------------------
+echo
+echo "machine: $(nproc) CPUs; $("$PROVFLOW" --version 2>/dev/null || echo "provflow ?"); node $(node --version)"
+printf '%-6s %8s %8s %9s %12s %12s %10s\n' scale files docs MB provflow_s ajv_s ratio
+fail=0
+for s in $SCALES; do
+  m="$OUT/scale$s/manifest.json"
+  printf '%-6s %8s %8s %9s %12s %12s %10s\n' "$s" \
+    "$(manifest_field "$m" files)" "$(manifest_field "$m" documents)" \
+    "$(awk -v b="$(manifest_field "$m" bytes)" 'BEGIN{printf "%.1f", b/1e6}')" \
+    "$(awk -v n="${PF[$s]}" 'BEGIN{printf "%.3f", n/1e9}')" \
+    "$(awk -v n="${AJ[$s]}" 'BEGIN{printf "%.3f", n/1e9}')" \
+    "$(awk -v a="${AJ[$s]}" -v p="${PF[$s]}" 'BEGIN{printf "%.2fx", a/p}')"
+done
+echo "(ratio = ajv / provflow; above 1x means provflow's full compile is faster)"
+echo
+for s in $SCALES; do
+  if awk -v a="${AJ[$s]}" -v p="${PF[$s]}" 'BEGIN{exit !(p < a)}'; then
+    echo "PASS  scale $s: provflow full compile is faster than the structural-only baseline"
+  else
+    echo "FAIL  scale $s: provflow full compile is not faster than the structural-only baseline"
+    fail=1
+  fi
+done
+if [[ -n "${PF[1]:-}" && -n "${PF[10]:-}" ]]; then
+  factor=$(awk -v a="${PF[10]}" -v b="${PF[1]}" 'BEGIN{printf "%.2f", a/b}')
+  ajv_factor=$(awk -v a="${AJ[10]}" -v b="${AJ[1]}" 'BEGIN{printf "%.2f", a/b}')
+  if awk -v f="$factor" -v m="$MAX_SCALING" 'BEGIN{exit !(f <= m)}'; then
+    echo "PASS  scaling: provflow(10x) / provflow(1x) = ${factor}x <= ${MAX_SCALING}x  (ajv: ${ajv_factor}x)"
+  else
+    echo "FAIL  scaling: provflow(10x) / provflow(1x) = ${factor}x > ${MAX_SCALING}x  (ajv: ${ajv_factor}x)"
+    fail=1
+  fi
+else
+  echo "SKIP  scaling: needs scales 1 and 10 (SCALES=\"$SCALES\")"
+fi
+exit $fail

@@ -1,0 +1,336 @@
+//! Every flag of `provflow`, defined once (SPEC §5).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "provflow",
+    version,
+    about = "Declarative provisioning workflows: compile YAML definitions, run them against SQL targets",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The state store: `sqlite:PATH` or `postgres://...`.
+    #[arg(long, global = true, env = "PROVFLOW_STATE", default_value = "sqlite:.provflow/state.db")]
+    pub state: String,
+    /// A target's connection URL, `NAME=URL` (repeatable). Overrides the target's `url_env`.
+    #[arg(long = "target", global = true, value_name = "NAME=URL")]
+    pub targets: Vec<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+    /// GitHub Actions annotations (`compile` only).
+    Github,
+    /// Mermaid flowchart (`graph` only; its default).
+    Mermaid,
+    /// Graphviz DOT (`graph` only).
+    Dot,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check definitions and write the IR.
+    Compile(CompileArgs),
+    /// Write the JSON Schemas editors use for completion and hover docs.
+    Schema(SchemaArgs),
+    /// Draw a process's task graph (Mermaid or DOT).
+    Graph(GraphArgs),
+    /// Dry run: the tasks and calls that would run, secrets masked, nothing sent.
+    Plan(ProvisionArgs),
+    /// Provision one account for an existing user and run until no task can run now.
+    Run(ProvisionArgs),
+    /// Finish all unfinished work in the state store.
+    Resume(ResumeArgs),
+    /// The user lifecycle.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// The work queue of tasks.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Accounts (process instances), form updates and child-table rows.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Install and check a target's stored procedures.
+    #[command(subcommand, name = "target")]
+    TargetCmd(TargetCommand),
+    /// Reconcile target accounts into a process.
+    Recon(ReconArgs),
+    /// The notification outbox.
+    #[command(subcommand)]
+    Notifications(NotificationsCommand),
+    /// Run every Scenario.
+    Test(TestArgs),
+    /// Convert legacy definitions.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct CompileArgs {
+    /// Definition files or directories (default: `definitions/`).
+    pub paths: Vec<PathBuf>,
+    /// Write the checked IR (JSON) to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Treat warnings as errors.
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SchemaArgs {
+    /// Where to write the schemas.
+    #[arg(long, default_value = "schemas")]
+    pub out: PathBuf,
+    /// Do not write: exit 1 when the directory differs from what this provflow generates.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GraphArgs {
+    /// Definition files or directories (default: `definitions/`).
+    pub paths: Vec<PathBuf>,
+    /// The process to draw. The graph language is chosen with `--format mermaid|dot`.
+    #[arg(long)]
+    pub process: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ProvisionArgs {
+    /// Definition files or directories, or a compiled IR file (default: `definitions/`).
+    pub paths: Vec<PathBuf>,
+    /// The process to provision.
+    #[arg(long)]
+    pub process: String,
+    /// The user's login.
+    #[arg(long)]
+    pub user: String,
+    /// A form field value, `field=value` (repeatable).
+    #[arg(long = "form", value_name = "FIELD=VALUE")]
+    pub form: Vec<String>,
+    /// A secret form field, `field=env:VAR` or `field=file:PATH` (repeatable). Never on the command line itself.
+    #[arg(long = "secret", value_name = "FIELD=env:VAR|file:PATH")]
+    pub secrets: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    /// Sleep until the next retry is due, and run it, until no work is left.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user.
+    Create(UserAttrs),
+    /// Change a user's attributes (runs the processes' triggers).
+    Modify(UserAttrs),
+    /// Enable a user (runs `effect: enables` tasks).
+    Enable(UserLogin),
+    /// Disable a user (runs `effect: disables` tasks).
+    Disable(UserLogin),
+    /// Delete a user (runs the undo path of each account).
+    Delete(UserLogin),
+    /// Lock a user (runs nothing).
+    Lock(UserLogin),
+    /// Unlock a user (runs nothing).
+    Unlock(UserLogin),
+    /// List users.
+    List,
+}
+
+#[derive(Args, Debug)]
+pub struct UserAttrs {
+    /// The user's login.
+    pub login: String,
+    /// An attribute, `name=value` (repeatable).
+    #[arg(long = "attr", value_name = "NAME=VALUE")]
+    pub attrs: Vec<String>,
+    /// Definition files, directories or an IR file whose user schema applies (default: the newest bundle in the state store, else `definitions/`).
+    #[arg(long)]
+    pub definitions: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct UserLogin {
+    /// The user's login.
+    pub login: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TaskCommand {
+    /// List task instances.
+    List {
+        /// Only tasks with this status (e.g. `Pending`).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Complete a pending task (a manual task, or one handed to a person).
+    Complete(TaskAction),
+    /// Reject a pending task.
+    Reject(TaskAction),
+    /// Cancel a task.
+    Cancel(TaskAction),
+    /// Insert a new attempt of a rejected task now.
+    Retry(TaskAction),
+}
+
+#[derive(Args, Debug)]
+pub struct TaskAction {
+    /// The task instance id (see `provflow task list`).
+    pub id: i64,
+    /// The response code to record.
+    #[arg(long)]
+    pub response: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCommand {
+    /// List accounts.
+    List,
+    /// Show an account and its tasks.
+    Show(AccountRef),
+    /// Change form fields (runs `"<label> Updated"` tasks).
+    Set(AccountSet),
+    /// Child-table rows.
+    #[command(subcommand)]
+    Child(ChildCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct AccountRef {
+    #[arg(long)]
+    pub process: String,
+    #[arg(long)]
+    pub user: String,
+}
+
+#[derive(Args, Debug)]
+pub struct AccountSet {
+    #[arg(long)]
+    pub process: String,
+    #[arg(long)]
+    pub user: String,
+    /// A form field value, `field=value` (repeatable).
+    #[arg(long = "form", value_name = "FIELD=VALUE")]
+    pub form: Vec<String>,
+    /// A secret form field, `field=env:VAR` or `field=file:PATH` (repeatable).
+    #[arg(long = "secret", value_name = "FIELD=env:VAR|file:PATH")]
+    pub secrets: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ChildCommand {
+    /// Add a row (runs the table's `on_insert` task).
+    Add(ChildRow),
+    /// Remove a row (runs the table's `on_delete` task).
+    Remove(ChildRow),
+}
+
+#[derive(Args, Debug)]
+pub struct ChildRow {
+    #[arg(long)]
+    pub process: String,
+    #[arg(long)]
+    pub user: String,
+    /// The child table.
+    pub table: String,
+    /// The row's values, `field=value`.
+    #[arg(required = true)]
+    pub values: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TargetCommand {
+    /// Run the target's `install` SQL files.
+    Install(TargetArgs),
+    /// Verify every called procedure against the live catalog.
+    Check(TargetArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TargetArgs {
+    /// The target's name.
+    pub name: String,
+    /// Definition files or directories (default: `definitions/`).
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReconArgs {
+    /// Definition files or directories (default: `definitions/`).
+    pub paths: Vec<PathBuf>,
+    #[arg(long)]
+    pub process: String,
+    /// Read rows from this CSV file.
+    #[arg(long, conflicts_with = "from_target")]
+    pub csv: Option<PathBuf>,
+    /// Read rows from the process's `recon.query`.
+    #[arg(long)]
+    pub from_target: bool,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NotificationsCommand {
+    /// List the outbox.
+    List,
+    /// Write one `.eml` file per message.
+    Export {
+        /// The directory to write to.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// Definition files or directories (default: `definitions/`).
+    pub paths: Vec<PathBuf>,
+    /// Write a JUnit XML report.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// Print a legacy `provision.queries` file as `ConnectorQueries` YAML.
+    ProvisionQueries {
+        /// The legacy file.
+        file: PathBuf,
+        /// The dialect of the queries.
+        #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres", "mariadb"])]
+        dialect: String,
+        /// The name of the query set (default: the file's stem).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+/// The definition paths of a command, defaulting to `definitions/`.
+pub fn paths_or_default(paths: &[PathBuf]) -> Vec<PathBuf> {
+    if paths.is_empty() {
+        vec![PathBuf::from("definitions")]
+    } else {
+        paths.to_vec()
+    }
+}

@@ -1,0 +1,301 @@
+//! Semantic passes: name resolution, cross-reference checks, and lowering to the IR.
+//!
+//! Each pass takes the typed documents (through [`Ctx`]) and the IR already lowered by the
+//! passes before it, reports [`Finding`]s against the document they concern, and returns exactly
+//! one IR item per definition, in the order of the [`Ctx`] lists (sorted by name), so that an
+//! index in a name table is the index in the bundle. Items with errors are lowered on a best
+//! effort basis; the bundle is discarded when any error was reported.
+
+mod notify;
+mod process;
+mod queries;
+mod scenario;
+mod users;
+
+use provflow_ir as ir;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::diagnostic::{Finding, Part};
+use crate::source::SourceReader;
+use crate::suggest::did_you_mean;
+use crate::{syntax, LoadedDoc, SourceFile, TypedDoc};
+
+/// Findings of the semantic passes, each with the index of the document it concerns.
+pub type Findings = Vec<(usize, Finding)>;
+
+/// A named definition of one kind.
+pub struct Named<'a, T> {
+    /// Index into the loaded documents (for findings).
+    pub doc: usize,
+    pub name: &'a str,
+    pub def: &'a T,
+}
+
+/// Everything the passes read: the typed documents of the bundle, by kind, sorted by name.
+pub struct Ctx<'a> {
+    pub reader: &'a dyn SourceReader,
+    pub files: &'a [SourceFile],
+    pub docs: &'a [LoadedDoc],
+    pub targets: Vec<Named<'a, syntax::Target>>,
+    pub query_sets: Vec<Named<'a, syntax::ConnectorQueries>>,
+    pub processes: Vec<Named<'a, syntax::Process>>,
+    pub events: Vec<Named<'a, syntax::NotificationEvent>>,
+    pub templates: Vec<Named<'a, syntax::NotificationTemplate>>,
+    pub user_schemas: Vec<Named<'a, syntax::UserSchema>>,
+    pub scenarios: Vec<Named<'a, syntax::Scenario>>,
+}
+
+fn index_of<T>(list: &[Named<'_, T>], name: &str) -> Option<usize> {
+    list.binary_search_by(|n| n.name.cmp(name)).ok()
+}
+
+impl<'a> Ctx<'a> {
+    pub fn target(&self, name: &str) -> Option<usize> {
+        index_of(&self.targets, name)
+    }
+    pub fn query_set(&self, name: &str) -> Option<usize> {
+        index_of(&self.query_sets, name)
+    }
+    pub fn process(&self, name: &str) -> Option<usize> {
+        index_of(&self.processes, name)
+    }
+    pub fn event(&self, name: &str) -> Option<usize> {
+        index_of(&self.events, name)
+    }
+    pub fn template(&self, name: &str) -> Option<usize> {
+        index_of(&self.templates, name)
+    }
+
+    /// The file path of a document, as shown in diagnostics.
+    pub fn file_of(&self, doc: usize) -> &str {
+        self.docs.get(doc).and_then(|d| self.files.get(d.file)).map_or("", |f| f.path.as_str())
+    }
+
+    /// The IR location of a node of a document.
+    pub fn location(&self, doc: usize, pointer: &str) -> ir::Location {
+        let Some(d) = self.docs.get(doc) else { return ir::Location::default() };
+        let span = d.spans.get(pointer).map(|n| n.key.unwrap_or(n.value)).unwrap_or(d.root);
+        ir::Location { file: self.file_of(doc).to_owned(), line: span.line, column: span.column }
+    }
+}
+
+/// An "unknown X" finding with a did-you-mean over the known names.
+pub fn unknown<'n>(
+    code: &'static str,
+    what: &str,
+    given: &str,
+    known: impl IntoIterator<Item = &'n str> + Clone,
+    pointer: impl Into<String>,
+) -> Finding {
+    let help = match did_you_mean(given, known.clone()) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => {
+            let mut names: Vec<&str> = known.into_iter().collect();
+            if names.is_empty() {
+                format!("no {what} is defined in this bundle")
+            } else {
+                names.truncate(12);
+                format!("the known {what}s are: {}", names.join(", "))
+            }
+        }
+    };
+    Finding::error(code, format!("unknown {what} `{given}`"), pointer, Part::Value, Some(help))
+}
+
+/// Escapes a name for use in a JSON pointer.
+pub fn ptr(token: &str) -> String {
+    crate::yaml::escape_token(token)
+}
+
+/// Checks on the raw JSON of a document, before the schema (which would explain these worse).
+pub fn raw_checks(kind: &str, value: &Value, findings: &mut Vec<Finding>) {
+    if kind != "Target" {
+        return;
+    }
+    if let Some(conn) = value.get("connection").and_then(Value::as_object) {
+        for (key, v) in conn {
+            let credential_key = matches!(
+                key.to_ascii_lowercase().as_str(),
+                "url" | "dsn" | "password" | "passwd" | "pwd" | "user" | "username" | "secret" | "token" | "host"
+            );
+            let url_value = v.as_str().is_some_and(|s| s.contains("://"));
+            if credential_key || (key == "url_env" && url_value) {
+                findings.push(Finding::error(
+                    "PF600",
+                    if key == "url_env" {
+                        "`url_env` must name an environment variable, not hold a URL".to_string()
+                    } else {
+                        format!("`connection.{key}` would put a credential in a definition file")
+                    },
+                    format!("/connection/{}", ptr(key)),
+                    if key == "url_env" { Part::Value } else { Part::Key },
+                    Some(
+                        "definitions are committed to git: write `url_env: SOME_VARIABLE` and set the URL in that \
+                         environment variable, or pass `--target NAME=URL`"
+                            .into(),
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(props) = value.get("properties").and_then(Value::as_object) {
+        for key in props.keys() {
+            let k = key.to_ascii_lowercase();
+            if ["password", "passwd", "secret", "token", "credential", "private_key"].iter().any(|w| k.contains(w)) {
+                findings.push(Finding::error(
+                    "PF600",
+                    format!("target property `{key}` looks like a credential"),
+                    format!("/properties/{}", ptr(key)),
+                    Part::Key,
+                    Some(
+                        "properties are plain text in git and in the IR; secrets come from `--secret` or a form field \
+                         of type GuardedString"
+                            .into(),
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn collect<'a, T>(
+    docs: &'a [LoadedDoc],
+    kind: &str,
+    pick: impl Fn(&'a TypedDoc) -> Option<(&'a str, &'a T)>,
+    out: &mut Findings,
+) -> Vec<Named<'a, T>> {
+    let mut list: Vec<Named<'a, T>> = docs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| pick(&d.doc).map(|(name, def)| Named { doc: i, name, def }))
+        .collect();
+    // Stable: among duplicates the first in file order wins and the others are reported.
+    list.sort_by(|a, b| a.name.cmp(b.name).then(a.doc.cmp(&b.doc)));
+    let mut kept: Vec<Named<'a, T>> = Vec::with_capacity(list.len());
+    for item in list {
+        if let Some(first) = kept.last().filter(|k| k.name == item.name) {
+            let first_doc = &docs[first.doc];
+            let line = first_doc.spans.get("/name").map_or(first_doc.root.line, |n| n.value.line);
+            out.push((
+                item.doc,
+                Finding::error(
+                    "PF200",
+                    format!("duplicate {kind} name `{}`", item.name),
+                    "/name",
+                    Part::Value,
+                    Some(format!(
+                        "a {kind} named `{}` is already defined (document at line {line} of file #{}); names are unique per kind across the bundle",
+                        item.name,
+                        first_doc.file + 1
+                    )),
+                ),
+            ));
+        } else {
+            kept.push(item);
+        }
+    }
+    kept
+}
+
+/// Runs every pass. Returns the bundle (meaningful only when no error was reported).
+pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) -> (Option<ir::Bundle>, Findings) {
+    let mut out = Findings::new();
+    let ctx = Ctx {
+        reader,
+        files,
+        docs,
+        targets: collect(
+            docs,
+            "Target",
+            |d| match d {
+                TypedDoc::Target(t) => Some((t.name.as_str(), t)),
+                _ => None,
+            },
+            &mut out,
+        ),
+        query_sets: collect(
+            docs,
+            "ConnectorQueries",
+            |d| match d {
+                TypedDoc::ConnectorQueries(t) => Some((t.name.as_str(), t)),
+                _ => None,
+            },
+            &mut out,
+        ),
+        processes: collect(
+            docs,
+            "Process",
+            |d| match d {
+                TypedDoc::Process(t) => Some((t.name.as_str(), t)),
+                _ => None,
+            },
+            &mut out,
+        ),
+        events: collect(
+            docs,
+            "NotificationEvent",
+            |d| match d {
+                TypedDoc::NotificationEvent(t) => Some((t.name.as_str(), t)),
+                _ => None,
+            },
+            &mut out,
+        ),
+        templates: collect(
+            docs,
+            "NotificationTemplate",
+            |d| match d {
+                TypedDoc::NotificationTemplate(t) => Some((t.name.as_str(), t)),
+                _ => None,
+            },
+            &mut out,
+        ),
+        user_schemas: collect(
+            docs,
+            "UserSchema",
+            |d| match d {
+                TypedDoc::UserSchema(t) => Some((t.name.as_str(), t)),
+                _ => None,
+            },
+            &mut out,
+        ),
+        scenarios: collect(
+            docs,
+            "Scenario",
+            |d| match d {
+                TypedDoc::Scenario(t) => Some((t.name.as_str(), t)),
+                _ => None,
+            },
+            &mut out,
+        ),
+    };
+
+    let user_schema = users::lower(&ctx, &mut out);
+    let query_sets = queries::lower_query_sets(&ctx, &mut out);
+    let targets = queries::lower_targets(&ctx, &query_sets, &mut out);
+    let processes = process::lower(&ctx, &targets, &query_sets, &user_schema, &mut out);
+    let events = notify::lower_events(&ctx, &targets, &user_schema, &mut out);
+    let templates = notify::lower_templates(&ctx, &events, &user_schema, &mut out);
+    let scenarios = scenario::lower(&ctx, &processes, &targets, &user_schema, &mut out);
+
+    let mut bundle = ir::Bundle {
+        ir_version: ir::IR_VERSION,
+        hash: String::new(),
+        targets,
+        query_sets,
+        processes,
+        events,
+        templates,
+        user_schema,
+        scenarios,
+    };
+    bundle.hash = content_hash(&bundle);
+    (Some(bundle), out)
+}
+
+/// SHA-256 of the canonical JSON of the bundle with an empty hash.
+pub fn content_hash(bundle: &ir::Bundle) -> String {
+    let json = serde_json::to_vec(bundle).unwrap_or_default();
+    let digest = Sha256::digest(&json);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

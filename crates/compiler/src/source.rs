@@ -1,0 +1,137 @@
+//! How the compiler reads its inputs: through [`SourceReader`], so that it can be driven from
+//! memory (tests, fuzzing, editors) as easily as from disk.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Read access to definition files and the files they name (install scripts).
+pub trait SourceReader: Sync {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    fn is_dir(&self, path: &Path) -> bool;
+    /// The entries of a directory (files and directories), in any order.
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>>;
+    fn exists(&self, path: &Path) -> bool;
+}
+
+/// The real file system.
+pub struct FsReader;
+
+impl SourceReader for FsReader {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        path.is_dir()
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect()
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+}
+
+/// Files held in memory, by path.
+#[derive(Default)]
+pub struct MemoryReader {
+    files: BTreeMap<PathBuf, Vec<u8>>,
+}
+
+impl MemoryReader {
+    pub fn new() -> Self {
+        MemoryReader::default()
+    }
+
+    pub fn with(mut self, path: impl Into<PathBuf>, content: impl Into<Vec<u8>>) -> Self {
+        self.files.insert(path.into(), content.into());
+        self
+    }
+}
+
+impl SourceReader for MemoryReader {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.files.get(path).cloned().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        !self.files.contains_key(path) && self.files.keys().any(|p| p.starts_with(path) && p != path)
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        let mut out: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter_map(|p| {
+                let rest = p.strip_prefix(path).ok()?;
+                let first = rest.components().next()?;
+                Some(path.join(first))
+            })
+            .collect();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        self.files.contains_key(path) || self.is_dir(path)
+    }
+}
+
+/// A definition file or directory that could not be read.
+#[derive(Debug)]
+pub struct SourceError {
+    pub path: PathBuf,
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot read `{}`: {}", self.path.display(), self.error)
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+fn is_definition_file(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
+/// Expands files and directories (recursively, `*.yaml` and `*.yml`, skipping hidden
+/// directories) into a sorted, de-duplicated list of files.
+pub fn expand(reader: &dyn SourceReader, roots: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
+    let mut out = Vec::new();
+    for root in roots {
+        if reader.is_dir(root) {
+            let mut stack = vec![root.clone()];
+            while let Some(dir) = stack.pop() {
+                let entries = reader.read_dir(&dir).map_err(|error| SourceError { path: dir.clone(), error })?;
+                for entry in entries {
+                    let hidden = entry
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with('.') || n == "node_modules" || n == "target");
+                    if reader.is_dir(&entry) {
+                        if !hidden {
+                            stack.push(entry);
+                        }
+                    } else if is_definition_file(&entry) {
+                        out.push(entry);
+                    }
+                }
+            }
+        } else if reader.exists(root) {
+            out.push(root.clone());
+        } else {
+            return Err(SourceError {
+                path: root.clone(),
+                error: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+            });
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
