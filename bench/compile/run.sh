@@ -10,6 +10,7 @@
 #   PROVFLOW=path     the provflow binary (default target/release/provflow)
 #   SCHEMA=path       the whole-file schema (default schemas/provflow.schema.json)
 #   SCALES="1 10"     the scales to measure; the scaling goal needs 1 and 10
+#   NO_HYPERFINE=1    time with the bash loop even when hyperfine is installed
 #
 # Exit status: 0 when every goal passes, 1 when a goal fails or a bundle does not compile
 # cleanly, 2 when something needed is missing.
@@ -103,7 +104,9 @@ time_ns() { # CMD... -> prints elapsed ns; fails when the command fails
 }
 
 declare -A PF AJ
-if command -v hyperfine >/dev/null; then
+use_hyperfine=0
+if [[ "${NO_HYPERFINE:-0}" != 1 ]] && command -v hyperfine >/dev/null; then use_hyperfine=1; fi
+if [[ $use_hyperfine == 1 ]]; then
   echo "== timing with hyperfine ($RUNS runs each, 1 warm-up)"
 else
   echo "== timing with a bash loop ($RUNS runs each, 1 warm-up; install hyperfine for more detail)"
@@ -112,7 +115,7 @@ for s in $SCALES; do
   dir="$OUT/scale$s"
   pf_cmd=("$PROVFLOW" compile "$dir" --format json)
   aj_cmd=(node bench/compile/baseline.mjs "$SCHEMA" "$dir")
-  if command -v hyperfine >/dev/null; then
+  if [[ $use_hyperfine == 1 ]]; then
     json="$(mktemp)"
     hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$json" \
       --command-name "provflow scale$s" "${pf_cmd[*]}" \

@@ -71,6 +71,8 @@ pub enum TypedDoc {
 /// A document that passed the structural phase, with what the later passes need to point back.
 pub struct LoadedDoc {
     pub file: usize,
+    /// Position of the document among the file's non-empty documents.
+    pub ordinal: usize,
     pub doc: TypedDoc,
     pub spans: yaml::SpanIndex,
     pub root: Span,
@@ -107,11 +109,18 @@ pub fn compile_files(reader: &dyn SourceReader, inputs: Vec<(PathBuf, Vec<u8>)>)
 
     // Phase 5.
     let (bundle, findings) = check::run(reader, &files, &docs);
+    // Deep pointers need the full span index of their file: build it once per such file.
+    let mut full: rustc_hash::FxHashMap<usize, Vec<yaml::SpanIndex>> = Default::default();
     for (doc_index, finding) in findings {
-        if let Some(doc) = docs.get(doc_index) {
-            let file = &files[doc.file];
-            diagnostics.push(resolve(file, &doc.spans, doc.root, &finding));
-        }
+        let Some(doc) = docs.get(doc_index) else { continue };
+        let file = &files[doc.file];
+        let spans = if doc.spans.covers(&finding.pointer) {
+            &doc.spans
+        } else {
+            let indexes = full.entry(doc.file).or_insert_with(|| full_index(file));
+            indexes.get(doc.ordinal).unwrap_or(&doc.spans)
+        };
+        diagnostics.push(resolve(file, spans, doc.root, &finding));
     }
     diagnostics.sort_by(|a, b| {
         (&a.file, a.line, a.column, a.code, &a.message).cmp(&(&b.file, b.line, b.column, b.code, &b.message))
@@ -125,6 +134,11 @@ pub fn compile_files(reader: &dyn SourceReader, inputs: Vec<(PathBuf, Vec<u8>)>)
 pub fn compile_bytes(name: &str, bytes: &[u8]) -> Compilation {
     let reader = source::MemoryReader::new().with(name, bytes.to_vec());
     compile_files(&reader, vec![(PathBuf::from(name), bytes.to_vec())])
+}
+
+/// The span index of every node of every document of a file.
+fn full_index(file: &SourceFile) -> Vec<yaml::SpanIndex> {
+    file.text.as_deref().map(|t| yaml::parse_full(t).0.into_iter().map(|d| d.spans).collect()).unwrap_or_default()
 }
 
 fn display_path(path: &Path) -> String {
@@ -147,13 +161,19 @@ fn load_file(index: usize, path: &Path, bytes: &[u8]) -> (SourceFile, Vec<Loaded
     }
     let file = SourceFile { path: name, text: Some(text.to_owned()) };
     let mut out = Vec::new();
-    for doc in documents {
+    let mut full: Option<Vec<yaml::SpanIndex>> = None;
+    for (ordinal, doc) in documents.into_iter().enumerate() {
         let mut findings = Vec::new();
-        if let Some(typed) = structural(&doc.value, &mut findings) {
-            out.push(LoadedDoc { file: index, doc: typed, spans: doc.spans, root: doc.root });
+        if let Some(typed) = structural(doc.value, &mut findings) {
+            out.push(LoadedDoc { file: index, ordinal, doc: typed, spans: doc.spans, root: doc.root });
         } else {
             for f in &findings {
-                diags.push(resolve(&file, &doc.spans, doc.root, f));
+                let spans = if doc.spans.covers(&f.pointer) {
+                    &doc.spans
+                } else {
+                    full.get_or_insert_with(|| full_index(&file)).get(ordinal).unwrap_or(&doc.spans)
+                };
+                diags.push(resolve(&file, spans, doc.root, f));
             }
         }
     }
@@ -176,7 +196,7 @@ fn load_diagnostic(file: &str, e: yaml::LoadError) -> Diagnostic {
 }
 
 /// Phases 3 and 4 for one document: header checks, schema validation, typed deserialisation.
-fn structural(value: &Value, findings: &mut Vec<Finding>) -> Option<TypedDoc> {
+fn structural(value: Value, findings: &mut Vec<Finding>) -> Option<TypedDoc> {
     let Some(obj) = value.as_object() else {
         findings.push(Finding::error(
             "PF101",
@@ -226,8 +246,10 @@ fn structural(value: &Value, findings: &mut Vec<Finding>) -> Option<TypedDoc> {
             return None;
         }
     };
-    check::raw_checks(kind, value, findings);
-    let schema_findings = schema::validate(kind, value);
+    let kind = kind.to_owned();
+    let kind = kind.as_str();
+    check::raw_checks(kind, &value, findings);
+    let schema_findings = schema::validate(kind, &value);
     let raw_pointers: Vec<String> = findings.iter().map(|f| f.pointer.clone()).collect();
     // A raw check explains some problems better than the schema (credentials in a connection).
     findings.extend(schema_findings.into_iter().filter(|f| !raw_pointers.contains(&f.pointer)));
@@ -235,13 +257,13 @@ fn structural(value: &Value, findings: &mut Vec<Finding>) -> Option<TypedDoc> {
         return None;
     }
     let typed = match kind {
-        "Target" => serde_json::from_value(value.clone()).map(TypedDoc::Target),
-        "ConnectorQueries" => serde_json::from_value(value.clone()).map(TypedDoc::ConnectorQueries),
-        "Process" => serde_json::from_value(value.clone()).map(TypedDoc::Process),
-        "NotificationEvent" => serde_json::from_value(value.clone()).map(TypedDoc::NotificationEvent),
-        "NotificationTemplate" => serde_json::from_value(value.clone()).map(TypedDoc::NotificationTemplate),
-        "UserSchema" => serde_json::from_value(value.clone()).map(TypedDoc::UserSchema),
-        _ => serde_json::from_value(value.clone()).map(TypedDoc::Scenario),
+        "Target" => serde_json::from_value(value).map(TypedDoc::Target),
+        "ConnectorQueries" => serde_json::from_value(value).map(TypedDoc::ConnectorQueries),
+        "Process" => serde_json::from_value(value).map(TypedDoc::Process),
+        "NotificationEvent" => serde_json::from_value(value).map(TypedDoc::NotificationEvent),
+        "NotificationTemplate" => serde_json::from_value(value).map(TypedDoc::NotificationTemplate),
+        "UserSchema" => serde_json::from_value(value).map(TypedDoc::UserSchema),
+        _ => serde_json::from_value(value).map(TypedDoc::Scenario),
     };
     match typed {
         Ok(t) => Some(t),

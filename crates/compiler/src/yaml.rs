@@ -9,7 +9,7 @@
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as YSpan};
 use serde_json::{Map, Number, Value};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::diagnostic::Span;
 
@@ -30,12 +30,26 @@ pub struct NodeSpan {
 }
 
 /// JSON pointer → node position, for one document.
+///
+/// The first load indexes only the top levels ([`SHALLOW_DEPTH`]): that is all the lowering
+/// needs for IR locations, and indexing every node of a large bundle would cost more than the
+/// rest of the compile. A finding deeper down re-parses its file with [`parse_full`].
 #[derive(Debug, Default)]
 pub struct SpanIndex {
     nodes: HashMap<String, NodeSpan>,
+    /// Nodes deeper than this are not indexed.
+    max_depth: usize,
 }
 
+/// How deep the first load indexes: `/tasks/<name>` is depth 2.
+pub const SHALLOW_DEPTH: usize = 2;
+
 impl SpanIndex {
+    /// Whether a node at `pointer` would have been indexed.
+    pub fn covers(&self, pointer: &str) -> bool {
+        pointer.matches('/').count() <= self.max_depth
+    }
+
     pub fn get(&self, pointer: &str) -> Option<&NodeSpan> {
         self.nodes.get(pointer)
     }
@@ -78,6 +92,8 @@ pub struct LineIndex<'a> {
     text: &'a str,
     /// Byte offset of each line start.
     line_starts: Vec<usize>,
+    /// Character index == byte offset: the common case, and much faster.
+    ascii: bool,
 }
 
 impl<'a> LineIndex<'a> {
@@ -88,7 +104,7 @@ impl<'a> LineIndex<'a> {
                 line_starts.push(i + 1);
             }
         }
-        LineIndex { text, line_starts }
+        LineIndex { text, line_starts, ascii: text.is_ascii() }
     }
 
     /// Byte offset of a 1-based line and 0-based character column (clamped to the text).
@@ -107,13 +123,18 @@ impl<'a> LineIndex<'a> {
     pub fn span(&self, s: &YSpan) -> Span {
         let (sl, sc) = (s.start.line(), s.start.col());
         let (el, ec) = (s.end.line(), s.end.col());
+        let (start, end) = if self.ascii {
+            (s.start.index().min(self.text.len()), s.end.index().min(self.text.len()))
+        } else {
+            (self.offset(sl, sc), self.offset(el, ec))
+        };
         Span {
             line: sl.max(1) as u32,
             column: sc as u32 + 1,
             end_line: el.max(1) as u32,
             end_column: ec as u32 + 1,
-            start: self.offset(sl, sc),
-            end: self.offset(el, ec),
+            start,
+            end,
         }
     }
 
@@ -186,13 +207,23 @@ enum Frame {
 /// Parses every document of a file. Documents that are empty (only comments, or a trailing
 /// `---`) are skipped; a file with no document at all is an error.
 pub fn parse(text: &str) -> (Vec<Document>, Vec<LoadError>) {
+    parse_indexed(text, SHALLOW_DEPTH)
+}
+
+/// Like [`parse`], indexing every node.
+pub fn parse_full(text: &str) -> (Vec<Document>, Vec<LoadError>) {
+    parse_indexed(text, usize::MAX)
+}
+
+fn parse_indexed(text: &str, max_depth: usize) -> (Vec<Document>, Vec<LoadError>) {
+    let new_index = || SpanIndex { nodes: HashMap::default(), max_depth };
     let lines = LineIndex::new(text);
     let mut docs = Vec::new();
     let mut errors = Vec::new();
     let mut parser = Parser::new_from_str(text);
 
     let mut stack: Vec<Frame> = Vec::new();
-    let mut spans = SpanIndex::default();
+    let mut spans = new_index();
     let mut root: Option<(Value, Span)> = None;
     let mut doc_start = Span::default();
 
@@ -219,7 +250,7 @@ pub fn parse(text: &str) -> (Vec<Document>, Vec<LoadError>) {
             Event::StreamEnd => break,
             Event::DocumentStart(_) => {
                 stack.clear();
-                spans = SpanIndex::default();
+                spans = new_index();
                 root = None;
                 doc_start = span;
             }
@@ -265,7 +296,9 @@ pub fn parse(text: &str) -> (Vec<Document>, Vec<LoadError>) {
                     Value::String(text_value.into_owned())
                 };
                 let block = match style {
-                    ScalarStyle::Literal | ScalarStyle::Folded => block_content_start(&lines, &span),
+                    ScalarStyle::Literal | ScalarStyle::Folded if stack.len() <= max_depth => {
+                        block_content_start(&lines, &span)
+                    }
                     _ => None,
                 };
                 let quoted = matches!(style, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted);
@@ -283,7 +316,8 @@ pub fn parse(text: &str) -> (Vec<Document>, Vec<LoadError>) {
                     });
                     return (docs, errors);
                 }
-                let pointer = child_pointer(&stack);
+                let indexed = stack.len() <= max_depth;
+                let pointer = if indexed { child_pointer(&stack) } else { key_expected(&stack).then_some(String::new()) };
                 let Some(pointer) = pointer else {
                     // A collection used as a mapping key.
                     errors.push(LoadError {
@@ -295,12 +329,14 @@ pub fn parse(text: &str) -> (Vec<Document>, Vec<LoadError>) {
                     return (docs, errors);
                 };
                 // Remember where the collection starts; its value span is completed at its end.
-                let key = key_span(&stack);
-                spans.nodes.insert(pointer.clone(), NodeSpan { key, value: span, block_content: None, quoted: false });
+                if indexed {
+                    let key = key_span(&stack);
+                    spans.nodes.insert(pointer.clone(), NodeSpan { key, value: span, block_content: None, quoted: false });
+                }
                 if matches!(event, Event::SequenceStart(..)) {
                     stack.push(Frame::Seq { items: Vec::new(), pointer });
                 } else {
-                    stack.push(Frame::Map { map: Map::new(), pointer, pending_key: None, key_spans: HashMap::new() });
+                    stack.push(Frame::Map { map: Map::new(), pointer, pending_key: None, key_spans: HashMap::default() });
                 }
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -309,7 +345,11 @@ pub fn parse(text: &str) -> (Vec<Document>, Vec<LoadError>) {
                     Frame::Seq { items, pointer } => (Value::Array(items), pointer),
                     Frame::Map { map, pointer, .. } => (Value::Object(map), pointer),
                 };
-                let start = spans.nodes.get(&pointer).map(|n| n.value).unwrap_or(span);
+                let start = if pointer.is_empty() && stack.len() > max_depth {
+                    span
+                } else {
+                    spans.nodes.get(&pointer).map(|n| n.value).unwrap_or(span)
+                };
                 let full = Span {
                     end_line: span.end_line,
                     end_column: span.end_column,
@@ -334,6 +374,11 @@ pub fn parse(text: &str) -> (Vec<Document>, Vec<LoadError>) {
         });
     }
     (docs, errors)
+}
+
+/// True unless the innermost collection is a mapping waiting for a key.
+fn key_expected(stack: &[Frame]) -> bool {
+    !matches!(stack.last(), Some(Frame::Map { pending_key: None, .. }))
 }
 
 /// The pointer of the next child of the innermost collection; `None` if a key is expected.
@@ -404,8 +449,10 @@ fn place(
     quoted: bool,
     errors: &mut Vec<LoadError>,
 ) -> bool {
-    if let Some(pointer) = child_pointer(stack) {
-        spans.nodes.insert(pointer, NodeSpan { key: key_span(stack), value: span, block_content, quoted });
+    if stack.len() <= spans.max_depth {
+        if let Some(pointer) = child_pointer(stack) {
+            spans.nodes.insert(pointer, NodeSpan { key: key_span(stack), value: span, block_content, quoted });
+        }
     }
     attach(stack, root, value, span, errors)
 }

@@ -1,0 +1,1540 @@
+//! The task engine (SPEC §4 Semantics, seed 004): inserts tasks, moves them through their
+//! statuses, calls targets, applies responses, retries, recovery, undo, status maps and
+//! notifications. Every transition is committed before the next step.
+
+use provflow_ir::{self as ir, Bundle, Effect, ObjectStatus, TaskAction, TaskStatus};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use crate::clock::{self, Clock};
+use crate::store::{
+    Account, AccountId, ChildRow, FormData, NewTask, NotifyRequest, SecretCache, StateStore, Step, StoreError, TaskId,
+    TaskInstance, Transition, UserRecord,
+};
+use crate::target::{self, CallOutcome, SqliteTarget, Target, TargetError};
+use crate::value::{self, Secret, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("unknown user `{login}`{}", hint(suggestion))]
+    UnknownUser { login: String, suggestion: Option<String> },
+    #[error("user `{0}` already exists; change it with `provflow user modify {0} --attr name=value`")]
+    UserExists(String),
+    #[error("unknown process `{name}`{}", hint(suggestion))]
+    UnknownProcess { name: String, suggestion: Option<String> },
+    #[error(
+        "`{user}` has no `{process}` account; provision one with `provflow run --process \"{process}\" --user {user}`"
+    )]
+    NoAccount { process: String, user: String },
+    #[error("`{user}` already has a `{process}` account (#{id}, {status}); see `provflow account show --process \"{process}\" --user {user}`")]
+    AccountExists { process: String, user: String, id: AccountId, status: &'static str },
+    #[error("no task instance #{0}; see `provflow task list`")]
+    UnknownTask(TaskId),
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    #[error("task #{id} `{name}` is {status}: {why}")]
+    NotActionable { id: TaskId, name: String, status: &'static str, why: String },
+    #[error("the definitions (bundle {0}) this account was started with are missing from the state store")]
+    BundleMissing(String),
+    #[error("target `{target}`: {error}")]
+    Target { target: String, error: TargetError },
+}
+
+fn hint(s: &Option<String>) -> String {
+    s.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default()
+}
+
+/// The closest of `candidates` to `name`, if close enough to be a likely typo.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                let cost = usize::from(!ca.eq_ignore_ascii_case(cb));
+                cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev.last().copied().unwrap_or(usize::MAX)
+    }
+    candidates
+        .into_iter()
+        .map(|c| (distance(name, c), c))
+        .filter(|(d, c)| *d <= (c.chars().count() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_string())
+}
+
+/// Opens targets by name: `--target NAME=URL`, else the Target's `url_env`, else (sqlite) the
+/// embedded default file.
+pub trait TargetProvider {
+    fn open(&mut self, bundle: &Bundle, target: usize) -> Result<&mut dyn Target, TargetError>;
+    /// The file of a sqlite target, to tell whether it is the state store itself.
+    fn sqlite_file(&self, bundle: &Bundle, target: usize) -> Option<PathBuf>;
+}
+
+pub struct Targets {
+    overrides: BTreeMap<String, String>,
+    base: PathBuf,
+    open: BTreeMap<(String, usize), SqliteTarget>,
+}
+
+impl Targets {
+    pub fn new(overrides: BTreeMap<String, String>, base: PathBuf) -> Self {
+        Targets { overrides, base, open: BTreeMap::new() }
+    }
+
+    fn url(&self, t: &ir::Target) -> Option<String> {
+        self.overrides
+            .get(&t.name)
+            .cloned()
+            .or_else(|| t.url_env.as_ref().and_then(|v| std::env::var(v).ok()).filter(|u| !u.is_empty()))
+    }
+}
+
+impl TargetProvider for Targets {
+    fn open(&mut self, bundle: &Bundle, index: usize) -> Result<&mut dyn Target, TargetError> {
+        let t = bundle.targets.get(index).ok_or_else(|| TargetError::refused("target index out of range"))?;
+        if t.dialect != ir::Dialect::Sqlite {
+            return Err(TargetError::refused(format!(
+                "{} targets are not supported by this runner yet; use a sqlite target",
+                t.dialect.as_str()
+            )));
+        }
+        let key = (bundle.hash.clone(), index);
+        if !self.open.contains_key(&key) {
+            let path = target::sqlite_path(self.url(t).as_deref(), &t.name, &self.base);
+            let procedures = bundle.query_sets.get(t.query_set).map(|q| q.procedures.clone()).unwrap_or_default();
+            let opened = SqliteTarget::open(&path, procedures)?;
+            self.open.insert(key.clone(), opened);
+        }
+        match self.open.get_mut(&key) {
+            Some(t) => Ok(t),
+            None => Err(TargetError::refused("target could not be opened")),
+        }
+    }
+
+    fn sqlite_file(&self, bundle: &Bundle, index: usize) -> Option<PathBuf> {
+        let t = bundle.targets.get(index)?;
+        (t.dialect == ir::Dialect::Sqlite).then(|| target::sqlite_path(self.url(t).as_deref(), &t.name, &self.base))
+    }
+}
+
+/// A form value given on the command line.
+#[derive(Debug, Clone)]
+pub enum FormInput {
+    Plain(String),
+    Secret(Secret),
+}
+
+/// One task of a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedTask {
+    pub name: String,
+    pub status: TaskStatus,
+    pub manual: bool,
+    /// The rendered SQL with secrets masked.
+    pub sql: Option<String>,
+    pub note: Option<String>,
+}
+
+pub struct Engine<'a> {
+    pub store: &'a mut dyn StateStore,
+    pub targets: &'a mut dyn TargetProvider,
+    clock: &'a dyn Clock,
+    /// Who the audit trail names for this run's transitions.
+    pub actor: String,
+    /// Secrets given in this process, usable even when the store cannot keep them.
+    secrets: SecretCache,
+    bundles: BTreeMap<String, Rc<Bundle>>,
+}
+
+/// Whether `status` ends an instance's life as far as insertion rules go.
+fn is_open(status: TaskStatus) -> bool {
+    !status.is_final()
+}
+
+/// The newest instance of each task index.
+fn latest(tasks: &[TaskInstance]) -> BTreeMap<usize, &TaskInstance> {
+    let mut out = BTreeMap::new();
+    for t in tasks {
+        out.insert(t.task_index, t);
+    }
+    out
+}
+
+/// Whether a task ended Rejected with no retry coming: the run failed.
+pub fn has_final_rejection(tasks: &[TaskInstance]) -> bool {
+    latest(tasks).values().any(|t| t.status == TaskStatus::Rejected)
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(store: &'a mut dyn StateStore, targets: &'a mut dyn TargetProvider, clock: &'a dyn Clock) -> Self {
+        Engine {
+            store,
+            targets,
+            clock,
+            actor: "provflow".into(),
+            secrets: SecretCache::new(),
+            bundles: BTreeMap::new(),
+        }
+    }
+
+    pub fn bundle(&mut self, hash: &str) -> Result<Rc<Bundle>, EngineError> {
+        if let Some(b) = self.bundles.get(hash) {
+            return Ok(b.clone());
+        }
+        let b = Rc::new(self.store.bundle(hash)?.ok_or_else(|| EngineError::BundleMissing(hash.to_string()))?);
+        self.bundles.insert(hash.to_string(), b.clone());
+        Ok(b)
+    }
+
+    fn user(&self, login: &str) -> Result<UserRecord, EngineError> {
+        match self.store.user(login)? {
+            Some(u) => Ok(u),
+            None => {
+                let users = self.store.users()?;
+                Err(EngineError::UnknownUser {
+                    login: login.to_string(),
+                    suggestion: did_you_mean(login, users.iter().map(|u| u.login.as_str())),
+                })
+            }
+        }
+    }
+
+    pub fn process_index(bundle: &Bundle, name: &str) -> Result<usize, EngineError> {
+        bundle.process(name).map(|(i, _)| i).ok_or_else(|| EngineError::UnknownProcess {
+            name: name.to_string(),
+            suggestion: did_you_mean(name, bundle.processes.iter().map(|p| p.name.as_str())),
+        })
+    }
+
+    fn process_of<'b>(bundle: &'b Bundle, account: &Account) -> Result<&'b ir::Process, EngineError> {
+        bundle
+            .process(&account.process)
+            .map(|(_, p)| p)
+            .ok_or_else(|| EngineError::UnknownProcess { name: account.process.clone(), suggestion: None })
+    }
+
+    // ----- provisioning -------------------------------------------------------------------
+
+    /// Builds the form of a new account: given values, then `from` user attributes, then
+    /// defaults; every problem reported at once.
+    fn build_form(
+        process: &ir::Process,
+        user: &UserRecord,
+        given: &BTreeMap<String, FormInput>,
+    ) -> Result<FormData, EngineError> {
+        let mut problems = Vec::new();
+        for name in given.keys() {
+            if !process.form.fields.iter().any(|f| &f.name == name) {
+                let s = did_you_mean(name, process.form.fields.iter().map(|f| f.name.as_str()));
+                problems.push(format!("`{}` has no form field `{name}`{}", process.name, hint(&s)));
+            }
+        }
+        let mut form = FormData::new();
+        for field in &process.form.fields {
+            let text = match given.get(&field.name) {
+                Some(FormInput::Secret(s)) => {
+                    if field.ty.is_secret() {
+                        form.insert(field.name.clone(), Value::Secret(s.clone()));
+                    } else {
+                        // A secret source never feeds a plain field; nothing of it is echoed.
+                        problems.push(format!(
+                            "form field `{}` is a {}, not a secret; pass it with --form {}=VALUE",
+                            field.name,
+                            field.ty.as_str(),
+                            field.name
+                        ));
+                    }
+                    continue;
+                }
+                Some(FormInput::Plain(t)) => {
+                    if field.ty.is_secret() {
+                        problems.push(format!(
+                            "form field `{}` is a secret: pass it with --secret {}=env:VAR or --secret {}=file:PATH, never on the command line",
+                            field.name, field.name, field.name
+                        ));
+                        continue;
+                    }
+                    Some(t.clone())
+                }
+                None => field
+                    .from_user
+                    .as_ref()
+                    .and_then(
+                        |a| if a == "usr_login" { Some(user.login.clone()) } else { user.attributes.get(a).cloned() },
+                    )
+                    .or_else(|| field.default.clone()),
+            };
+            match text {
+                Some(t) => match value::typed(field.ty, &t) {
+                    Ok(Value::Secret(s)) => {
+                        form.insert(field.name.clone(), Value::Secret(s));
+                    }
+                    // Form values are kept as text; the query parameter's type applies at call time.
+                    Ok(_) => {
+                        form.insert(field.name.clone(), Value::Text(t));
+                    }
+                    Err(e) => problems.push(format!("form field `{}`: {e}", field.name)),
+                },
+                None if field.required => problems.push(if field.ty.is_secret() {
+                    format!("form field `{}` is required: pass it with --secret {}=env:VAR", field.name, field.name)
+                } else {
+                    format!("form field `{}` is required: pass it with --form {}=VALUE", field.name, field.name)
+                }),
+                None => {}
+            }
+        }
+        if problems.is_empty() {
+            Ok(form)
+        } else {
+            Err(EngineError::Invalid(problems))
+        }
+    }
+
+    /// The tasks a new account starts with: non-conditional ones, and conditional ones whose
+    /// `condition` holds.
+    fn initial_tasks(bundle: &Bundle, process: &ir::Process, user: &UserRecord, form: &FormData) -> Vec<usize> {
+        process
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| match (&t.condition, t.conditional) {
+                (Some(c), _) => condition_holds(c, bundle, process, user, form),
+                (None, conditional) => !conditional,
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Provisions one account and runs it until no task can run now.
+    pub fn provision(
+        &mut self,
+        bundle: &Bundle,
+        process_name: &str,
+        login: &str,
+        given: &BTreeMap<String, FormInput>,
+    ) -> Result<AccountId, EngineError> {
+        let pi = Self::process_index(bundle, process_name)?;
+        let process = &bundle.processes[pi];
+        let user = self.user(login)?;
+        if user.status == "Deleted" {
+            return Err(EngineError::Invalid(vec![format!(
+                "user `{login}` is deleted; nothing can be provisioned for it"
+            )]));
+        }
+        if let Some(existing) = self.store.find_account(&process.name, login)? {
+            if existing.status != ObjectStatus::Revoked {
+                return Err(EngineError::AccountExists {
+                    process: process.name.clone(),
+                    user: login.to_string(),
+                    id: existing.id,
+                    status: existing.status.as_str(),
+                });
+            }
+        }
+        let form = Self::build_form(process, &user, given)?;
+        self.store.save_bundle(bundle)?;
+        self.bundles.insert(bundle.hash.clone(), Rc::new(bundle.clone()));
+        let tasks: Vec<NewTask> = Self::initial_tasks(bundle, process, &user, &form)
+            .into_iter()
+            .map(|i| new_task(process, i, TaskStatus::Waiting, 1, None, ChildRow::new()))
+            .collect();
+        let id = self.store.create_account(
+            &process.name,
+            login,
+            &bundle.hash,
+            ObjectStatus::Provisioning,
+            &form,
+            &self.actor,
+            &tasks,
+        )?;
+        for (name, v) in &form {
+            if let Value::Secret(s) = v {
+                self.secrets.insert((id, name.clone()), s.clone());
+            }
+        }
+        self.run_account(id)?;
+        Ok(id)
+    }
+
+    /// What `provision` would do, without writing or sending anything.
+    pub fn plan(
+        &self,
+        bundle: &Bundle,
+        process_name: &str,
+        user: &UserRecord,
+        given: &BTreeMap<String, FormInput>,
+    ) -> Result<Vec<PlannedTask>, EngineError> {
+        let pi = Self::process_index(bundle, process_name)?;
+        let process = &bundle.processes[pi];
+        let form = Self::build_form(process, user, given)?;
+        let inserted = Self::initial_tasks(bundle, process, user, &form);
+        let mut out = Vec::new();
+        for &i in &inserted {
+            let task = &process.tasks[i];
+            let waiting = task.depends_on.iter().any(|d| inserted.contains(d));
+            let status = if waiting { TaskStatus::Waiting } else { TaskStatus::Pending };
+            let (sql, note) = match &task.action {
+                TaskAction::Manual { assignee } => {
+                    (None, Some(format!("manual: waits for {}", assignee.as_deref().unwrap_or("a person"))))
+                }
+                TaskAction::Adapter(adapter) => {
+                    let ctx = Inputs {
+                        bundle,
+                        process,
+                        user,
+                        form: &form,
+                        child: &ChildRow::new(),
+                        tasks: &[],
+                        today: clock::date(self.clock.now()),
+                    };
+                    match (query_of(bundle, process, adapter), ctx.values(adapter)) {
+                        (Some((query, dialect)), Ok(values)) => match target::render(query, &values, dialect, true) {
+                            Ok(r) => (Some(r.display()), None),
+                            Err(e) => (None, Some(format!("would be refused: {}", e.message))),
+                        },
+                        (None, _) => (None, Some("the query is missing from the bundle".into())),
+                        (_, Err(e)) => (None, Some(e)),
+                    }
+                }
+            };
+            out.push(PlannedTask {
+                name: task.name.clone(),
+                status,
+                manual: matches!(task.action, TaskAction::Manual { .. }),
+                sql,
+                note,
+            });
+        }
+        Ok(out)
+    }
+
+    // ----- the run loop -------------------------------------------------------------------
+
+    /// Runs one account until no task can run now: promotes waiting tasks, runs due pending
+    /// adapter tasks, settles recovery and completion. Each step is its own transaction.
+    pub fn run_account(&mut self, id: AccountId) -> Result<(), EngineError> {
+        // Every step changes at least one row or breaks; the bound only guards against a
+        // definition that generates tasks forever.
+        for _ in 0..10_000 {
+            let account = self
+                .store
+                .account(id)?
+                .ok_or(EngineError::NoAccount { process: "?".into(), user: format!("account #{id}") })?;
+            let bundle = self.bundle(&account.bundle_hash)?;
+            let process = Self::process_of(&bundle, &account)?;
+            let tasks = self.store.tasks_of(id)?;
+            if self.promote(&bundle, process, &account, &tasks)? {
+                continue;
+            }
+            if self.settle_recovery(&bundle, process, &account, &tasks)? {
+                continue;
+            }
+            if self.settle_completion(process, &account, &tasks)? {
+                continue;
+            }
+            let now = self.clock.now();
+            let runnable = tasks.iter().find(|t| {
+                t.status == TaskStatus::Pending
+                    && !t.held
+                    && !t.calling
+                    && t.due_at.is_none_or(|d| d <= now)
+                    && matches!(process.tasks.get(t.task_index).map(|x| &x.action), Some(TaskAction::Adapter(_)))
+            });
+            match runnable {
+                Some(t) => {
+                    let t = t.clone();
+                    self.execute(&bundle, process, &account, &tasks, &t)?;
+                }
+                None => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    fn deps_satisfied(task: &ir::Task, tasks: &[TaskInstance]) -> bool {
+        let latest = latest(tasks);
+        task.depends_on.iter().all(|d| latest.get(d).is_none_or(|t| t.status.satisfies_dependency()))
+    }
+
+    fn promote(
+        &mut self,
+        bundle: &Bundle,
+        process: &ir::Process,
+        account: &Account,
+        tasks: &[TaskInstance],
+    ) -> Result<bool, EngineError> {
+        let mut step = self.step(account);
+        for t in tasks.iter().filter(|t| t.status == TaskStatus::Waiting) {
+            let Some(def) = process.tasks.get(t.task_index) else { continue };
+            if Self::deps_satisfied(def, tasks) {
+                let (held, note) = match &def.action {
+                    TaskAction::Manual { assignee } => (
+                        true,
+                        Some(format!(
+                            "waiting for {}: `provflow task complete {}` or `provflow task reject {}`",
+                            assignee.as_deref().unwrap_or("a person"),
+                            t.id,
+                            t.id
+                        )),
+                    ),
+                    TaskAction::Adapter(_) => (false, None),
+                };
+                step.transitions.push(Transition {
+                    task: t.id,
+                    to: TaskStatus::Pending,
+                    response: None,
+                    note,
+                    held,
+                    outputs: BTreeMap::new(),
+                });
+                self.on_status(bundle, process, account, tasks, t, TaskStatus::Pending, &mut step);
+            }
+        }
+        self.commit_if_any(step)
+    }
+
+    /// A Rejected task with `complete_on_recovery` becomes Unsuccessfully Completed once all
+    /// its recovery tasks have completed.
+    fn settle_recovery(
+        &mut self,
+        bundle: &Bundle,
+        process: &ir::Process,
+        account: &Account,
+        tasks: &[TaskInstance],
+    ) -> Result<bool, EngineError> {
+        let mut step = self.step(account);
+        let latest = latest(tasks);
+        for t in latest.values().filter(|t| t.status == TaskStatus::Rejected) {
+            let Some(def) = process.tasks.get(t.task_index) else { continue };
+            if !def.complete_on_recovery || def.recovery.is_empty() {
+                continue;
+            }
+            let recovered = def.recovery.iter().all(|r| {
+                tasks
+                    .iter()
+                    .rfind(|x| x.task_index == *r && x.id > t.id)
+                    .is_some_and(|x| x.status.satisfies_dependency())
+            });
+            if recovered {
+                step.transitions.push(Transition {
+                    task: t.id,
+                    to: TaskStatus::UnsuccessfullyCompleted,
+                    response: None,
+                    note: Some("its recovery tasks completed".into()),
+                    held: false,
+                    outputs: BTreeMap::new(),
+                });
+                self.on_status(bundle, process, account, tasks, t, TaskStatus::UnsuccessfullyCompleted, &mut step);
+            }
+        }
+        self.commit_if_any(step)
+    }
+
+    /// A provisioning account is Provisioned once every required-for-completion task is
+    /// Completed (or Manually Completed), unless a status map already moved it elsewhere.
+    fn settle_completion(
+        &mut self,
+        process: &ir::Process,
+        account: &Account,
+        tasks: &[TaskInstance],
+    ) -> Result<bool, EngineError> {
+        if account.status != ObjectStatus::Provisioning {
+            return Ok(false);
+        }
+        let latest = latest(tasks);
+        let required: Vec<usize> =
+            process.tasks.iter().enumerate().filter(|(_, t)| t.required_for_completion).map(|(i, _)| i).collect();
+        let done = !required.is_empty()
+            && required.iter().all(|i| {
+                latest.get(i).is_some_and(|t| matches!(t.status, TaskStatus::Completed | TaskStatus::ManuallyCompleted))
+            });
+        if !done {
+            return Ok(false);
+        }
+        let mut step = self.step(account);
+        step.account_status = Some(ObjectStatus::Provisioned);
+        self.store.commit(&step)?;
+        Ok(true)
+    }
+
+    fn step(&self, account: &Account) -> Step {
+        Step { account: account.id, actor: self.actor.clone(), ..Step::default() }
+    }
+
+    fn commit_if_any(&mut self, step: Step) -> Result<bool, EngineError> {
+        if step.transitions.is_empty() && step.new_tasks.is_empty() && step.account_status.is_none() {
+            return Ok(false);
+        }
+        self.store.commit(&step)?;
+        Ok(true)
+    }
+
+    /// Everything a status change causes besides itself: the status map, notifications,
+    /// retries, recovery and undo.
+    #[allow(clippy::too_many_arguments)]
+    fn on_status(
+        &self,
+        bundle: &Bundle,
+        process: &ir::Process,
+        account: &Account,
+        tasks: &[TaskInstance],
+        inst: &TaskInstance,
+        status: TaskStatus,
+        step: &mut Step,
+    ) {
+        let Some(def) = process.tasks.get(inst.task_index) else { return };
+        if let Some(s) = def.status_map.get(&status).filter(|s| **s != ObjectStatus::None) {
+            step.account_status = Some(*s);
+        }
+        if let Some(&template_index) = def.notify.get(&status) {
+            step.notify.push(NotifyRequest {
+                task: Some(inst.id),
+                template_index,
+                template: bundle.templates.get(template_index).map(|t| t.name.clone()).unwrap_or_default(),
+                task_status: status,
+                recipient: account.user.clone(),
+            });
+        }
+        match status {
+            TaskStatus::Rejected => {
+                let retry = def.retry.filter(|r| inst.attempt < r.count);
+                if let Some(r) = retry {
+                    let due = self.clock.now().saturating_add((r.period_minutes as i64).saturating_mul(60));
+                    let mut t = new_task(
+                        process,
+                        inst.task_index,
+                        TaskStatus::Pending,
+                        inst.attempt + 1,
+                        Some(due),
+                        inst.child.clone(),
+                    );
+                    t.note = Some(format!(
+                        "retry {} of {} after a rejection; due {}",
+                        inst.attempt,
+                        r.count.saturating_sub(1),
+                        clock::timestamp(due)
+                    ));
+                    step.new_tasks.push(t);
+                } else {
+                    self.insert(process, tasks, &def.recovery, &inst.child, step);
+                }
+            }
+            TaskStatus::Cancelled => self.insert(process, tasks, &def.undo, &inst.child, step),
+            _ => {}
+        }
+    }
+
+    /// Inserts tasks (Waiting; promoted when their dependencies allow), honouring
+    /// `allow_multiple_instances`.
+    fn insert(
+        &self,
+        process: &ir::Process,
+        tasks: &[TaskInstance],
+        indices: &[usize],
+        child: &ChildRow,
+        step: &mut Step,
+    ) {
+        for &i in indices {
+            let Some(def) = process.tasks.get(i) else { continue };
+            let open_exists = tasks.iter().any(|t| t.task_index == i && is_open(t.status))
+                || step.new_tasks.iter().any(|t| t.task_index == i);
+            if open_exists && !def.allow_multiple_instances {
+                continue;
+            }
+            step.new_tasks.push(new_task(process, i, TaskStatus::Waiting, 1, None, child.clone()));
+        }
+    }
+
+    /// Runs one pending adapter task against its target and records the outcome.
+    fn execute(
+        &mut self,
+        bundle: &Bundle,
+        process: &ir::Process,
+        account: &Account,
+        tasks: &[TaskInstance],
+        inst: &TaskInstance,
+    ) -> Result<(), EngineError> {
+        let Some(def) = process.tasks.get(inst.task_index) else { return Ok(()) };
+        let TaskAction::Adapter(adapter) = &def.action else { return Ok(()) };
+        let Some((query, _)) = query_of(bundle, process, adapter) else {
+            return self.hold(account, inst, "the task's query is missing from the bundle".into());
+        };
+        let user = self.user(&account.user)?;
+        let mut form = account.form.clone();
+        for ((acc, name), s) in &self.secrets {
+            if *acc == account.id {
+                form.insert(name.clone(), Value::Secret(s.clone()));
+            }
+        }
+        let inputs = Inputs {
+            bundle,
+            process,
+            user: &user,
+            form: &form,
+            child: &inst.child,
+            tasks,
+            today: clock::date(self.clock.now()),
+        };
+        let values = match inputs.values(adapter) {
+            Ok(v) => v,
+            Err(why) => return self.hold(account, inst, why),
+        };
+        // Committed before the call: after a crash, `resume` knows the call may have happened.
+        self.store.set_calling(inst.id, true)?;
+        let target_name = bundle.targets.get(process.target).map(|t| t.name.clone()).unwrap_or_default();
+        let result = match self.targets.open(bundle, process.target) {
+            Ok(t) => t.call(query, &values),
+            Err(e) => Err(e),
+        };
+        let (code, outputs, note) = match &result {
+            Ok(CallOutcome { outputs, .. }) => {
+                let code = query
+                    .response_from
+                    .and_then(|i| query.params.get(i))
+                    .and_then(|p| outputs.get(&p.name))
+                    .and_then(|v| v.as_plain_text())
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(|| "SUCCESS".to_string());
+                let outs = outputs.iter().filter_map(|(k, v)| v.as_plain_text().map(|t| (k.clone(), t))).collect();
+                (code, outs, None)
+            }
+            Err(e) => {
+                let code =
+                    e.sqlstate.as_ref().and_then(|s| query.errors.get(s)).cloned().unwrap_or_else(|| "UNKNOWN".into());
+                (code, BTreeMap::new(), Some(format!("target `{target_name}` refused `{}`: {e}", query.name)))
+            }
+        };
+        let response = def.responses.iter().find(|r| r.code == code);
+        let status = match response {
+            Some(r) => r.status,
+            None if code == "SUCCESS" => TaskStatus::Completed,
+            None => TaskStatus::Rejected,
+        };
+        let mut step = self.step(account);
+        step.transitions.push(Transition {
+            task: inst.id,
+            to: status,
+            response: Some(code),
+            note,
+            held: false,
+            outputs,
+        });
+        if let Some(r) = response {
+            self.insert(process, tasks, &r.generate, &inst.child, &mut step);
+        }
+        self.on_status(bundle, process, account, tasks, inst, status, &mut step);
+        self.store.commit(&step)?;
+        Ok(())
+    }
+
+    /// Leaves a task Pending for a person, with a note saying why and what to do.
+    fn hold(&mut self, account: &Account, inst: &TaskInstance, why: String) -> Result<(), EngineError> {
+        let mut step = self.step(account);
+        step.transitions.push(Transition {
+            task: inst.id,
+            to: TaskStatus::Pending,
+            response: None,
+            note: Some(format!(
+                "{why}; handed to a person: fix it, then `provflow task retry {id}`, or do it by hand and `provflow task complete {id}`",
+                id = inst.id
+            )),
+            held: true,
+            outputs: BTreeMap::new(),
+        });
+        self.store.commit(&step)?;
+        Ok(())
+    }
+
+    /// Finishes all unfinished work: calls interrupted by a crash, due retries, waiting tasks.
+    pub fn resume(&mut self) -> Result<Vec<AccountId>, EngineError> {
+        let mut touched = Vec::new();
+        for t in self.store.tasks(Some(TaskStatus::Pending))?.into_iter().filter(|t| t.calling) {
+            let account = self.store.account(t.account)?.ok_or(EngineError::UnknownTask(t.id))?;
+            let bundle = self.bundle(&account.bundle_hash)?;
+            let process = Self::process_of(&bundle, &account)?;
+            let query = process.tasks.get(t.task_index).and_then(|d| match &d.action {
+                TaskAction::Adapter(a) => query_of(&bundle, process, a).map(|q| q.0.clone()),
+                TaskAction::Manual { .. } => None,
+            });
+            match query {
+                Some(q) if q.idempotent => self.store.set_calling(t.id, false)?,
+                Some(q) => self.hold(
+                    &account,
+                    &t,
+                    format!(
+                        "provflow stopped while calling `{}`, which is not idempotent: it may or may not have run on the target; check the target",
+                        q.name
+                    ),
+                )?,
+                None => self.store.set_calling(t.id, false)?,
+            }
+        }
+        let open: Vec<AccountId> = {
+            let mut ids: Vec<AccountId> = self
+                .store
+                .tasks(None)?
+                .into_iter()
+                .filter(|t| {
+                    matches!(t.status, TaskStatus::Waiting | TaskStatus::Pending) || t.status == TaskStatus::Rejected
+                })
+                .map(|t| t.account)
+                .collect();
+            ids.dedup();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        for id in open {
+            self.run_account(id)?;
+            touched.push(id);
+        }
+        Ok(touched)
+    }
+
+    /// When the next retry is due, if any automatic task waits for one.
+    pub fn next_due(&self) -> Result<Option<clock::Instant>, EngineError> {
+        Ok(self.store.tasks(Some(TaskStatus::Pending))?.iter().filter(|t| !t.held).filter_map(|t| t.due_at).min())
+    }
+
+    // ----- people acting on tasks ---------------------------------------------------------
+
+    fn load_task(&mut self, id: TaskId) -> Result<(TaskInstance, Account, Rc<Bundle>), EngineError> {
+        let inst = self.store.task(id)?.ok_or(EngineError::UnknownTask(id))?;
+        let account = self.store.account(inst.account)?.ok_or(EngineError::UnknownTask(id))?;
+        let bundle = self.bundle(&account.bundle_hash)?;
+        Ok((inst, account, bundle))
+    }
+
+    /// `task complete|reject`: a person decides a pending task.
+    pub fn decide(&mut self, id: TaskId, complete: bool, response: Option<&str>) -> Result<AccountId, EngineError> {
+        let (inst, account, bundle) = self.load_task(id)?;
+        let process = Self::process_of(&bundle, &account)?;
+        let def = process.tasks.get(inst.task_index).ok_or(EngineError::UnknownTask(id))?;
+        if inst.status != TaskStatus::Pending {
+            let why = if inst.status == TaskStatus::Waiting {
+                "it waits for the tasks it depends on".to_string()
+            } else {
+                "only a Pending task can be completed or rejected".to_string()
+            };
+            return Err(EngineError::NotActionable { id, name: inst.task_name, status: inst.status.as_str(), why });
+        }
+        let manual = matches!(def.action, TaskAction::Manual { .. });
+        let code =
+            response.map(str::to_string).unwrap_or_else(|| if complete { "SUCCESS".into() } else { "UNKNOWN".into() });
+        let declared = def.responses.iter().find(|r| r.code == code);
+        if declared.is_none() && code != "SUCCESS" && code != "UNKNOWN" {
+            let codes: Vec<&str> = def.responses.iter().map(|r| r.code.as_str()).collect();
+            let s = did_you_mean(&code, codes.iter().copied());
+            let known = if codes.is_empty() { "none".to_string() } else { codes.join(", ") };
+            return Err(EngineError::Invalid(vec![format!(
+                "`{}` declares no response `{code}`{} (declared: {known}; SUCCESS and UNKNOWN always work)",
+                def.name,
+                hint(&s)
+            )]));
+        }
+        let status = match (declared, complete) {
+            // A person finishing an automatic task's work by hand: Manually Completed.
+            (Some(r), true) if !manual && response.is_none() && r.status == TaskStatus::Completed => {
+                TaskStatus::ManuallyCompleted
+            }
+            (Some(r), _) => r.status,
+            (None, true) if manual => TaskStatus::Completed,
+            (None, true) => TaskStatus::ManuallyCompleted,
+            (None, false) => TaskStatus::Rejected,
+        };
+        if complete != !matches!(status, TaskStatus::Rejected | TaskStatus::Cancelled) {
+            return Err(EngineError::Invalid(vec![format!(
+                "response `{code}` of `{}` sets the status {}; use `provflow task {} {id} --response {code}`",
+                def.name,
+                status.as_str(),
+                if complete { "reject" } else { "complete" }
+            )]));
+        }
+        let tasks = self.store.tasks_of(account.id)?;
+        let mut step = self.step(&account);
+        step.transitions.push(Transition {
+            task: id,
+            to: status,
+            response: Some(code),
+            note: None,
+            held: false,
+            outputs: BTreeMap::new(),
+        });
+        if let Some(r) = declared {
+            self.insert(process, &tasks, &r.generate, &inst.child, &mut step);
+        }
+        self.on_status(&bundle, process, &account, &tasks, &inst, status, &mut step);
+        self.store.commit(&step)?;
+        self.run_account(account.id)?;
+        Ok(account.id)
+    }
+
+    /// `task cancel`: Waiting tasks, Pending ones that allow it, and completed work (whose
+    /// undo tasks then run).
+    pub fn cancel(&mut self, id: TaskId) -> Result<AccountId, EngineError> {
+        let (inst, account, bundle) = self.load_task(id)?;
+        let process = Self::process_of(&bundle, &account)?;
+        let def = process.tasks.get(inst.task_index).ok_or(EngineError::UnknownTask(id))?;
+        let allowed = match inst.status {
+            TaskStatus::Waiting | TaskStatus::Completed | TaskStatus::ManuallyCompleted => true,
+            TaskStatus::Pending => def.allow_cancellation_while_pending || inst.held,
+            _ => false,
+        };
+        if !allowed {
+            let why = if inst.status == TaskStatus::Pending {
+                format!("`{}` does not set `allow_cancellation_while_pending`", def.name)
+            } else {
+                "it is already final".to_string()
+            };
+            return Err(EngineError::NotActionable { id, name: inst.task_name, status: inst.status.as_str(), why });
+        }
+        let tasks = self.store.tasks_of(account.id)?;
+        let mut step = self.step(&account);
+        step.transitions.push(Transition {
+            task: id,
+            to: TaskStatus::Cancelled,
+            response: None,
+            note: None,
+            held: false,
+            outputs: BTreeMap::new(),
+        });
+        self.on_status(&bundle, process, &account, &tasks, &inst, TaskStatus::Cancelled, &mut step);
+        self.store.commit(&step)?;
+        self.run_account(account.id)?;
+        Ok(account.id)
+    }
+
+    /// `task retry`: a new attempt of a rejected task now, or a held task released to run.
+    pub fn retry(&mut self, id: TaskId) -> Result<AccountId, EngineError> {
+        let (inst, account, bundle) = self.load_task(id)?;
+        let process = Self::process_of(&bundle, &account)?;
+        let tasks = self.store.tasks_of(account.id)?;
+        let mut step = self.step(&account);
+        match inst.status {
+            TaskStatus::Pending
+                if inst.held
+                    && !matches!(
+                        process.tasks.get(inst.task_index).map(|t| &t.action),
+                        Some(TaskAction::Manual { .. })
+                    ) =>
+            {
+                step.transitions.push(Transition {
+                    task: id,
+                    to: TaskStatus::Pending,
+                    response: None,
+                    note: Some("released by a person to run again".into()),
+                    held: false,
+                    outputs: BTreeMap::new(),
+                });
+            }
+            TaskStatus::Rejected => {
+                if tasks.iter().any(|t| t.task_index == inst.task_index && t.id > inst.id && is_open(t.status)) {
+                    return Err(EngineError::NotActionable {
+                        id,
+                        name: inst.task_name,
+                        status: "Rejected",
+                        why: "a newer attempt is already open".into(),
+                    });
+                }
+                let mut t =
+                    new_task(process, inst.task_index, TaskStatus::Pending, inst.attempt + 1, None, inst.child.clone());
+                t.note = Some(format!("retry of #{id} asked for by a person"));
+                step.new_tasks.push(t);
+            }
+            other => {
+                return Err(EngineError::NotActionable {
+                    id,
+                    name: inst.task_name,
+                    status: other.as_str(),
+                    why: "only a Rejected task, or an automatic one handed to a person, can be retried".into(),
+                })
+            }
+        }
+        self.store.commit(&step)?;
+        self.run_account(account.id)?;
+        Ok(account.id)
+    }
+
+    // ----- accounts -----------------------------------------------------------------------
+
+    pub fn account(&self, process: &str, user: &str) -> Result<Account, EngineError> {
+        if let Some(a) = self.store.find_account(process, user)? {
+            return Ok(a);
+        }
+        let accounts = self.store.accounts()?;
+        if !accounts.iter().any(|a| a.process == process) {
+            let mut names: Vec<&str> = accounts.iter().map(|a| a.process.as_str()).collect();
+            names.dedup();
+            if let Some(s) = did_you_mean(process, names) {
+                return Err(EngineError::UnknownProcess { name: process.into(), suggestion: Some(s) });
+            }
+        }
+        if self.store.user(user)?.is_none() {
+            self.user(user)?;
+        }
+        Err(EngineError::NoAccount { process: process.into(), user: user.into() })
+    }
+
+    /// `account set`: changes form fields and runs their `"<label> Updated"` tasks.
+    pub fn set_form(
+        &mut self,
+        process: &str,
+        user: &str,
+        given: &BTreeMap<String, FormInput>,
+    ) -> Result<AccountId, EngineError> {
+        let mut account = self.account(process, user)?;
+        let bundle = self.bundle(&account.bundle_hash)?;
+        let def = Self::process_of(&bundle, &account)?;
+        let user_rec = self.user(user)?;
+        // Validate as a complete form so that types and secrecy rules are the same as at provisioning.
+        let mut merged: BTreeMap<String, FormInput> = account
+            .form
+            .iter()
+            .filter_map(|(k, v)| match v {
+                Value::Secret(s) => Some((k.clone(), FormInput::Secret(s.clone()))),
+                Value::Null => None,
+                other => Some((k.clone(), FormInput::Plain(other.display()))),
+            })
+            .collect();
+        for ((acc, name), s) in &self.secrets {
+            if *acc == account.id {
+                merged.insert(name.clone(), FormInput::Secret(s.clone()));
+            }
+        }
+        merged.extend(given.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut problems = Vec::new();
+        for name in given.keys() {
+            if !def.form.fields.iter().any(|f| &f.name == name) {
+                let s = did_you_mean(name, def.form.fields.iter().map(|f| f.name.as_str()));
+                problems.push(format!("`{}` has no form field `{name}`{}", def.name, hint(&s)));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(EngineError::Invalid(problems));
+        }
+        let form = match Self::build_form(def, &user_rec, &merged) {
+            Ok(f) => f,
+            // A secret lost for want of a key is not the fault of this change.
+            Err(EngineError::Invalid(p)) => {
+                let p: Vec<String> = p.into_iter().filter(|m| !m.contains("is required")).collect();
+                if !p.is_empty() {
+                    return Err(EngineError::Invalid(p));
+                }
+                let mut f = account.form.clone();
+                for (k, v) in given {
+                    f.insert(
+                        k.clone(),
+                        match v {
+                            FormInput::Secret(s) => Value::Secret(s.clone()),
+                            FormInput::Plain(t) => Value::Text(t.clone()),
+                        },
+                    );
+                }
+                f
+            }
+            Err(e) => return Err(e),
+        };
+        let changed: Vec<String> = given
+            .keys()
+            .filter(|k| match (form.get(*k), account.form.get(*k)) {
+                (Some(Value::Secret(_)), _) => true,
+                (a, b) => a != b,
+            })
+            .cloned()
+            .collect();
+        for (k, v) in given {
+            if let FormInput::Secret(s) = v {
+                self.secrets.insert((account.id, k.clone()), s.clone());
+            }
+        }
+        account.form = form;
+        self.store.save_form(&account)?;
+        let tasks = self.store.tasks_of(account.id)?;
+        let indices: Vec<usize> = def
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.updates_field.as_ref().is_some_and(|f| changed.contains(f)))
+            .map(|(i, _)| i)
+            .collect();
+        let mut step = self.step(&account);
+        self.insert(def, &tasks, &indices, &ChildRow::new(), &mut step);
+        self.commit_if_any(step)?;
+        self.run_account(account.id)?;
+        Ok(account.id)
+    }
+
+    /// `account child add|remove`: a child-table row, running `on_insert`/`on_delete`.
+    pub fn child(
+        &mut self,
+        process: &str,
+        user: &str,
+        table: &str,
+        row: ChildRow,
+        add: bool,
+    ) -> Result<AccountId, EngineError> {
+        let mut account = self.account(process, user)?;
+        let bundle = self.bundle(&account.bundle_hash)?;
+        let def = Self::process_of(&bundle, &account)?;
+        let Some(child_table) = def.form.child_tables.iter().find(|c| c.name == table) else {
+            let s = did_you_mean(table, def.form.child_tables.iter().map(|c| c.name.as_str()));
+            return Err(EngineError::Invalid(vec![format!("`{}` has no child table `{table}`{}", def.name, hint(&s))]));
+        };
+        let mut problems = Vec::new();
+        for (k, v) in &row {
+            match child_table.fields.iter().find(|f| &f.name == k) {
+                None => {
+                    let s = did_you_mean(k, child_table.fields.iter().map(|f| f.name.as_str()));
+                    problems.push(format!("child table `{table}` has no field `{k}`{}", hint(&s)));
+                }
+                Some(f) if f.ty.is_secret() => {
+                    problems.push(format!("child field `{k}` is a secret; child rows cannot carry secrets yet"))
+                }
+                Some(f) => {
+                    if let Err(e) = value::typed(f.ty, v) {
+                        problems.push(format!("child field `{k}`: {e}"));
+                    }
+                }
+            }
+        }
+        for f in child_table.fields.iter().filter(|f| f.required && !row.contains_key(&f.name)) {
+            problems.push(format!("child field `{}` is required: add {}=VALUE", f.name, f.name));
+        }
+        if !problems.is_empty() {
+            return Err(EngineError::Invalid(problems));
+        }
+        let rows = account.children.entry(table.to_string()).or_default();
+        if add {
+            if rows.contains(&row) {
+                return Err(EngineError::Invalid(vec![format!("`{table}` already has this row")]));
+            }
+            rows.push(row.clone());
+        } else {
+            let Some(pos) = rows.iter().position(|r| r == &row) else {
+                return Err(EngineError::Invalid(vec![format!(
+                    "`{table}` has no such row; see `provflow account show`"
+                )]));
+            };
+            rows.remove(pos);
+        }
+        self.store.save_form(&account)?;
+        let task = if add { child_table.on_insert } else { child_table.on_delete };
+        let tasks = self.store.tasks_of(account.id)?;
+        let mut step = self.step(&account);
+        if let Some(i) = task {
+            self.insert(def, &tasks, &[i], &row, &mut step);
+        }
+        self.commit_if_any(step)?;
+        self.run_account(account.id)?;
+        Ok(account.id)
+    }
+
+    // ----- the user lifecycle -------------------------------------------------------------
+
+    pub fn create_user(
+        &mut self,
+        bundle: &Bundle,
+        login: &str,
+        attrs: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
+        if login.trim().is_empty() {
+            return Err(EngineError::Invalid(vec!["a user needs a login".into()]));
+        }
+        if self.store.user(login)?.is_some() {
+            return Err(EngineError::UserExists(login.to_string()));
+        }
+        let mut attributes = normalize_attrs(&bundle.user_schema, attrs);
+        attributes.insert("usr_login".into(), login.to_string());
+        generate_display_name(&mut attributes);
+        check_user(&bundle.user_schema, &attributes, true)?;
+        let future_start =
+            attributes.get("usr_start_date").is_some_and(|d| d.as_str() > clock::date(self.clock.now()).as_str());
+        let status = if future_start { "Disabled Until Start Date" } else { "Active" };
+        if !bundle.hash.is_empty() {
+            self.store.save_bundle(bundle)?;
+        }
+        self.store.insert_user(&UserRecord {
+            login: login.to_string(),
+            attributes,
+            status: status.into(),
+            locked: false,
+        })?;
+        Ok(())
+    }
+
+    /// `user modify`: changes attributes and inserts the `triggers` tasks of every account.
+    pub fn modify_user(
+        &mut self,
+        bundle: &Bundle,
+        login: &str,
+        attrs: &BTreeMap<String, String>,
+    ) -> Result<Vec<AccountId>, EngineError> {
+        let mut user = self.user(login)?;
+        if attrs.contains_key("usr_login") && attrs.get("usr_login").map(String::as_str) != Some(login) {
+            return Err(EngineError::Invalid(vec!["`usr_login` cannot change; create a new user instead".into()]));
+        }
+        let attrs = &normalize_attrs(&bundle.user_schema, attrs);
+        let mut attributes = user.attributes.clone();
+        attributes.extend(attrs.clone());
+        if !attrs.contains_key("usr_display_name")
+            && (attrs.contains_key("usr_first_name") || attrs.contains_key("usr_last_name"))
+        {
+            attributes.remove("usr_display_name");
+        }
+        generate_display_name(&mut attributes);
+        check_user(&bundle.user_schema, &attributes, false)?;
+        let changed: Vec<String> =
+            attributes.iter().filter(|(k, v)| user.attributes.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect();
+        user.attributes = attributes;
+        self.store.update_user(&user)?;
+        self.for_each_account(
+            login,
+            |process, _, _| {
+                process.triggers.iter().filter(|t| changed.contains(&t.attribute)).map(|t| t.task).collect()
+            },
+            None,
+        )
+    }
+
+    pub fn set_user_status(&mut self, login: &str, status: &str) -> Result<Vec<AccountId>, EngineError> {
+        let mut user = self.user(login)?;
+        let previous = user.status.clone();
+        if previous == "Deleted" {
+            return Err(EngineError::Invalid(vec![format!("user `{login}` is deleted")]));
+        }
+        if previous == status {
+            return Err(EngineError::Invalid(vec![format!("user `{login}` is already {status}")]));
+        }
+        user.status = status.to_string();
+        self.store.update_user(&user)?;
+        match status {
+            "Disabled" => self.for_each_account(
+                login,
+                |process, account, _| {
+                    if !matches!(account.status, ObjectStatus::Provisioned | ObjectStatus::Enabled) {
+                        return vec![];
+                    }
+                    effect_tasks(process, Effect::Disables)
+                },
+                None,
+            ),
+            "Active" => self.for_each_account(
+                login,
+                |process, account, _| {
+                    if account.status != ObjectStatus::Disabled {
+                        return vec![];
+                    }
+                    effect_tasks(process, Effect::Enables)
+                },
+                None,
+            ),
+            "Deleted" => self.for_each_account(
+                login,
+                |process, account, tasks| {
+                    if account.status == ObjectStatus::Revoked {
+                        return vec![];
+                    }
+                    revoke_path(process, tasks)
+                },
+                Some(ObjectStatus::Revoked),
+            ),
+            _ => Ok(vec![]),
+        }
+    }
+
+    pub fn set_user_locked(&mut self, login: &str, locked: bool) -> Result<(), EngineError> {
+        let mut user = self.user(login)?;
+        user.locked = locked;
+        self.store.update_user(&user)?;
+        Ok(())
+    }
+
+    /// Inserts `pick`'s tasks into each of the user's accounts and runs them. With `fallback`,
+    /// an account for which `pick` finds nothing is set to that status directly.
+    fn for_each_account(
+        &mut self,
+        login: &str,
+        pick: impl Fn(&ir::Process, &Account, &[TaskInstance]) -> Vec<usize>,
+        fallback: Option<ObjectStatus>,
+    ) -> Result<Vec<AccountId>, EngineError> {
+        let accounts: Vec<Account> = self.store.accounts()?.into_iter().filter(|a| a.user == login).collect();
+        let mut touched = Vec::new();
+        for account in accounts {
+            let bundle = self.bundle(&account.bundle_hash)?;
+            let Ok(process) = Self::process_of(&bundle, &account) else { continue };
+            let tasks = self.store.tasks_of(account.id)?;
+            let indices = pick(process, &account, &tasks);
+            let mut step = self.step(&account);
+            self.insert(process, &tasks, &indices, &ChildRow::new(), &mut step);
+            if step.new_tasks.is_empty() && indices.is_empty() && account.status != ObjectStatus::Revoked {
+                step.account_status = fallback;
+            }
+            if self.commit_if_any(step)? {
+                self.run_account(account.id)?;
+                touched.push(account.id);
+            }
+        }
+        Ok(touched)
+    }
+}
+
+fn effect_tasks(process: &ir::Process, effect: Effect) -> Vec<usize> {
+    process
+        .tasks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.effect == effect)
+        .map(|(i, t)| {
+            let _ = t;
+            i
+        })
+        .collect()
+}
+
+/// The undo tasks of the account's completed provisioning work; else the tasks whose status
+/// map revokes the account.
+fn revoke_path(process: &ir::Process, tasks: &[TaskInstance]) -> Vec<usize> {
+    let mut undo: Vec<usize> = Vec::new();
+    for t in tasks.iter().filter(|t| matches!(t.status, TaskStatus::Completed | TaskStatus::ManuallyCompleted)) {
+        if let Some(def) = process.tasks.get(t.task_index) {
+            for u in &def.undo {
+                if !undo.contains(u) {
+                    undo.push(*u);
+                }
+            }
+        }
+    }
+    if undo.is_empty() {
+        undo = process
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.status_map.get(&TaskStatus::Completed) == Some(&ObjectStatus::Revoked))
+            .map(|(i, _)| i)
+            .collect();
+    }
+    undo
+}
+
+fn new_task(
+    process: &ir::Process,
+    index: usize,
+    status: TaskStatus,
+    attempt: u32,
+    due_at: Option<i64>,
+    child: ChildRow,
+) -> NewTask {
+    NewTask {
+        task_index: index,
+        task_name: process.tasks.get(index).map(|t| t.name.clone()).unwrap_or_default(),
+        status,
+        attempt,
+        due_at,
+        held: false,
+        note: None,
+        child,
+    }
+}
+
+fn query_of<'b>(
+    bundle: &'b Bundle,
+    process: &ir::Process,
+    adapter: &ir::Adapter,
+) -> Option<(&'b ir::Query, ir::Dialect)> {
+    let target = bundle.targets.get(process.target)?;
+    let set = bundle.query_sets.get(target.query_set)?;
+    set.queries.get(adapter.query).map(|q| (q, target.dialect))
+}
+
+/// The data an adapter's mappings read from.
+struct Inputs<'x> {
+    bundle: &'x Bundle,
+    process: &'x ir::Process,
+    user: &'x UserRecord,
+    form: &'x FormData,
+    child: &'x ChildRow,
+    tasks: &'x [TaskInstance],
+    today: String,
+}
+
+impl Inputs<'_> {
+    /// The value of every query parameter (OUT ones `Null`), typed by the parameter's type.
+    /// `Err` says, for a person, why the task cannot run.
+    fn values(&self, adapter: &ir::Adapter) -> Result<Vec<Value>, String> {
+        let Some((query, _)) = query_of(self.bundle, self.process, adapter) else {
+            return Err("the task's query is missing from the bundle".into());
+        };
+        let mut values = vec![Value::Null; query.params.len()];
+        for m in &adapter.map {
+            let Some(param) = query.params.get(m.param) else { continue };
+            let raw: Option<Value> = match &m.source {
+                ir::Source::Form(f) => self.form.get(f).cloned(),
+                ir::Source::Child(f) => self.child.get(f).cloned().map(Value::Text),
+                ir::Source::User(a) => {
+                    if a == "usr_login" {
+                        Some(Value::Text(self.user.login.clone()))
+                    } else {
+                        self.user.attributes.get(a).cloned().map(Value::Text)
+                    }
+                }
+                ir::Source::Target(p) => self
+                    .bundle
+                    .targets
+                    .get(self.process.target)
+                    .and_then(|t| t.properties.get(p).cloned())
+                    .map(Value::Text),
+                ir::Source::Literal(l) => Some(Value::Text(l.clone())),
+                ir::Source::SystemDate => Some(Value::Text(self.today.clone())),
+                ir::Source::TaskOutput { task, output } => self
+                    .tasks
+                    .iter()
+                    .rfind(|t| t.task_index == *task)
+                    .and_then(|t| t.outputs.get(output).cloned())
+                    .map(Value::Text),
+            };
+            let value = match raw {
+                None if param.ty.is_secret() => {
+                    return Err(format!(
+                        "the secret for `{}` is not available (secrets are kept across runs only with PROVFLOW_SECRET_KEY or .provflow/secret.key)",
+                        param.name
+                    ))
+                }
+                None | Some(Value::Null) => Value::Null,
+                Some(Value::Secret(s)) if param.ty.is_secret() => Value::Secret(s),
+                Some(Value::Secret(_)) => return Err(format!("a secret cannot feed the plain parameter `{}`", param.name)),
+                Some(v) => {
+                    let text = v.display();
+                    value::typed(param.ty, &text).map_err(|e| format!("the value for `{}` {}", param.name, e.to_string().replacen('`', "(`", 1).replacen("` is", "`) is", 1)))?
+                }
+            };
+            values[m.param] = value;
+        }
+        Ok(values)
+    }
+}
+
+/// Evaluates a task's `condition` over `user`, `form` (secrets left out) and `target`.
+/// A condition that fails to evaluate does not hold.
+fn condition_holds(expr: &str, bundle: &Bundle, process: &ir::Process, user: &UserRecord, form: &FormData) -> bool {
+    let env = minijinja::Environment::new();
+    let Ok(compiled) = env.compile_expression(expr) else { return false };
+    let mut user_attrs = user.attributes.clone();
+    // Custom attributes answer to their short name too (`cost_center` for `usr_udf_cost_center`).
+    let short: Vec<(String, String)> =
+        user_attrs.iter().filter_map(|(k, v)| k.strip_prefix("usr_udf_").map(|s| (s.to_string(), v.clone()))).collect();
+    for (k, v) in short {
+        user_attrs.entry(k).or_insert(v);
+    }
+    user_attrs.insert("usr_login".into(), user.login.clone());
+    user_attrs.insert("usr_status".into(), user.status.clone());
+    let form_plain: BTreeMap<String, String> =
+        form.iter().filter_map(|(k, v)| v.as_plain_text().map(|t| (k.clone(), t))).collect();
+    let target = bundle.targets.get(process.target).map(|t| t.properties.clone()).unwrap_or_default();
+    compiled
+        .eval(minijinja::context! { user => user_attrs, form => form_plain, target => target })
+        .map(|v| v.is_true())
+        .unwrap_or(false)
+}
+
+/// Custom attributes may be given by their short name: `cost_center` for `usr_udf_cost_center`.
+fn normalize_attrs(schema: &ir::UserSchema, attrs: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    attrs
+        .iter()
+        .map(|(k, v)| {
+            let known = |n: &str| schema.attributes.iter().any(|a| a.name == n);
+            let udf = format!("usr_udf_{k}");
+            if !known(k) && known(&udf) {
+                (udf, v.clone())
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect()
+}
+
+fn generate_display_name(attrs: &mut BTreeMap<String, String>) {
+    if attrs.get("usr_display_name").is_some_and(|d| !d.trim().is_empty()) {
+        return;
+    }
+    let parts: Vec<&str> = ["usr_first_name", "usr_last_name"]
+        .iter()
+        .filter_map(|k| attrs.get(*k).map(|s| s.trim()).filter(|s| !s.is_empty()))
+        .collect();
+    if !parts.is_empty() {
+        attrs.insert("usr_display_name".into(), parts.join(" "));
+    }
+}
+
+/// Attributes the runner manages itself; never required from the person creating a user.
+const MANAGED: &[&str] = &["usr_key", "usr_login", "usr_status", "usr_locked", "usr_display_name"];
+
+/// Checks attributes against the user schema: names, types, allowed values, sizes, required
+/// ones, and the date order start < provisioning < deprovisioning < end. All problems at once.
+pub fn check_user(
+    schema: &ir::UserSchema,
+    attrs: &BTreeMap<String, String>,
+    creating: bool,
+) -> Result<(), EngineError> {
+    let mut problems = Vec::new();
+    for (name, value) in attrs {
+        if name == "usr_status" || name == "usr_locked" {
+            problems.push(format!(
+                "`{name}` is managed by provflow: use `provflow user enable|disable|delete|lock|unlock`"
+            ));
+            continue;
+        }
+        if schema.attributes.is_empty() {
+            continue;
+        }
+        let Some(attr) = schema.attributes.iter().find(|a| &a.name == name) else {
+            let s = did_you_mean(name, schema.attributes.iter().map(|a| a.name.as_str()));
+            problems.push(format!("unknown user attribute `{name}`{}", hint(&s)));
+            continue;
+        };
+        if let Err(e) = value::typed(attr.ty, value) {
+            problems.push(format!("user attribute `{name}`: {e}"));
+        }
+        if !attr.allowed_values.is_empty() && !attr.allowed_values.contains(value) {
+            problems.push(format!("user attribute `{name}` must be one of {}", attr.allowed_values.join(", ")));
+        }
+        if let Some(max) = attr.max_size {
+            if value.chars().count() > max as usize {
+                problems.push(format!("user attribute `{name}` is longer than its {max} characters"));
+            }
+        }
+    }
+    if creating {
+        for a in schema.attributes.iter().filter(|a| a.required && !MANAGED.contains(&a.name.as_str())) {
+            if attrs.get(&a.name).is_none_or(|v| v.trim().is_empty()) {
+                problems.push(format!(
+                    "user attribute `{}` ({}) is required: add --attr {}=VALUE",
+                    a.name, a.label, a.name
+                ));
+            }
+        }
+    }
+    let order = ["usr_start_date", "usr_provisioning_date", "usr_deprovisioning_date", "usr_end_date"];
+    let dates: Vec<(&str, &String)> = order.iter().filter_map(|k| attrs.get(*k).map(|v| (*k, v))).collect();
+    for pair in dates.windows(2) {
+        if let [(a, da), (b, db)] = pair {
+            let ta = da.get(..10).unwrap_or(da);
+            let tb = db.get(..10).unwrap_or(db);
+            if value::parse_date(ta).is_some() && value::parse_date(tb).is_some() && da >= db {
+                problems.push(format!("`{a}` ({da}) must come before `{b}` ({db})"));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Invalid(problems))
+    }
+}

@@ -1,0 +1,444 @@
+//! Engine tests on hand-built bundles: a sqlite target in a temp dir, a manual clock.
+
+use provflow_ir::*;
+use std::collections::BTreeMap;
+
+use crate::clock::ManualClock;
+use crate::engine::{has_final_rejection, Engine, FormInput, Targets};
+use crate::secret::SecretKey;
+use crate::store::{SqliteStore, StateStore};
+use crate::value::Secret;
+
+fn param(name: &str, ty: ValueType) -> QueryParam {
+    QueryParam { name: name.into(), ty, mode: ParamMode::In, quoting: Quoting::Bind }
+}
+
+fn call_query(name: &str, procedure: &str, params: Vec<QueryParam>, idempotent: bool) -> Query {
+    let mut segments = vec![Segment::Text(format!("call {procedure}("))];
+    for i in 0..params.len() {
+        if i > 0 {
+            segments.push(Segment::Text(", ".into()));
+        }
+        segments.push(Segment::Bind(i));
+    }
+    segments.push(Segment::Text(")".into()));
+    Query {
+        name: name.into(),
+        source: String::new(),
+        segments,
+        call: Some(Call { procedure: procedure.into(), args: (0..params.len()).map(Some).collect() }),
+        params,
+        response_from: None,
+        errors: [("23505".to_string(), "DUPLICATE".to_string())].into(),
+        columns: vec![],
+        idempotent,
+        location: Location::default(),
+    }
+}
+
+fn task(name: &str) -> Task {
+    Task {
+        name: name.into(),
+        description: None,
+        duration_minutes: None,
+        conditional: true,
+        condition: None,
+        required_for_completion: false,
+        effect: Effect::None,
+        disable_manual_insert: false,
+        allow_cancellation_while_pending: false,
+        allow_multiple_instances: false,
+        retry: None,
+        depends_on: vec![],
+        responses: vec![],
+        undo: vec![],
+        recovery: vec![],
+        complete_on_recovery: false,
+        status_map: BTreeMap::new(),
+        notify: BTreeMap::new(),
+        action: TaskAction::Manual { assignee: None },
+        updates_field: None,
+        location: Location::default(),
+    }
+}
+
+fn adapter(query: usize, map: &[(usize, Source)]) -> TaskAction {
+    TaskAction::Adapter(Adapter {
+        query,
+        map: map.iter().map(|(p, s)| Mapping { param: *p, source: s.clone() }).collect(),
+    })
+}
+
+fn field(name: &str, ty: ValueType, from_user: Option<&str>) -> FormField {
+    FormField {
+        name: name.into(),
+        ty,
+        label: name.into(),
+        required: true,
+        from_user: from_user.map(Into::into),
+        default: None,
+    }
+}
+
+/// Tasks: 0 Create User, 1 Delete User, 2 Disable User, 3 Enable User, 4 Approve (manual,
+/// condition), 5 Password Updated.
+fn bundle() -> Bundle {
+    let name = || Source::Form("username".into());
+    let mut create = task("Create User");
+    create.conditional = false;
+    create.required_for_completion = true;
+    create.action = adapter(0, &[(0, name()), (1, Source::Form("password".into()))]);
+    create.responses =
+        vec![Response { code: "DUPLICATE".into(), description: None, status: TaskStatus::Rejected, generate: vec![] }];
+    create.retry = Some(Retry { count: 2, period_minutes: 30 });
+    create.undo = vec![1];
+    create.status_map =
+        [(TaskStatus::Completed, ObjectStatus::Provisioned), (TaskStatus::Cancelled, ObjectStatus::Revoked)].into();
+    create.notify = [(TaskStatus::Completed, 0)].into();
+    let mut delete = task("Delete User");
+    delete.action = adapter(1, &[(0, name())]);
+    delete.status_map = [(TaskStatus::Completed, ObjectStatus::Revoked)].into();
+    let mut disable = task("Disable User");
+    disable.effect = Effect::Disables;
+    disable.action = adapter(2, &[(0, name()), (1, Source::Literal("0".into()))]);
+    disable.status_map = [(TaskStatus::Completed, ObjectStatus::Disabled)].into();
+    disable.allow_multiple_instances = true;
+    let mut enable = task("Enable User");
+    enable.effect = Effect::Enables;
+    enable.action = adapter(2, &[(0, name()), (1, Source::Literal("1".into()))]);
+    enable.status_map = [(TaskStatus::Completed, ObjectStatus::Enabled)].into();
+    enable.allow_multiple_instances = true;
+    let mut approve = task("Approve");
+    approve.condition = Some("user.cost_center == 'CC-9'".into());
+    approve.depends_on = vec![0];
+    let mut pw = task("Password Updated");
+    pw.action = adapter(3, &[(0, name()), (1, Source::Form("password".into()))]);
+    pw.updates_field = Some("password".into());
+    pw.depends_on = vec![0];
+    let procedures = vec![
+        Procedure {
+            name: "add_user".into(),
+            params: vec!["usr".into(), "pwd".into()],
+            statements: vec![
+                "INSERT INTO audit_log(message) VALUES ('Added User ' || :usr)".into(),
+                "INSERT INTO db_users(username, password) VALUES (:usr, :pwd)".into(),
+            ],
+        },
+        Procedure {
+            name: "drop_user".into(),
+            params: vec!["usr".into()],
+            statements: vec!["DELETE FROM db_users WHERE username = :usr".into()],
+        },
+        Procedure {
+            name: "set_enabled".into(),
+            params: vec!["usr".into(), "on".into()],
+            statements: vec!["UPDATE db_users SET enabled = :on WHERE username = :usr".into()],
+        },
+        Procedure {
+            name: "set_password".into(),
+            params: vec!["usr".into(), "pwd".into()],
+            statements: vec!["UPDATE db_users SET password = :pwd WHERE username = :usr".into()],
+        },
+    ];
+    let s = ValueType::String;
+    let queries = vec![
+        call_query("CREATE", "add_user", vec![param("n", s), param("p", ValueType::GuardedString)], false),
+        call_query("DROP", "drop_user", vec![param("n", s)], true),
+        call_query("SET_ENABLED", "set_enabled", vec![param("n", s), param("on", ValueType::Integer)], true),
+        call_query("SET_PASSWORD", "set_password", vec![param("n", s), param("p", ValueType::GuardedString)], true),
+    ];
+    Bundle {
+        ir_version: IR_VERSION,
+        hash: "test-bundle".into(),
+        targets: vec![Target {
+            name: "db".into(),
+            dialect: Dialect::Sqlite,
+            query_set: 0,
+            url_env: None,
+            properties: BTreeMap::new(),
+            location: Location::default(),
+        }],
+        query_sets: vec![QuerySet {
+            name: "db".into(),
+            dialect: Dialect::Sqlite,
+            install: vec![InstallScript {
+                path: "db.sql".into(),
+                sql: "CREATE TABLE IF NOT EXISTS db_users(username TEXT PRIMARY KEY, password TEXT NOT NULL, enabled INTEGER NOT NULL DEFAULT 1);
+                      CREATE TABLE IF NOT EXISTS audit_log(id INTEGER PRIMARY KEY, message TEXT NOT NULL);"
+                    .into(),
+            }],
+            queries,
+            procedures,
+            location: Location::default(),
+        }],
+        processes: vec![Process {
+            name: "DB Account".into(),
+            process_type: ProcessType::Provisioning,
+            object: "DB Account".into(),
+            default: true,
+            target: 0,
+            form: Form {
+                table: None,
+                auto_save: true,
+                fields: vec![field("username", ValueType::String, Some("usr_login")), field("password", ValueType::GuardedString, None)],
+                child_tables: vec![],
+            },
+            tasks: vec![create, delete, disable, enable, approve, pw],
+            triggers: vec![],
+            recon: None,
+            location: Location::default(),
+        }],
+        events: vec![],
+        templates: vec![NotificationTemplate {
+            name: "Account Created".into(),
+            event: 0,
+            default_locale: "en-US".into(),
+            locales: vec![],
+            location: Location::default(),
+        }],
+        user_schema: UserSchema { name: None, attributes: vec![] },
+        scenarios: vec![],
+    }
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    clock: ManualClock,
+    key: Option<SecretKey>,
+}
+
+impl World {
+    fn new(key: Option<SecretKey>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let w = World { dir, clock: ManualClock::new(1_800_000_000), key };
+        let mut targets = w.targets();
+        let b = bundle();
+        let t = crate::engine::TargetProvider::open(&mut targets, &b, 0).unwrap();
+        t.install(&b.query_sets[0].install[0].sql).unwrap();
+        w
+    }
+    fn store(&self) -> SqliteStore {
+        SqliteStore::open(&self.dir.path().join(".provflow/state.db"), self.key.clone(), Box::new(|| 1_800_000_000))
+            .unwrap()
+    }
+    fn targets(&self) -> Targets {
+        Targets::new(BTreeMap::new(), self.dir.path().to_path_buf())
+    }
+    fn target_count(&self, sql: &str) -> i64 {
+        let c = rusqlite::Connection::open(self.dir.path().join(".provflow/targets/db.db")).unwrap();
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+}
+
+fn form(pw: &str) -> BTreeMap<String, FormInput> {
+    [("password".to_string(), FormInput::Secret(Secret::new(pw)))].into()
+}
+
+fn statuses(store: &dyn StateStore, account: i64) -> Vec<(String, &'static str, u32)> {
+    store.tasks_of(account).unwrap().into_iter().map(|t| (t.task_name, t.status.as_str(), t.attempt)).collect()
+}
+
+#[test]
+fn provisions_disables_enables_and_deletes() {
+    let w = World::new(Some(SecretKey::from_bytes([9; 32])));
+    let (mut store, mut targets) = (w.store(), w.targets());
+    let b = bundle();
+    let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+    e.create_user(&b, "JDOE", &[("usr_first_name".to_string(), "John".to_string())].into()).unwrap();
+    let id = e.provision(&b, "DB Account", "JDOE", &form("pa'ss")).unwrap();
+    assert_eq!(e.store.account(id).unwrap().unwrap().status, ObjectStatus::Provisioned);
+    assert_eq!(w.target_count("select count(*) from db_users where username = 'JDOE' and password = 'pa''ss'"), 1);
+    let outbox = e.store.outbox().unwrap();
+    assert_eq!(
+        (outbox.len(), outbox[0].template.as_str(), outbox[0].recipient.as_str()),
+        (1, "Account Created", "JDOE")
+    );
+
+    e.set_user_status("JDOE", "Disabled").unwrap();
+    assert_eq!(e.store.account(id).unwrap().unwrap().status, ObjectStatus::Disabled);
+    assert_eq!(w.target_count("select enabled from db_users"), 0);
+    e.set_user_status("JDOE", "Active").unwrap();
+    assert_eq!(e.store.account(id).unwrap().unwrap().status, ObjectStatus::Enabled);
+    e.set_user_status("JDOE", "Deleted").unwrap();
+    assert_eq!(e.store.account(id).unwrap().unwrap().status, ObjectStatus::Revoked);
+    assert_eq!(w.target_count("select count(*) from db_users"), 0);
+    let names: Vec<String> = statuses(&*e.store, id).into_iter().map(|t| format!("{} {}", t.0, t.1)).collect();
+    assert_eq!(
+        names,
+        ["Create User Completed", "Disable User Completed", "Enable User Completed", "Delete User Completed"]
+    );
+    drop(e);
+    // The secret is sealed at rest: the state file never holds it in clear.
+    let bytes = std::fs::read(w.dir.path().join(".provflow/state.db")).unwrap();
+    let wal = std::fs::read(w.dir.path().join(".provflow/state.db-wal")).unwrap_or_default();
+    for b in [bytes, wal] {
+        assert!(!b.windows(5).any(|x| x == b"pa'ss"));
+    }
+}
+
+#[test]
+fn duplicate_is_rejected_then_retried_until_no_retry_left() {
+    let w = World::new(None);
+    let (mut store, mut targets) = (w.store(), w.targets());
+    let b = bundle();
+    let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+    for login in ["A", "B"] {
+        e.create_user(&b, login, &BTreeMap::new()).unwrap();
+    }
+    e.provision(&b, "DB Account", "A", &form("x")).unwrap();
+    let mut f = form("y");
+    f.insert("username".into(), FormInput::Plain("A".into()));
+    let id = e.provision(&b, "DB Account", "B", &f).unwrap();
+    let tasks = e.store.tasks_of(id).unwrap();
+    assert_eq!(
+        tasks.iter().map(|t| (t.status, t.attempt)).collect::<Vec<_>>(),
+        [(TaskStatus::Rejected, 1), (TaskStatus::Pending, 2)]
+    );
+    assert_eq!(tasks[0].response.as_deref(), Some("DUPLICATE"));
+    assert!(!has_final_rejection(&tasks));
+    assert_eq!(e.store.account(id).unwrap().unwrap().status, ObjectStatus::Provisioning);
+    // Not due yet: resume changes nothing.
+    e.resume().unwrap();
+    assert_eq!(e.store.tasks_of(id).unwrap().len(), 2);
+    w.clock.advance_minutes(30);
+    e.resume().unwrap();
+    let tasks = e.store.tasks_of(id).unwrap();
+    assert_eq!(
+        tasks.iter().map(|t| (t.status, t.attempt)).collect::<Vec<_>>(),
+        [(TaskStatus::Rejected, 1), (TaskStatus::Rejected, 2)]
+    );
+    assert!(has_final_rejection(&tasks));
+    // The audit trail has every transition of the retry attempt.
+    let audit = e.store.audit(tasks[1].id).unwrap();
+    assert_eq!(audit.iter().map(|a| a.to).collect::<Vec<_>>(), [TaskStatus::Pending, TaskStatus::Rejected]);
+}
+
+#[test]
+fn interrupted_non_idempotent_call_is_handed_to_a_person() {
+    let w = World::new(None);
+    let b = bundle();
+    let id;
+    {
+        let (mut store, mut targets) = (w.store(), w.targets());
+        let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+        e.create_user(&b, "A", &BTreeMap::new()).unwrap();
+        e.create_user(&b, "B", &BTreeMap::new()).unwrap();
+        e.provision(&b, "DB Account", "A", &form("x")).unwrap();
+        let mut f = form("y");
+        f.insert("username".into(), FormInput::Plain("A".into()));
+        id = e.provision(&b, "DB Account", "B", &f).unwrap();
+        // Simulate a crash in the middle of the retry's call.
+        let retry = e.store.tasks_of(id).unwrap()[1].id;
+        e.store.set_calling(retry, true).unwrap();
+    }
+    let (mut store, mut targets) = (w.store(), w.targets());
+    let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+    w.clock.advance_minutes(60);
+    e.resume().unwrap();
+    let t = &e.store.tasks_of(id).unwrap()[1];
+    assert_eq!((t.status, t.held, t.calling), (TaskStatus::Pending, true, false));
+    assert!(t.note.as_deref().unwrap_or("").contains("not idempotent"), "{:?}", t.note);
+    // Without a key the secret was not kept either; a person completes it by hand.
+    let account = e.decide(t.id, true, None).unwrap();
+    assert_eq!(e.store.task(t.id).unwrap().unwrap().status, TaskStatus::ManuallyCompleted);
+    assert_eq!(e.store.account(account).unwrap().unwrap().status, ObjectStatus::Provisioned);
+}
+
+#[test]
+fn secret_without_key_is_not_kept_across_runs() {
+    let w = World::new(None);
+    let b = bundle();
+    let (mut store, mut targets) = (w.store(), w.targets());
+    let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+    e.create_user(&b, "A", &BTreeMap::new()).unwrap();
+    let id = e.provision(&b, "DB Account", "A", &form("x")).unwrap();
+    drop(e);
+    let (mut store, mut targets) = (w.store(), w.targets());
+    let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+    assert!(!e.store.account(id).unwrap().unwrap().form.contains_key("password"));
+    // A new run with no secret given: Password Updated needs it and is held for a person.
+    e.set_form("DB Account", "A", &[("username".to_string(), FormInput::Plain("A".into()))].into()).unwrap();
+    let mut step_form = BTreeMap::new();
+    step_form.insert("password".to_string(), FormInput::Secret(Secret::new("new")));
+    e.set_form("DB Account", "A", &step_form).unwrap();
+    assert_eq!(w.target_count("select count(*) from db_users where password = 'new'"), 1);
+}
+
+#[test]
+fn condition_inserts_a_manual_task_that_waits_for_a_person() {
+    let w = World::new(None);
+    let b = bundle();
+    let (mut store, mut targets) = (w.store(), w.targets());
+    let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+    e.create_user(&b, "A", &[("cost_center".to_string(), "CC-9".to_string())].into()).unwrap();
+    e.create_user(&b, "C", &[("cost_center".to_string(), "CC-1".to_string())].into()).unwrap();
+    let a = e.provision(&b, "DB Account", "A", &form("x")).unwrap();
+    let c = e.provision(&b, "DB Account", "C", &form("x")).unwrap();
+    let approve = e.store.tasks_of(a).unwrap().into_iter().find(|t| t.task_name == "Approve").unwrap();
+    assert_eq!((approve.status, approve.held), (TaskStatus::Pending, true));
+    assert!(e.store.tasks_of(c).unwrap().iter().all(|t| t.task_name != "Approve"));
+    let refused = e.decide(approve.id, false, Some("NOPE")).unwrap_err().to_string();
+    assert!(refused.contains("declares no response `NOPE`"), "{refused}");
+    assert!(e.decide(approve.id, false, None).is_ok());
+    assert_eq!(e.store.task(approve.id).unwrap().unwrap().status, TaskStatus::Rejected);
+    assert!(matches!(e.decide(approve.id, true, None), Err(crate::engine::EngineError::NotActionable { .. })));
+}
+
+#[test]
+fn plan_masks_secrets_and_writes_nothing() {
+    let w = World::new(None);
+    let b = bundle();
+    let (mut store, mut targets) = (w.store(), w.targets());
+    let e = Engine::new(&mut store, &mut targets, &w.clock);
+    let user = crate::store::UserRecord {
+        login: "JDOE".into(),
+        attributes: BTreeMap::new(),
+        status: "Active".into(),
+        locked: false,
+    };
+    let plan = e.plan(&b, "DB Account", &user, &form("hunter2")).unwrap();
+    assert_eq!(plan.len(), 1);
+    let sql = plan[0].sql.clone().unwrap();
+    assert!(sql.contains("********") && !sql.contains("hunter2"), "{sql}");
+    assert!(e.store.accounts().unwrap().is_empty());
+    let bad = e.plan(&b, "DB Acount", &user, &form("x")).unwrap_err().to_string();
+    assert!(bad.contains("did you mean `DB Account`"), "{bad}");
+    let plain_pw: BTreeMap<String, FormInput> = [("password".to_string(), FormInput::Plain("hunter2".into()))].into();
+    let err = e.plan(&b, "DB Account", &user, &plain_pw).unwrap_err().to_string();
+    assert!(err.contains("--secret password=env:VAR") && !err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn user_checks_report_every_problem() {
+    let mut schema = UserSchema { name: None, attributes: vec![] };
+    for (name, ty, required) in [
+        ("usr_start_date", ValueType::Date, false),
+        ("usr_end_date", ValueType::Date, false),
+        ("cost_center", ValueType::String, true),
+        ("level", ValueType::Integer, false),
+    ] {
+        schema.attributes.push(UserAttribute {
+            name: name.into(),
+            ty,
+            label: name.into(),
+            variable: name.into(),
+            required,
+            searchable: false,
+            multi_valued: false,
+            max_size: Some(10),
+            encrypted: false,
+            builtin: false,
+            allowed_values: vec![],
+        });
+    }
+    let attrs: BTreeMap<String, String> =
+        [("usr_start_date", "2025-05-01"), ("usr_end_date", "2025-01-01"), ("level", "high"), ("cost_centre", "x")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+    let err = crate::engine::check_user(&schema, &attrs, true).unwrap_err().to_string();
+    for want in ["did you mean `cost_center`", "`level`", "must come before", "`cost_center` (cost_center) is required"]
+    {
+        assert!(err.contains(want), "{want} in {err}");
+    }
+}

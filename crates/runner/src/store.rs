@@ -1,0 +1,819 @@
+//! The state store: users, accounts (process instances), task instances with every attempt,
+//! the append-only audit trail and the notification outbox. One trait; SQLite implements it.
+
+use provflow_ir::{Bundle, ObjectStatus, TaskStatus};
+use rusqlite::{params, OptionalExtension};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::clock::Instant;
+use crate::secret::SecretKey;
+use crate::value::{Secret, Value};
+
+pub type AccountId = i64;
+pub type TaskId = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the state store `{path}` cannot be opened: {error}")]
+    Open { path: String, error: String },
+    #[error("`{0}` is not a state store URL; use `sqlite:PATH` (e.g. `sqlite:.provflow/state.db`)")]
+    BadUrl(String),
+    #[error("PostgreSQL state stores (`{0}`) are not supported yet; use `--state sqlite:PATH`")]
+    PostgresNotSupported(String),
+    #[error("the state store is newer than this provflow (schema version {found}, this provflow knows {known}); upgrade provflow")]
+    TooNew { found: i64, known: i64 },
+    #[error("state store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("the state store holds a damaged record ({0}); it was not written by this provflow")]
+    Corrupt(String),
+}
+
+/// A person or system known to the identity manager.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub login: String,
+    pub attributes: BTreeMap<String, String>,
+    /// `Active`, `Disabled`, `Deleted` or `Disabled Until Start Date`.
+    pub status: String,
+    pub locked: bool,
+}
+
+/// Form data: plain text values and secrets. A secret that could not be kept (no key) is
+/// absent after a reload.
+pub type FormData = BTreeMap<String, Value>;
+pub type ChildRow = BTreeMap<String, String>;
+
+/// A process instance: one account of one user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub id: AccountId,
+    pub process: String,
+    pub user: String,
+    pub bundle_hash: String,
+    pub status: ObjectStatus,
+    pub form: FormData,
+    pub children: BTreeMap<String, Vec<ChildRow>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskInstance {
+    pub id: TaskId,
+    pub account: AccountId,
+    pub task_index: usize,
+    pub task_name: String,
+    pub status: TaskStatus,
+    pub response: Option<String>,
+    pub attempt: u32,
+    /// A Pending instance does not run before this instant (retries).
+    pub due_at: Option<Instant>,
+    /// A target call was started and its outcome is not recorded yet.
+    pub calling: bool,
+    /// Waits for a person (manual tasks, and automatic ones the runner gave up on).
+    pub held: bool,
+    pub note: Option<String>,
+    /// The child-table row of an `on_insert`/`on_delete` task.
+    pub child: ChildRow,
+    /// OUT values of the call, for `tasks.<name>.outputs.<name>` mappings.
+    pub outputs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    pub task_index: usize,
+    pub task_name: String,
+    pub status: TaskStatus,
+    pub attempt: u32,
+    pub due_at: Option<Instant>,
+    pub held: bool,
+    pub note: Option<String>,
+    pub child: ChildRow,
+}
+
+/// A status change of one task instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub task: TaskId,
+    pub to: TaskStatus,
+    pub response: Option<String>,
+    pub note: Option<String>,
+    pub held: bool,
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// A notification to render and send later.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifyRequest {
+    pub task: Option<TaskId>,
+    pub template_index: usize,
+    pub template: String,
+    pub task_status: TaskStatus,
+    pub recipient: String,
+}
+
+/// Everything one engine step changes, committed in one transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Step {
+    pub account: AccountId,
+    pub actor: String,
+    pub transitions: Vec<Transition>,
+    pub new_tasks: Vec<NewTask>,
+    pub account_status: Option<ObjectStatus>,
+    pub notify: Vec<NotifyRequest>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub task: TaskId,
+    pub at: Instant,
+    pub actor: String,
+    pub from: Option<TaskStatus>,
+    pub to: TaskStatus,
+    pub response: Option<String>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub account: AccountId,
+    pub task: Option<TaskId>,
+    pub template_index: usize,
+    pub template: String,
+    pub task_status: TaskStatus,
+    pub recipient: String,
+    pub bundle_hash: String,
+    pub created_at: Instant,
+}
+
+/// The runner's durable memory. Every method commits before it returns.
+pub trait StateStore {
+    fn save_bundle(&mut self, bundle: &Bundle) -> Result<(), StoreError>;
+    fn bundle(&self, hash: &str) -> Result<Option<Bundle>, StoreError>;
+    /// The bundle stored last, for commands that take no definitions.
+    fn latest_bundle(&self) -> Result<Option<Bundle>, StoreError>;
+
+    fn insert_user(&mut self, user: &UserRecord) -> Result<(), StoreError>;
+    fn update_user(&mut self, user: &UserRecord) -> Result<(), StoreError>;
+    fn user(&self, login: &str) -> Result<Option<UserRecord>, StoreError>;
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+
+    /// Creates the account and its first tasks in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn create_account(
+        &mut self,
+        process: &str,
+        user: &str,
+        bundle_hash: &str,
+        status: ObjectStatus,
+        form: &FormData,
+        actor: &str,
+        tasks: &[NewTask],
+    ) -> Result<AccountId, StoreError>;
+    fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError>;
+    /// The newest account of `user` for `process`.
+    fn find_account(&self, process: &str, user: &str) -> Result<Option<Account>, StoreError>;
+    fn accounts(&self) -> Result<Vec<Account>, StoreError>;
+    fn save_form(&mut self, account: &Account) -> Result<(), StoreError>;
+
+    fn task(&self, id: TaskId) -> Result<Option<TaskInstance>, StoreError>;
+    fn tasks_of(&self, account: AccountId) -> Result<Vec<TaskInstance>, StoreError>;
+    fn tasks(&self, status: Option<TaskStatus>) -> Result<Vec<TaskInstance>, StoreError>;
+    /// Records that a target call is about to start (or finished without a transition).
+    fn set_calling(&mut self, task: TaskId, calling: bool) -> Result<(), StoreError>;
+    fn commit(&mut self, step: &Step) -> Result<Vec<TaskId>, StoreError>;
+
+    fn audit(&self, task: TaskId) -> Result<Vec<AuditEntry>, StoreError>;
+    fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError>;
+}
+
+/// The migrations, applied in order on open; `schema_migrations` records each version.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE bundles (
+    hash      TEXT PRIMARY KEY,
+    ir        TEXT NOT NULL,
+    stored_at INTEGER NOT NULL
+);
+CREATE TABLE users (
+    login      TEXT PRIMARY KEY,
+    attributes TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    locked     INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE accounts (
+    id          INTEGER PRIMARY KEY,
+    process     TEXT NOT NULL,
+    user_login  TEXT NOT NULL REFERENCES users(login),
+    bundle_hash TEXT NOT NULL REFERENCES bundles(hash),
+    status      TEXT NOT NULL,
+    form        TEXT NOT NULL,
+    children    TEXT NOT NULL DEFAULT '{}',
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX accounts_by_user ON accounts(user_login, process);
+CREATE TABLE task_instances (
+    id         INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    task_index INTEGER NOT NULL,
+    task_name  TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    response   TEXT,
+    attempt    INTEGER NOT NULL DEFAULT 1,
+    due_at     INTEGER,
+    calling    INTEGER NOT NULL DEFAULT 0,
+    held       INTEGER NOT NULL DEFAULT 0,
+    note       TEXT,
+    child      TEXT NOT NULL DEFAULT '{}',
+    outputs    TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX task_instances_by_account ON task_instances(account_id);
+CREATE INDEX task_instances_by_status ON task_instances(status, due_at);
+CREATE TABLE task_audit (
+    id          INTEGER PRIMARY KEY,
+    task_id     INTEGER NOT NULL REFERENCES task_instances(id),
+    at          INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    from_status TEXT,
+    to_status   TEXT NOT NULL,
+    response    TEXT,
+    note        TEXT
+);
+CREATE TRIGGER task_audit_no_update BEFORE UPDATE ON task_audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER task_audit_no_delete BEFORE DELETE ON task_audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TABLE outbox (
+    id             INTEGER PRIMARY KEY,
+    account_id     INTEGER NOT NULL REFERENCES accounts(id),
+    task_id        INTEGER REFERENCES task_instances(id),
+    template_index INTEGER NOT NULL,
+    template       TEXT NOT NULL,
+    task_status    TEXT NOT NULL,
+    recipient      TEXT NOT NULL,
+    bundle_hash    TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    -- Filled when the message is rendered (later); secrets never reach these columns.
+    locale         TEXT,
+    message_type   TEXT,
+    subject        TEXT,
+    body           TEXT,
+    rendered_at    INTEGER
+);
+"#,
+)];
+
+/// Parses `--state`: `sqlite:PATH`, `sqlite://PATH`, or a plain path.
+pub fn state_path(url: &str) -> Result<PathBuf, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::PostgresNotSupported(redact_url(url)));
+    }
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    if path.is_empty() || (path.contains("://") && !url.starts_with("sqlite")) {
+        return Err(StoreError::BadUrl(redact_url(url)));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// A URL as shown in messages: any password removed.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://****{}", &url[..scheme], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+pub struct SqliteStore {
+    conn: rusqlite::Connection,
+    path: PathBuf,
+    key: Option<SecretKey>,
+    now: Box<dyn Fn() -> Instant + Send>,
+}
+
+fn status_text(s: TaskStatus) -> &'static str {
+    s.as_str()
+}
+
+fn parse_task_status(s: &str) -> Result<TaskStatus, StoreError> {
+    TaskStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("task status `{s}`")))
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its directory if needed) and migrates the store at `path`.
+    pub fn open(path: &Path, key: Option<SecretKey>, now: Box<dyn Fn() -> Instant + Send>) -> Result<Self, StoreError> {
+        let open_err = |error: String| StoreError::Open { path: path.display().to_string(), error };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| open_err(e.to_string()))?;
+        }
+        let conn = rusqlite::Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| open_err(e.to_string()))?;
+        // WAL with synchronous=FULL: a transition reported as committed survives power loss,
+        // not only a killed process.
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(|e| open_err(e.to_string()))?;
+        let mut store = SqliteStore { conn, path: path.to_path_buf(), key, now };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )?;
+        let current: i64 =
+            self.conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+        let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        if current > known {
+            return Err(StoreError::TooNew { found: current, known });
+        }
+        let now = (self.now)();
+        for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute_batch(sql)?;
+            tx.execute("INSERT INTO schema_migrations(version, applied_at) VALUES (?1, ?2)", params![version, now])?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Encodes a form: plain values as strings, secrets sealed (or dropped without a key).
+    fn encode_values(&self, values: &FormData, context: &str) -> String {
+        encode_values(self.key.as_ref(), values, context)
+    }
+}
+
+fn encode_values(key: Option<&SecretKey>, values: &FormData, context: &str) -> String {
+    {
+        let mut out = serde_json::Map::new();
+        for (name, value) in values {
+            match value {
+                Value::Secret(s) => {
+                    if let Some(sealed) = key.and_then(|k| k.seal(s, &format!("{context}/{name}"))) {
+                        out.insert(name.clone(), serde_json::json!({ "sealed": sealed }));
+                    }
+                }
+                Value::Null => {
+                    out.insert(name.clone(), serde_json::Value::Null);
+                }
+                other => {
+                    out.insert(name.clone(), serde_json::Value::String(other.display()));
+                }
+            }
+        }
+        serde_json::Value::Object(out).to_string()
+    }
+}
+
+impl SqliteStore {
+    fn decode_values(&self, json: &str, context: &str) -> Result<FormData, StoreError> {
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("form data: {e}")))?;
+        let mut out = FormData::new();
+        if let serde_json::Value::Object(map) = value {
+            for (name, v) in map {
+                match v {
+                    serde_json::Value::String(s) => {
+                        out.insert(name, Value::Text(s));
+                    }
+                    serde_json::Value::Object(o) => {
+                        let opened = o
+                            .get("sealed")
+                            .and_then(|s| s.as_str())
+                            .and_then(|s| self.key.as_ref().and_then(|k| k.open(s, &format!("{context}/{name}"))));
+                        if let Some(secret) = opened {
+                            out.insert(name, Value::Secret(secret));
+                        }
+                    }
+                    _ => {
+                        out.insert(name, Value::Null);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_account(&self, row: &rusqlite::Row<'_>) -> Result<Account, StoreError> {
+        let id: AccountId = row.get(0)?;
+        let status: String = row.get(4)?;
+        let form: String = row.get(5)?;
+        let children: String = row.get(6)?;
+        Ok(Account {
+            id,
+            process: row.get(1)?,
+            user: row.get(2)?,
+            bundle_hash: row.get(3)?,
+            status: ObjectStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("account status `{status}`")))?,
+            form: self.decode_values(&form, &format!("account/{id}"))?,
+            children: serde_json::from_str(&children).map_err(|e| StoreError::Corrupt(format!("child rows: {e}")))?,
+        })
+    }
+
+    fn query_accounts(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Account>, StoreError> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let mut rows = stmt.query(params)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(self.read_account(row)?);
+        }
+        Ok(out)
+    }
+
+    fn query_tasks(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<TaskInstance>, StoreError> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let mut rows = stmt.query(params)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let status: String = row.get(4)?;
+            let child: String = row.get(11)?;
+            let outputs: String = row.get(12)?;
+            let task_index: i64 = row.get(2)?;
+            out.push(TaskInstance {
+                id: row.get(0)?,
+                account: row.get(1)?,
+                task_index: usize::try_from(task_index).map_err(|_| StoreError::Corrupt("task index".into()))?,
+                task_name: row.get(3)?,
+                status: parse_task_status(&status)?,
+                response: row.get(5)?,
+                attempt: row.get(6)?,
+                due_at: row.get(7)?,
+                calling: row.get(8)?,
+                held: row.get(9)?,
+                note: row.get(10)?,
+                child: serde_json::from_str(&child).map_err(|e| StoreError::Corrupt(format!("child row: {e}")))?,
+                outputs: serde_json::from_str(&outputs).map_err(|e| StoreError::Corrupt(format!("outputs: {e}")))?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn insert_task(
+        tx: &rusqlite::Transaction<'_>,
+        account: AccountId,
+        t: &NewTask,
+        actor: &str,
+        now: Instant,
+    ) -> Result<TaskId, StoreError> {
+        tx.execute(
+            "INSERT INTO task_instances(account_id, task_index, task_name, status, attempt, due_at, held, note, child, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+            params![
+                account,
+                t.task_index as i64,
+                t.task_name,
+                status_text(t.status),
+                t.attempt,
+                t.due_at,
+                t.held,
+                t.note,
+                serde_json::to_string(&t.child).unwrap_or_else(|_| "{}".into()),
+                now
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO task_audit(task_id, at, actor, from_status, to_status, note) VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
+            params![id, now, actor, status_text(t.status), t.note],
+        )?;
+        Ok(id)
+    }
+}
+
+const ACCOUNT_COLUMNS: &str = "id, process, user_login, bundle_hash, status, form, children";
+const TASK_COLUMNS: &str =
+    "id, account_id, task_index, task_name, status, response, attempt, due_at, calling, held, note, child, outputs";
+
+impl StateStore for SqliteStore {
+    fn save_bundle(&mut self, bundle: &Bundle) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO bundles(hash, ir, stored_at) VALUES (?1, ?2, ?3)",
+            params![bundle.hash, bundle.to_json(), (self.now)()],
+        )?;
+        // The newest use wins for `latest_bundle`, even for a bundle stored before.
+        self.conn.execute("UPDATE bundles SET stored_at = ?2 WHERE hash = ?1", params![bundle.hash, (self.now)()])?;
+        Ok(())
+    }
+
+    fn bundle(&self, hash: &str) -> Result<Option<Bundle>, StoreError> {
+        let json: Option<String> =
+            self.conn.query_row("SELECT ir FROM bundles WHERE hash = ?1", [hash], |r| r.get(0)).optional()?;
+        json.map(|j| provflow_ir::load(&j).map_err(|e| StoreError::Corrupt(format!("bundle {hash}: {e}")))).transpose()
+    }
+
+    fn latest_bundle(&self) -> Result<Option<Bundle>, StoreError> {
+        let json: Option<String> = self
+            .conn
+            .query_row("SELECT ir FROM bundles ORDER BY stored_at DESC, rowid DESC LIMIT 1", [], |r| r.get(0))
+            .optional()?;
+        json.map(|j| provflow_ir::load(&j).map_err(|e| StoreError::Corrupt(format!("bundle: {e}")))).transpose()
+    }
+
+    fn insert_user(&mut self, user: &UserRecord) -> Result<(), StoreError> {
+        let now = (self.now)();
+        self.conn.execute(
+            "INSERT INTO users(login, attributes, status, locked, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            params![user.login, serde_json::to_string(&user.attributes).unwrap_or_default(), user.status, user.locked, now],
+        )?;
+        Ok(())
+    }
+
+    fn update_user(&mut self, user: &UserRecord) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE users SET attributes = ?2, status = ?3, locked = ?4, updated_at = ?5 WHERE login = ?1",
+            params![
+                user.login,
+                serde_json::to_string(&user.attributes).unwrap_or_default(),
+                user.status,
+                user.locked,
+                (self.now)()
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn user(&self, login: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.users_where("WHERE login = ?1", [login])?.into_iter().next())
+    }
+
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.users_where("ORDER BY login", [])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_account(
+        &mut self,
+        process: &str,
+        user: &str,
+        bundle_hash: &str,
+        status: ObjectStatus,
+        form: &FormData,
+        actor: &str,
+        tasks: &[NewTask],
+    ) -> Result<AccountId, StoreError> {
+        let now = (self.now)();
+        let key = self.key.clone();
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO accounts(process, user_login, bundle_hash, status, form, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, '{}', ?5, ?5)",
+            params![process, user, bundle_hash, status.as_str(), now],
+        )?;
+        let id = tx.last_insert_rowid();
+        // Sealed with the account id as context, known only now.
+        let encoded = encode_values(key.as_ref(), form, &format!("account/{id}"));
+        tx.execute("UPDATE accounts SET form = ?2 WHERE id = ?1", params![id, encoded])?;
+        for t in tasks {
+            SqliteStore::insert_task(&tx, id, t, actor, now)?;
+        }
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
+        Ok(self
+            .query_accounts(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"), [id])?
+            .into_iter()
+            .next())
+    }
+
+    fn find_account(&self, process: &str, user: &str) -> Result<Option<Account>, StoreError> {
+        Ok(self
+            .query_accounts(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE process = ?1 AND user_login = ?2 ORDER BY id DESC LIMIT 1"),
+                [process, user],
+            )?
+            .into_iter()
+            .next())
+    }
+
+    fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.query_accounts(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"), [])
+    }
+
+    fn save_form(&mut self, account: &Account) -> Result<(), StoreError> {
+        let encoded = self.encode_values(&account.form, &format!("account/{}", account.id));
+        let children = serde_json::to_string(&account.children).unwrap_or_else(|_| "{}".into());
+        self.conn.execute(
+            "UPDATE accounts SET form = ?2, children = ?3, updated_at = ?4 WHERE id = ?1",
+            params![account.id, encoded, children, (self.now)()],
+        )?;
+        Ok(())
+    }
+
+    fn task(&self, id: TaskId) -> Result<Option<TaskInstance>, StoreError> {
+        Ok(self
+            .query_tasks(&format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE id = ?1"), [id])?
+            .into_iter()
+            .next())
+    }
+
+    fn tasks_of(&self, account: AccountId) -> Result<Vec<TaskInstance>, StoreError> {
+        self.query_tasks(
+            &format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE account_id = ?1 ORDER BY id"),
+            [account],
+        )
+    }
+
+    fn tasks(&self, status: Option<TaskStatus>) -> Result<Vec<TaskInstance>, StoreError> {
+        match status {
+            Some(s) => self.query_tasks(
+                &format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE status = ?1 ORDER BY id"),
+                [status_text(s)],
+            ),
+            None => self.query_tasks(&format!("SELECT {TASK_COLUMNS} FROM task_instances ORDER BY id"), []),
+        }
+    }
+
+    fn set_calling(&mut self, task: TaskId, calling: bool) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE task_instances SET calling = ?2, updated_at = ?3 WHERE id = ?1",
+            params![task, calling, (self.now)()],
+        )?;
+        Ok(())
+    }
+
+    fn commit(&mut self, step: &Step) -> Result<Vec<TaskId>, StoreError> {
+        let now = (self.now)();
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for t in &step.transitions {
+            let from: Option<String> =
+                tx.query_row("SELECT status FROM task_instances WHERE id = ?1", [t.task], |r| r.get(0)).optional()?;
+            tx.execute(
+                "UPDATE task_instances SET status = ?2, response = coalesce(?3, response), note = ?4, held = ?5,
+                   outputs = CASE WHEN ?6 = '{}' THEN outputs ELSE ?6 END, calling = 0, updated_at = ?7 WHERE id = ?1",
+                params![
+                    t.task,
+                    status_text(t.to),
+                    t.response,
+                    t.note,
+                    t.held,
+                    serde_json::to_string(&t.outputs).unwrap_or_else(|_| "{}".into()),
+                    now
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO task_audit(task_id, at, actor, from_status, to_status, response, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![t.task, now, step.actor, from, status_text(t.to), t.response, t.note],
+            )?;
+        }
+        let mut ids = Vec::new();
+        for t in &step.new_tasks {
+            ids.push(SqliteStore::insert_task(&tx, step.account, t, &step.actor, now)?);
+        }
+        if let Some(status) = step.account_status {
+            tx.execute(
+                "UPDATE accounts SET status = ?2, updated_at = ?3 WHERE id = ?1",
+                params![step.account, status.as_str(), now],
+            )?;
+        }
+        if !step.notify.is_empty() {
+            let hash: String =
+                tx.query_row("SELECT bundle_hash FROM accounts WHERE id = ?1", [step.account], |r| r.get(0))?;
+            for n in &step.notify {
+                tx.execute(
+                    "INSERT INTO outbox(account_id, task_id, template_index, template, task_status, recipient, bundle_hash, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![step.account, n.task, n.template_index as i64, n.template, status_text(n.task_status), n.recipient, hash, now],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    fn audit(&self, task: TaskId) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT task_id, at, actor, from_status, to_status, response, note FROM task_audit WHERE task_id = ?1 ORDER BY id",
+        )?;
+        let mut rows = stmt.query([task])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let from: Option<String> = r.get(3)?;
+            let to: String = r.get(4)?;
+            out.push(AuditEntry {
+                task: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                from: from.as_deref().map(parse_task_status).transpose()?,
+                to: parse_task_status(&to)?,
+                response: r.get(5)?,
+                note: r.get(6)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, account_id, task_id, template_index, template, task_status, recipient, bundle_hash, created_at FROM outbox ORDER BY id",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let status: String = r.get(5)?;
+            let index: i64 = r.get(3)?;
+            out.push(OutboxEntry {
+                id: r.get(0)?,
+                account: r.get(1)?,
+                task: r.get(2)?,
+                template_index: usize::try_from(index).map_err(|_| StoreError::Corrupt("template index".into()))?,
+                template: r.get(4)?,
+                task_status: parse_task_status(&status)?,
+                recipient: r.get(6)?,
+                bundle_hash: r.get(7)?,
+                created_at: r.get(8)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl SqliteStore {
+    fn users_where(&self, clause: &str, params: impl rusqlite::Params) -> Result<Vec<UserRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!("SELECT login, attributes, status, locked FROM users {clause}"))?;
+        let mut rows = stmt.query(params)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let attributes: String = r.get(1)?;
+            out.push(UserRecord {
+                login: r.get(0)?,
+                attributes: serde_json::from_str(&attributes)
+                    .map_err(|e| StoreError::Corrupt(format!("user attributes: {e}")))?,
+                status: r.get(2)?,
+                locked: r.get(3)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Secrets kept for the current process only, for stores without a key.
+pub type SecretCache = BTreeMap<(AccountId, String), Secret>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path, key: Option<SecretKey>) -> SqliteStore {
+        SqliteStore::open(&dir.join("sub/state.db"), key, Box::new(|| 1_000)).unwrap()
+    }
+
+    #[test]
+    fn migrations_apply_once_and_urls_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path(), None));
+        let s = open(dir.path(), None);
+        let n: i64 = s.conn.query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(state_path("sqlite:a/b.db").unwrap(), PathBuf::from("a/b.db"));
+        assert_eq!(state_path("x.db").unwrap(), PathBuf::from("x.db"));
+        assert!(
+            matches!(state_path("postgres://u:pw@h/db"), Err(StoreError::PostgresNotSupported(u)) if !u.contains("pw"))
+        );
+    }
+
+    #[test]
+    fn secrets_are_sealed_at_rest_or_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        for key in [Some(SecretKey::from_bytes([3; 32])), None] {
+            let mut s = open(dir.path(), key.clone());
+            let with_key = key.is_some();
+            s.conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+            let form: FormData = [
+                ("username".to_string(), Value::Text("JDOE".into())),
+                ("password".to_string(), Value::Secret(Secret::new("topsecret"))),
+            ]
+            .into();
+            let id = s.create_account("P", "JDOE", "h", ObjectStatus::Provisioning, &form, "t", &[]).unwrap();
+            let raw: String = s.conn.query_row("SELECT form FROM accounts WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+            assert!(!raw.contains("topsecret"), "{raw}");
+            assert_eq!(raw.contains("sealed"), with_key);
+            let back = s.account(id).unwrap().unwrap();
+            assert_eq!(back.form.contains_key("password"), with_key);
+            assert_eq!(back.form.get("username"), Some(&Value::Text("JDOE".into())));
+        }
+    }
+
+    #[test]
+    fn audit_trail_is_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), None);
+        s.conn.execute_batch("PRAGMA foreign_keys = OFF; INSERT INTO task_audit(task_id, at, actor, to_status) VALUES (1, 1, 'a', 'Pending');").unwrap();
+        assert!(s.conn.execute("DELETE FROM task_audit", []).is_err());
+        assert!(s.conn.execute("UPDATE task_audit SET actor = 'b'", []).is_err());
+    }
+}

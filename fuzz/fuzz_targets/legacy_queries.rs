@@ -1,0 +1,12 @@
+//! The legacy `provision.queries` importer on arbitrary text: errors, never a panic or a hang.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(queries) = provflow_compiler::legacy::parse_provision_queries(text) {
+        // Whatever parses must also print.
+        let _ = provflow_compiler::legacy::to_connector_queries_yaml(&queries, "fuzz", "sqlite");
+    }
+});

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Fuzz the compiler: `fuzz/run.sh [SECONDS] [TARGET]` (defaults: 600 seconds, target `compile`;
+# the other target is `legacy_queries`).
+#
+# cargo-fuzz needs nightly-only rustc flags (-Zsanitizer, -Cpasses=sancov-module). With only a
+# stable toolchain installed, RUSTC_BOOTSTRAP=1 lets stable rustc accept them. Install the
+# tool once with `cargo install cargo-fuzz`.
+#
+# The corpus (fuzz/corpus/TARGET) is not committed: it is seeded from fuzz/seeds, every
+# definitions/**/*.yaml and tests/fixtures/*.yaml on each run, and grows locally. Crashes land
+# in fuzz/artifacts/TARGET; reproduce one with
+#   RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET fuzz/artifacts/TARGET/crash-...
+# and minimise it with `cargo fuzz tmin TARGET <file>`.
+set -euo pipefail
+
+seconds="${1:-600}"
+target="${2:-compile}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+corpus="$here/corpus/$target"
+
+mkdir -p "$corpus"
+if [ "$target" = "legacy_queries" ]; then
+    cp "$here"/seeds/*.queries "$corpus"/
+else
+    cp "$here"/seeds/*.yaml "$corpus"/
+    # Flatten paths into names so that files of the same name in two folders both survive.
+    find "$root/definitions" "$root/tests/fixtures" -name '*.yaml' -type f 2>/dev/null | while read -r f; do
+        rel="${f#"$root"/}"
+        cp "$f" "$corpus/${rel//\//_}"
+    done
+fi
+
+cd "$here"
+export RUSTC_BOOTSTRAP=1
+# -timeout: an input that takes 10 s is a hang; -rss_limit_mb: 2 GiB is "unbounded memory".
+exec cargo fuzz run "$target" "$corpus" -- \
+    -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1
