@@ -25,7 +25,10 @@ if [ "$target" = "legacy_queries" ]; then
 else
     cp "$here"/seeds/*.yaml "$corpus"/
     # Flatten paths into names so that files of the same name in two folders both survive.
-    find "$root/definitions" "$root/tests/fixtures" -name '*.yaml' -type f 2>/dev/null | while read -r f; do
+    for dir in "$root/definitions" "$root/tests/fixtures"; do
+        [ -d "$dir" ] || continue
+        find "$dir" -name '*.yaml' -type f
+    done | while read -r f; do
         rel="${f#"$root"/}"
         cp "$f" "$corpus/${rel//\//_}"
     done

@@ -275,11 +275,16 @@ pub struct TargetArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ReconArgs {
+    /// `events`: list what a run did.
+    #[command(subcommand)]
+    pub command: Option<ReconCommand>,
     /// Definition files or directories (default: `definitions/`).
     pub paths: Vec<PathBuf>,
-    #[arg(long)]
-    pub process: String,
+    /// The process to reconcile. Required unless a subcommand (`events`) is given.
+    #[arg(long, required = true)]
+    pub process: Option<String>,
     /// Read rows from this CSV file.
     #[arg(long, conflicts_with = "from_target")]
     pub csv: Option<PathBuf>,
@@ -289,6 +294,16 @@ pub struct ReconArgs {
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReconCommand {
+    /// List the events of a reconciliation run (default: the newest run).
+    Events {
+        /// The run id (printed by `provflow recon`).
+        #[arg(long)]
+        run: Option<i64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -163,20 +163,23 @@ pub fn import(cmd: ImportCommand) -> u8 {
     let name = name.unwrap_or_else(|| {
         file.file_stem().map_or_else(|| "imported".into(), |s| s.to_string_lossy().replace('.', "-"))
     });
-    match provflow_compiler::legacy::parse_provision_queries(&text) {
-        Ok(queries) => {
-            print!("{}", provflow_compiler::legacy::to_connector_queries_yaml(&queries, &name, &dialect));
-            exit::OK
+    let report = provflow_compiler::legacy::parse_provision_queries_report(&text);
+    let print = |severity: &str, e: &provflow_compiler::legacy::LegacyError| {
+        eprintln!("{}:{}:{}: {severity}: {}", file.display(), e.line, e.column, e.message);
+        if let Some(h) = &e.help {
+            eprintln!("  help: {h}");
         }
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{}:{}:{}: error: {}", file.display(), e.line, e.column, e.message);
-                if let Some(h) = &e.help {
-                    eprintln!("  help: {h}");
-                }
-            }
-            eprintln!("import failed: {} error(s)", errors.len());
-            exit::FAILED
-        }
+    };
+    for w in &report.warnings {
+        print("warning", w);
     }
+    for e in &report.errors {
+        print("error", e);
+    }
+    if !report.errors.is_empty() {
+        eprintln!("import failed: {} error(s); nothing was printed", report.errors.len());
+        return exit::FAILED;
+    }
+    print!("{}", provflow_compiler::legacy::to_connector_queries_yaml(&report.queries, &name, &dialect));
+    exit::OK
 }

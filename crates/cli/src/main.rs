@@ -6,6 +6,7 @@ mod compile_cmds;
 mod graph;
 mod report;
 mod runner_cmds;
+mod runner_cmds_ext;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -38,7 +39,18 @@ fn main() -> ExitCode {
         Command::Schema(a) => compile_cmds::schema(a),
         Command::Graph(a) => compile_cmds::graph(&cli.global, a),
         Command::Import(a) => compile_cmds::import(a),
-        other => runner_cmds::exec(&cli.global, other),
+        Command::Recon(a) => runner_cmds_ext::recon(&cli.global, a),
+        Command::Notifications(c) => runner_cmds_ext::notifications(&cli.global, c),
+        Command::Test(a) => runner_cmds_ext::test(&cli.global, a),
+        other => {
+            // A plan writes nothing, not even rendered notifications.
+            let renders = !matches!(other, Command::Plan(_));
+            let code = runner_cmds::exec(&cli.global, other);
+            if renders {
+                runner_cmds_ext::render_outbox(&cli.global);
+            }
+            code
+        }
     };
     ExitCode::from(code)
 }

@@ -3,7 +3,7 @@
 //! `provflow_runner`.
 
 use provflow_ir::{Bundle, TaskAction, TaskStatus};
-use provflow_runner::clock::{self, Clock, SystemClock};
+use provflow_runner::clock::{self, Clock, CommandClock};
 use provflow_runner::engine::{self, Engine, EngineError, FormInput, TargetProvider, Targets};
 use provflow_runner::secret::SecretKey;
 use provflow_runner::store::{self, Account, SqliteStore, StateStore, TaskInstance, UserRecord};
@@ -66,7 +66,8 @@ fn key_file() -> PathBuf {
 fn open_store(global: &Global) -> Result<SqliteStore, Exit> {
     let path = store::state_path(&global.state).map_err(|e| fail(exit::USAGE, e))?;
     let key = SecretKey::discover(&key_file()).map_err(|e| fail(exit::USAGE, e))?;
-    SqliteStore::open(&path, key, Box::new(|| SystemClock.now())).map_err(|e| fail(exit::USAGE, e))
+    CommandClock::check().map_err(|e| fail(exit::USAGE, e))?;
+    SqliteStore::open(&path, key, Box::new(|| CommandClock.now())).map_err(|e| fail(exit::USAGE, e))
 }
 
 fn targets(global: &Global) -> Result<Targets, Exit> {
@@ -232,7 +233,7 @@ fn run(global: &Global, a: ProvisionArgs) -> Outcome {
     let bundle = load_bundle(&paths_or_default(&a.paths))?;
     let mut store = open_store(global)?;
     let mut targets = targets(global)?;
-    let clock = SystemClock;
+    let clock = CommandClock;
     let id = {
         let mut e = Engine::new(&mut store, &mut targets, &clock);
         e.provision(&bundle, &a.process, &a.user, &inputs).map_err(engine_error)?
@@ -263,7 +264,7 @@ fn plan(global: &Global, a: ProvisionArgs) -> Outcome {
         }
     };
     let mut targets = targets(global)?;
-    let clock = SystemClock;
+    let clock = CommandClock;
     let e = Engine::new(&mut store, &mut targets, &clock);
     let planned = e.plan(&bundle, &a.process, &user, &inputs).map_err(engine_error)?;
     if global.format == Format::Json {
@@ -290,7 +291,7 @@ fn plan(global: &Global, a: ProvisionArgs) -> Outcome {
 fn resume(global: &Global, wait: bool) -> Outcome {
     let mut store = open_store(global)?;
     let mut targets = targets(global)?;
-    let clock = SystemClock;
+    let clock = CommandClock;
     let mut e = Engine::new(&mut store, &mut targets, &clock);
     loop {
         let touched = e.resume().map_err(engine_error)?;
@@ -365,7 +366,7 @@ fn user(global: &Global, c: UserCommand) -> Outcome {
         _ => None,
     };
     let mut targets = targets(global)?;
-    let clock = SystemClock;
+    let clock = CommandClock;
     let mut e = Engine::new(&mut store, &mut targets, &clock);
     e.actor = person();
     let (login, touched) = match (c, bundle) {
@@ -453,7 +454,7 @@ fn user(global: &Global, c: UserCommand) -> Outcome {
 fn task(global: &Global, c: TaskCommand) -> Outcome {
     let mut store = open_store(global)?;
     let mut targets = targets(global)?;
-    let clock = SystemClock;
+    let clock = CommandClock;
     let mut e = Engine::new(&mut store, &mut targets, &clock);
     e.actor = person();
     let account = match c {
@@ -509,7 +510,7 @@ fn task(global: &Global, c: TaskCommand) -> Outcome {
 fn account(global: &Global, c: AccountCommand) -> Outcome {
     let mut store = open_store(global)?;
     let mut targets = targets(global)?;
-    let clock = SystemClock;
+    let clock = CommandClock;
     let mut e = Engine::new(&mut store, &mut targets, &clock);
     e.actor = person();
     let id = match c {

@@ -137,7 +137,7 @@ pub fn compile_bytes(name: &str, bytes: &[u8]) -> Compilation {
 }
 
 /// The span index of every node of every document of a file.
-fn full_index(file: &SourceFile) -> Vec<yaml::SpanIndex> {
+pub(crate) fn full_index(file: &SourceFile) -> Vec<yaml::SpanIndex> {
     file.text.as_deref().map(|t| yaml::parse_full(t).0.into_iter().map(|d| d.spans).collect()).unwrap_or_default()
 }
 
@@ -156,8 +156,13 @@ fn load_file(index: usize, path: &Path, bytes: &[u8]) -> (SourceFile, Vec<Loaded
         }
     };
     let (documents, errors) = yaml::parse(text);
+    // An alias was replaced by null: checking its document would only add confusing errors.
+    let poisoned = errors.iter().any(|e| e.code == "PF004");
     for e in errors {
         diags.push(load_diagnostic(&name, e));
+    }
+    if poisoned {
+        return (SourceFile { path: name, text: Some(text.to_owned()) }, Vec::new(), diags);
     }
     let file = SourceFile { path: name, text: Some(text.to_owned()) };
     let mut out = Vec::new();

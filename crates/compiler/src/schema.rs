@@ -271,7 +271,9 @@ fn explain(root: &Value, err: &ValidationError<'_>, out: &mut Vec<Finding>) {
             explain_alternatives(root, &pointer, instance, context, out);
         }
         _ => {
-            out.push(Finding::error("PF106", constraint_message(err), pointer, Part::Value, None));
+            let field = pointer.rsplit('/').next().filter(|f| !f.is_empty()).map(|f| format!("`{f}` "));
+            let message = format!("{}{}", field.unwrap_or_default(), constraint_message(err));
+            out.push(Finding::error("PF106", message, pointer, Part::Value, None));
         }
     }
 }

@@ -370,7 +370,7 @@ fn parse_indexed(text: &str, max_depth: usize) -> (Vec<Document>, Vec<LoadError>
             code: "PF006",
             message: "the file holds no YAML document".into(),
             help: Some("add a definition (`apiVersion: provflow/v1`, `kind: ...`) or delete the file".into()),
-            span: doc_start,
+            span: Span { line: doc_start.line.max(1), column: doc_start.column.max(1), ..doc_start },
         });
     }
     (docs, errors)
@@ -599,7 +599,7 @@ mod tests {
     use super::*;
 
     fn load(src: &str) -> (Vec<Document>, Vec<LoadError>) {
-        parse(src)
+        parse_full(src)
     }
 
     #[test]

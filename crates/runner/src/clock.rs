@@ -18,6 +18,70 @@ impl Clock for SystemClock {
     }
 }
 
+/// The environment variable that fixes the clock of a command, for tests that need time to
+/// pass (retries due after `period_minutes`) without waiting: seconds since the Unix epoch or
+/// `YYYY-MM-DDTHH:MM:SSZ`. Unset, commands use the system clock. `provflow resume --wait`
+/// under a fixed clock would wait forever, so tests run plain `resume` at later instants.
+pub const NOW_ENV: &str = "PROVFLOW_NOW";
+
+/// The clock of a command: [`NOW_ENV`] when set, else the system clock.
+pub struct CommandClock;
+
+impl CommandClock {
+    fn fixed() -> &'static Result<Option<Instant>, String> {
+        static FIXED: std::sync::OnceLock<Result<Option<Instant>, String>> = std::sync::OnceLock::new();
+        FIXED.get_or_init(|| match std::env::var(NOW_ENV) {
+            Ok(text) if !text.trim().is_empty() => parse_instant(text.trim()).map(Some).ok_or_else(|| {
+                format!("{NOW_ENV} must be seconds since the Unix epoch or YYYY-MM-DDTHH:MM:SSZ, got `{text}`")
+            }),
+            _ => Ok(None),
+        })
+    }
+
+    /// Refuses a malformed [`NOW_ENV`] (a command checks this before it starts).
+    pub fn check() -> Result<(), String> {
+        Self::fixed().as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+}
+
+impl Clock for CommandClock {
+    fn now(&self) -> Instant {
+        match Self::fixed() {
+            Ok(Some(at)) => *at,
+            _ => SystemClock.now(),
+        }
+    }
+}
+
+/// Parses seconds since the epoch or `YYYY-MM-DDTHH:MM:SSZ` (also `YYYY-MM-DD`).
+pub fn parse_instant(text: &str) -> Option<Instant> {
+    if let Ok(secs) = text.parse::<i64>() {
+        return Some(secs);
+    }
+    let (day, time) = text.split_once('T').unwrap_or((text, "00:00:00Z"));
+    let mut d = day.splitn(3, '-');
+    let (y, m, dd) = (d.next()?.parse::<i64>().ok()?, d.next()?.parse::<u32>().ok()?, d.next()?.parse::<u32>().ok()?);
+    let time = time.strip_suffix('Z')?;
+    let mut t = time.splitn(3, ':');
+    let (h, mi, se) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&dd) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let days = days_from_civil(y, m, dd);
+    (civil(days) == (y, m, dd)).then_some(days * 86_400 + h * 3600 + mi * 60 + se)
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's days_from_civil).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// A clock that moves only when told to.
 pub struct ManualClock(AtomicI64);
 
@@ -72,5 +136,19 @@ mod tests {
         assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
         assert_eq!(timestamp(1_709_164_800 + 3661), "2024-02-29T01:01:01Z");
         assert_eq!(date(951_782_400), "2000-02-29");
+    }
+
+    #[test]
+    fn parses_instants_back() {
+        for at in [0, 951_782_400, 1_709_164_800 + 3661, 4_102_444_799] {
+            assert_eq!(parse_instant(&timestamp(at)), Some(at), "{}", timestamp(at));
+        }
+        assert_eq!(parse_instant("2000-02-29"), Some(951_782_400));
+        assert_eq!(parse_instant("1234"), Some(1234));
+        for bad in
+            ["2001-02-29T00:00:00Z", "2024-13-01T00:00:00Z", "2024-01-01T24:00:00Z", "soon", "2024-01-01T00:00:00"]
+        {
+            assert_eq!(parse_instant(bad), None, "{bad}");
+        }
     }
 }

@@ -687,12 +687,29 @@ impl<'a> Engine<'a> {
             Ok(v) => v,
             Err(why) => return self.hold(account, inst, why),
         };
-        // Committed before the call: after a crash, `resume` knows the call may have happened.
-        self.store.set_calling(inst.id, true)?;
         let target_name = bundle.targets.get(process.target).map(|t| t.name.clone()).unwrap_or_default();
-        let result = match self.targets.open(bundle, process.target) {
-            Ok(t) => t.call(query, &values),
-            Err(e) => Err(e),
+        let result = if self.target_is_store(bundle, process.target) {
+            // The target is the state store's own database: the call runs in the transaction
+            // that the `commit` below finishes with the transition, so both happen or neither.
+            let procedures = bundle
+                .targets
+                .get(process.target)
+                .and_then(|t| bundle.query_sets.get(t.query_set))
+                .map(|q| q.procedures.as_slice())
+                .unwrap_or_default();
+            let result = self.store.call_in_step(procedures, query, &values)?;
+            test_pause();
+            result
+        } else {
+            // Committed before the call: after a crash, `resume` knows the call may have happened.
+            self.store.set_calling(inst.id, true)?;
+            test_pause();
+            let result = match self.targets.open(bundle, process.target) {
+                Ok(t) => t.call(query, &values),
+                Err(e) => Err(e),
+            };
+            test_pause();
+            result
         };
         let (code, outputs, note) = match &result {
             Ok(CallOutcome { outputs, .. }) => {
@@ -733,6 +750,18 @@ impl<'a> Engine<'a> {
         self.on_status(bundle, process, account, tasks, inst, status, &mut step);
         self.store.commit(&step)?;
         Ok(())
+    }
+
+    /// Whether the sqlite target `index` lives in the state store's own file.
+    fn target_is_store(&self, bundle: &Bundle, index: usize) -> bool {
+        let (Some(store), Some(target)) = (self.store.sqlite_file(), self.targets.sqlite_file(bundle, index)) else {
+            return false;
+        };
+        // Both exist when they are the same file (the store is open), so canonical paths compare them.
+        match (std::fs::canonicalize(store), std::fs::canonicalize(&target)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
     }
 
     /// Leaves a task Pending for a person, with a note saying why and what to do.
@@ -1283,6 +1312,24 @@ impl<'a> Engine<'a> {
             }
         }
         Ok(touched)
+    }
+}
+
+/// A test hook, off unless `PROVFLOW_TEST_STEP_DELAY_MS` is set: sleeps that many
+/// milliseconds around each target call, to widen the window in which the durability test's
+/// SIGKILL lands between a call and its recorded transition. It only slows a run down; it
+/// changes no outcome.
+fn test_pause() {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        std::env::var("PROVFLOW_TEST_STEP_DELAY_MS")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(std::time::Duration::from_millis)
+    });
+    if let Some(d) = delay {
+        std::thread::sleep(*d);
     }
 }
 

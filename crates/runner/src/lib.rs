@@ -2,9 +2,16 @@
 
 pub mod clock;
 pub mod engine;
+pub mod notify;
+pub mod recon;
+pub mod scenario;
 pub mod secret;
 pub mod store;
 pub mod target;
+pub mod target_pg;
+pub mod target_mariadb;
+pub mod sql_script;
+pub mod catalog;
 pub mod value;
 
 #[cfg(test)]

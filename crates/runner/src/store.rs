@@ -27,6 +27,8 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("the state store holds a damaged record ({0}); it was not written by this provflow")]
     Corrupt(String),
+    #[error("this state store cannot run a target's calls in its own transactions")]
+    NoSharedTransactions,
 }
 
 /// A person or system known to the identity manager.
@@ -181,7 +183,27 @@ pub trait StateStore {
     fn tasks(&self, status: Option<TaskStatus>) -> Result<Vec<TaskInstance>, StoreError>;
     /// Records that a target call is about to start (or finished without a transition).
     fn set_calling(&mut self, task: TaskId, calling: bool) -> Result<(), StoreError>;
+    /// Commits a step; after [`StateStore::call_in_step`], in the transaction that made the call.
     fn commit(&mut self, step: &Step) -> Result<Vec<TaskId>, StoreError>;
+
+    /// The file of an embedded SQLite store: a SQLite target in the same file shares its
+    /// transactions (see [`StateStore::call_in_step`]).
+    fn sqlite_file(&self) -> Option<&Path> {
+        None
+    }
+    /// Opens the transaction of the next step and makes a target call inside it, on a target
+    /// that is this store's own database. The call and the transition that the next
+    /// [`StateStore::commit`] records then commit together or not at all, so no `calling`
+    /// mark is needed: after a crash the call simply did not happen.
+    fn call_in_step(
+        &mut self,
+        procedures: &[provflow_ir::Procedure],
+        query: &provflow_ir::Query,
+        values: &[Value],
+    ) -> Result<Result<crate::target::CallOutcome, crate::target::TargetError>, StoreError> {
+        let _ = (procedures, query, values);
+        Err(StoreError::NoSharedTransactions)
+    }
 
     fn audit(&self, task: TaskId) -> Result<Vec<AuditEntry>, StoreError>;
     fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError>;
@@ -267,6 +289,47 @@ CREATE TABLE outbox (
     rendered_at    INTEGER
 );
 "#,
+), (
+    2,
+    // Notifications (rendering results, failures), reconciliation runs and events, and the
+    // stable `usr_key` that notification resolvers query by.
+    r#"
+ALTER TABLE users ADD COLUMN usr_key INTEGER;
+UPDATE users SET usr_key = rowid;
+CREATE TRIGGER users_usr_key AFTER INSERT ON users WHEN NEW.usr_key IS NULL
+BEGIN UPDATE users SET usr_key = NEW.rowid WHERE rowid = NEW.rowid; END;
+ALTER TABLE accounts ADD COLUMN usr_key INTEGER;
+UPDATE accounts SET usr_key = (SELECT u.usr_key FROM users u WHERE u.login = accounts.user_login);
+CREATE TRIGGER accounts_usr_key AFTER INSERT ON accounts WHEN NEW.usr_key IS NULL
+BEGIN UPDATE accounts SET usr_key = (SELECT u.usr_key FROM users u WHERE u.login = NEW.user_login) WHERE id = NEW.id; END;
+CREATE INDEX accounts_by_usr_key ON accounts(usr_key);
+ALTER TABLE outbox ADD COLUMN short TEXT;
+ALTER TABLE outbox ADD COLUMN to_address TEXT;
+-- queued (not rendered yet) | rendered | failed (see `error`)
+ALTER TABLE outbox ADD COLUMN status TEXT NOT NULL DEFAULT 'queued';
+ALTER TABLE outbox ADD COLUMN error TEXT;
+CREATE TABLE recon_runs (
+    id          INTEGER PRIMARY KEY,
+    process     TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    summary     TEXT
+);
+CREATE TABLE recon_events (
+    id         INTEGER PRIMARY KEY,
+    run_id     INTEGER NOT NULL,
+    line       INTEGER NOT NULL,
+    key        TEXT,
+    outcome    TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    account_id INTEGER,
+    changes    TEXT NOT NULL DEFAULT '{}',
+    error      TEXT,
+    at         INTEGER NOT NULL
+);
+CREATE INDEX recon_events_by_run ON recon_events(run_id, line);
+"#,
 )];
 
 /// Parses `--state`: `sqlite:PATH`, `sqlite://PATH`, or a plain path.
@@ -294,6 +357,8 @@ pub struct SqliteStore {
     path: PathBuf,
     key: Option<SecretKey>,
     now: Box<dyn Fn() -> Instant + Send>,
+    /// A transaction opened by `call_in_step` that the next `commit` finishes.
+    step_open: bool,
 }
 
 fn status_text(s: TaskStatus) -> &'static str {
@@ -317,13 +382,18 @@ impl SqliteStore {
         // not only a killed process.
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             .map_err(|e| open_err(e.to_string()))?;
-        let mut store = SqliteStore { conn, path: path.to_path_buf(), key, now };
+        let mut store = SqliteStore { conn, path: path.to_path_buf(), key, now, step_open: false };
         store.migrate()?;
         Ok(store)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The connection, for the runner's own modules (notifications, reconciliation).
+    pub(crate) fn connection(&self) -> &rusqlite::Connection {
+        &self.conn
     }
 
     pub fn has_key(&self) -> bool {
@@ -463,7 +533,7 @@ impl SqliteStore {
     }
 
     fn insert_task(
-        tx: &rusqlite::Transaction<'_>,
+        tx: &rusqlite::Connection,
         account: AccountId,
         t: &NewTask,
         actor: &str,
@@ -492,6 +562,54 @@ impl SqliteStore {
         )?;
         Ok(id)
     }
+}
+
+/// Writes one step: transitions with their audit rows, new tasks, the account status and
+/// notification requests. The caller owns the transaction.
+fn apply_step(tx: &rusqlite::Connection, step: &Step, now: Instant) -> Result<Vec<TaskId>, StoreError> {
+    for t in &step.transitions {
+        let from: Option<String> =
+            tx.query_row("SELECT status FROM task_instances WHERE id = ?1", [t.task], |r| r.get(0)).optional()?;
+        tx.execute(
+            "UPDATE task_instances SET status = ?2, response = coalesce(?3, response), note = ?4, held = ?5,
+               outputs = CASE WHEN ?6 = '{}' THEN outputs ELSE ?6 END, calling = 0, updated_at = ?7 WHERE id = ?1",
+            params![
+                t.task,
+                status_text(t.to),
+                t.response,
+                t.note,
+                t.held,
+                serde_json::to_string(&t.outputs).unwrap_or_else(|_| "{}".into()),
+                now
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO task_audit(task_id, at, actor, from_status, to_status, response, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![t.task, now, step.actor, from, status_text(t.to), t.response, t.note],
+        )?;
+    }
+    let mut ids = Vec::new();
+    for t in &step.new_tasks {
+        ids.push(SqliteStore::insert_task(tx, step.account, t, &step.actor, now)?);
+    }
+    if let Some(status) = step.account_status {
+        tx.execute(
+            "UPDATE accounts SET status = ?2, updated_at = ?3 WHERE id = ?1",
+            params![step.account, status.as_str(), now],
+        )?;
+    }
+    if !step.notify.is_empty() {
+        let hash: String =
+            tx.query_row("SELECT bundle_hash FROM accounts WHERE id = ?1", [step.account], |r| r.get(0))?;
+        for n in &step.notify {
+            tx.execute(
+                "INSERT INTO outbox(account_id, task_id, template_index, template, task_status, recipient, bundle_hash, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![step.account, n.task, n.template_index as i64, n.template, status_text(n.task_status), n.recipient, hash, now],
+            )?;
+        }
+    }
+    Ok(ids)
 }
 
 const ACCOUNT_COLUMNS: &str = "id, process, user_login, bundle_hash, status, form, children";
@@ -648,51 +766,42 @@ impl StateStore for SqliteStore {
 
     fn commit(&mut self, step: &Step) -> Result<Vec<TaskId>, StoreError> {
         let now = (self.now)();
+        if std::mem::take(&mut self.step_open) {
+            // The transaction `call_in_step` opened: the call and this step commit together.
+            return match apply_step(&self.conn, step, now) {
+                Ok(ids) => {
+                    self.conn.execute_batch("COMMIT")?;
+                    Ok(ids)
+                }
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    Err(e)
+                }
+            };
+        }
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for t in &step.transitions {
-            let from: Option<String> =
-                tx.query_row("SELECT status FROM task_instances WHERE id = ?1", [t.task], |r| r.get(0)).optional()?;
-            tx.execute(
-                "UPDATE task_instances SET status = ?2, response = coalesce(?3, response), note = ?4, held = ?5,
-                   outputs = CASE WHEN ?6 = '{}' THEN outputs ELSE ?6 END, calling = 0, updated_at = ?7 WHERE id = ?1",
-                params![
-                    t.task,
-                    status_text(t.to),
-                    t.response,
-                    t.note,
-                    t.held,
-                    serde_json::to_string(&t.outputs).unwrap_or_else(|_| "{}".into()),
-                    now
-                ],
-            )?;
-            tx.execute(
-                "INSERT INTO task_audit(task_id, at, actor, from_status, to_status, response, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![t.task, now, step.actor, from, status_text(t.to), t.response, t.note],
-            )?;
-        }
-        let mut ids = Vec::new();
-        for t in &step.new_tasks {
-            ids.push(SqliteStore::insert_task(&tx, step.account, t, &step.actor, now)?);
-        }
-        if let Some(status) = step.account_status {
-            tx.execute(
-                "UPDATE accounts SET status = ?2, updated_at = ?3 WHERE id = ?1",
-                params![step.account, status.as_str(), now],
-            )?;
-        }
-        if !step.notify.is_empty() {
-            let hash: String =
-                tx.query_row("SELECT bundle_hash FROM accounts WHERE id = ?1", [step.account], |r| r.get(0))?;
-            for n in &step.notify {
-                tx.execute(
-                    "INSERT INTO outbox(account_id, task_id, template_index, template, task_status, recipient, bundle_hash, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![step.account, n.task, n.template_index as i64, n.template, status_text(n.task_status), n.recipient, hash, now],
-                )?;
-            }
-        }
+        let ids = apply_step(&tx, step, now)?;
         tx.commit()?;
         Ok(ids)
+    }
+
+    fn sqlite_file(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    fn call_in_step(
+        &mut self,
+        procedures: &[provflow_ir::Procedure],
+        query: &provflow_ir::Query,
+        values: &[Value],
+    ) -> Result<Result<crate::target::CallOutcome, crate::target::TargetError>, StoreError> {
+        if self.step_open {
+            // A step left open by an earlier call that was never committed: it did not happen.
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.step_open = true;
+        Ok(crate::target::call_sqlite(&self.conn, procedures, query, values))
     }
 
     fn audit(&self, task: TaskId) -> Result<Vec<AuditEntry>, StoreError> {
@@ -778,7 +887,7 @@ mod tests {
         drop(open(dir.path(), None));
         let s = open(dir.path(), None);
         let n: i64 = s.conn.query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
-        assert_eq!(n, 1);
+        assert_eq!(n, MIGRATIONS.len() as i64);
         assert_eq!(state_path("sqlite:a/b.db").unwrap(), PathBuf::from("a/b.db"));
         assert_eq!(state_path("x.db").unwrap(), PathBuf::from("x.db"));
         assert!(

@@ -153,68 +153,120 @@ impl SqliteTarget {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
 
-    fn run_procedure(
-        &mut self,
-        query: &ir::Query,
-        call: &ir::Call,
-        values: &[Value],
-    ) -> Result<CallOutcome, TargetError> {
-        let procedure = self.procedures.iter().find(|p| p.name == call.procedure).cloned().ok_or_else(|| {
-            TargetError::refused(format!("no emulated procedure `{}` in this target's query set", call.procedure))
-        })?;
-        if procedure.params.len() != call.args.len() {
+/// Runs `query` on `conn`: `call p(...)` runs the emulated procedure `p` of `procedures`, any
+/// other query its rendered statement. Used by [`SqliteTarget`] and by the state store when a
+/// target is the store's own file, so both run a call the same way. A procedure body runs in
+/// a SAVEPOINT: a failing statement leaves nothing of the call behind, inside or outside an
+/// open transaction.
+pub fn call_sqlite(
+    conn: &rusqlite::Connection,
+    procedures: &[ir::Procedure],
+    query: &ir::Query,
+    values: &[Value],
+) -> Result<CallOutcome, TargetError> {
+    match &query.call {
+        Some(call) => run_procedure(conn, procedures, query, call, values),
+        None => run_statement(conn, query, values),
+    }
+}
+
+fn run_procedure(
+    conn: &rusqlite::Connection,
+    procedures: &[ir::Procedure],
+    query: &ir::Query,
+    call: &ir::Call,
+    values: &[Value],
+) -> Result<CallOutcome, TargetError> {
+    let procedure = procedures.iter().find(|p| p.name == call.procedure).ok_or_else(|| {
+        TargetError::refused(format!("no emulated procedure `{}` in this target's query set", call.procedure))
+    })?;
+    if procedure.params.len() != call.args.len() {
+        return Err(TargetError::refused(format!(
+            "`{}` takes {} arguments but the call passes {}",
+            procedure.name,
+            procedure.params.len(),
+            call.args.len()
+        )));
+    }
+    let mut named: BTreeMap<&str, &Value> = BTreeMap::new();
+    for (position, (name, arg)) in procedure.params.iter().zip(&call.args).enumerate() {
+        let Some(index) = arg else {
             return Err(TargetError::refused(format!(
-                "`{}` takes {} arguments but the call passes {}",
-                procedure.name,
-                procedure.params.len(),
-                call.args.len()
+                "argument {} of `{}` is a SQL expression; emulated procedures take placeholders only",
+                position + 1,
+                procedure.name
             )));
+        };
+        named.insert(name.as_str(), values.get(*index).unwrap_or(&Value::Null));
+    }
+    conn.execute_batch("SAVEPOINT provflow_call").map_err(map_error)?;
+    match run_body(conn, procedure, query, &named) {
+        Ok(outcome) => {
+            conn.execute_batch("RELEASE provflow_call").map_err(map_error)?;
+            Ok(outcome)
         }
-        let mut named: BTreeMap<String, Value> = BTreeMap::new();
-        for (position, (name, arg)) in procedure.params.iter().zip(&call.args).enumerate() {
-            let Some(index) = arg else {
-                return Err(TargetError::refused(format!(
-                    "argument {} of `{}` is a SQL expression; emulated procedures take placeholders only",
-                    position + 1,
-                    procedure.name
-                )));
-            };
-            named.insert(name.clone(), values.get(*index).cloned().unwrap_or(Value::Null));
+        Err(e) => {
+            // The body's error is the one that matters; a failed rollback surfaces on the
+            // next statement of this connection anyway.
+            let _ = conn.execute_batch("ROLLBACK TO provflow_call; RELEASE provflow_call");
+            Err(e)
         }
-        let tx = self.conn.savepoint().map_err(map_error)?;
-        let mut outcome = CallOutcome::default();
-        for statement in &procedure.statements {
-            let mut stmt = tx.prepare(statement).map_err(map_error)?;
-            for i in 1..=stmt.parameter_count() {
-                let name = stmt.parameter_name(i).map(|n| n.trim_start_matches([':', '@', '$']).to_string());
-                let value = name.as_ref().and_then(|n| named.get(n)).ok_or_else(|| {
-                    TargetError::refused(format!(
-                        "a statement of `{}` uses `{}`, which is not one of its parameters",
-                        procedure.name,
-                        name.as_deref().unwrap_or("?")
-                    ))
-                })?;
-                stmt.raw_bind_parameter(i, to_sql(value)).map_err(map_error)?;
-            }
-            if stmt.column_count() > 0 {
-                // A row-returning statement of the body supplies OUT values by column name.
-                let rows = collect_rows(&mut stmt)?;
-                if let Some(first) = rows.first() {
-                    for p in query.params.iter().filter(|p| p.mode != ParamMode::In) {
-                        if let Some(v) = first.get(&p.name) {
-                            outcome.outputs.insert(p.name.clone(), v.clone());
-                        }
+    }
+}
+
+fn run_body(
+    conn: &rusqlite::Connection,
+    procedure: &ir::Procedure,
+    query: &ir::Query,
+    named: &BTreeMap<&str, &Value>,
+) -> Result<CallOutcome, TargetError> {
+    let mut outcome = CallOutcome::default();
+    for statement in &procedure.statements {
+        let mut stmt = conn.prepare_cached(statement).map_err(map_error)?;
+        for i in 1..=stmt.parameter_count() {
+            let name = stmt.parameter_name(i).map(|n| n.trim_start_matches([':', '@', '$']));
+            let value = name.and_then(|n| named.get(n)).ok_or_else(|| {
+                TargetError::refused(format!(
+                    "a statement of `{}` uses `{}`, which is not one of its parameters",
+                    procedure.name,
+                    name.unwrap_or("?")
+                ))
+            })?;
+            stmt.raw_bind_parameter(i, to_sql(value)).map_err(map_error)?;
+        }
+        if stmt.column_count() > 0 {
+            // A row-returning statement of the body supplies OUT values by column name.
+            let rows = collect_rows(&mut stmt)?;
+            if let Some(first) = rows.first() {
+                for p in query.params.iter().filter(|p| p.mode != ParamMode::In) {
+                    if let Some(v) = first.get(&p.name) {
+                        outcome.outputs.insert(p.name.clone(), v.clone());
                     }
                 }
-                outcome.rows = rows;
-            } else {
-                stmt.raw_execute().map_err(map_error)?;
             }
+            outcome.rows = rows;
+        } else {
+            stmt.raw_execute().map_err(map_error)?;
         }
-        tx.commit().map_err(map_error)?;
-        Ok(outcome)
     }
+    Ok(outcome)
+}
+
+fn run_statement(conn: &rusqlite::Connection, query: &ir::Query, values: &[Value]) -> Result<CallOutcome, TargetError> {
+    let rendered = render(query, values, Dialect::Sqlite, false)?;
+    let mut stmt = conn.prepare(&rendered.sql).map_err(map_error)?;
+    for (i, v) in rendered.binds.iter().enumerate() {
+        stmt.raw_bind_parameter(i + 1, to_sql(v)).map_err(map_error)?;
+    }
+    let mut outcome = CallOutcome::default();
+    if stmt.column_count() > 0 {
+        outcome.rows = collect_rows(&mut stmt)?;
+    } else {
+        stmt.raw_execute().map_err(map_error)?;
+    }
+    Ok(outcome)
 }
 
 fn to_sql(value: &Value) -> ToSqlOutput<'_> {
@@ -275,21 +327,7 @@ impl Target for SqliteTarget {
     }
 
     fn call(&mut self, query: &ir::Query, values: &[Value]) -> Result<CallOutcome, TargetError> {
-        if let Some(call) = &query.call {
-            return self.run_procedure(query, call, values);
-        }
-        let rendered = render(query, values, Dialect::Sqlite, false)?;
-        let mut stmt = self.conn.prepare(&rendered.sql).map_err(map_error)?;
-        for (i, v) in rendered.binds.iter().enumerate() {
-            stmt.raw_bind_parameter(i + 1, to_sql(v)).map_err(map_error)?;
-        }
-        let mut outcome = CallOutcome::default();
-        if stmt.column_count() > 0 {
-            outcome.rows = collect_rows(&mut stmt)?;
-        } else {
-            stmt.raw_execute().map_err(map_error)?;
-        }
-        Ok(outcome)
+        call_sqlite(&self.conn, &self.procedures, query, values)
     }
 
     fn install(&mut self, sql: &str) -> Result<(), TargetError> {

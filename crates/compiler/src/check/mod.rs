@@ -44,6 +44,8 @@ pub struct Ctx<'a> {
     pub templates: Vec<Named<'a, syntax::NotificationTemplate>>,
     pub user_schemas: Vec<Named<'a, syntax::UserSchema>>,
     pub scenarios: Vec<Named<'a, syntax::Scenario>>,
+    /// Full span indexes, built on first use per file (the loader indexes only the top levels).
+    pub(crate) full_spans: Vec<std::sync::OnceLock<Vec<crate::yaml::SpanIndex>>>,
 }
 
 fn index_of<T>(list: &[Named<'_, T>], name: &str) -> Option<usize> {
@@ -72,6 +74,17 @@ impl<'a> Ctx<'a> {
         self.docs.get(doc).and_then(|d| self.files.get(d.file)).map_or("", |f| f.path.as_str())
     }
 
+    /// The source position of any node of a document.
+    pub fn node(&self, doc: usize, pointer: &str) -> Option<crate::yaml::NodeSpan> {
+        let d = self.docs.get(doc)?;
+        if d.spans.covers(pointer) {
+            return d.spans.get(pointer).copied();
+        }
+        let file = self.files.get(d.file)?;
+        let indexes = self.full_spans.get(d.file)?.get_or_init(|| crate::full_index(file));
+        indexes.get(d.ordinal)?.get(pointer).copied()
+    }
+
     /// The IR location of a node of a document.
     pub fn location(&self, doc: usize, pointer: &str) -> ir::Location {
         let Some(d) = self.docs.get(doc) else { return ir::Location::default() };
@@ -96,7 +109,11 @@ pub fn unknown<'n>(
                 format!("no {what} is defined in this bundle")
             } else {
                 names.truncate(12);
-                format!("the known {what}s are: {}", names.join(", "))
+                let what = match what.strip_suffix('y') {
+                    Some(stem) => format!("{stem}ies"),
+                    None => format!("{what}s"),
+                };
+                format!("the known {what} are: {}", names.join(", "))
             }
         }
     };
@@ -160,6 +177,7 @@ pub fn raw_checks(kind: &str, value: &Value, findings: &mut Vec<Finding>) {
 }
 
 fn collect<'a, T>(
+    files: &[SourceFile],
     docs: &'a [LoadedDoc],
     kind: &str,
     pick: impl Fn(&'a TypedDoc) -> Option<(&'a str, &'a T)>,
@@ -185,9 +203,9 @@ fn collect<'a, T>(
                     "/name",
                     Part::Value,
                     Some(format!(
-                        "a {kind} named `{}` is already defined (document at line {line} of file #{}); names are unique per kind across the bundle",
+                        "`{}` is already defined at {}:{line}; names are unique per kind across the bundle",
                         item.name,
-                        first_doc.file + 1
+                        files.get(first_doc.file).map_or("", |f| f.path.as_str()),
                     )),
                 ),
             ));
@@ -206,6 +224,7 @@ pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) 
         files,
         docs,
         targets: collect(
+            files,
             docs,
             "Target",
             |d| match d {
@@ -215,6 +234,7 @@ pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) 
             &mut out,
         ),
         query_sets: collect(
+            files,
             docs,
             "ConnectorQueries",
             |d| match d {
@@ -224,6 +244,7 @@ pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) 
             &mut out,
         ),
         processes: collect(
+            files,
             docs,
             "Process",
             |d| match d {
@@ -233,6 +254,7 @@ pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) 
             &mut out,
         ),
         events: collect(
+            files,
             docs,
             "NotificationEvent",
             |d| match d {
@@ -242,6 +264,7 @@ pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) 
             &mut out,
         ),
         templates: collect(
+            files,
             docs,
             "NotificationTemplate",
             |d| match d {
@@ -251,6 +274,7 @@ pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) 
             &mut out,
         ),
         user_schemas: collect(
+            files,
             docs,
             "UserSchema",
             |d| match d {
@@ -260,6 +284,7 @@ pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) 
             &mut out,
         ),
         scenarios: collect(
+            files,
             docs,
             "Scenario",
             |d| match d {
@@ -268,6 +293,7 @@ pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) 
             },
             &mut out,
         ),
+        full_spans: files.iter().map(|_| std::sync::OnceLock::new()).collect(),
     };
 
     let user_schema = users::lower(&ctx, &mut out);

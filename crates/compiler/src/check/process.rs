@@ -1598,11 +1598,12 @@ locales: { en-US: { subject: s, short: s, long: l } }
     fn run_with_header(header: &str, process: &str, users: &ir::UserSchema) -> (Vec<ir::Process>, Vec<String>) {
         let text = format!("{BASE}{header}{process}");
         let offset = (BASE.lines().count() + header.lines().count()) as u32;
-        let (documents, errors) = crate::yaml::parse(&text);
+        let (documents, errors) = crate::yaml::parse_full(&text);
         assert!(errors.is_empty(), "{errors:?}");
         let docs: Vec<LoadedDoc> = documents
             .into_iter()
-            .map(|d| {
+            .enumerate()
+            .map(|(ordinal, d)| {
                 let doc = match d.value.get("kind").and_then(|k| k.as_str()) {
                     Some("Target") => TypedDoc::Target(serde_json::from_value(d.value.clone()).unwrap()),
                     Some("ConnectorQueries") => {
@@ -1613,7 +1614,7 @@ locales: { en-US: { subject: s, short: s, long: l } }
                     }
                     _ => TypedDoc::Process(serde_json::from_value(d.value.clone()).unwrap()),
                 };
-                LoadedDoc { file: 0, doc, spans: d.spans, root: d.root }
+                LoadedDoc { file: 0, ordinal, doc, spans: d.spans, root: d.root }
             })
             .collect();
         let files = vec![SourceFile { path: "t.yaml".into(), text: Some(text.clone()) }];
@@ -1624,6 +1625,7 @@ locales: { en-US: { subject: s, short: s, long: l } }
             files: &files,
             docs: &docs,
             targets: collect(
+                &files,
                 &docs,
                 "Target",
                 |d| match d {
@@ -1633,6 +1635,7 @@ locales: { en-US: { subject: s, short: s, long: l } }
                 &mut out,
             ),
             query_sets: collect(
+                &files,
                 &docs,
                 "ConnectorQueries",
                 |d| match d {
@@ -1642,6 +1645,7 @@ locales: { en-US: { subject: s, short: s, long: l } }
                 &mut out,
             ),
             processes: collect(
+                &files,
                 &docs,
                 "Process",
                 |d| match d {
@@ -1652,6 +1656,7 @@ locales: { en-US: { subject: s, short: s, long: l } }
             ),
             events: Vec::new(),
             templates: collect(
+                &files,
                 &docs,
                 "NotificationTemplate",
                 |d| match d {
@@ -1662,6 +1667,7 @@ locales: { en-US: { subject: s, short: s, long: l } }
             ),
             user_schemas: Vec::new(),
             scenarios: Vec::new(),
+            full_spans: Vec::new(),
         };
         let sets: Vec<ir::QuerySet> = ctx.query_sets.iter().map(|n| query_set(n.def)).collect();
         let processes = lower(&ctx, &[], &sets, users, &mut out);

@@ -690,7 +690,7 @@ fn source_inner_at(
     // Bounded: the occurrence search is quadratic in the worst case.
     const MAX_SEARCH: usize = 1 << 20;
     let d = ctx.docs.get(doc)?;
-    let node = d.spans.get(pointer)?;
+    let node = ctx.node(doc, pointer)?;
     let text = ctx.files.get(d.file)?.text.as_deref()?;
     let region = text.get(node.value.start..node.value.end)?;
     if region.len() > MAX_SEARCH || value.len() > MAX_SEARCH {

@@ -508,7 +508,7 @@ queries: q
     /// Lowers the scenarios of `yaml` against hand-made process IR.
     fn lower_with(yaml: &str, processes: &[ir::Process]) -> (Vec<ir::Scenario>, Findings) {
         let files = vec![SourceFile { path: "t.yaml".into(), text: Some(yaml.to_owned()) }];
-        let (documents, errors) = crate::yaml::parse(yaml);
+        let (documents, errors) = crate::yaml::parse_full(yaml);
         assert!(errors.is_empty());
         let docs: Vec<LoadedDoc> = documents
             .into_iter()
@@ -531,6 +531,7 @@ queries: q
             files: &files,
             docs: &docs,
             targets: collect(
+                &files,
                 &docs,
                 "Target",
                 |d| match d {
@@ -541,6 +542,7 @@ queries: q
             ),
             query_sets: Vec::new(),
             processes: collect(
+                &files,
                 &docs,
                 "Process",
                 |d| match d {
@@ -553,6 +555,7 @@ queries: q
             templates: Vec::new(),
             user_schemas: Vec::new(),
             scenarios: collect(
+                &files,
                 &docs,
                 "Scenario",
                 |d| match d {
@@ -561,6 +564,7 @@ queries: q
                 },
                 &mut out,
             ),
+            full_spans: Vec::new(),
         };
         let users = ir::UserSchema { name: None, attributes: super::super::users::builtin_attributes() };
         let scenarios = super::lower(&ctx, processes, &[], &users, &mut out);

@@ -153,7 +153,8 @@ pub fn lower(ctx: &Ctx<'_>, out: &mut Findings) -> ir::UserSchema {
                     format!("{at}/label"),
                     Part::Value,
                     Some(format!(
-                        "templates name attributes by label (spaces become `_`); choose a label other than `{}`",
+                        "templates name attributes by label (spaces become `_`); give `{name}` a label that does not \
+                         read `{}`",
                         clash.label
                     )),
                 ),

@@ -1,0 +1,337 @@
+//! `provflow recon`, `provflow notifications` and `provflow test`: argument handling and
+//! output only; the work is in `provflow_runner::{recon, notify, scenario}`.
+
+use provflow_ir::Bundle;
+use provflow_runner::clock::{Clock, SystemClock};
+use provflow_runner::engine::Targets;
+use provflow_runner::secret::SecretKey;
+use provflow_runner::store::{self, SqliteStore, StateStore};
+use provflow_runner::{notify, recon, scenario};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use crate::args::{paths_or_default, Format, Global, NotificationsCommand, ReconArgs, ReconCommand, TestArgs};
+use crate::exit;
+
+fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
+    eprintln!("error: {message}");
+    code
+}
+
+fn open_store(global: &Global) -> Result<SqliteStore, u8> {
+    let path = store::state_path(&global.state).map_err(|e| fail(exit::USAGE, e))?;
+    let key = SecretKey::discover(&Path::new(".provflow").join("secret.key")).map_err(|e| fail(exit::USAGE, e))?;
+    SqliteStore::open(&path, key, Box::new(|| SystemClock.now())).map_err(|e| fail(exit::USAGE, e))
+}
+
+fn target_urls(global: &Global) -> Result<BTreeMap<String, String>, u8> {
+    let mut map = BTreeMap::new();
+    for t in &global.targets {
+        let Some((name, url)) = t.split_once('=').filter(|(n, u)| !n.is_empty() && !u.is_empty()) else {
+            return Err(fail(exit::USAGE, format!("--target takes NAME=URL, got `{}`", store::redact_url(t))));
+        };
+        map.insert(name.to_string(), url.to_string());
+    }
+    Ok(map)
+}
+
+fn load_bundle(paths: &[PathBuf]) -> Result<Bundle, u8> {
+    if let [single] = paths {
+        if single.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(single)
+                .map_err(|e| fail(exit::USAGE, format!("cannot read the IR file `{}`: {e}", single.display())))?;
+            return provflow_ir::load(&text).map_err(|e| fail(exit::USAGE, format!("`{}`: {e}", single.display())));
+        }
+    }
+    let Some(c) = crate::compile_cmds::compile_and_report(paths, Format::Human) else { return Err(exit::USAGE) };
+    match c.bundle {
+        Some(b) if c.errors() == 0 => Ok(b),
+        _ => Err(fail(exit::FAILED, "the definitions have errors (above); fix them and run again")),
+    }
+}
+
+/// Renders queued notifications after a runner command. Best effort and silent: a message
+/// that cannot be rendered is marked failed on its row; `notifications list` shows it.
+pub fn render_outbox(global: &Global) {
+    let Ok(path) = store::state_path(&global.state) else { return };
+    if !path.exists() {
+        return;
+    }
+    let Ok(store) = open_store(global) else { return };
+    let Ok(urls) = target_urls(global) else { return };
+    let mut targets = Targets::new(urls, PathBuf::from("."));
+    let _ = notify::render_pending(&store, &mut targets, SystemClock.now());
+}
+
+// ----- recon ------------------------------------------------------------------------------
+
+pub fn recon(global: &Global, a: ReconArgs) -> u8 {
+    match run_recon(global, a) {
+        Ok(c) | Err(c) => c,
+    }
+}
+
+fn run_recon(global: &Global, a: ReconArgs) -> Result<u8, u8> {
+    if let Some(ReconCommand::Events { run }) = a.command {
+        return recon_events(global, run);
+    }
+    let process = a.process.clone().unwrap_or_default();
+    let source = match (&a.csv, a.from_target) {
+        (Some(p), false) => recon::Source::Csv(p.clone()),
+        (None, true) => recon::Source::Target,
+        _ => return Err(fail(exit::USAGE, "give the rows with --csv FILE or --from-target")),
+    };
+    if a.threads == 0 || a.threads > 256 {
+        return Err(fail(exit::USAGE, "--threads takes a number from 1 to 256"));
+    }
+    let bundle = load_bundle(&paths_or_default(&a.paths))?;
+    if bundle.process(&process).is_none() {
+        let s = provflow_runner::engine::did_you_mean(&process, bundle.processes.iter().map(|p| p.name.as_str()));
+        return Err(fail(
+            exit::USAGE,
+            format!("unknown process `{process}`{}", s.map(|s| format!("; did you mean `{s}`?")).unwrap_or_default()),
+        ));
+    }
+    let mut store = open_store(global)?;
+    store.save_bundle(&bundle).map_err(|e| fail(exit::USAGE, e))?;
+    let path = store.path().to_path_buf();
+    drop(store);
+    let mut targets = Targets::new(target_urls(global)?, PathBuf::from("."));
+
+    // A bar on a terminal only; piped output gets the summary and nothing else.
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let total = match &a.csv {
+            Some(p) => std::fs::metadata(p).ok().map(|_| 0),
+            None => None,
+        };
+        let bar = indicatif::ProgressBar::new(total.unwrap_or(0));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} reconciling {pos} rows ({per_sec}) {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    });
+    let progress = |n: u64| {
+        if let Some(b) = &bar {
+            b.inc(n);
+        }
+    };
+    let total = |n: u64| {
+        if let Some(b) = &bar {
+            b.set_length(n);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows ({per_sec}) {eta}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+        }
+    };
+    let options = recon::Options { threads: a.threads, now: SystemClock.now(), progress: &progress, total: &total };
+    let started = std::time::Instant::now();
+    let result = recon::reconcile(&path, &bundle, &process, source, &mut targets, &options);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let out = result.map_err(|e| {
+        fail(
+            match e {
+                recon::ReconError::Store(_) | recon::ReconError::Query { .. } => exit::FAILED,
+                _ => exit::USAGE,
+            },
+            e,
+        )
+    })?;
+    let s = &out.summary;
+    let secs = started.elapsed().as_secs_f64();
+    if global.format == Format::Json {
+        let bad: Vec<_> = out.bad_rows.iter().map(|b| json!({ "line": b.line, "error": b.error })).collect();
+        println!(
+            "{}",
+            json!({ "run": s.run, "process": process, "rows": s.rows, "created": s.created, "linked": s.linked,
+                    "updated": s.updated, "unchanged": s.unchanged, "unmatched": s.unmatched, "failed": s.failed,
+                    "bad_rows": bad, "warnings": out.warnings })
+        );
+    } else {
+        for w in &out.warnings {
+            eprintln!("warning: {w}");
+        }
+        let where_ = match &a.csv {
+            Some(p) => p.display().to_string(),
+            None => "the target".to_string(),
+        };
+        for b in &out.bad_rows {
+            eprintln!("{where_}:{}: {}", b.line, b.error);
+        }
+        if (s.failed as usize) > out.bad_rows.len() {
+            eprintln!("... and {} more; see `provflow recon events --run {}`", s.failed as usize - out.bad_rows.len(), s.run);
+        }
+        println!(
+            "recon run {}: {} rows in {:.2}s: {} created, {} linked, {} updated, {} unchanged, {} unmatched, {} failed",
+            s.run, s.rows, secs, s.created, s.linked, s.updated, s.unchanged, s.unmatched, s.failed
+        );
+    }
+    Ok(if s.failed > 0 { exit::FAILED } else { exit::OK })
+}
+
+fn recon_events(global: &Global, run: Option<i64>) -> Result<u8, u8> {
+    let store = open_store(global)?;
+    let (run, events) = recon::events(&store, run).map_err(|e| fail(exit::USAGE, e))?;
+    if global.format == Format::Json {
+        println!("{}", serde_json::to_string(&events).unwrap_or_else(|_| "[]".into()));
+        return Ok(exit::OK);
+    }
+    let Some(run) = run else {
+        eprintln!("no reconciliation has run yet");
+        return Ok(exit::OK);
+    };
+    println!("recon run {run}: {} events", events.len());
+    for e in &events {
+        let changes = if e.changes.as_object().is_some_and(|o| o.is_empty()) { String::new() } else { e.changes.to_string() };
+        println!(
+            "  line {:>6}  {:<20}  {:<18}  {}{}{}",
+            e.line,
+            e.key.as_deref().unwrap_or("-"),
+            e.outcome,
+            e.action,
+            if changes.is_empty() { String::new() } else { format!("  {changes}") },
+            e.error.as_ref().map(|x| format!("  error: {x}")).unwrap_or_default()
+        );
+    }
+    Ok(exit::OK)
+}
+
+// ----- notifications ------------------------------------------------------------------------
+
+pub fn notifications(global: &Global, c: NotificationsCommand) -> u8 {
+    let store = match open_store(global) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let urls = match target_urls(global) {
+        Ok(u) => u,
+        Err(c) => return c,
+    };
+    let mut targets = Targets::new(urls, PathBuf::from("."));
+    if let Err(e) = notify::render_pending(&store, &mut targets, SystemClock.now()) {
+        return fail(exit::USAGE, e);
+    }
+    match c {
+        NotificationsCommand::List => {
+            let messages = match notify::messages(&store) {
+                Ok(m) => m,
+                Err(e) => return fail(exit::USAGE, e),
+            };
+            if global.format == Format::Json {
+                let v: Vec<_> = messages
+                    .iter()
+                    .map(|m| {
+                        json!({ "id": m.id, "template": m.template, "to": m.to, "locale": m.locale, "subject": m.subject,
+                                "type": m.message_type, "status": m.status, "error": m.error })
+                    })
+                    .collect();
+                println!("{}", json!(v));
+            } else {
+                for m in &messages {
+                    let what = match m.status.as_str() {
+                        "failed" => format!("FAILED: {}", m.error.as_deref().unwrap_or("")),
+                        _ => m.subject.clone().unwrap_or_default(),
+                    };
+                    println!(
+                        "#{:<4} {:<18} to {:<10} {:<6} {:<5} {}",
+                        m.id,
+                        m.template,
+                        m.to,
+                        m.locale.as_deref().unwrap_or("-"),
+                        m.message_type.as_deref().unwrap_or("-"),
+                        what
+                    );
+                }
+                if messages.is_empty() {
+                    eprintln!("the outbox is empty");
+                }
+            }
+            exit::OK
+        }
+        NotificationsCommand::Export { dir } => match notify::export(&store, &dir) {
+            Ok((written, skipped)) => {
+                for m in &skipped {
+                    eprintln!("skipped #{} `{}` to {}: {}", m.id, m.template, m.to, m.error.as_deref().unwrap_or(&m.status));
+                }
+                if global.format == Format::Json {
+                    let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+                    println!("{}", json!({ "written": files, "skipped": skipped.iter().map(|m| m.id).collect::<Vec<_>>() }));
+                } else {
+                    println!("wrote {} message(s) to {}", written.len(), dir.display());
+                }
+                exit::OK
+            }
+            Err(e) => fail(exit::USAGE, e),
+        },
+    }
+}
+
+// ----- test ---------------------------------------------------------------------------------
+
+pub fn test(global: &Global, a: TestArgs) -> u8 {
+    let bundle = match load_bundle(&paths_or_default(&a.paths)) {
+        Ok(b) => b,
+        Err(c) => return c,
+    };
+    let urls = match target_urls(global) {
+        Ok(u) => u,
+        Err(c) => return c,
+    };
+    let config = scenario::Config {
+        target_urls: urls,
+        require_databases: std::env::var("PROVFLOW_REQUIRE_DATABASES").is_ok_and(|v| v == "1" || v == "true"),
+    };
+    let human = global.format != Format::Json;
+    let results = scenario::run_all(&bundle, &config, |r| {
+        if !human {
+            return;
+        }
+        match &r.verdict {
+            scenario::Verdict::Passed => println!("ok       {} ({:.2}s)", r.name, r.duration.as_secs_f64()),
+            scenario::Verdict::Skipped(why) => println!("skipped  {}: {why}", r.name),
+            scenario::Verdict::Failed(fs) => {
+                println!("FAILED   {}", r.name);
+                for f in fs {
+                    println!("    {}", scenario::describe(f));
+                }
+            }
+        }
+    });
+    let passed = results.iter().filter(|r| r.verdict == scenario::Verdict::Passed).count();
+    let failed = results.iter().filter(|r| matches!(r.verdict, scenario::Verdict::Failed(_))).count();
+    let skipped = results.len() - passed - failed;
+    if let Some(path) = &a.junit {
+        if let Err(e) = std::fs::write(path, scenario::junit(&results)) {
+            return fail(exit::USAGE, format!("cannot write `{}`: {e}", path.display()));
+        }
+    }
+    if human {
+        println!("{passed} passed, {failed} failed, {skipped} skipped");
+    } else {
+        let v: Vec<_> = results
+            .iter()
+            .map(|r| {
+                let (status, details): (&str, Vec<String>) = match &r.verdict {
+                    scenario::Verdict::Passed => ("passed", vec![]),
+                    scenario::Verdict::Skipped(w) => ("skipped", vec![w.clone()]),
+                    scenario::Verdict::Failed(fs) => ("failed", fs.iter().map(scenario::describe).collect()),
+                };
+                json!({ "name": r.name, "file": r.location.file, "status": status, "details": details })
+            })
+            .collect();
+        println!("{}", json!({ "scenarios": v, "passed": passed, "failed": failed, "skipped": skipped }));
+    }
+    if results.is_empty() && human {
+        eprintln!("no Scenario in the definitions");
+    }
+    if failed > 0 {
+        exit::FAILED
+    } else {
+        exit::OK
+    }
+}

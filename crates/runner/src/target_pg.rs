@@ -1,0 +1,735 @@
+//! The PostgreSQL target (`postgres` crate, synchronous: the engine runs one task at a time
+//! per target, so an async runtime would only add a thread and a dependency tree).
+//!
+//! - `CALL p($1, $2, NULL)`: IN and INOUT values are binds, pure OUT slots are `NULL`;
+//!   PostgreSQL 14+ returns the OUT/INOUT values as the one row of the CALL.
+//! - Binds are typed by what the server inferred for each `$n` when preparing, so a `Long`
+//!   fits an `integer`, `bigint` or `smallint` parameter alike. `Date` and `Timestamp` values
+//!   are sent as text with a cast (`$1::text::date`): no date library needed, and the server
+//!   parses exactly the ISO text the runner validated. A parameter of a type the driver cannot
+//!   encode (`numeric`, `uuid`, a domain...) is sent as text cast to that type.
+//! - Inlined values are quoted for PostgreSQL; `QUOTES` is refused when the server runs with
+//!   `standard_conforming_strings = off` (a backslash would then escape).
+//! - Errors carry the SQLSTATE; connection errors name host, port and database, never the
+//!   password.
+
+use postgres::types::{FromSql, ToSql, Type};
+use postgres::{Client, Config, NoTls};
+use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, Segment, ValueType};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use crate::sql_script::{self, ExecuteStatement};
+use crate::target::{quote, CallOutcome, Target, TargetError};
+use crate::value::{Value, MASK};
+
+/// Connection and statement time limits of a network target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connect and login (a `connect_timeout` in the URL wins on PostgreSQL).
+    pub connect: Duration,
+    /// Longest a single statement may run on the server.
+    pub statement: Duration,
+    /// After this much idle time the connection is checked before it is used.
+    pub idle_check: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(10), statement: Duration::from_secs(60), idle_check: Duration::from_secs(5) }
+    }
+}
+
+pub struct PostgresTarget {
+    config: Config,
+    client: Client,
+    /// `host:port/database as user`, for messages.
+    endpoint: String,
+    timeouts: Timeouts,
+    /// Secrets of the URL, removed from every message.
+    url_secrets: Vec<String>,
+    standard_conforming_strings: bool,
+    last_used: Instant,
+    /// Set when a call failed with a broken connection: reconnect before the next one.
+    broken: bool,
+}
+
+impl PostgresTarget {
+    /// Connects to `url` (`postgres://user:password@host:port/database?...`).
+    pub fn connect(url: &str, timeouts: &Timeouts) -> Result<Self, TargetError> {
+        let url_secrets = url_secrets(url);
+        let scrub_msg = |m: String| scrub(&m, &url_secrets);
+        let mut config = Config::from_str(url).map_err(|e| {
+            TargetError::refused(scrub_msg(format!("not a PostgreSQL connection URL: {e}")))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(timeouts.connect);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("provflow");
+        }
+        // Notices (e.g. the DBUM procedures' warnings) are not errors; keep them off stderr.
+        config.notice_callback(|_| {});
+        let endpoint = endpoint(&config);
+        let client = open(&config, &endpoint, &url_secrets)?;
+        let mut target = PostgresTarget {
+            config,
+            client,
+            endpoint,
+            timeouts: *timeouts,
+            url_secrets,
+            standard_conforming_strings: true,
+            last_used: Instant::now(),
+            broken: false,
+        };
+        target.set_up_session()?;
+        Ok(target)
+    }
+
+    /// Where this target connects, without credentials.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn set_up_session(&mut self) -> Result<(), TargetError> {
+        let ms = self.timeouts.statement.as_millis();
+        self.client.batch_execute(&format!("SET statement_timeout = {ms}")).map_err(|e| self.error(e, &[]))?;
+        let row = self.client.query_one("SHOW standard_conforming_strings", &[]).map_err(|e| self.error(e, &[]))?;
+        let value: String = row.try_get(0).map_err(|e| self.error(e, &[]))?;
+        self.standard_conforming_strings = value.eq_ignore_ascii_case("on");
+        Ok(())
+    }
+
+    /// Makes sure the connection is usable: reconnects once when it broke or went stale.
+    fn ensure_connected(&mut self) -> Result<(), TargetError> {
+        let stale = self.last_used.elapsed() >= self.timeouts.idle_check;
+        let dead = self.broken
+            || self.client.is_closed()
+            || (stale && self.client.is_valid(self.timeouts.connect).is_err());
+        if dead {
+            self.client = open(&self.config, &self.endpoint, &self.url_secrets)?;
+            self.broken = false;
+            self.set_up_session()?;
+        }
+        self.last_used = Instant::now();
+        Ok(())
+    }
+
+    /// Maps a driver error: SQLSTATE and the server's message for database errors; for
+    /// connection errors a message naming the endpoint. Secrets are masked in both.
+    fn error(&mut self, e: postgres::Error, values: &[Value]) -> TargetError {
+        if let Some(db) = e.as_db_error() {
+            let mut message = db.message().to_string();
+            if let Some(position) = db.position() {
+                if let postgres::error::ErrorPosition::Original(p) = position {
+                    message.push_str(&format!(" (at character {p})"));
+                }
+            }
+            return TargetError { sqlstate: Some(db.code().code().to_string()), message: self.scrub(&message, values) };
+        }
+        if e.is_closed() || self.client.is_closed() {
+            self.broken = true;
+        } else if e.to_string().contains("error communicating") || e.to_string().contains("connection") {
+            self.broken = true;
+        }
+        let message = format!("PostgreSQL at {}: {e}", self.endpoint);
+        TargetError::refused(self.scrub(&message, values))
+    }
+
+    fn scrub(&self, message: &str, values: &[Value]) -> String {
+        let mut out = scrub(message, &self.url_secrets);
+        for v in values {
+            if let Value::Secret(s) = v {
+                if !s.expose().is_empty() {
+                    out = out.replace(s.expose(), MASK);
+                }
+            }
+        }
+        out
+    }
+
+    /// Renders the query for PostgreSQL: `$n` binds (with a text cast for dates and for
+    /// parameters in `cast_text`), `NULL` for pure OUT slots, quoted inlined values.
+    fn render(
+        &self,
+        query: &ir::Query,
+        values: &[Value],
+        cast_text: &BTreeMap<usize, String>,
+    ) -> Result<(String, Vec<(usize, Value)>), TargetError> {
+        let mut sql = String::new();
+        let mut binds: Vec<(usize, Value)> = Vec::new();
+        for segment in &query.segments {
+            match segment {
+                Segment::Text(t) => sql.push_str(t),
+                Segment::Out(_) => sql.push_str("NULL"),
+                Segment::Bind(i) => {
+                    let param = query.params.get(*i).ok_or_else(|| TargetError::refused("query parameter out of range"))?;
+                    let value = values.get(*i).cloned().unwrap_or(Value::Null);
+                    refuse_nul(&value, &param.name)?;
+                    binds.push((*i, value));
+                    let n = binds.len();
+                    match (cast_text.get(&n), param.ty) {
+                        (Some(ty), _) => sql.push_str(&format!("${n}::text::{ty}")),
+                        (None, ValueType::Date) => sql.push_str(&format!("${n}::text::date")),
+                        (None, ValueType::Timestamp) => sql.push_str(&format!("${n}::text::timestamp")),
+                        (None, _) => sql.push_str(&format!("${n}")),
+                    }
+                }
+                Segment::Inline(i) => {
+                    let param = query.params.get(*i).ok_or_else(|| TargetError::refused("query parameter out of range"))?;
+                    if param.quoting == Quoting::Quotes && !self.standard_conforming_strings {
+                        return Err(TargetError::refused(format!(
+                            "`{}` cannot be inlined as a string literal: the server runs with standard_conforming_strings = off, where a backslash escapes; turn it on or bind the parameter",
+                            param.name
+                        )));
+                    }
+                    let value = values.get(*i).cloned().unwrap_or(Value::Null);
+                    if matches!(param.quoting, Quoting::Identifier | Quoting::DoubleQuotes) {
+                        check_identifier(&value, &param.name)?;
+                    }
+                    sql.push_str(&quote(&value, param.quoting, Dialect::Postgres).map_err(|e| named(e, &param.name))?);
+                }
+            }
+        }
+        Ok((sql, binds))
+    }
+
+    fn run(&mut self, query: &ir::Query, values: &[Value]) -> Result<CallOutcome, TargetError> {
+        let mut cast_text = BTreeMap::new();
+        // At most two rounds: the second casts the binds the driver cannot encode as text.
+        for _round in 0..2 {
+            let (sql, binds) = self.render(query, values, &cast_text)?;
+            let statement = match self.client.prepare(&sql) {
+                Ok(s) => s,
+                Err(e) => return Err(self.error(e, values)),
+            };
+            let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::with_capacity(binds.len());
+            let mut needs_cast = BTreeMap::new();
+            for (n, ((index, value), ty)) in binds.iter().zip(statement.params()).enumerate() {
+                let name = query.params.get(*index).map(|p| p.name.as_str()).unwrap_or("?");
+                match bind(value, ty, cast_text.contains_key(&(n + 1))) {
+                    Bind::Ready(b) => params.push(b),
+                    Bind::CastText => {
+                        needs_cast.insert(n + 1, quoted_type(ty));
+                    }
+                    Bind::Mismatch => {
+                        return Err(TargetError::refused(format!(
+                            "`{name}` is a {} but the server expects `{}` there",
+                            query.params.get(*index).map(|p| p.ty.as_str()).unwrap_or("value"),
+                            ty.name()
+                        )))
+                    }
+                }
+            }
+            if !needs_cast.is_empty() {
+                cast_text.extend(needs_cast);
+                continue;
+            }
+            let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+            let mut outcome = CallOutcome::default();
+            if statement.columns().is_empty() {
+                if let Err(e) = self.client.execute(&statement, &refs) {
+                    return Err(self.error(e, values));
+                }
+                return Ok(outcome);
+            }
+            let rows = match self.client.query(&statement, &refs) {
+                Ok(r) => r,
+                Err(e) => return Err(self.error(e, values)),
+            };
+            for row in &rows {
+                let mut map = BTreeMap::new();
+                for (i, column) in row.columns().iter().enumerate() {
+                    map.insert(column.name().to_string(), read(row, i)?);
+                }
+                outcome.rows.push(map);
+            }
+            if let Some(call) = &query.call {
+                outcome.outputs = outputs(query, call, rows.first())?;
+                outcome.rows.clear();
+            } else {
+                let typed: BTreeMap<&str, ValueType> = query.columns.iter().map(|c| (c.name.as_str(), c.ty)).collect();
+                for row in &mut outcome.rows {
+                    for (name, v) in row.iter_mut() {
+                        if let Some(ty) = typed.get(name.as_str()) {
+                            *v = coerce(std::mem::replace(v, Value::Null), *ty, name)?;
+                        }
+                    }
+                }
+            }
+            return Ok(outcome);
+        }
+        Err(TargetError::refused(format!("query `{}`: the server's parameter types could not be matched", query.name)))
+    }
+}
+
+fn open(config: &Config, endpoint: &str, secrets: &[String]) -> Result<Client, TargetError> {
+    config.connect(NoTls).map_err(|e| {
+        let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+        TargetError {
+            sqlstate: e.code().map(|c| c.code().to_string()),
+            message: scrub(&format!("cannot connect to PostgreSQL at {endpoint}: {detail}"), secrets),
+        }
+    })
+}
+
+fn endpoint(config: &Config) -> String {
+    use postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
+    let user = config.get_user().map(|u| format!(" as `{u}`")).unwrap_or_default();
+    format!("{host}:{port}/{db}{user}")
+}
+
+/// The password of a connection URL, as written and percent-decoded, so that no message
+/// (including the driver's own) can show it.
+pub(crate) fn url_secrets(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        if let Some((_, password)) = userinfo.split_once(':') {
+            if !password.is_empty() {
+                out.push(password.to_string());
+                let decoded = percent_decode(password);
+                if decoded != password {
+                    out.push(decoded);
+                }
+            }
+        }
+    }
+    // `?password=...` in the query string (libpq style).
+    if let Some((_, query)) = url.split_once('?') {
+        for pair in query.split('&') {
+            if let Some(("password", v)) = pair.split_once('=') {
+                if !v.is_empty() {
+                    out.push(v.to_string());
+                    out.push(percent_decode(v));
+                }
+            }
+        }
+    }
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (c, hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub(crate) fn scrub(message: &str, secrets: &[String]) -> String {
+    secrets.iter().filter(|s| !s.is_empty()).fold(message.to_string(), |m, s| m.replace(s.as_str(), MASK))
+}
+
+pub(crate) fn refuse_nul(value: &Value, name: &str) -> Result<(), TargetError> {
+    let text = match value {
+        Value::Text(s) => s.as_str(),
+        Value::Secret(s) => s.expose(),
+        _ => return Ok(()),
+    };
+    if text.contains('\0') {
+        return Err(TargetError::refused(format!(
+            "the value of `{name}` contains a NUL character, which cannot be sent to the target"
+        )));
+    }
+    Ok(())
+}
+
+/// Names the parameter in a quoting refusal.
+pub(crate) fn named(e: TargetError, name: &str) -> TargetError {
+    TargetError { sqlstate: e.sqlstate, message: format!("`{name}`: {}", e.message) }
+}
+
+/// PostgreSQL silently truncates identifiers to 63 bytes (NAMEDATALEN - 1), which would
+/// create or touch an object other than the one named, and rejects empty ones.
+fn check_identifier(value: &Value, name: &str) -> Result<(), TargetError> {
+    let len = match value {
+        Value::Text(s) => s.len(),
+        Value::Secret(s) => s.expose().len(),
+        _ => return Ok(()),
+    };
+    if len == 0 {
+        return Err(TargetError::refused(format!("the value of `{name}` is empty, which is not an identifier")));
+    }
+    if len > 63 {
+        return Err(TargetError::refused(format!(
+            "the value of `{name}` is {len} bytes long; PostgreSQL identifiers have at most 63 bytes and longer ones would be truncated"
+        )));
+    }
+    Ok(())
+}
+
+enum Bind {
+    Ready(Box<dyn ToSql + Sync>),
+    /// The driver cannot encode this type: send text and let the server cast it.
+    CastText,
+    Mismatch,
+}
+
+fn bind(value: &Value, ty: &Type, as_text: bool) -> Bind {
+    let text = |v: &Value| match v {
+        Value::Secret(s) => Some(s.expose().to_string()),
+        Value::Null => None,
+        other => Some(other.display()),
+    };
+    if as_text || matches!(*ty, Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN) {
+        return Bind::Ready(Box::new(text(value)));
+    }
+    match (value, ty) {
+        (Value::Null, &Type::BOOL) => Bind::Ready(Box::new(None::<bool>)),
+        (Value::Null, &Type::INT2) => Bind::Ready(Box::new(None::<i16>)),
+        (Value::Null, &Type::INT4) => Bind::Ready(Box::new(None::<i32>)),
+        (Value::Null, &Type::INT8) => Bind::Ready(Box::new(None::<i64>)),
+        (Value::Null, &Type::FLOAT4) => Bind::Ready(Box::new(None::<f32>)),
+        (Value::Null, &Type::FLOAT8) => Bind::Ready(Box::new(None::<f64>)),
+        (Value::Bool(b), &Type::BOOL) => Bind::Ready(Box::new(*b)),
+        (Value::Int(i), &Type::INT2) => i16::try_from(*i).map_or(Bind::Mismatch, |v| Bind::Ready(Box::new(v))),
+        (Value::Int(i), &Type::INT4) => i32::try_from(*i).map_or(Bind::Mismatch, |v| Bind::Ready(Box::new(v))),
+        (Value::Int(i), &Type::INT8) => Bind::Ready(Box::new(*i)),
+        (Value::Int(i), &Type::FLOAT8) => Bind::Ready(Box::new(*i as f64)),
+        (Value::Double(d), &Type::FLOAT8) => Bind::Ready(Box::new(*d)),
+        (Value::Int(i), &Type::FLOAT4) => Bind::Ready(Box::new(*i as f32)),
+        (Value::Double(d), &Type::FLOAT4) => Bind::Ready(Box::new(*d as f32)),
+        (
+            _,
+            &Type::BOOL | &Type::INT2 | &Type::INT4 | &Type::INT8 | &Type::FLOAT4 | &Type::FLOAT8,
+        ) => Bind::Mismatch,
+        // numeric, date, uuid, citext, domains...: the server parses the text.
+        _ => Bind::CastText,
+    }
+}
+
+/// `"schema"."name"` of a type, for a cast.
+fn quoted_type(ty: &Type) -> String {
+    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    format!("{}.{}", q(ty.schema()), q(ty.name()))
+}
+
+/// Reads column `i` of a row into a value.
+fn read(row: &postgres::Row, i: usize) -> Result<Value, TargetError> {
+    let ty = row.columns().get(i).map(|c| c.type_().clone()).unwrap_or(Type::TEXT);
+    let err = |e: postgres::Error| TargetError::refused(format!("cannot read column {}: {e}", i + 1));
+    Ok(match ty {
+        Type::BOOL => row.try_get::<_, Option<bool>>(i).map_err(err)?.map_or(Value::Null, Value::Bool),
+        Type::INT2 => row.try_get::<_, Option<i16>>(i).map_err(err)?.map_or(Value::Null, |v| Value::Int(v.into())),
+        Type::INT4 => row.try_get::<_, Option<i32>>(i).map_err(err)?.map_or(Value::Null, |v| Value::Int(v.into())),
+        Type::INT8 => row.try_get::<_, Option<i64>>(i).map_err(err)?.map_or(Value::Null, Value::Int),
+        Type::OID => row.try_get::<_, Option<u32>>(i).map_err(err)?.map_or(Value::Null, |v| Value::Int(v.into())),
+        Type::FLOAT4 => row.try_get::<_, Option<f32>>(i).map_err(err)?.map_or(Value::Null, |v| Value::Double(v.into())),
+        Type::FLOAT8 => row.try_get::<_, Option<f64>>(i).map_err(err)?.map_or(Value::Null, Value::Double),
+        _ => match row.try_get::<_, Option<AsText>>(i) {
+            Ok(v) => v.map_or(Value::Null, |t| Value::Text(t.0)),
+            Err(_) => {
+                let name = row.columns().get(i).map(|c| c.name().to_string()).unwrap_or_default();
+                return Err(TargetError::refused(format!(
+                    "column `{name}` has the type `{}`, which provflow cannot read; cast it to text in the query (`{name}::text`)",
+                    ty.name()
+                )));
+            }
+        },
+    })
+}
+
+/// A column value as text: text-like types as they are, dates, timestamps and numerics
+/// formatted from their binary form.
+struct AsText(String);
+
+impl<'a> FromSql<'a> for AsText {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let fixed = |n: usize| -> Result<&[u8], Box<dyn std::error::Error + Sync + Send>> {
+            raw.get(..n).ok_or_else(|| "short value".into())
+        };
+        match *ty {
+            Type::DATE => {
+                let days = i32::from_be_bytes(fixed(4)?.try_into()?);
+                Ok(AsText(format_date(i64::from(days))))
+            }
+            Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+                let micros = i64::from_be_bytes(fixed(8)?.try_into()?);
+                let zone = if *ty == Type::TIMESTAMPTZ { "Z" } else { "" };
+                Ok(AsText(format!("{}{zone}", format_timestamp(micros))))
+            }
+            Type::NUMERIC => Ok(AsText(format_numeric(raw).ok_or("malformed numeric")?)),
+            Type::JSONB => Ok(AsText(String::from_utf8(raw.get(1..).unwrap_or_default().to_vec())?)),
+            _ => Ok(AsText(String::from_utf8(raw.to_vec())?)),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(
+            *ty,
+            Type::TEXT
+                | Type::VARCHAR
+                | Type::BPCHAR
+                | Type::NAME
+                | Type::UNKNOWN
+                | Type::JSON
+                | Type::JSONB
+                | Type::XML
+                | Type::DATE
+                | Type::TIMESTAMP
+                | Type::TIMESTAMPTZ
+                | Type::NUMERIC
+        ) || ty.name() == "citext"
+    }
+}
+
+/// Days since 2000-01-01 → `YYYY-MM-DD` (proleptic Gregorian, H. Hinnant's algorithm).
+fn format_date(days_since_2000: i64) -> String {
+    if days_since_2000 == i64::from(i32::MAX) {
+        return "infinity".into();
+    }
+    if days_since_2000 == i64::from(i32::MIN) {
+        return "-infinity".into();
+    }
+    let z = days_since_2000 + 10957 + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z.rem_euclid(146097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn format_timestamp(micros: i64) -> String {
+    if micros == i64::MAX {
+        return "infinity".into();
+    }
+    if micros == i64::MIN {
+        return "-infinity".into();
+    }
+    let day = micros.div_euclid(86_400_000_000);
+    let rest = micros.rem_euclid(86_400_000_000);
+    let (s, us) = (rest / 1_000_000, rest % 1_000_000);
+    let time = format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+    let fraction = if us == 0 { String::new() } else { format!(".{us:06}") };
+    format!("{}T{time}{fraction}", format_date(day))
+}
+
+fn format_numeric(raw: &[u8]) -> Option<String> {
+    let word = |k: usize| raw.get(k..k + 2).map(|b| i16::from_be_bytes([b[0], b[1]]));
+    let (ndigits, weight, sign, dscale) = (word(0)?, word(2)?, word(4)? as u16, word(6)?);
+    match sign {
+        0xC000 => return Some("NaN".into()),
+        0xD000 => return Some("Infinity".into()),
+        0xF000 => return Some("-Infinity".into()),
+        _ => {}
+    }
+    let digits: Vec<i16> = (0..usize::try_from(ndigits).ok()?).map(|k| word(8 + 2 * k)).collect::<Option<_>>()?;
+    // Digit k (base 10000) has weight `weight - k`.
+    let digit = |w: i32| -> i16 {
+        usize::try_from(i32::from(weight) - w).ok().and_then(|k| digits.get(k).copied()).unwrap_or(0)
+    };
+    let mut out = String::new();
+    if sign == 0x4000 {
+        out.push('-');
+    }
+    if weight < 0 {
+        out.push('0');
+    } else {
+        for w in (0..=i32::from(weight)).rev() {
+            if w == i32::from(weight) {
+                out.push_str(&digit(w).to_string());
+            } else {
+                out.push_str(&format!("{:04}", digit(w)));
+            }
+        }
+    }
+    let scale = usize::try_from(dscale).unwrap_or(0);
+    if scale > 0 {
+        let mut fraction = String::new();
+        let mut w = -1;
+        while fraction.len() < scale {
+            fraction.push_str(&format!("{:04}", digit(w)));
+            w -= 1;
+        }
+        fraction.truncate(scale);
+        out.push('.');
+        out.push_str(&fraction);
+    }
+    Some(out)
+}
+
+/// Converts a value read from a database to the declared type of an output or column.
+pub(crate) fn coerce(value: Value, ty: ValueType, name: &str) -> Result<Value, TargetError> {
+    let mismatch = |v: &Value| {
+        TargetError::refused(format!("`{name}` should be a {} but the target returned `{}`", ty.as_str(), v.display()))
+    };
+    Ok(match (ty, value) {
+        (_, Value::Null) => Value::Null,
+        (ValueType::String | ValueType::Date | ValueType::Timestamp, Value::Text(s)) => Value::Text(s),
+        (ValueType::String | ValueType::Date | ValueType::Timestamp, v @ (Value::Int(_) | Value::Double(_) | Value::Bool(_))) => {
+            Value::Text(v.display())
+        }
+        (ValueType::GuardedString, Value::Text(s)) => Value::Secret(crate::value::Secret::new(s)),
+        (ValueType::Long | ValueType::Integer, Value::Int(i)) => Value::Int(i),
+        (ValueType::Long | ValueType::Integer, Value::Text(s)) => match s.trim().parse::<i64>() {
+            Ok(i) => Value::Int(i),
+            Err(_) => return Err(mismatch(&Value::Text(s))),
+        },
+        (ValueType::Double, Value::Double(d)) => Value::Double(d),
+        (ValueType::Double, Value::Int(i)) => Value::Double(i as f64),
+        (ValueType::Double, Value::Text(s)) => match s.trim().parse::<f64>() {
+            Ok(d) => Value::Double(d),
+            Err(_) => return Err(mismatch(&Value::Text(s))),
+        },
+        (ValueType::Boolean, Value::Bool(b)) => Value::Bool(b),
+        (ValueType::Boolean, Value::Int(i)) => Value::Bool(i != 0),
+        (ValueType::Boolean, Value::Text(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "t" | "true" | "1" | "yes" | "y" | "on" => Value::Bool(true),
+            "f" | "false" | "0" | "no" | "n" | "off" => Value::Bool(false),
+            _ => return Err(mismatch(&Value::Text(s))),
+        },
+        (_, v) => return Err(mismatch(&v)),
+    })
+}
+
+/// The OUT/INOUT values of a CALL's result row, by the query's output names: a column of that
+/// name, else by position among the call's OUT/INOUT arguments (PostgreSQL names the columns
+/// after the procedure's parameters, which may differ from the query's names).
+fn outputs(query: &ir::Query, call: &ir::Call, row: Option<&postgres::Row>) -> Result<BTreeMap<String, Value>, TargetError> {
+    let mut out = BTreeMap::new();
+    let wanted: Vec<&ir::QueryParam> =
+        call.args.iter().flatten().filter_map(|i| query.params.get(*i)).filter(|p| p.mode != ParamMode::In).collect();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let Some(row) = row else {
+        return Err(TargetError::refused(format!(
+            "the call of `{}` returned no row, so its OUT parameters have no values (PostgreSQL 14 or later is needed)",
+            call.procedure
+        )));
+    };
+    let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+    for (position, param) in wanted.iter().enumerate() {
+        let index = names.iter().position(|n| *n == param.name).or((names.len() == wanted.len()).then_some(position));
+        let Some(index) = index else {
+            return Err(TargetError::refused(format!(
+                "the call of `{}` returned no column for the output `{}` (columns: {})",
+                call.procedure,
+                param.name,
+                names.join(", ")
+            )));
+        };
+        out.insert(param.name.clone(), coerce(read(row, index)?, param.ty, &param.name)?);
+    }
+    Ok(out)
+}
+
+impl ExecuteStatement for PostgresTarget {
+    fn execute_statement(&mut self, sql: &str) -> Result<(), TargetError> {
+        self.ensure_connected()?;
+        match self.client.batch_execute(sql) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.error(e, &[])),
+        }
+    }
+}
+
+impl Target for PostgresTarget {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn call(&mut self, query: &ir::Query, values: &[Value]) -> Result<CallOutcome, TargetError> {
+        self.ensure_connected()?;
+        self.run(query, values)
+    }
+
+    /// Runs the script statement by statement; an error names the statement's line.
+    fn install(&mut self, sql: &str) -> Result<(), TargetError> {
+        sql_script::install_script(self, "line", sql, Dialect::Postgres)
+            .map(|_| ())
+            .map_err(|e| TargetError { sqlstate: e.error.sqlstate, message: format!("line {}: {}", e.line, e.error.message) })
+    }
+
+    fn query_scalar(&mut self, sql: &str) -> Result<Option<Value>, TargetError> {
+        self.ensure_connected()?;
+        let rows = match self.client.query(sql, &[]) {
+            Ok(r) => r,
+            Err(e) => return Err(self.error(e, &[])),
+        };
+        match rows.first() {
+            Some(row) if !row.is_empty() => read(row, 0).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_passwords_are_found_and_scrubbed() {
+        let cases = [
+            ("postgres://u:s3cr%40t@h:5432/db", vec!["s3cr%40t", "s3cr@t"]),
+            ("postgres://u@h/db?password=pw&sslmode=disable", vec!["pw"]),
+            ("postgres://u@h/db", vec![]),
+            ("mysql://root:p:w@h:3306/test", vec!["p:w"]),
+        ];
+        for (url, want) in cases {
+            let mut got = url_secrets(url);
+            got.dedup();
+            let mut want: Vec<String> = want.into_iter().map(String::from).collect();
+            want.sort_by_key(|s| std::cmp::Reverse(s.len()));
+            assert_eq!(got, want, "{url}");
+        }
+        assert_eq!(scrub("failed for s3cr@t at h", &url_secrets("postgres://u:s3cr%40t@h/db")), "failed for ******** at h");
+    }
+
+    #[test]
+    fn binary_dates_timestamps_and_numerics_format_as_text() {
+        assert_eq!(format_date(0), "2000-01-01");
+        assert_eq!(format_date(-1), "1999-12-31");
+        assert_eq!(format_date(8825), "2024-02-29");
+        assert_eq!(format_timestamp(86_400_000_000 + 3_723_000_001), "2000-01-02T01:02:03.000001");
+        // 12345.678 : ndigits 3, weight 1, sign +, dscale 3, digits [1, 2345, 6780]
+        let raw: Vec<u8> = [3i16, 1, 0, 3, 1, 2345, 6780].iter().flat_map(|w| w.to_be_bytes()).collect();
+        assert_eq!(format_numeric(&raw).as_deref(), Some("12345.678"));
+        // -0.05 : ndigits 1, weight -1, sign -, dscale 2, digits [500]
+        let raw: Vec<u8> = [1i16, -1, 0x4000, 2, 500].iter().flat_map(|w| w.to_be_bytes()).collect();
+        assert_eq!(format_numeric(&raw).as_deref(), Some("-0.05"));
+    }
+
+    #[test]
+    fn outputs_are_coerced_to_their_declared_types() {
+        let cases = [
+            (Value::Text("t".into()), ValueType::Boolean, Some(Value::Bool(true))),
+            (Value::Int(0), ValueType::Boolean, Some(Value::Bool(false))),
+            (Value::Text("42".into()), ValueType::Long, Some(Value::Int(42))),
+            (Value::Text("x".into()), ValueType::Long, None),
+            (Value::Int(7), ValueType::String, Some(Value::Text("7".into()))),
+            (Value::Null, ValueType::Integer, Some(Value::Null)),
+        ];
+        for (v, ty, want) in cases {
+            assert_eq!(coerce(v.clone(), ty, "o").ok(), want, "{v:?} {ty:?}");
+        }
+    }
+}
