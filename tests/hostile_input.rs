@@ -145,13 +145,18 @@ fn empty_file_and_only_comments_hold_no_document() {
     }
 }
 
-/// Finding: PF006 reports line 0 and column 0, but positions are 1-based (SPEC §5).
+/// Finding: PF006 reports `end_line` 0 and `end_column` 0 (it reported line 0 too, now 1);
+/// positions are 1-based and a span must not end before it starts (SPEC §5).
 #[test]
-#[ignore = "finding for crates/compiler/src/yaml.rs (PF006 uses the default span): un-ignore when fixed"]
+#[ignore = "finding for crates/compiler/src/yaml.rs (PF006 span ends at 0:0): un-ignore when fixed"]
 fn empty_file_diagnostic_has_a_one_based_position() {
-    let out = compile_file("empty.yaml", "");
-    for d in out.json_diagnostics() {
-        assert!(d["line"].as_u64() >= Some(1) && d["column"].as_u64() >= Some(1), "{out}");
+    for content in ["", "# only a comment\n"] {
+        let out = compile_file("empty.yaml", content);
+        for d in out.json_diagnostics() {
+            let at = |k: &str| d[k].as_u64().unwrap_or(0);
+            assert!(at("line") >= 1 && at("column") >= 1, "{out}");
+            assert!((at("end_line"), at("end_column")) >= (at("line"), at("column")), "{out}");
+        }
     }
 }
 

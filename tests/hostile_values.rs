@@ -19,16 +19,83 @@ fn canary_name() -> String {
 fn hostile_values() -> Vec<String> {
     let canary = canary_name();
     let mut v: Vec<String> = [
-        "'", "\"", "`", "´", "’", "‘", "“", "''", "\"\"", "``", "\\", "\\\\", "\\'", "\\\"", "\\`", "'\\", "\"\\", ";",
-        "a;b", "--", "-- comment", "/*", "*/", "/* x */", "#", "# x", "$$", "$tag$", "$$ || $$", "$1", "%s", "%", "_",
-        "?", "??", ":name", "@pf_out_1", "{__NAME__}", "\0", "a\0b", "😀", "👩‍💻", "שלום עולם", "\u{202E}txet", "e\u{301}",
-        "\u{FEFF}bom", "", " ", "\t", "   ", "\r\n", "a\rb\nc", "'\\''", "\\\\'", "N'x'", "E'\\x41'", "x' OR '1'='1",
-        "0x41", "NULL", "\\N", "\x1a", "\\0", "Robert'); DROP TABLE students;--", "'; DROP TABLE x; --", "\u{7f}",
+        "'",
+        "\"",
+        "`",
+        "´",
+        "’",
+        "‘",
+        "“",
+        "''",
+        "\"\"",
+        "``",
+        "\\",
+        "\\\\",
+        "\\'",
+        "\\\"",
+        "\\`",
+        "'\\",
+        "\"\\",
+        ";",
+        "a;b",
+        "--",
+        "-- comment",
+        "/*",
+        "*/",
+        "/* x */",
+        "#",
+        "# x",
+        "$$",
+        "$tag$",
+        "$$ || $$",
+        "$1",
+        "%s",
+        "%",
+        "_",
+        "?",
+        "??",
+        ":name",
+        "@pf_out_1",
+        "{__NAME__}",
+        "\0",
+        "a\0b",
+        "😀",
+        "👩‍💻",
+        "שלום עולם",
+        "\u{202E}txet",
+        "e\u{301}",
+        "\u{FEFF}bom",
+        "",
+        " ",
+        "\t",
+        "   ",
+        "\r\n",
+        "a\rb\nc",
+        "'\\''",
+        "\\\\'",
+        "N'x'",
+        "E'\\x41'",
+        "x' OR '1'='1",
+        "0x41",
+        "NULL",
+        "\\N",
+        "\x1a",
+        "\\0",
+        "Robert'); DROP TABLE students;--",
+        "'; DROP TABLE x; --",
+        "\u{7f}",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    for template in ["'; DROP TABLE {c}; --", "\"; DROP TABLE {c}; --", "`; DROP TABLE {c}; --", "\\'; DROP TABLE {c}; --", "$$; DROP TABLE {c}; $$", "*/ DROP TABLE {c}; /*"] {
+    for template in [
+        "'; DROP TABLE {c}; --",
+        "\"; DROP TABLE {c}; --",
+        "`; DROP TABLE {c}; --",
+        "\\'; DROP TABLE {c}; --",
+        "$$; DROP TABLE {c}; $$",
+        "*/ DROP TABLE {c}; /*",
+    ] {
         v.push(template.replace("{c}", &canary));
     }
     v.push("x".repeat(10 * 1024));
@@ -91,7 +158,11 @@ fn create_named(t: &mut dyn Target, dialect: Dialect, v: &str) -> Outcome {
     let (create, count, drop) = match dialect {
         Dialect::Postgres => ("CREATE ROLE ", "select count(*) as n from pg_roles where rolname = ", "DROP ROLE "),
         Dialect::Sqlite => ("CREATE TABLE ", "select count(*) as n from sqlite_master where name = ", "DROP TABLE "),
-        Dialect::Mariadb => ("CREATE TABLE ", "select count(*) as n from information_schema.TABLES where TABLE_SCHEMA = database() and TABLE_NAME = ", "DROP TABLE "),
+        Dialect::Mariadb => (
+            "CREATE TABLE ",
+            "select count(*) as n from information_schema.TABLES where TABLE_SCHEMA = database() and TABLE_NAME = ",
+            "DROP TABLE ",
+        ),
     };
     let suffix = if dialect == Dialect::Postgres { "" } else { "(x int)" };
     let ident = param(ValueType::String, Quoting::Identifier);
@@ -115,7 +186,14 @@ fn identifier_limits(dialect: Dialect, v: &str, prefix_len: usize) -> bool {
             Dialect::Postgres => len > 63,
             // Aliases up to 256 characters, table names up to 64; trailing spaces are refused in
             // table names.
-            Dialect::Mariadb => v.chars().count() + prefix_len > 64 || v.ends_with(' ') || v.ends_with('\t') || v.trim().is_empty(),
+            // Identifiers are utf8mb3 there: no characters beyond the BMP (emoji).
+            Dialect::Mariadb => {
+                v.chars().count() + prefix_len > 64
+                    || v.ends_with(' ')
+                    || v.ends_with('\t')
+                    || v.trim().is_empty()
+                    || v.chars().any(|c| u32::from(c) > 0xFFFF)
+            }
             Dialect::Sqlite => false,
         }
 }
@@ -157,7 +235,14 @@ fn run(t: &mut dyn Target, dialect: Dialect) -> usize {
             checked += 2;
         }
         // Other types: a hostile text never becomes a value of them, so it never reaches SQL.
-        for ty in [ValueType::Long, ValueType::Integer, ValueType::Double, ValueType::Boolean, ValueType::Date, ValueType::Timestamp] {
+        for ty in [
+            ValueType::Long,
+            ValueType::Integer,
+            ValueType::Double,
+            ValueType::Boolean,
+            ValueType::Date,
+            ValueType::Timestamp,
+        ] {
             if let Ok(value) = typed(ty, v) {
                 let query = q(vec![text("select "), Segment::Bind(0), text(" as v")], vec![param(ty, Quoting::Bind)]);
                 let out = t.call(&query, &[value]).unwrap_or_else(|e| panic!("{dialect:?} {ty:?} {v:?}: {e}"));

@@ -122,10 +122,15 @@ impl Project {
     }
 }
 
-/// Opens a SQLite file read-only for assertions.
+/// Opens an existing SQLite file for assertions. Read-write: after a killed process, the first
+/// reader of a database in rollback-journal mode must roll the hot journal back, as any
+/// provflow opening it would.
 pub fn open_db(path: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = rusqlite::Connection::open_with_flags(path, flags)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
+    conn
 }
 
 /// `select count(*) ...` with one text parameter.

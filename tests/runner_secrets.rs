@@ -79,26 +79,26 @@ fn lifecycle(with_key: bool) {
     p.global = vec!["--target".into(), "dbum-sqlite=sqlite:dbum-target.db".into()];
     p.dir.write("second-password.txt", format!("{SECOND}\n"));
     let ir = p.ir().to_string();
-    let mut c = Checker {
-        p: &p,
-        env: vec![("PW", FIRST), ("PLAN_PW", PLANNED)],
-        commands: 0,
-        files_seen: Default::default(),
-    };
+    let mut c =
+        Checker { p: &p, env: vec![("PW", FIRST), ("PLAN_PW", PLANNED)], commands: 0, files_seen: Default::default() };
 
     c.run(0, &["target", "install", "dbum-sqlite", "definitions"]);
-    c.run(
-        0,
-        &["user", "create", "JDOE", "--attr", "usr_first_name=John", "--attr", "usr_udf_cost_center=CC-1"],
-    );
+    c.run(0, &["user", "create", "JDOE", "--attr", "usr_first_name=John", "--attr", "usr_udf_cost_center=CC-1"]);
     // Plans mask secrets, human and JSON.
     let plan = c.run(0, &["plan", &ir, "--process", DBUM, "--user", "JDOE", "--secret", "password=env:PLAN_PW"]);
     assert!(plan.contains("********"), "the plan does not show the masked password:\n{plan}");
-    c.run(0, &["--format", "json", "plan", &ir, "--process", DBUM, "--user", "JDOE", "--secret", "password=env:PLAN_PW"]);
+    c.run(
+        0,
+        &["--format", "json", "plan", &ir, "--process", DBUM, "--user", "JDOE", "--secret", "password=env:PLAN_PW"],
+    );
     // A secret fed to a plain field is refused without echoing it.
-    c.run(2, &["run", &ir, "--process", DBUM, "--user", "JDOE", "--secret", "profile=env:PW", "--secret", "password=env:PW"]);
+    c.run(
+        2,
+        &["run", &ir, "--process", DBUM, "--user", "JDOE", "--secret", "profile=env:PW", "--secret", "password=env:PW"],
+    );
 
-    let run = c.run(0, &["--format", "json", "run", &ir, "--process", DBUM, "--user", "JDOE", "--secret", "password=env:PW"]);
+    let run =
+        c.run(0, &["--format", "json", "run", &ir, "--process", DBUM, "--user", "JDOE", "--secret", "password=env:PW"]);
     let run: serde_json::Value = serde_json::from_str(run.trim()).unwrap();
     assert_eq!(status(&run), "Provisioned", "{run}");
     for format in ["human", "json"] {
@@ -143,9 +143,8 @@ fn lifecycle(with_key: bool) {
 
     // Without a key nothing about the secret is kept; with one it is sealed.
     let state = open_db(&p.state_db());
-    let form: String = state
-        .query_row("select form from accounts where user_login = 'ASMITH'", [], |r| r.get(0))
-        .unwrap();
+    let form: String =
+        state.query_row("select form from accounts where user_login = 'ASMITH'", [], |r| r.get(0)).unwrap();
     assert_eq!(form.contains("\"sealed\""), with_key, "{form}");
 }
 

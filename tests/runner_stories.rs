@@ -28,8 +28,7 @@ fn dbum_account_lifecycle_on_the_embedded_default() {
     let pw = [("PW", "Tr0ub4dor&3")];
 
     // Provision: the seed's check is `select * from dba_users` and the audit table.
-    let run =
-        p.json(0, &["run", p.ir(), "--process", DBUM, "--user", "JDOE", "--secret", "password=env:PW"], &pw);
+    let run = p.json(0, &["run", p.ir(), "--process", DBUM, "--user", "JDOE", "--secret", "password=env:PW"], &pw);
     assert_account_shape(&run);
     assert_eq!(status(&run), "Provisioned", "{run}");
     assert_eq!(run["account"]["process"], DBUM);
@@ -67,7 +66,9 @@ fn dbum_account_lifecycle_on_the_embedded_default() {
     );
     assert_account_shape(&set);
     assert!(
-        tasks(&set).iter().any(|(n, s, r, _)| n == "Password Updated" && s == "Completed" && r.as_deref() == Some("SUCCESS")),
+        tasks(&set)
+            .iter()
+            .any(|(n, s, r, _)| n == "Password Updated" && s == "Completed" && r.as_deref() == Some("SUCCESS")),
         "{set}"
     );
     let password: String = open_db(&p.dbum_db())
@@ -76,10 +77,15 @@ fn dbum_account_lifecycle_on_the_embedded_default() {
     assert_eq!(password, "n3w-Secret");
 
     // A role row: `Add Role` with the row's value.
-    let role = p.json(0, &["account", "child", "add", "--process", DBUM, "--user", "JDOE", "roles", "role=dbum_read"], &[]);
+    let role =
+        p.json(0, &["account", "child", "add", "--process", DBUM, "--user", "JDOE", "roles", "role=dbum_read"], &[]);
     assert!(tasks(&role).iter().any(|(n, s, _, _)| n == "Add Role" && s == "Completed"), "{role}");
     assert_eq!(
-        count(&open_db(&p.dbum_db()), "select count(*) from db_user_roles where username = ?1 and role = 'dbum_read'", "JDOE"),
+        count(
+            &open_db(&p.dbum_db()),
+            "select count(*) from db_user_roles where username = ?1 and role = 'dbum_read'",
+            "JDOE"
+        ),
         1
     );
 
@@ -141,7 +147,18 @@ fn duplicate_user_is_rejected_retried_then_given_up() {
     // JSMITH's form says JDOE: the target refuses the duplicate (SQLSTATE 23505 -> DUPLICATE).
     let run = p.json(
         0,
-        &["run", p.ir(), "--process", DBUM, "--user", "JSMITH", "--form", "username=JDOE", "--secret", "password=env:PW"],
+        &[
+            "run",
+            p.ir(),
+            "--process",
+            DBUM,
+            "--user",
+            "JSMITH",
+            "--form",
+            "username=JDOE",
+            "--secret",
+            "password=env:PW",
+        ],
         &at(t0),
     );
     assert_eq!(status(&run), "Provisioning");
@@ -228,16 +245,15 @@ fn a_target_in_the_state_store_file_commits_with_the_transition() {
     let state = p.path().join("shared.db");
     let state = state.to_str().unwrap().to_string();
     let mut p = p;
-    p.global = vec![
-        "--state".into(),
-        format!("sqlite:{state}"),
-        "--target".into(),
-        format!("dbum-sqlite=sqlite:{state}"),
-    ];
+    p.global =
+        vec!["--state".into(), format!("sqlite:{state}"), "--target".into(), format!("dbum-sqlite=sqlite:{state}")];
     p.install_dbum();
     p.create_user("JDOE");
-    let run =
-        p.json(0, &["run", p.ir(), "--process", DBUM, "--user", "JDOE", "--secret", "password=env:PW"], &[("PW", "pw")]);
+    let run = p.json(
+        0,
+        &["run", p.ir(), "--process", DBUM, "--user", "JDOE", "--secret", "password=env:PW"],
+        &[("PW", "pw")],
+    );
     assert_eq!(status(&run), "Provisioned", "{run}");
     assert!(!p.dbum_db().exists(), "the embedded default target file was created");
     let db = open_db(std::path::Path::new(&state));
@@ -247,7 +263,18 @@ fn a_target_in_the_state_store_file_commits_with_the_transition() {
     p.create_user("JSMITH");
     let dup = p.json(
         0,
-        &["run", p.ir(), "--process", DBUM, "--user", "JSMITH", "--form", "username=JDOE", "--secret", "password=env:PW"],
+        &[
+            "run",
+            p.ir(),
+            "--process",
+            DBUM,
+            "--user",
+            "JSMITH",
+            "--form",
+            "username=JDOE",
+            "--secret",
+            "password=env:PW",
+        ],
         &[("PW", "pw")],
     );
     assert_eq!(tasks(&dup)[0].2.as_deref(), Some("DUPLICATE"), "{dup}");

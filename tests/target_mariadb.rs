@@ -23,7 +23,8 @@ fn connect(url: &str) -> MariadbTarget {
 }
 
 fn dbum_queries() -> (ir::QuerySet, String) {
-    let c = provflow_compiler::compile_paths(&FsReader, &[repo_root().join("definitions")]).expect("definitions readable");
+    let c =
+        provflow_compiler::compile_paths(&FsReader, &[repo_root().join("definitions")]).expect("definitions readable");
     let bundle = c.bundle.unwrap_or_else(|| panic!("definitions do not compile: {:?}", c.diagnostics));
     let set = bundle.query_sets.into_iter().find(|q| q.name == "dbum-mariadb").expect("dbum-mariadb query set");
     let sql = std::fs::read_to_string(repo_root().join("definitions/dbum/dbum-mariadb.sql")).expect("install script");
@@ -35,7 +36,10 @@ fn query<'a>(set: &'a ir::QuerySet, name: &str) -> &'a ir::Query {
 }
 
 fn values(q: &ir::Query, given: &[(&str, Value)]) -> Vec<Value> {
-    q.params.iter().map(|p| given.iter().find(|(n, _)| *n == p.name).map(|(_, v)| v.clone()).unwrap_or(Value::Null)).collect()
+    q.params
+        .iter()
+        .map(|p| given.iter().find(|(n, _)| *n == p.name).map(|(_, v)| v.clone()).unwrap_or(Value::Null))
+        .collect()
 }
 
 fn text(s: &str) -> Value {
@@ -84,15 +88,29 @@ fn dbum_procedures_provision_a_mariadb_account() {
         assert!(n >= 15, "{n} statements");
     }
 
+    // The live catalog matches every call of the query set; a misspelled call does not.
+    let findings = provflow_runner::catalog::check(&mut t, &set).unwrap();
+    assert_eq!(findings, vec![], "catalog findings");
+    let mut broken = set.clone();
+    if let Some(call) = broken.queries.iter_mut().find(|q| q.name == "ENABLE_USER").and_then(|q| q.call.as_mut()) {
+        call.procedure = "enable_usr".into();
+    }
+    let findings = provflow_runner::catalog::check(&mut t, &broken).unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].help.as_deref(), Some("did you mean `enable_user`?"));
+
     let create = query(&set, "CREATE_PASSWORD_USER");
     let pw = "Initial-pw'1\\";
-    let args = values(create, &[("__NAME__", text(&name.to_uppercase())), ("__PASSWORD__", Value::Secret(Secret::new(pw)))]);
+    let args =
+        values(create, &[("__NAME__", text(&name.to_uppercase())), ("__PASSWORD__", Value::Secret(Secret::new(pw)))]);
     t.call(create, &args).unwrap_or_else(|e| panic!("{e}"));
     let exists = format!("select count(*) from mysql.user where User = '{name}' and Host = '%'");
     assert_eq!(scalar(&mut t, &exists), Some(Value::Int(1)));
     let password_is = |t: &mut MariadbTarget, pw: &str| {
         let literal = pw.replace('\\', "\\\\").replace('\'', "''");
-        let sql = format!("select authentication_string = PASSWORD('{literal}') from mysql.user where User = '{name}' and Host = '%'");
+        let sql = format!(
+            "select authentication_string = PASSWORD('{literal}') from mysql.user where User = '{name}' and Host = '%'"
+        );
         scalar(t, &sql) == Some(Value::Int(1))
     };
     assert!(password_is(&mut t, pw));
@@ -125,12 +143,16 @@ fn dbum_procedures_provision_a_mariadb_account() {
     // The session variable does not outlive the call.
     assert_eq!(scalar(&mut t, "select @pf_out_3"), Some(Value::Null));
     let out = t
-        .call(reset, &values(reset, &[("__NAME__", text("pf_nobody_here")), ("__PASSWORD__", Value::Secret(Secret::new("x")))]))
+        .call(
+            reset,
+            &values(reset, &[("__NAME__", text("pf_nobody_here")), ("__PASSWORD__", Value::Secret(Secret::new("x")))]),
+        )
         .unwrap();
     assert_eq!(out.outputs.get("response"), Some(&text("NO_SUCH_USER")));
 
     let profile = query(&set, "SET_PROFILE");
-    t.call(profile, &values(profile, &[("__NAME__", text(&name)), ("__PROFILE__", text("O'Brien \\ profile"))])).unwrap();
+    t.call(profile, &values(profile, &[("__NAME__", text(&name)), ("__PROFILE__", text("O'Brien \\ profile"))]))
+        .unwrap();
     assert_eq!(
         scalar(&mut t, &format!("select profile from dbum_users where username = '{name}'")),
         Some(text("O'Brien \\ profile"))
@@ -221,7 +243,8 @@ fn install_errors_name_the_file_and_line() {
 #[test]
 fn statement_timeout_and_reconnect_once() {
     let Some(url) = database_url(VAR) else { return };
-    let timeouts = Timeouts { statement: Duration::from_millis(300), idle_check: Duration::ZERO, ..Timeouts::default() };
+    let timeouts =
+        Timeouts { statement: Duration::from_millis(300), idle_check: Duration::ZERO, ..Timeouts::default() };
     let mut t = MariadbTarget::connect(&url, &timeouts).unwrap();
     let err = t.query_scalar("select sleep(3) from dual where 1 = 1").map(|v| v.map(|v| v.display()));
     // MariaDB ends a SELECT over max_statement_time with error 1969 (SQLSTATE 70100), or

@@ -22,7 +22,8 @@ fn connect(url: &str) -> PostgresTarget {
 }
 
 fn dbum_queries() -> (ir::QuerySet, String) {
-    let c = provflow_compiler::compile_paths(&FsReader, &[repo_root().join("definitions")]).expect("definitions readable");
+    let c =
+        provflow_compiler::compile_paths(&FsReader, &[repo_root().join("definitions")]).expect("definitions readable");
     let bundle = c.bundle.unwrap_or_else(|| panic!("definitions do not compile: {:?}", c.diagnostics));
     let set = bundle.query_sets.into_iter().find(|q| q.name == "dbum-postgres").expect("dbum-postgres query set");
     let sql = std::fs::read_to_string(repo_root().join("definitions/dbum/dbum-postgres.sql")).expect("install script");
@@ -35,7 +36,10 @@ fn query<'a>(set: &'a ir::QuerySet, name: &str) -> &'a ir::Query {
 
 /// The values of a query's parameters by name (OUT parameters: null).
 fn values(q: &ir::Query, given: &[(&str, Value)]) -> Vec<Value> {
-    q.params.iter().map(|p| given.iter().find(|(n, _)| *n == p.name).map(|(_, v)| v.clone()).unwrap_or(Value::Null)).collect()
+    q.params
+        .iter()
+        .map(|p| given.iter().find(|(n, _)| *n == p.name).map(|(_, v)| v.clone()).unwrap_or(Value::Null))
+        .collect()
 }
 
 fn text(s: &str) -> Value {
@@ -140,10 +144,22 @@ fn dbum_procedures_provision_a_postgres_role() {
     }
     t.install(&script).unwrap();
 
+    // The live catalog matches every call of the query set; a misspelled call does not.
+    let findings = provflow_runner::catalog::check(&mut t, &set).unwrap();
+    assert_eq!(findings, vec![], "catalog findings");
+    let mut broken = set.clone();
+    if let Some(call) = broken.queries.iter_mut().find(|q| q.name == "ENABLE_USER").and_then(|q| q.call.as_mut()) {
+        call.procedure = "enable_usr".into();
+    }
+    let findings = provflow_runner::catalog::check(&mut t, &broken).unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].help.as_deref(), Some("did you mean `enable_user`?"));
+
     let create = query(&set, "CREATE_PASSWORD_USER");
     let pw = "Initial-pw'1\\";
     // Upper case in, lower case role: the procedures fold names like PostgreSQL does.
-    let args = values(create, &[("__NAME__", text(&name.to_uppercase())), ("__PASSWORD__", Value::Secret(Secret::new(pw)))]);
+    let args =
+        values(create, &[("__NAME__", text(&name.to_uppercase())), ("__PASSWORD__", Value::Secret(Secret::new(pw)))]);
     let outcome = t.call(create, &args).unwrap_or_else(|e| panic!("{e}"));
     assert!(outcome.outputs.is_empty());
     let role_exists = format!("select count(*) from pg_roles where rolname = '{name}'");
@@ -181,7 +197,8 @@ fn dbum_procedures_provision_a_postgres_role() {
     assert_eq!(out.outputs.get("response"), Some(&text("NO_SUCH_USER")));
 
     let profile = query(&set, "SET_PROFILE");
-    t.call(profile, &values(profile, &[("__NAME__", text(&name)), ("__PROFILE__", text("O'Brien \\ profile"))])).unwrap();
+    t.call(profile, &values(profile, &[("__NAME__", text(&name)), ("__PROFILE__", text("O'Brien \\ profile"))]))
+        .unwrap();
     assert_eq!(
         scalar(&mut t, &format!("select profile from dbum_users where username = '{name}'")),
         Some(text("O'Brien \\ profile"))
@@ -303,7 +320,8 @@ fn install_errors_name_the_file_and_line() {
 #[test]
 fn statement_timeout_and_reconnect_once() {
     let Some(url) = database_url(VAR) else { return };
-    let timeouts = Timeouts { statement: Duration::from_millis(300), idle_check: Duration::ZERO, ..Timeouts::default() };
+    let timeouts =
+        Timeouts { statement: Duration::from_millis(300), idle_check: Duration::ZERO, ..Timeouts::default() };
     let mut t = PostgresTarget::connect(&url, &timeouts).unwrap();
     let err = t.query_scalar("select pg_sleep(3)").unwrap_err();
     assert_eq!(err.sqlstate.as_deref(), Some("57014"), "{err}");
@@ -311,7 +329,10 @@ fn statement_timeout_and_reconnect_once() {
     // Another session ends this one; the next use reconnects once and succeeds.
     let pid = scalar(&mut t, "select pg_backend_pid()").unwrap();
     let mut killer = connect(&url);
-    assert_eq!(scalar(&mut killer, &format!("select pg_terminate_backend({})", pid.display())), Some(Value::Bool(true)));
+    assert_eq!(
+        scalar(&mut killer, &format!("select pg_terminate_backend({})", pid.display())),
+        Some(Value::Bool(true))
+    );
     std::thread::sleep(Duration::from_millis(100));
     let again = scalar(&mut t, "select pg_backend_pid()").unwrap();
     assert_ne!(again, pid);
@@ -321,7 +342,9 @@ fn statement_timeout_and_reconnect_once() {
 fn connection_errors_name_the_endpoint_never_the_password() {
     let Some(_url) = database_url(VAR) else { return };
     let timeouts = Timeouts { connect: Duration::from_secs(2), ..Timeouts::default() };
-    for url in ["postgres://bob:Hunter2%21secret@127.0.0.1:1/db", "postgres://bob@127.0.0.1:1/db?password=Hunter2!secret"] {
+    for url in
+        ["postgres://bob:Hunter2%21secret@127.0.0.1:1/db", "postgres://bob@127.0.0.1:1/db?password=Hunter2!secret"]
+    {
         let Err(err) = PostgresTarget::connect(url, &timeouts) else { panic!("connected to port 1") };
         assert!(err.message.contains("127.0.0.1:1/db"), "{err}");
         assert!(!err.message.contains("Hunter2"), "{err}");

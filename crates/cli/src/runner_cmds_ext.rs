@@ -164,7 +164,11 @@ fn run_recon(global: &Global, a: ReconArgs) -> Result<u8, u8> {
             eprintln!("{where_}:{}: {}", b.line, b.error);
         }
         if (s.failed as usize) > out.bad_rows.len() {
-            eprintln!("... and {} more; see `provflow recon events --run {}`", s.failed as usize - out.bad_rows.len(), s.run);
+            eprintln!(
+                "... and {} more; see `provflow recon events --run {}`",
+                s.failed as usize - out.bad_rows.len(),
+                s.run
+            );
         }
         println!(
             "recon run {}: {} rows in {:.2}s: {} created, {} linked, {} updated, {} unchanged, {} unmatched, {} failed",
@@ -187,7 +191,8 @@ fn recon_events(global: &Global, run: Option<i64>) -> Result<u8, u8> {
     };
     println!("recon run {run}: {} events", events.len());
     for e in &events {
-        let changes = if e.changes.as_object().is_some_and(|o| o.is_empty()) { String::new() } else { e.changes.to_string() };
+        let changes =
+            if e.changes.as_object().is_some_and(|o| o.is_empty()) { String::new() } else { e.changes.to_string() };
         println!(
             "  line {:>6}  {:<20}  {:<18}  {}{}{}",
             e.line,
@@ -256,11 +261,20 @@ pub fn notifications(global: &Global, c: NotificationsCommand) -> u8 {
         NotificationsCommand::Export { dir } => match notify::export(&store, &dir) {
             Ok((written, skipped)) => {
                 for m in &skipped {
-                    eprintln!("skipped #{} `{}` to {}: {}", m.id, m.template, m.to, m.error.as_deref().unwrap_or(&m.status));
+                    eprintln!(
+                        "skipped #{} `{}` to {}: {}",
+                        m.id,
+                        m.template,
+                        m.to,
+                        m.error.as_deref().unwrap_or(&m.status)
+                    );
                 }
                 if global.format == Format::Json {
                     let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-                    println!("{}", json!({ "written": files, "skipped": skipped.iter().map(|m| m.id).collect::<Vec<_>>() }));
+                    println!(
+                        "{}",
+                        json!({ "written": files, "skipped": skipped.iter().map(|m| m.id).collect::<Vec<_>>() })
+                    );
                 } else {
                     println!("wrote {} message(s) to {}", written.len(), dir.display());
                 }

@@ -94,6 +94,7 @@ pub fn compile_paths(reader: &dyn SourceReader, roots: &[PathBuf]) -> Result<Com
 
 /// Compiles files already read. `reader` is used for the files they refer to (install scripts).
 pub fn compile_files(reader: &dyn SourceReader, inputs: Vec<(PathBuf, Vec<u8>)>) -> Compilation {
+    let timings = Timings::from_env();
     // Phases 2–4, file by file, on every core.
     let loaded: Vec<(SourceFile, Vec<LoadedDoc>, Vec<Diagnostic>)> =
         inputs.into_par_iter().enumerate().map(|(i, (path, bytes))| load_file(i, &path, &bytes)).collect();
@@ -107,8 +108,10 @@ pub fn compile_files(reader: &dyn SourceReader, inputs: Vec<(PathBuf, Vec<u8>)>)
         diagnostics.extend(diags);
     }
 
+    timings.lap("load, schema, typed documents");
     // Phase 5.
     let (bundle, findings) = check::run(reader, &files, &docs);
+    timings.lap("semantic passes and lowering");
     // Deep pointers need the full span index of their file: build it once per such file.
     let mut full: rustc_hash::FxHashMap<usize, Vec<yaml::SpanIndex>> = Default::default();
     for (doc_index, finding) in findings {
@@ -128,6 +131,22 @@ pub fn compile_files(reader: &dyn SourceReader, inputs: Vec<(PathBuf, Vec<u8>)>)
     diagnostics.dedup();
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
     Compilation { bundle: if has_errors { None } else { bundle }, diagnostics, files }
+}
+
+/// Phase timings on stderr when `PROVFLOW_TIMINGS` is set: for profiling, not for tests.
+struct Timings(Option<std::cell::Cell<std::time::Instant>>);
+
+impl Timings {
+    fn from_env() -> Timings {
+        Timings(std::env::var_os("PROVFLOW_TIMINGS").map(|_| std::cell::Cell::new(std::time::Instant::now())))
+    }
+
+    fn lap(&self, what: &str) {
+        if let Some(start) = &self.0 {
+            eprintln!("timing: {what}: {:.1} ms", start.get().elapsed().as_secs_f64() * 1000.0);
+            start.set(std::time::Instant::now());
+        }
+    }
 }
 
 /// Compiles a single in-memory file (fuzzing, tests).

@@ -1,1 +1,414 @@
-//! WIP
+//! `provflow target check`: the live catalog against the calls of a target's query set. Reading
+//! the catalog is per dialect; verifying is pure ([`verify`]), so it is tested without a server.
+
+use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, Segment, ValueType};
+use std::collections::BTreeMap;
+
+use crate::target::{Target, TargetError};
+use crate::value::Value;
+
+/// One mismatch between a query's `call` and the database, reported at the query's location.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogFinding {
+    /// The query's name.
+    pub query: String,
+    pub location: ir::Location,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// A stored procedure as the catalog describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signature {
+    pub name: String,
+    pub params: Vec<CatalogParam>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogParam {
+    pub name: String,
+    pub mode: ParamMode,
+    /// The type as the database names it (`text`, `character varying`, `bigint`, `varchar`).
+    pub type_name: String,
+}
+
+/// Reads the procedures visible to the target's session and verifies every call of `set`.
+pub fn check(target: &mut dyn Target, set: &ir::QuerySet) -> Result<Vec<CatalogFinding>, TargetError> {
+    let dialect = target.dialect();
+    let catalog = match dialect {
+        Dialect::Postgres => read(target, POSTGRES_CATALOG)?,
+        Dialect::Mariadb => read(target, MARIADB_CATALOG)?,
+        // SQLite procedures are emulated from the query set and checked by the compiler.
+        Dialect::Sqlite => return Ok(Vec::new()),
+    };
+    Ok(verify(set, &catalog, dialect))
+}
+
+const SEP: char = '\u{1f}';
+
+/// One row per procedure; names, modes and types joined with U+001F (no type name or mode
+/// contains it). Procedures visible on the search path only: those are the ones `CALL p` finds.
+const POSTGRES_CATALOG: &str = "select p.proname::text as name, \
+    coalesce(array_to_string(p.proargnames, chr(31)), '') as arg_names, \
+    coalesce(array_to_string(p.proargmodes, chr(31)), '') as arg_modes, \
+    coalesce((select string_agg(format_type(a.t, null), chr(31) order by a.o) \
+              from unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) with ordinality as a(t, o)), '') as arg_types \
+    from pg_proc p where p.prokind = 'p' and pg_function_is_visible(p.oid)";
+
+const MARIADB_CATALOG: &str = "select r.ROUTINE_NAME as name, \
+    coalesce(group_concat(p.PARAMETER_NAME order by p.ORDINAL_POSITION separator 0x1f), '') as arg_names, \
+    coalesce(group_concat(p.PARAMETER_MODE order by p.ORDINAL_POSITION separator 0x1f), '') as arg_modes, \
+    coalesce(group_concat(p.DATA_TYPE order by p.ORDINAL_POSITION separator 0x1f), '') as arg_types \
+    from information_schema.ROUTINES r left join information_schema.PARAMETERS p \
+      on p.SPECIFIC_SCHEMA = r.ROUTINE_SCHEMA and p.SPECIFIC_NAME = r.ROUTINE_NAME and p.ROUTINE_TYPE = 'PROCEDURE' and p.ORDINAL_POSITION > 0 \
+    where r.ROUTINE_SCHEMA = database() and r.ROUTINE_TYPE = 'PROCEDURE' group by r.ROUTINE_NAME";
+
+fn read(target: &mut dyn Target, sql: &str) -> Result<Vec<Signature>, TargetError> {
+    let query = ir::Query {
+        name: "catalog".into(),
+        source: sql.into(),
+        segments: vec![Segment::Text(sql.into())],
+        params: vec![],
+        call: None,
+        response_from: None,
+        errors: BTreeMap::new(),
+        columns: ["name", "arg_names", "arg_modes", "arg_types"]
+            .iter()
+            .map(|n| ir::Column { name: (*n).into(), ty: ValueType::String })
+            .collect(),
+        idempotent: false,
+        location: ir::Location::default(),
+    };
+    let rows = target.call(&query, &[])?.rows;
+    let field = |row: &BTreeMap<String, Value>, k: &str| -> Vec<String> {
+        match row.get(k) {
+            Some(Value::Text(s)) if !s.is_empty() => s.split(SEP).map(str::to_string).collect(),
+            _ => Vec::new(),
+        }
+    };
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let name = field(row, "name").join("");
+            let types = field(row, "arg_types");
+            let names = field(row, "arg_names");
+            let modes = field(row, "arg_modes");
+            let params = types
+                .iter()
+                .enumerate()
+                .map(|(i, ty)| CatalogParam {
+                    name: names.get(i).cloned().unwrap_or_default(),
+                    mode: match modes.get(i).map(|m| m.to_ascii_lowercase()).as_deref() {
+                        Some("o" | "out") => ParamMode::Out,
+                        Some("b" | "inout") => ParamMode::InOut,
+                        _ => ParamMode::In,
+                    },
+                    type_name: ty.clone(),
+                })
+                .collect();
+            Signature { name, params }
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Number,
+    Boolean,
+    Temporal,
+    Other,
+}
+
+fn catalog_kind(type_name: &str, dialect: Dialect) -> Kind {
+    let t = type_name.to_ascii_lowercase();
+    let base = t.split(['(', ' ']).next().unwrap_or("");
+    match base {
+        "text" | "character" | "char" | "varchar" | "name" | "citext" | "tinytext" | "mediumtext" | "longtext"
+        | "enum" | "set" => Kind::Text,
+        // MariaDB's BOOLEAN is TINYINT(1).
+        "tinyint" if dialect == Dialect::Mariadb => Kind::Number,
+        "smallint" | "integer" | "int" | "bigint" | "mediumint" | "tinyint" | "numeric" | "decimal" | "real"
+        | "double" | "float" => Kind::Number,
+        "boolean" | "bool" => Kind::Boolean,
+        "date" | "timestamp" | "datetime" | "time" => Kind::Temporal,
+        _ => Kind::Other,
+    }
+}
+
+fn value_kind(ty: ValueType) -> Kind {
+    match ty {
+        ValueType::String | ValueType::GuardedString => Kind::Text,
+        ValueType::Long | ValueType::Integer | ValueType::Double => Kind::Number,
+        ValueType::Boolean => Kind::Boolean,
+        ValueType::Date | ValueType::Timestamp => Kind::Temporal,
+    }
+}
+
+fn compatible(value: Kind, catalog: Kind, dialect: Dialect) -> bool {
+    value == catalog
+        || catalog == Kind::Other
+        // Every value can be sent as text; the server parses dates from text.
+        || catalog == Kind::Text
+        || (value == Kind::Text && catalog == Kind::Temporal)
+        || (dialect == Dialect::Mariadb && value == Kind::Boolean && catalog == Kind::Number)
+}
+
+/// How a call's procedure name is looked up: the last part of `schema.name`, unquoted;
+/// PostgreSQL folds unquoted names to lower case, MariaDB compares without case.
+fn lookup_name(procedure: &str, dialect: Dialect) -> String {
+    let last = procedure.rsplit('.').next().unwrap_or(procedure);
+    let quoted = (last.starts_with('"') && last.ends_with('"') && last.len() >= 2) || last.starts_with('`');
+    let bare = last.trim_matches(['"', '`']);
+    if dialect == Dialect::Mariadb || !quoted {
+        bare.to_lowercase()
+    } else {
+        bare.to_string()
+    }
+}
+
+fn mode_word(mode: ParamMode) -> &'static str {
+    match mode {
+        ParamMode::In => "IN",
+        ParamMode::Out => "OUT",
+        ParamMode::InOut => "INOUT",
+    }
+}
+
+/// Checks every `call` of `set` against `catalog`.
+pub fn verify(set: &ir::QuerySet, catalog: &[Signature], dialect: Dialect) -> Vec<CatalogFinding> {
+    let mut findings = Vec::new();
+    let key = |n: &str| if dialect == Dialect::Mariadb { n.to_lowercase() } else { n.to_string() };
+    let mut by_name: BTreeMap<String, Vec<&Signature>> = BTreeMap::new();
+    for s in catalog {
+        by_name.entry(key(&s.name)).or_default().push(s);
+    }
+    for query in &set.queries {
+        let Some(call) = &query.call else { continue };
+        let mut finding = |message: String, help: Option<String>| {
+            findings.push(CatalogFinding {
+                query: query.name.clone(),
+                location: query.location.clone(),
+                message,
+                help,
+            });
+        };
+        let name = lookup_name(&call.procedure, dialect);
+        let Some(candidates) = by_name.get(&name) else {
+            let near = by_name
+                .keys()
+                .map(|k| (strsim_distance(&name, k), k))
+                .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+                .min();
+            let help = match near {
+                Some((_, k)) => format!("did you mean `{k}`?"),
+                None => "run `provflow target install` to create it, or check the name and the connection's database/search_path".into(),
+            };
+            finding(
+                format!(
+                    "procedure `{}` called by `{}` does not exist in the target database",
+                    call.procedure, query.name
+                ),
+                Some(help),
+            );
+            continue;
+        };
+        let Some(signature) = candidates.iter().find(|s| s.params.len() == call.args.len()) else {
+            let arities: Vec<String> = candidates.iter().map(|s| s.params.len().to_string()).collect();
+            finding(
+                format!(
+                    "procedure `{}` takes {} argument(s) but `{}` passes {}",
+                    call.procedure,
+                    arities.join(" or "),
+                    query.name,
+                    call.args.len()
+                ),
+                Some(format!(
+                    "the database has `{}({})`",
+                    call.procedure,
+                    candidates.first().map(|s| describe(s)).unwrap_or_default()
+                )),
+            );
+            continue;
+        };
+        for (position, (arg, db)) in call.args.iter().zip(&signature.params).enumerate() {
+            let Some(param) = arg.and_then(|i| query.params.get(i)) else { continue };
+            let db_name = if db.name.is_empty() { String::new() } else { format!(" (`{}`)", db.name) };
+            let n = position + 1;
+            match (db.mode, param.mode) {
+                (ParamMode::Out | ParamMode::InOut, ParamMode::In) => finding(
+                    format!(
+                        "argument {n}{db_name} of `{}` is {} but `{}` is an input only",
+                        call.procedure,
+                        mode_word(db.mode),
+                        param.name
+                    ),
+                    Some(format!("declare it under `outputs`: `{}: {}`", param.name, param.ty.as_str())),
+                ),
+                (ParamMode::In, ParamMode::Out | ParamMode::InOut) => finding(
+                    format!(
+                        "argument {n}{db_name} of `{}` is IN but `{}` is declared under `outputs`",
+                        call.procedure, param.name
+                    ),
+                    Some(format!("remove `{}` from `outputs`, or make the parameter OUT in the procedure", param.name)),
+                ),
+                _ => {}
+            }
+            // An inlined value is SQL text, not a typed bind.
+            if param.quoting != Quoting::Bind {
+                continue;
+            }
+            let (want, have) = (catalog_kind(&db.type_name, dialect), value_kind(param.ty));
+            if !compatible(have, want, dialect) {
+                finding(
+                    format!(
+                        "argument {n}{db_name} of `{}` is `{}` but `{}` is a {}",
+                        call.procedure,
+                        db.type_name,
+                        param.name,
+                        param.ty.as_str()
+                    ),
+                    Some(format!("declare `{}` with a type that fits `{}`", param.name, db.type_name)),
+                );
+            }
+        }
+    }
+    findings
+}
+
+fn describe(s: &Signature) -> String {
+    s.params
+        .iter()
+        .map(|p| format!("{} {} {}", mode_word(p.mode), p.name, p.type_name).replace("  ", " "))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Levenshtein distance (names are short).
+fn strsim_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev.get(j).copied().unwrap_or(0) + usize::from(ca != *cb);
+            let del = prev.get(j + 1).copied().unwrap_or(0) + 1;
+            let ins = cur.get(j).copied().unwrap_or(0) + 1;
+            cur.push(sub.min(del).min(ins));
+        }
+        prev = cur;
+    }
+    prev.last().copied().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sig(name: &str, params: &[(&str, ParamMode, &str)]) -> Signature {
+        Signature {
+            name: name.into(),
+            params: params
+                .iter()
+                .map(|(n, m, t)| CatalogParam { name: (*n).into(), mode: *m, type_name: (*t).into() })
+                .collect(),
+        }
+    }
+
+    fn set(queries: &[(&str, &str, Vec<(&str, ValueType, ParamMode)>)]) -> ir::QuerySet {
+        ir::QuerySet {
+            name: "s".into(),
+            dialect: Dialect::Postgres,
+            install: vec![],
+            procedures: vec![],
+            location: ir::Location::default(),
+            queries: queries
+                .iter()
+                .enumerate()
+                .map(|(line, (name, procedure, params))| ir::Query {
+                    name: (*name).into(),
+                    source: String::new(),
+                    segments: vec![],
+                    params: params
+                        .iter()
+                        .map(|(n, ty, mode)| ir::QueryParam {
+                            name: (*n).into(),
+                            ty: *ty,
+                            mode: *mode,
+                            quoting: Quoting::Bind,
+                        })
+                        .collect(),
+                    call: Some(ir::Call {
+                        procedure: (*procedure).into(),
+                        args: (0..params.len()).map(Some).collect(),
+                    }),
+                    response_from: None,
+                    errors: BTreeMap::new(),
+                    columns: vec![],
+                    idempotent: false,
+                    location: ir::Location { file: "q.yaml".into(), line: line as u32 + 1, column: 3 },
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn calls_are_checked_for_existence_arity_modes_and_types() {
+        use ParamMode::*;
+        use ValueType as T;
+        let catalog = [
+            sig("insert_package", &[("usr", In, "text"), ("pwd", In, "text")]),
+            sig("reset_password", &[("usr", In, "text"), ("pwd", In, "text"), ("response", Out, "text")]),
+            sig("set_quota", &[("usr", In, "text"), ("mb", In, "integer")]),
+        ];
+        let queries = set(&[
+            ("OK", "insert_package", vec![("n", T::String, In), ("p", T::GuardedString, In)]),
+            ("TYPO", "insert_pakage", vec![("n", T::String, In), ("p", T::GuardedString, In)]),
+            ("ARITY", "insert_package", vec![("n", T::String, In)]),
+            (
+                "NOT_OUT",
+                "reset_password",
+                vec![("n", T::String, In), ("p", T::GuardedString, In), ("r", T::String, In)],
+            ),
+            (
+                "OUT_OK",
+                "public.RESET_PASSWORD",
+                vec![("n", T::String, In), ("p", T::GuardedString, In), ("r", T::String, Out)],
+            ),
+            ("EXTRA_OUT", "insert_package", vec![("n", T::String, In), ("p", T::String, Out)]),
+            ("TYPE", "set_quota", vec![("n", T::String, In), ("mb", T::Boolean, In)]),
+            ("MISSING", "nothing_like_it", vec![]),
+        ]);
+        let got: Vec<(String, u32, String, Option<String>)> = verify(&queries, &catalog, Dialect::Postgres)
+            .into_iter()
+            .map(|f| (f.query, f.location.line, f.message, f.help))
+            .collect();
+        let want = vec![
+            ("TYPO", 2, "procedure `insert_pakage` called by `TYPO` does not exist in the target database", Some("did you mean `insert_package`?")),
+            ("ARITY", 3, "procedure `insert_package` takes 2 argument(s) but `ARITY` passes 1", Some("the database has `insert_package(IN usr text, IN pwd text)`")),
+            ("NOT_OUT", 4, "argument 3 (`response`) of `reset_password` is OUT but `r` is an input only", Some("declare it under `outputs`: `r: String`")),
+            ("EXTRA_OUT", 6, "argument 2 (`pwd`) of `insert_package` is IN but `p` is declared under `outputs`", Some("remove `p` from `outputs`, or make the parameter OUT in the procedure")),
+            ("TYPE", 7, "argument 2 (`mb`) of `set_quota` is `integer` but `mb` is a Boolean", Some("declare `mb` with a type that fits `integer`")),
+            ("MISSING", 8, "procedure `nothing_like_it` called by `MISSING` does not exist in the target database", Some("run `provflow target install` to create it, or check the name and the connection's database/search_path")),
+        ];
+        let want: Vec<(String, u32, String, Option<String>)> =
+            want.into_iter().map(|(q, l, m, h)| (q.to_string(), l, m.to_string(), h.map(str::to_string))).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn mariadb_names_ignore_case_and_booleans_are_tinyint() {
+        let catalog = [sig("Enable_User", &[("usr", ParamMode::In, "varchar"), ("on", ParamMode::In, "tinyint")])];
+        let queries = set(&[(
+            "E",
+            "`enable_user`",
+            vec![("n", ValueType::String, ParamMode::In), ("b", ValueType::Boolean, ParamMode::In)],
+        )]);
+        assert_eq!(verify(&queries, &catalog, Dialect::Mariadb), vec![]);
+        assert_eq!(
+            verify(&queries, &catalog, Dialect::Postgres).len(),
+            1,
+            "case matters for a quoted name on PostgreSQL"
+        );
+    }
+}

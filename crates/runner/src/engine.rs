@@ -340,8 +340,12 @@ impl<'a> Engine<'a> {
             }
         }
         let form = Self::build_form(process, &user, given)?;
-        self.store.save_bundle(bundle)?;
-        self.bundles.insert(bundle.hash.clone(), Rc::new(bundle.clone()));
+        // A bundle this engine already holds is in the store (saved or loaded by it): saving
+        // it again would cost two durable writes per account when provisioning many.
+        if !self.bundles.contains_key(&bundle.hash) {
+            self.store.save_bundle(bundle)?;
+            self.bundles.insert(bundle.hash.clone(), Rc::new(bundle.clone()));
+        }
         let tasks: Vec<NewTask> = Self::initial_tasks(bundle, process, &user, &form)
             .into_iter()
             .map(|i| new_task(process, i, TaskStatus::Waiting, 1, None, ChildRow::new()))

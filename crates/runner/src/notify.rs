@@ -146,7 +146,8 @@ fn resolve(
     };
     let row: Option<BTreeMap<String, Value>> = match r.target {
         ResolverTarget::State => {
-            let rendered = target::render(&query, &values, ir::Dialect::Sqlite, false).map_err(|e| fail(e.to_string()))?;
+            let rendered =
+                target::render(&query, &values, ir::Dialect::Sqlite, false).map_err(|e| fail(e.to_string()))?;
             let mut stmt = state.prepare(&rendered.sql).map_err(|e| fail(e.to_string()))?;
             let names: Vec<String> = stmt.column_names().into_iter().map(|n| n.to_string()).collect();
             let binds: Vec<rusqlite::types::Value> = rendered.binds.iter().map(sql_value).collect();
@@ -179,7 +180,9 @@ fn resolve(
             let found = row.iter().find(|(k, _)| k.eq_ignore_ascii_case(&col.name)).map(|(_, v)| v.clone());
             let v = match found {
                 Some(Value::Null) | None => Value::Null,
-                Some(v) => value::typed(col.ty, &v.display()).map_err(|e| fail(format!("column `{}`: {e}", col.name)))?,
+                Some(v) => {
+                    value::typed(col.ty, &v.display()).map_err(|e| fail(format!("column `{}`: {e}", col.name)))?
+                }
             };
             out.insert(col.name.clone(), to_jinja(&v));
         }
@@ -324,8 +327,8 @@ pub fn address_of(user: &UserRecord) -> String {
         return e.to_string();
     }
     let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
-    let dot_atom = !user.login.is_empty()
-        && user.login.split('.').all(|part| !part.is_empty() && part.chars().all(atext));
+    let dot_atom =
+        !user.login.is_empty() && user.login.split('.').all(|part| !part.is_empty() && part.chars().all(atext));
     if dot_atom {
         format!("{}@localhost", user.login)
     } else {
@@ -348,14 +351,19 @@ fn is_address(s: &str) -> bool {
 
 /// Renders every queued outbox row. Returns how many were rendered or marked failed.
 /// Only a store error stops it; a message that cannot be rendered is marked `failed`.
-pub fn render_pending(store: &SqliteStore, targets: &mut dyn TargetProvider, now: Instant) -> Result<usize, StoreError> {
+pub fn render_pending(
+    store: &SqliteStore,
+    targets: &mut dyn TargetProvider,
+    now: Instant,
+) -> Result<usize, StoreError> {
     let conn = store.connection();
     let queued: Vec<(i64, i64, Option<i64>, i64, String, String, String)> = {
         let mut stmt = conn.prepare(
             "SELECT id, account_id, task_id, template_index, task_status, recipient, bundle_hash FROM outbox
              WHERE status = 'queued' ORDER BY id",
         )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?;
         rows.collect::<Result<_, _>>()?
     };
     let mut bundles: BTreeMap<String, Option<Bundle>> = BTreeMap::new();
@@ -367,10 +375,14 @@ pub fn render_pending(store: &SqliteStore, targets: &mut dyn TargetProvider, now
         let user = store.user(recipient)?;
         let account = store.account(*account_id)?;
         let task = task_id.map(|t| store.task(t)).transpose()?.flatten();
-        let usr_key: Option<i64> =
-            conn.query_row("SELECT usr_key FROM users WHERE login = ?1", [recipient], |r| r.get(0)).optional()?.flatten();
+        let usr_key: Option<i64> = conn
+            .query_row("SELECT usr_key FROM users WHERE login = ?1", [recipient], |r| r.get(0))
+            .optional()?
+            .flatten();
         let result = match (bundle, &user) {
-            (None, _) => Err(RenderError::Missing(format!("the definitions (bundle {hash}) are missing from the state store"))),
+            (None, _) => {
+                Err(RenderError::Missing(format!("the definitions (bundle {hash}) are missing from the state store")))
+            }
             (_, None) => Err(RenderError::Missing(format!("the recipient `{recipient}` no longer exists"))),
             (Some(bundle), Some(user)) => {
                 let data = MessageData {
@@ -499,7 +511,11 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 fn base64(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk.first().copied().unwrap_or(0), chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
             if i <= chunk.len() {
@@ -605,7 +621,8 @@ pub fn to_eml(m: &Message, host_id: &str) -> String {
 /// Writes one `.eml` per rendered message into `dir`; failed and queued messages are skipped
 /// and returned so that the caller can report them.
 pub fn export(store: &SqliteStore, dir: &Path) -> Result<(Vec<PathBuf>, Vec<Message>), ExportError> {
-    std::fs::create_dir_all(dir).map_err(|e| ExportError::Io { path: dir.display().to_string(), error: e.to_string() })?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ExportError::Io { path: dir.display().to_string(), error: e.to_string() })?;
     let mut written = Vec::new();
     let mut skipped = Vec::new();
     for m in messages(store)? {
@@ -631,4 +648,4 @@ pub enum ExportError {
 
 #[cfg(test)]
 #[path = "notify_tests.rs"]
-mod tests;
+pub(crate) mod tests;

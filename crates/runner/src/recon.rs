@@ -178,7 +178,9 @@ fn plan(conn: &rusqlite::Connection, bundle: &Bundle, process: &ir::Process) -> 
         }
         let user_attribute = match &f.maps_to {
             ReconTarget::User(a) => Some(a.clone()),
-            ReconTarget::Form(x) => process.form.fields.iter().find(|ff| &ff.name == x).and_then(|ff| ff.from_user.clone()),
+            ReconTarget::Form(x) => {
+                process.form.fields.iter().find(|ff| &ff.name == x).and_then(|ff| ff.from_user.clone())
+            }
             ReconTarget::ObjectStatus => None,
         };
         fields.push(Field {
@@ -200,7 +202,9 @@ fn plan(conn: &rusqlite::Connection, bundle: &Bundle, process: &ir::Process) -> 
         select.push(match &f.maps_to {
             ReconTarget::Form(x) => format!("json_extract(a.form, '$.\"{}\"')", x.replace('\'', "''").replace('"', "")),
             ReconTarget::User(a) if a == "usr_login" => "a.user_login".to_string(),
-            ReconTarget::User(a) => format!("json_extract(u.attributes, '$.\"{}\"')", a.replace('\'', "''").replace('"', "")),
+            ReconTarget::User(a) => {
+                format!("json_extract(u.attributes, '$.\"{}\"')", a.replace('\'', "''").replace('"', ""))
+            }
             ReconTarget::ObjectStatus => "a.status".to_string(),
         });
     }
@@ -433,13 +437,19 @@ fn apply_update(conn: &rusqlite::Connection, id: i64, c: &Checked, now: Instant)
         changes.insert("OIM_OBJECT_STATUS".into(), serde_json::json!({ "from": status, "to": s.as_str() }));
     }
     if changes.keys().any(|k| k.starts_with("form.")) || new_status.is_some() {
-        conn.prepare_cached("UPDATE accounts SET form = ?2, status = coalesce(?3, status), updated_at = ?4 WHERE id = ?1")?
-            .execute(params![id, serde_json::Value::Object(form).to_string(), new_status.map(|s| s.as_str()), now])?;
+        conn.prepare_cached(
+            "UPDATE accounts SET form = ?2, status = coalesce(?3, status), updated_at = ?4 WHERE id = ?1",
+        )?
+        .execute(params![
+            id,
+            serde_json::Value::Object(form).to_string(),
+            new_status.map(|s| s.as_str()),
+            now
+        ])?;
     }
     if !c.user.is_empty() {
-        let attrs: String = conn
-            .prepare_cached("SELECT attributes FROM users WHERE login = ?1")?
-            .query_row([&login], |r| r.get(0))?;
+        let attrs: String =
+            conn.prepare_cached("SELECT attributes FROM users WHERE login = ?1")?.query_row([&login], |r| r.get(0))?;
         let mut map: BTreeMap<String, String> = serde_json::from_str(&attrs).unwrap_or_default();
         let mut changed = false;
         for (a, text) in &c.user {
@@ -450,11 +460,8 @@ fn apply_update(conn: &rusqlite::Connection, id: i64, c: &Checked, now: Instant)
             }
         }
         if changed {
-            conn.prepare_cached("UPDATE users SET attributes = ?2, updated_at = ?3 WHERE login = ?1")?.execute(params![
-                login,
-                serde_json::to_string(&map).unwrap_or_default(),
-                now
-            ])?;
+            conn.prepare_cached("UPDATE users SET attributes = ?2, updated_at = ?3 WHERE login = ?1")?
+                .execute(params![login, serde_json::to_string(&map).unwrap_or_default(), now])?;
         }
     }
     Ok(if changes.is_empty() { String::new() } else { serde_json::Value::Object(changes).to_string() })
@@ -490,7 +497,8 @@ fn create_account(
     )?
     .execute(params![plan.process, login, plan.bundle_hash, status.as_str(), serde_json::Value::Object(form.clone()).to_string(), now])?;
     let id = conn.last_insert_rowid();
-    let changes = serde_json::json!({ "account": { "to": id }, "OIM_OBJECT_STATUS": { "to": status.as_str() }, "form": form });
+    let changes =
+        serde_json::json!({ "account": { "to": id }, "OIM_OBJECT_STATUS": { "to": status.as_str() }, "form": form });
     Ok((id, changes.to_string()))
 }
 
@@ -502,10 +510,17 @@ struct Worker<'a> {
 
 impl Worker<'_> {
     /// Processes one batch in one transaction, each row in its own savepoint.
-    fn batch(&self, conn: &mut rusqlite::Connection, rows: &[Row], bad: &mut Vec<BadRow>) -> Result<Summary, ReconError> {
+    fn batch(
+        &self,
+        conn: &mut rusqlite::Connection,
+        rows: &[Row],
+        bad: &mut Vec<BadRow>,
+    ) -> Result<Summary, ReconError> {
         // Validation and matching need no lock: done before the write transaction starts.
-        let checked: Vec<(u64, Result<Checked, String>)> =
-            rows.iter().map(|(line, rec)| (*line, rec.as_ref().map_err(Clone::clone).and_then(|r| check(self.plan, r)))).collect();
+        let checked: Vec<(u64, Result<Checked, String>)> = rows
+            .iter()
+            .map(|(line, rec)| (*line, rec.as_ref().map_err(Clone::clone).and_then(|r| check(self.plan, r))))
+            .collect();
         let mut s = Summary::default();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for (line, c) in &checked {
@@ -521,7 +536,15 @@ impl Worker<'_> {
                         &tx,
                         self.run,
                         self.now,
-                        &Event { line: *line, key: None, outcome: "bad row", action: "skipped", account: None, changes: "{}".into(), error: Some(e) },
+                        &Event {
+                            line: *line,
+                            key: None,
+                            outcome: "bad row",
+                            action: "skipped",
+                            account: None,
+                            changes: "{}".into(),
+                            error: Some(e),
+                        },
                     )?;
                     continue;
                 }
@@ -541,7 +564,15 @@ impl Worker<'_> {
                         &tx,
                         self.run,
                         self.now,
-                        &Event { line: *line, key: Some(&c.key_display), outcome: "failed", action: "skipped", account: None, changes: "{}".into(), error: Some(&msg) },
+                        &Event {
+                            line: *line,
+                            key: Some(&c.key_display),
+                            outcome: "failed",
+                            action: "skipped",
+                            account: None,
+                            changes: "{}".into(),
+                            error: Some(&msg),
+                        },
                     )?;
                 }
             }
@@ -592,13 +623,23 @@ impl Worker<'_> {
                     }
                     (ReconAction::Update, None) => {
                         s.unmatched += 1;
-                        record(conn, self.run, self.now, &ev("one entity match", "none: no account to update", None, String::new()))
+                        record(
+                            conn,
+                            self.run,
+                            self.now,
+                            &ev("one entity match", "none: no account to update", None, String::new()),
+                        )
                     }
                     (_, Some(id)) => {
                         let changes = apply_update(conn, id, c, self.now)?;
                         if changes.is_empty() {
                             s.unchanged += 1;
-                            record(conn, self.run, self.now, &ev("one process match", "no change", Some(id), String::new()))
+                            record(
+                                conn,
+                                self.run,
+                                self.now,
+                                &ev("one process match", "no change", Some(id), String::new()),
+                            )
                         } else {
                             s.updated += 1;
                             record(conn, self.run, self.now, &ev("one process match", "update", Some(id), changes))
@@ -611,7 +652,12 @@ impl Worker<'_> {
                         } else {
                             s.linked += 1;
                         }
-                        record(conn, self.run, self.now, &ev("one entity match", action_name(action), Some(id), changes))
+                        record(
+                            conn,
+                            self.run,
+                            self.now,
+                            &ev("one entity match", action_name(action), Some(id), changes),
+                        )
                     }
                 }
             }
@@ -645,16 +691,16 @@ pub fn reconcile(
     targets: &mut dyn TargetProvider,
     options: &Options<'_>,
 ) -> Result<Outcome, ReconError> {
-    let process = bundle
-        .process(process_name)
-        .map(|(_, p)| p)
-        .ok_or_else(|| ReconError::NoRecon(process_name.to_string()))?;
+    let process =
+        bundle.process(process_name).map(|(_, p)| p).ok_or_else(|| ReconError::NoRecon(process_name.to_string()))?;
     let conn = open_conn(state)?;
     let mut plan = plan(&conn, bundle, process)?;
     let mut warnings = Vec::new();
     let source_name = match &source {
         Source::Csv(p) => format!("csv:{}", p.display()),
-        Source::Target => format!("target:{}", bundle.targets.get(process.target).map(|t| t.name.as_str()).unwrap_or("?")),
+        Source::Target => {
+            format!("target:{}", bundle.targets.get(process.target).map(|t| t.name.as_str()).unwrap_or("?"))
+        }
     };
     conn.execute(
         "INSERT INTO recon_runs(process, source, started_at) VALUES (?1, ?2, ?3)",
@@ -697,7 +743,8 @@ pub fn reconcile(
             }
             for h in &header {
                 if !plan.fields.iter().any(|f| &f.name == h) {
-                    warnings.push(format!("column `{h}` of `{display}` is no recon field of `{}`; ignored", process.name));
+                    warnings
+                        .push(format!("column `{h}` of `{display}` is no recon field of `{}`; ignored", process.name));
                 }
             }
             plan.columns = columns;
@@ -775,8 +822,10 @@ pub fn reconcile(
         }
         let feed_result = feed_rows(feed, plan, &tx);
         drop(tx);
-        let mut out: Vec<Result<(Summary, Vec<BadRow>), ReconError>> =
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(ReconError::Store("a worker panicked".into())))).collect();
+        let mut out: Vec<Result<(Summary, Vec<BadRow>), ReconError>> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(ReconError::Store("a worker panicked".into()))))
+            .collect();
         if let Err(e) = feed_result {
             out.push(Err(e));
         }
@@ -882,7 +931,10 @@ pub struct EventRecord {
 }
 
 /// The events of run `run`, or of the newest run. Returns the run id too (`None`: no runs).
-pub fn events(store: &crate::store::SqliteStore, run: Option<i64>) -> Result<(Option<i64>, Vec<EventRecord>), ReconError> {
+pub fn events(
+    store: &crate::store::SqliteStore,
+    run: Option<i64>,
+) -> Result<(Option<i64>, Vec<EventRecord>), ReconError> {
     let conn = store.connection();
     let run = match run {
         Some(r) => Some(r),

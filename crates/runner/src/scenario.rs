@@ -59,12 +59,8 @@ pub fn run_all(bundle: &Bundle, config: &Config, mut on_done: impl FnMut(&Scenar
     for s in &bundle.scenarios {
         let started = WallClock::now();
         let verdict = run_one(bundle, s, config);
-        let r = ScenarioResult {
-            name: s.name.clone(),
-            location: s.location.clone(),
-            verdict,
-            duration: started.elapsed(),
-        };
+        let r =
+            ScenarioResult { name: s.name.clone(), location: s.location.clone(), verdict, duration: started.elapsed() };
         on_done(&r);
         out.push(r);
     }
@@ -126,7 +122,10 @@ fn run_one(bundle: &Bundle, s: &ir::Scenario, config: &Config) -> Verdict {
         let Some(t) = bundle.targets.get(i) else { continue };
         if t.dialect == Dialect::Sqlite {
             // Always a fresh embedded database, whatever `url_env` says: scenarios are isolated.
-            urls.insert(t.name.clone(), format!("sqlite:{}", dir.path().join("targets").join(format!("{}.db", t.name)).display()));
+            urls.insert(
+                t.name.clone(),
+                format!("sqlite:{}", dir.path().join("targets").join(format!("{}.db", t.name)).display()),
+            );
             continue;
         }
         let url = config
@@ -145,7 +144,10 @@ fn run_one(bundle: &Bundle, s: &ir::Scenario, config: &Config) -> Verdict {
                 };
                 let why = format!("the {} target `{}` has no URL ({how})", t.dialect.as_str(), t.name);
                 return if config.require_databases {
-                    Verdict::Failed(vec![at(&s.location, format!("{why}; PROVFLOW_REQUIRE_DATABASES=1 requires every database"))])
+                    Verdict::Failed(vec![at(
+                        &s.location,
+                        format!("{why}; PROVFLOW_REQUIRE_DATABASES=1 requires every database"),
+                    )])
                 } else {
                     Verdict::Skipped(why)
                 };
@@ -168,7 +170,11 @@ fn run_one(bundle: &Bundle, s: &ir::Scenario, config: &Config) -> Verdict {
         return Verdict::Failed(vec![at(&s.location, "no randomness for the scenario's secret key")]);
     }
     let clock = SystemClock;
-    let mut store = match SqliteStore::open(&dir.path().join("state.db"), Some(SecretKey::from_bytes(key)), Box::new(|| SystemClock.now())) {
+    let mut store = match SqliteStore::open(
+        &dir.path().join("state.db"),
+        Some(SecretKey::from_bytes(key)),
+        Box::new(|| SystemClock.now()),
+    ) {
         Ok(s) => s,
         Err(e) => return Verdict::Failed(vec![at(&s.location, e.to_string())]),
     };
@@ -185,7 +191,10 @@ fn run_one(bundle: &Bundle, s: &ir::Scenario, config: &Config) -> Verdict {
         };
         for script in &scripts {
             if let Err(e) = opened.install(&script.sql) {
-                return Verdict::Failed(vec![at(&t.location, format!("target `{}`: installing `{}` failed: {e}", t.name, script.path))]);
+                return Verdict::Failed(vec![at(
+                    &t.location,
+                    format!("target `{}`: installing `{}` failed: {e}", t.name, script.path),
+                )]);
             }
         }
     }
@@ -280,11 +289,15 @@ impl Run<'_> {
             StepAction::ModifyUser { user, attributes } => {
                 self.engine().modify_user(bundle, user, attributes).map(|_| ()).map_err(|e| e.to_string())
             }
-            StepAction::EnableUser { user } => self.engine().set_user_status(user, "Active").map(|_| ()).map_err(|e| e.to_string()),
+            StepAction::EnableUser { user } => {
+                self.engine().set_user_status(user, "Active").map(|_| ()).map_err(|e| e.to_string())
+            }
             StepAction::DisableUser { user } => {
                 self.engine().set_user_status(user, "Disabled").map(|_| ()).map_err(|e| e.to_string())
             }
-            StepAction::DeleteUser { user } => self.engine().set_user_status(user, "Deleted").map(|_| ()).map_err(|e| e.to_string()),
+            StepAction::DeleteUser { user } => {
+                self.engine().set_user_status(user, "Deleted").map(|_| ()).map_err(|e| e.to_string())
+            }
             StepAction::LockUser { user } => self.engine().set_user_locked(user, true).map_err(|e| e.to_string()),
             StepAction::UnlockUser { user } => self.engine().set_user_locked(user, false).map_err(|e| e.to_string()),
             StepAction::Provision { process, user, form } => form_inputs(form).and_then(|inputs| {
@@ -295,7 +308,8 @@ impl Run<'_> {
                 let name = self.process(*process).to_string();
                 self.engine().set_form(&name, user, &inputs).map(|_| ()).map_err(|e| e.to_string())
             }),
-            StepAction::CompleteTask { process, user, task, response } | StepAction::RejectTask { process, user, task, response } => {
+            StepAction::CompleteTask { process, user, task, response }
+            | StepAction::RejectTask { process, user, task, response } => {
                 let complete = matches!(step.action, StepAction::CompleteTask { .. });
                 self.decide(*process, user, *task, complete, response.as_deref())
             }
@@ -307,9 +321,16 @@ impl Run<'_> {
                     Ok(Some(a)) if a.status == *status => {}
                     Ok(Some(a)) => self.failures.push(at(
                         loc,
-                        format!("expected the `{name}` account of `{user}` to be {}, but it is {}", status.as_str(), a.status.as_str()),
+                        format!(
+                            "expected the `{name}` account of `{user}` to be {}, but it is {}",
+                            status.as_str(),
+                            a.status.as_str()
+                        ),
                     )),
-                    Ok(None) => self.failures.push(at(loc, format!("expected a `{name}` account of `{user}` ({}), but there is none", status.as_str()))),
+                    Ok(None) => self.failures.push(at(
+                        loc,
+                        format!("expected a `{name}` account of `{user}` ({}), but there is none", status.as_str()),
+                    )),
                     Err(e) => self.failures.push(at(loc, e.to_string())),
                 }
                 return false;
@@ -321,7 +342,11 @@ impl Run<'_> {
                     // task still reads as the rejected attempt until then.
                     Some(a) => self.store.tasks_of(a.id).map(|ts| {
                         let now = self.clock.now();
-                        Some(ts.into_iter().filter(|t| t.task_index == *task && !t.due_at.is_some_and(|d| d > now)).last())
+                        Some(
+                            ts.into_iter()
+                                .filter(|t| t.task_index == *task && !t.due_at.is_some_and(|d| d > now))
+                                .last(),
+                        )
                     }),
                     None => Ok(None),
                 });
@@ -337,8 +362,16 @@ impl Run<'_> {
                             t.note.as_ref().map(|n| format!(": {n}")).unwrap_or_default()
                         ),
                     )),
-                    Ok(Some(None)) => self.failures.push(at(loc, format!("expected task `{tname}` of `{user}` to be {}, but it was never inserted", status.as_str()))),
-                    Ok(None) => self.failures.push(at(loc, format!("`{user}` has no `{name}` account, so no task `{tname}`"))),
+                    Ok(Some(None)) => self.failures.push(at(
+                        loc,
+                        format!(
+                            "expected task `{tname}` of `{user}` to be {}, but it was never inserted",
+                            status.as_str()
+                        ),
+                    )),
+                    Ok(None) => {
+                        self.failures.push(at(loc, format!("`{user}` has no `{name}` account, so no task `{tname}`")))
+                    }
                     Err(e) => self.failures.push(at(loc, e.to_string())),
                 }
                 return false;
@@ -347,7 +380,9 @@ impl Run<'_> {
                 let name = bundle.targets.get(*target).map(|t| t.name.clone()).unwrap_or_default();
                 match self.targets.open(bundle, *target).and_then(|t| t.query_scalar(query)) {
                     Ok(v) if scalar_equals(&v, equals) => {}
-                    Ok(v) => self.failures.push(at(loc, format!("`{query}` on `{name}` expected {equals}, got {}", show(&v)))),
+                    Ok(v) => self
+                        .failures
+                        .push(at(loc, format!("`{query}` on `{name}` expected {equals}, got {}", show(&v)))),
                     Err(e) => self.failures.push(at(loc, format!("`{query}` on `{name}` failed: {e}"))),
                 }
                 return false;
@@ -366,13 +401,28 @@ impl Run<'_> {
         }
     }
 
-    fn decide(&mut self, process: usize, user: &str, task: usize, complete: bool, response: Option<&str>) -> Result<(), String> {
+    fn decide(
+        &mut self,
+        process: usize,
+        user: &str,
+        task: usize,
+        complete: bool,
+        response: Option<&str>,
+    ) -> Result<(), String> {
         let (name, tname) = (self.process(process).to_string(), self.task_name(process, task).to_string());
-        let account = self.store.find_account(&name, user).map_err(|e| e.to_string())?.ok_or_else(|| format!("`{user}` has no `{name}` account"))?;
+        let account = self
+            .store
+            .find_account(&name, user)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("`{user}` has no `{name}` account"))?;
         let tasks = self.store.tasks_of(account.id).map_err(|e| e.to_string())?;
-        let Some(inst) = tasks.iter().filter(|t| t.task_index == task && t.status == ir::TaskStatus::Pending).last() else {
-            let now: Vec<String> =
-                tasks.iter().filter(|t| t.task_index == task).map(|t| format!("#{} {}", t.id, t.status.as_str())).collect();
+        let Some(inst) = tasks.iter().filter(|t| t.task_index == task && t.status == ir::TaskStatus::Pending).last()
+        else {
+            let now: Vec<String> = tasks
+                .iter()
+                .filter(|t| t.task_index == task)
+                .map(|t| format!("#{} {}", t.id, t.status.as_str()))
+                .collect();
             return Err(format!(
                 "no Pending `{tname}` task of `{user}` to {} (instances: {})",
                 if complete { "complete" } else { "reject" },
@@ -383,7 +433,13 @@ impl Run<'_> {
         self.engine().decide(id, complete, response).map(|_| ()).map_err(|e| e.to_string())
     }
 
-    fn recon(&mut self, loc: &ir::Location, process: usize, csv: Option<&str>, from_target: bool) -> Result<(), String> {
+    fn recon(
+        &mut self,
+        loc: &ir::Location,
+        process: usize,
+        csv: Option<&str>,
+        from_target: bool,
+    ) -> Result<(), String> {
         let name = self.process(process).to_string();
         let source = match (csv, from_target) {
             (Some(path), _) => {
@@ -395,14 +451,22 @@ impl Run<'_> {
         };
         let path: PathBuf = self.store.path().to_path_buf();
         let options = recon::Options { threads: 1, now: self.clock.now(), progress: &|_| {}, total: &|_| {} };
-        let out = recon::reconcile(&path, self.bundle, &name, source, self.targets, &options).map_err(|e| e.to_string())?;
+        let out =
+            recon::reconcile(&path, self.bundle, &name, source, self.targets, &options).map_err(|e| e.to_string())?;
         for b in &out.bad_rows {
             self.failures.push(at(loc, format!("reconciliation row {} was skipped: {}", b.line, b.error)));
         }
         Ok(())
     }
 
-    fn expect_notification(&mut self, loc: &ir::Location, template: usize, to: &str, subject: Option<&str>, body: Option<&str>) {
+    fn expect_notification(
+        &mut self,
+        loc: &ir::Location,
+        template: usize,
+        to: &str,
+        subject: Option<&str>,
+        body: Option<&str>,
+    ) {
         let tname = self.bundle.templates.get(template).map(|t| t.name.clone()).unwrap_or_default();
         let messages = match notify::messages(self.store) {
             Ok(m) => m,
@@ -426,20 +490,32 @@ impl Run<'_> {
         }
         let found = if candidates.is_empty() {
             let others: Vec<String> = messages.iter().map(|m| format!("`{}` to {}", m.template, m.to)).collect();
-            format!("none was queued (the outbox has: {})", if others.is_empty() { "nothing".into() } else { others.join(", ") })
+            format!(
+                "none was queued (the outbox has: {})",
+                if others.is_empty() { "nothing".into() } else { others.join(", ") }
+            )
         } else {
             candidates
                 .iter()
                 .map(|m| match m.status.as_str() {
                     "failed" => format!("#{} failed to render: {}", m.id, m.error.as_deref().unwrap_or("")),
-                    _ => format!("#{} ({}) subject {:?}, body {:?}", m.id, m.locale.as_deref().unwrap_or("?"), m.subject.as_deref().unwrap_or(""), m.body.as_deref().unwrap_or("")),
+                    _ => format!(
+                        "#{} ({}) subject {:?}, body {:?}",
+                        m.id,
+                        m.locale.as_deref().unwrap_or("?"),
+                        m.subject.as_deref().unwrap_or(""),
+                        m.body.as_deref().unwrap_or("")
+                    ),
                 })
                 .collect::<Vec<_>>()
                 .join("; ")
         };
         self.failures.push(at(
             loc,
-            format!("expected a `{tname}` notification to `{to}`{}; {found}", if want.is_empty() { String::new() } else { format!(" with {}", want.join(" and ")) }),
+            format!(
+                "expected a `{tname}` notification to `{to}`{}; {found}",
+                if want.is_empty() { String::new() } else { format!(" with {}", want.join(" and ")) }
+            ),
         ));
     }
 }
@@ -491,7 +567,9 @@ pub fn junit(results: &[ScenarioResult]) -> String {
         ));
         match &r.verdict {
             Verdict::Passed => out.push_str("/>\n"),
-            Verdict::Skipped(why) => out.push_str(&format!(">\n      <skipped message=\"{}\"/>\n    </testcase>\n", xml(why))),
+            Verdict::Skipped(why) => {
+                out.push_str(&format!(">\n      <skipped message=\"{}\"/>\n    </testcase>\n", xml(why)))
+            }
             Verdict::Failed(fs) => {
                 let first = fs.first().map(describe).unwrap_or_default();
                 let all: Vec<String> = fs.iter().map(describe).collect();

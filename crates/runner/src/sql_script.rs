@@ -194,7 +194,8 @@ fn is_ident_byte(c: u8) -> bool {
 /// `E'...'` (PostgreSQL escape string): backslash escapes apply inside.
 fn is_escape_string_prefix(b: &[u8], quote: usize) -> bool {
     let Some(prev) = quote.checked_sub(1) else { return false };
-    matches!(b.get(prev), Some(b'e' | b'E')) && prev.checked_sub(1).and_then(|p| b.get(p)).is_none_or(|&c| !is_ident_byte(c))
+    matches!(b.get(prev), Some(b'e' | b'E'))
+        && prev.checked_sub(1).and_then(|p| b.get(p)).is_none_or(|&c| !is_ident_byte(c))
 }
 
 /// The length of a dollar-quote tag (`$$`, `$body$`) starting at `i`, if one starts there.
@@ -267,11 +268,10 @@ fn skip_quoted(b: &[u8], i: usize, quote: u8, backslash: bool, line: &mut u32) -
 /// A SQLite `CREATE TRIGGER` statement continues until a `;` that follows `END`.
 fn is_unfinished_trigger(text: &str) -> bool {
     let mut words = text.split_whitespace().map(|w| w.to_ascii_uppercase());
-    let is_trigger = match (words.next().as_deref(), words.next().as_deref(), words.next().as_deref()) {
-        (Some("CREATE"), Some("TRIGGER"), _) => true,
-        (Some("CREATE"), Some("TEMP" | "TEMPORARY"), Some("TRIGGER")) => true,
-        _ => false,
-    };
+    let is_trigger = matches!(
+        (words.next().as_deref(), words.next().as_deref(), words.next().as_deref()),
+        (Some("CREATE"), Some("TRIGGER"), _) | (Some("CREATE"), Some("TEMP" | "TEMPORARY"), Some("TRIGGER"))
+    );
     let last = text.rsplit(|c: char| !(c.is_alphanumeric() || c == '_')).find(|w| !w.is_empty());
     is_trigger && !last.is_some_and(|w| w.eq_ignore_ascii_case("END"))
 }
@@ -366,7 +366,10 @@ mod tests {
     impl ExecuteStatement for Recorder {
         fn execute_statement(&mut self, sql: &str) -> Result<(), TargetError> {
             if Some(self.0.len()) == self.1 {
-                return Err(TargetError { sqlstate: Some("42601".into()), message: "syntax error at or near \"x\"".into() });
+                return Err(TargetError {
+                    sqlstate: Some("42601".into()),
+                    message: "syntax error at or near \"x\"".into(),
+                });
             }
             self.0.push(sql.to_string());
             Ok(())

@@ -55,9 +55,8 @@ impl MariadbTarget {
     /// Connects to `url` (`mysql://user:password@host:port/database`).
     pub fn connect(url: &str, timeouts: &Timeouts) -> Result<Self, TargetError> {
         let url_secrets = url_secrets(url);
-        let parsed = Opts::from_url(url).map_err(|e| {
-            TargetError::refused(scrub(&format!("not a MariaDB connection URL: {e}"), &url_secrets))
-        })?;
+        let parsed = Opts::from_url(url)
+            .map_err(|e| TargetError::refused(scrub(&format!("not a MariaDB connection URL: {e}"), &url_secrets)))?;
         let endpoint = format!(
             "{}:{}/{}{}",
             parsed.get_ip_or_hostname(),
@@ -165,7 +164,8 @@ impl MariadbTarget {
                     r.outputs.push((*i, variable));
                 }
                 Segment::Bind(i) => {
-                    let param = query.params.get(*i).ok_or_else(|| TargetError::refused("query parameter out of range"))?;
+                    let param =
+                        query.params.get(*i).ok_or_else(|| TargetError::refused("query parameter out of range"))?;
                     let value = values.get(*i).cloned().unwrap_or(Value::Null);
                     refuse_nul(&value, &param.name)?;
                     if is_call && param.mode == ParamMode::InOut {
@@ -179,7 +179,8 @@ impl MariadbTarget {
                     }
                 }
                 Segment::Inline(i) => {
-                    let param = query.params.get(*i).ok_or_else(|| TargetError::refused("query parameter out of range"))?;
+                    let param =
+                        query.params.get(*i).ok_or_else(|| TargetError::refused("query parameter out of range"))?;
                     let value = values.get(*i).cloned().unwrap_or(Value::Null);
                     r.sql.push_str(&quote(&value, param.quoting, self.sql_mode).map_err(|e| named(e, &param.name))?);
                 }
@@ -263,7 +264,9 @@ struct Rendered {
 fn open(opts: &Opts, endpoint: &str, secrets: &[String]) -> Result<Conn, TargetError> {
     Conn::new(opts.clone()).map_err(|e| {
         let (sqlstate, detail) = match &e {
-            mysql::Error::MySqlError(db) => (Some(db.state.clone()), format!("{}{VENDOR_PREFIX}{}]", db.message, db.code)),
+            mysql::Error::MySqlError(db) => {
+                (Some(db.state.clone()), format!("{}{VENDOR_PREFIX}{}]", db.message, db.code))
+            }
             other => (None, other.to_string()),
         };
         TargetError { sqlstate, message: scrub(&format!("cannot connect to MariaDB at {endpoint}: {detail}"), secrets) }
@@ -413,9 +416,9 @@ impl Target for MariadbTarget {
     /// Runs the script statement by statement (`DELIMITER` directives understood); an error
     /// names the statement's line.
     fn install(&mut self, sql: &str) -> Result<(), TargetError> {
-        let result = sql_script::install_script(self, "line", sql, Dialect::Mariadb)
-            .map(|_| ())
-            .map_err(|e| TargetError { sqlstate: e.error.sqlstate, message: format!("line {}: {}", e.line, e.error.message) });
+        let result = sql_script::install_script(self, "line", sql, Dialect::Mariadb).map(|_| ()).map_err(|e| {
+            TargetError { sqlstate: e.error.sqlstate, message: format!("line {}: {}", e.line, e.error.message) }
+        });
         // A script may change the session's sql_mode (dbum-mariadb.sql does), and quoting
         // depends on it.
         self.refresh_sql_mode()?;
@@ -477,9 +480,18 @@ mod tests {
 
     #[test]
     fn sql_mode_flags_and_vendor_codes() {
-        assert_eq!(parse_sql_mode("STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES"), SqlMode { no_backslash_escapes: true, ansi_quotes: false });
-        assert_eq!(parse_sql_mode("REAL_AS_FLOAT,PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ANSI"), SqlMode { no_backslash_escapes: false, ansi_quotes: true });
-        let e = TargetError { sqlstate: Some("HY000".into()), message: format!("Operation CREATE USER failed{VENDOR_PREFIX}1396]") };
+        assert_eq!(
+            parse_sql_mode("STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES"),
+            SqlMode { no_backslash_escapes: true, ansi_quotes: false }
+        );
+        assert_eq!(
+            parse_sql_mode("REAL_AS_FLOAT,PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ANSI"),
+            SqlMode { no_backslash_escapes: false, ansi_quotes: true }
+        );
+        let e = TargetError {
+            sqlstate: Some("HY000".into()),
+            message: format!("Operation CREATE USER failed{VENDOR_PREFIX}1396]"),
+        };
         assert_eq!(vendor_code(&e), Some("1396"));
         assert_eq!(vendor_code(&TargetError::refused("x [MariaDB error y]")), None);
     }

@@ -37,7 +37,11 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect: Duration::from_secs(10), statement: Duration::from_secs(60), idle_check: Duration::from_secs(5) }
+        Timeouts {
+            connect: Duration::from_secs(10),
+            statement: Duration::from_secs(60),
+            idle_check: Duration::from_secs(5),
+        }
     }
 }
 
@@ -60,9 +64,8 @@ impl PostgresTarget {
     pub fn connect(url: &str, timeouts: &Timeouts) -> Result<Self, TargetError> {
         let url_secrets = url_secrets(url);
         let scrub_msg = |m: String| scrub(&m, &url_secrets);
-        let mut config = Config::from_str(url).map_err(|e| {
-            TargetError::refused(scrub_msg(format!("not a PostgreSQL connection URL: {e}")))
-        })?;
+        let mut config = Config::from_str(url)
+            .map_err(|e| TargetError::refused(scrub_msg(format!("not a PostgreSQL connection URL: {e}"))))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(timeouts.connect);
         }
@@ -104,9 +107,8 @@ impl PostgresTarget {
     /// Makes sure the connection is usable: reconnects once when it broke or went stale.
     fn ensure_connected(&mut self) -> Result<(), TargetError> {
         let stale = self.last_used.elapsed() >= self.timeouts.idle_check;
-        let dead = self.broken
-            || self.client.is_closed()
-            || (stale && self.client.is_valid(self.timeouts.connect).is_err());
+        let dead =
+            self.broken || self.client.is_closed() || (stale && self.client.is_valid(self.timeouts.connect).is_err());
         if dead {
             self.client = open(&self.config, &self.endpoint, &self.url_secrets)?;
             self.broken = false;
@@ -121,18 +123,14 @@ impl PostgresTarget {
     fn error(&mut self, e: postgres::Error, values: &[Value]) -> TargetError {
         if let Some(db) = e.as_db_error() {
             let mut message = db.message().to_string();
-            if let Some(position) = db.position() {
-                if let postgres::error::ErrorPosition::Original(p) = position {
-                    message.push_str(&format!(" (at character {p})"));
-                }
+            if let Some(postgres::error::ErrorPosition::Original(p)) = db.position() {
+                message.push_str(&format!(" (at character {p})"));
             }
             return TargetError { sqlstate: Some(db.code().code().to_string()), message: self.scrub(&message, values) };
         }
-        if e.is_closed() || self.client.is_closed() {
-            self.broken = true;
-        } else if e.to_string().contains("error communicating") || e.to_string().contains("connection") {
-            self.broken = true;
-        }
+        // Not from the server: the connection may be unusable (reset, timeout, protocol). The
+        // call is not retried (it may have run); the next one starts on a fresh connection.
+        self.broken = true;
         let message = format!("PostgreSQL at {}: {e}", self.endpoint);
         TargetError::refused(self.scrub(&message, values))
     }
@@ -164,7 +162,8 @@ impl PostgresTarget {
                 Segment::Text(t) => sql.push_str(t),
                 Segment::Out(_) => sql.push_str("NULL"),
                 Segment::Bind(i) => {
-                    let param = query.params.get(*i).ok_or_else(|| TargetError::refused("query parameter out of range"))?;
+                    let param =
+                        query.params.get(*i).ok_or_else(|| TargetError::refused("query parameter out of range"))?;
                     let value = values.get(*i).cloned().unwrap_or(Value::Null);
                     refuse_nul(&value, &param.name)?;
                     binds.push((*i, value));
@@ -177,7 +176,8 @@ impl PostgresTarget {
                     }
                 }
                 Segment::Inline(i) => {
-                    let param = query.params.get(*i).ok_or_else(|| TargetError::refused("query parameter out of range"))?;
+                    let param =
+                        query.params.get(*i).ok_or_else(|| TargetError::refused("query parameter out of range"))?;
                     if param.quoting == Quoting::Quotes && !self.standard_conforming_strings {
                         return Err(TargetError::refused(format!(
                             "`{}` cannot be inlined as a string literal: the server runs with standard_conforming_strings = off, where a backslash escapes; turn it on or bind the parameter",
@@ -325,7 +325,8 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while let Some(&c) = b.get(i) {
-        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        let hex =
+            b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
         match (c, hex) {
             (b'%', Some(v)) => {
                 out.push(v);
@@ -413,10 +414,7 @@ fn bind(value: &Value, ty: &Type, as_text: bool) -> Bind {
         (Value::Double(d), &Type::FLOAT8) => Bind::Ready(Box::new(*d)),
         (Value::Int(i), &Type::FLOAT4) => Bind::Ready(Box::new(*i as f32)),
         (Value::Double(d), &Type::FLOAT4) => Bind::Ready(Box::new(*d as f32)),
-        (
-            _,
-            &Type::BOOL | &Type::INT2 | &Type::INT4 | &Type::INT8 | &Type::FLOAT4 | &Type::FLOAT8,
-        ) => Bind::Mismatch,
+        (_, &Type::BOOL | &Type::INT2 | &Type::INT4 | &Type::INT8 | &Type::FLOAT4 | &Type::FLOAT8) => Bind::Mismatch,
         // numeric, date, uuid, citext, domains...: the server parses the text.
         _ => Bind::CastText,
     }
@@ -584,9 +582,10 @@ pub(crate) fn coerce(value: Value, ty: ValueType, name: &str) -> Result<Value, T
     Ok(match (ty, value) {
         (_, Value::Null) => Value::Null,
         (ValueType::String | ValueType::Date | ValueType::Timestamp, Value::Text(s)) => Value::Text(s),
-        (ValueType::String | ValueType::Date | ValueType::Timestamp, v @ (Value::Int(_) | Value::Double(_) | Value::Bool(_))) => {
-            Value::Text(v.display())
-        }
+        (
+            ValueType::String | ValueType::Date | ValueType::Timestamp,
+            v @ (Value::Int(_) | Value::Double(_) | Value::Bool(_)),
+        ) => Value::Text(v.display()),
         (ValueType::GuardedString, Value::Text(s)) => Value::Secret(crate::value::Secret::new(s)),
         (ValueType::Long | ValueType::Integer, Value::Int(i)) => Value::Int(i),
         (ValueType::Long | ValueType::Integer, Value::Text(s)) => match s.trim().parse::<i64>() {
@@ -613,7 +612,11 @@ pub(crate) fn coerce(value: Value, ty: ValueType, name: &str) -> Result<Value, T
 /// The OUT/INOUT values of a CALL's result row, by the query's output names: a column of that
 /// name, else by position among the call's OUT/INOUT arguments (PostgreSQL names the columns
 /// after the procedure's parameters, which may differ from the query's names).
-fn outputs(query: &ir::Query, call: &ir::Call, row: Option<&postgres::Row>) -> Result<BTreeMap<String, Value>, TargetError> {
+fn outputs(
+    query: &ir::Query,
+    call: &ir::Call,
+    row: Option<&postgres::Row>,
+) -> Result<BTreeMap<String, Value>, TargetError> {
     let mut out = BTreeMap::new();
     let wanted: Vec<&ir::QueryParam> =
         call.args.iter().flatten().filter_map(|i| query.params.get(*i)).filter(|p| p.mode != ParamMode::In).collect();
@@ -664,9 +667,10 @@ impl Target for PostgresTarget {
 
     /// Runs the script statement by statement; an error names the statement's line.
     fn install(&mut self, sql: &str) -> Result<(), TargetError> {
-        sql_script::install_script(self, "line", sql, Dialect::Postgres)
-            .map(|_| ())
-            .map_err(|e| TargetError { sqlstate: e.error.sqlstate, message: format!("line {}: {}", e.line, e.error.message) })
+        sql_script::install_script(self, "line", sql, Dialect::Postgres).map(|_| ()).map_err(|e| TargetError {
+            sqlstate: e.error.sqlstate,
+            message: format!("line {}: {}", e.line, e.error.message),
+        })
     }
 
     fn query_scalar(&mut self, sql: &str) -> Result<Option<Value>, TargetError> {
@@ -701,7 +705,10 @@ mod tests {
             want.sort_by_key(|s| std::cmp::Reverse(s.len()));
             assert_eq!(got, want, "{url}");
         }
-        assert_eq!(scrub("failed for s3cr@t at h", &url_secrets("postgres://u:s3cr%40t@h/db")), "failed for ******** at h");
+        assert_eq!(
+            scrub("failed for s3cr@t at h", &url_secrets("postgres://u:s3cr%40t@h/db")),
+            "failed for ******** at h"
+        );
     }
 
     #[test]

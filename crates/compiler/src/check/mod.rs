@@ -13,6 +13,7 @@ mod scenario;
 mod users;
 
 use provflow_ir as ir;
+use rayon::prelude::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -296,12 +297,28 @@ pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) 
         full_spans: files.iter().map(|_| std::sync::OnceLock::new()).collect(),
     };
 
+    let t = std::env::var_os("PROVFLOW_TIMINGS").map(|_| std::time::Instant::now());
+    let lap = |what: &str| {
+        if let Some(t) = t {
+            eprintln!("timing:   {what}: {:.1} ms", t.elapsed().as_secs_f64() * 1000.0);
+        }
+    };
     let user_schema = users::lower(&ctx, &mut out);
     let query_sets = queries::lower_query_sets(&ctx, &mut out);
     let targets = queries::lower_targets(&ctx, &query_sets, &mut out);
-    let processes = process::lower(&ctx, &targets, &query_sets, &user_schema, &mut out);
-    let events = notify::lower_events(&ctx, &targets, &user_schema, &mut out);
-    let templates = notify::lower_templates(&ctx, &events, &user_schema, &mut out);
+    lap("users, queries, targets");
+    // Processes and notifications depend only on what is above: lower them side by side.
+    let mut notify_out = Findings::new();
+    let (processes, (events, templates)) = rayon::join(
+        || process::lower(&ctx, &targets, &query_sets, &user_schema, &mut out),
+        || {
+            let events = notify::lower_events(&ctx, &targets, &user_schema, &mut notify_out);
+            let templates = notify::lower_templates(&ctx, &events, &user_schema, &mut notify_out);
+            (events, templates)
+        },
+    );
+    out.append(&mut notify_out);
+    lap("processes and notifications");
     let scenarios = scenario::lower(&ctx, &processes, &targets, &user_schema, &mut out);
 
     let mut bundle = ir::Bundle {
@@ -316,12 +333,51 @@ pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) 
         scenarios,
     };
     bundle.hash = content_hash(&bundle);
+    lap("scenarios and hash");
     (Some(bundle), out)
 }
 
-/// SHA-256 of the canonical JSON of the bundle with an empty hash.
+/// The bundle's content hash: SHA-256 over the IR version and the SHA-256 of the canonical
+/// JSON of every definition, section by section in bundle order. Hashing definitions one by
+/// one lets every core take part and never holds the whole JSON in memory.
 pub fn content_hash(bundle: &ir::Bundle) -> String {
-    let json = serde_json::to_vec(bundle).unwrap_or_default();
-    let digest = Sha256::digest(&json);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    fn each<T: serde::Serialize + Sync>(items: &[T]) -> Vec<[u8; 32]> {
+        items.par_iter().map(|item| digest_json(item)).collect()
+    }
+    let sections = [
+        each(&bundle.targets),
+        each(&bundle.query_sets),
+        each(&bundle.processes),
+        each(&bundle.events),
+        each(&bundle.templates),
+        vec![digest_json(&bundle.user_schema)],
+        each(&bundle.scenarios),
+    ];
+    let mut hasher = Sha256::new();
+    hasher.update(bundle.ir_version.to_le_bytes());
+    for section in &sections {
+        hasher.update((section.len() as u64).to_le_bytes());
+        for d in section {
+            hasher.update(d);
+        }
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn digest_json<T: serde::Serialize>(item: &T) -> [u8; 32] {
+    /// Feeds serialised JSON straight into the hasher.
+    struct HashWriter(Sha256);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = HashWriter(Sha256::new());
+    // Serialising plain IR data into an infallible writer cannot fail.
+    let _ = serde_json::to_writer(&mut w, item);
+    w.0.finalize().into()
 }

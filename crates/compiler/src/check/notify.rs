@@ -3,6 +3,8 @@
 //! An event says which data its templates may use: entities (static data and params), the
 //! bare attributes of the main user, and the columns its resolver query provides. Templates
 //! are minijinja (legacy `$Token`s allowed); every variable they use must be one of those.
+use rayon::prelude::*;
+
 use super::{ptr, unknown, Ctx, Findings};
 use crate::diagnostic::{Finding, Part};
 use crate::query::{self, line_col, lower_params, ParamProblem};
@@ -367,9 +369,13 @@ pub fn lower_templates(
     users: &ir::UserSchema,
     out: &mut Findings,
 ) -> Vec<ir::NotificationTemplate> {
-    ctx.templates
-        .iter()
+    // Templates are independent: parse them on every core, then merge findings in order.
+    let lowered: Vec<(ir::NotificationTemplate, Findings)> = ctx
+        .templates
+        .par_iter()
         .map(|named| {
+            let mut found = Findings::new();
+            let out = &mut found;
             let (doc, def) = (named.doc, named.def);
             let event = ctx.event(&def.event);
             if event.is_none() {
@@ -462,13 +468,21 @@ pub fn lower_templates(
                 })
                 .collect();
             locales.sort_by(|a, b| a.locale.cmp(&b.locale));
-            ir::NotificationTemplate {
+            let template = ir::NotificationTemplate {
                 name: named.name.to_owned(),
                 event: event.unwrap_or(0),
                 default_locale: def.default_locale.clone(),
                 locales,
                 location: ctx.location(doc, ""),
-            }
+            };
+            (template, found)
+        })
+        .collect();
+    lowered
+        .into_iter()
+        .map(|(template, mut found)| {
+            out.append(&mut found);
+            template
         })
         .collect()
 }

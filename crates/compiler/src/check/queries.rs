@@ -9,6 +9,8 @@ use std::path::{Component, Path, PathBuf};
 use indexmap::IndexMap;
 use provflow_ir as ir;
 
+use rayon::prelude::*;
+
 use super::{ptr, unknown, Ctx, Findings, Named};
 use crate::diagnostic::{Finding, Part};
 use crate::query::{self, Declared, ParamProblem, Piece};
@@ -20,7 +22,23 @@ use crate::syntax::{self, ProcedureDef, QueryDef};
 const MAX_INNER_FINDINGS: usize = 50;
 
 pub fn lower_query_sets(ctx: &Ctx<'_>, out: &mut Findings) -> Vec<ir::QuerySet> {
-    ctx.query_sets.iter().map(|set| lower_set(ctx, set, out)).collect()
+    // Query sets are independent: lower them on every core, then merge findings in order.
+    let lowered: Vec<(ir::QuerySet, Findings)> = ctx
+        .query_sets
+        .par_iter()
+        .map(|set| {
+            let mut found = Findings::new();
+            let lowered = lower_set(ctx, set, &mut found);
+            (lowered, found)
+        })
+        .collect();
+    lowered
+        .into_iter()
+        .map(|(set, mut found)| {
+            out.append(&mut found);
+            set
+        })
+        .collect()
 }
 
 pub fn lower_targets(ctx: &Ctx<'_>, query_sets: &[ir::QuerySet], out: &mut Findings) -> Vec<ir::Target> {

@@ -1,0 +1,13 @@
+#!/usr/bin/env sh
+# Provisioning throughput: provflow's engine against the same stored-procedure statements run
+# directly through rusqlite (see bench/runner/README.md).
+#
+#   bench/runner/run.sh [ACCOUNTS]      (default 2000)
+set -eu
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+cargo build --quiet --release -p provflow-cli -p provflow-runner --example provision_bench
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+target/release/provflow compile definitions --out "$out/ir.json" >/dev/null
+target/release/examples/provision_bench "$out/ir.json" "${1:-2000}"
