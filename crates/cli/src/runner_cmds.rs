@@ -563,8 +563,9 @@ fn account(global: &Global, c: AccountCommand) -> Outcome {
 }
 
 fn target(global: &Global, c: TargetCommand) -> Outcome {
-    let TargetCommand::Install(a) = c else {
-        return Err(fail(exit::USAGE, "`provflow target check` is not available in this build yet"));
+    let a = match c {
+        TargetCommand::Install(a) => a,
+        TargetCommand::Check(a) => return target_check(global, a),
     };
     let bundle = load_bundle(&paths_or_default(&a.paths))?;
     let Some((index, t)) = bundle.target(&a.name) else {
@@ -597,6 +598,66 @@ fn target(global: &Global, c: TargetCommand) -> Outcome {
         );
     }
     Ok(exit::OK)
+}
+
+/// `provflow target check`: every `call` of the target's query set against the live catalog,
+/// reported as diagnostics at the query's YAML location, in the formats of `compile`.
+fn target_check(global: &Global, a: crate::args::TargetArgs) -> Outcome {
+    let format = if matches!(global.format, Format::Mermaid | Format::Dot) { Format::Human } else { global.format };
+    let Some(c) = crate::compile_cmds::compile_and_report(&paths_or_default(&a.paths), format) else {
+        return Err(Exit(exit::USAGE));
+    };
+    let Some(bundle) = c.bundle.as_ref().filter(|_| c.errors() == 0) else {
+        return Err(fail(exit::FAILED, "the definitions have errors (above); fix them and run again"));
+    };
+    let Some((index, t)) = bundle.target(&a.name) else {
+        let s = engine::did_you_mean(&a.name, bundle.targets.iter().map(|t| t.name.as_str()));
+        return Err(fail(
+            exit::USAGE,
+            format!("unknown target `{}`{}", a.name, s.map(|s| format!("; did you mean `{s}`?")).unwrap_or_default()),
+        ));
+    };
+    let Some(set) = bundle.query_sets.get(t.query_set) else {
+        return Err(fail(exit::USAGE, format!("target `{}` has no query set", a.name)));
+    };
+    let mut targets = targets(global)?;
+    let opened = targets.open(bundle, index).map_err(|e| fail(exit::USAGE, format!("target `{}`: {e}", a.name)))?;
+    let findings = provflow_runner::catalog::check(opened, set)
+        .map_err(|e| fail(exit::USAGE, format!("target `{}`: cannot read the catalog: {e}", a.name)))?;
+    let text_of = |file: &str| c.files.iter().find(|f| f.path == file).and_then(|f| f.text.clone());
+    let diagnostics: Vec<provflow_compiler::diagnostic::Diagnostic> = findings
+        .iter()
+        .map(|f| {
+            let len = f.query.chars().count() as u32;
+            let span = text_of(&f.location.file)
+                .map(|text| provflow_compiler::yaml::LineIndex::new(&text).point(f.location.line, f.location.column, len))
+                .unwrap_or_default();
+            provflow_compiler::diagnostic::Diagnostic {
+                severity: provflow_compiler::diagnostic::Severity::Error,
+                code: f.code,
+                message: f.message.clone(),
+                file: f.location.file.clone(),
+                line: f.location.line,
+                column: f.location.column,
+                end_line: f.location.line,
+                end_column: f.location.column + len,
+                help: f.help.clone(),
+                span,
+            }
+        })
+        .collect();
+    crate::report::print_diagnostics(&diagnostics, format, &text_of);
+    let calls = set.queries.iter().filter(|q| q.call.is_some()).count();
+    if format == Format::Human {
+        let verdict = if diagnostics.is_empty() { "ok" } else { "failed" };
+        eprintln!(
+            "target check {verdict}: {} mismatch(es) in {calls} procedure call(s) of `{}` against `{}`",
+            diagnostics.len(),
+            set.name,
+            a.name
+        );
+    }
+    Ok(if diagnostics.is_empty() { exit::OK } else { exit::FAILED })
 }
 
 fn notifications(global: &Global) -> Outcome {

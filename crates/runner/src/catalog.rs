@@ -10,6 +10,8 @@ use crate::value::Value;
 /// One mismatch between a query's `call` and the database, reported at the query's location.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CatalogFinding {
+    /// The diagnostic code: PF700 missing procedure, PF701 arity, PF702 parameter mode, PF703 type.
+    pub code: &'static str,
     /// The query's name.
     pub query: String,
     pub location: ir::Location,
@@ -185,8 +187,9 @@ pub fn verify(set: &ir::QuerySet, catalog: &[Signature], dialect: Dialect) -> Ve
     }
     for query in &set.queries {
         let Some(call) = &query.call else { continue };
-        let mut finding = |message: String, help: Option<String>| {
+        let mut finding = |code: &'static str, message: String, help: Option<String>| {
             findings.push(CatalogFinding {
+                code,
                 query: query.name.clone(),
                 location: query.location.clone(),
                 message,
@@ -205,6 +208,7 @@ pub fn verify(set: &ir::QuerySet, catalog: &[Signature], dialect: Dialect) -> Ve
                 None => "run `provflow target install` to create it, or check the name and the connection's database/search_path".into(),
             };
             finding(
+                "PF700",
                 format!(
                     "procedure `{}` called by `{}` does not exist in the target database",
                     call.procedure, query.name
@@ -216,6 +220,7 @@ pub fn verify(set: &ir::QuerySet, catalog: &[Signature], dialect: Dialect) -> Ve
         let Some(signature) = candidates.iter().find(|s| s.params.len() == call.args.len()) else {
             let arities: Vec<String> = candidates.iter().map(|s| s.params.len().to_string()).collect();
             finding(
+                "PF701",
                 format!(
                     "procedure `{}` takes {} argument(s) but `{}` passes {}",
                     call.procedure,
@@ -237,6 +242,7 @@ pub fn verify(set: &ir::QuerySet, catalog: &[Signature], dialect: Dialect) -> Ve
             let n = position + 1;
             match (db.mode, param.mode) {
                 (ParamMode::Out | ParamMode::InOut, ParamMode::In) => finding(
+                    "PF702",
                     format!(
                         "argument {n}{db_name} of `{}` is {} but `{}` is an input only",
                         call.procedure,
@@ -246,6 +252,7 @@ pub fn verify(set: &ir::QuerySet, catalog: &[Signature], dialect: Dialect) -> Ve
                     Some(format!("declare it under `outputs`: `{}: {}`", param.name, param.ty.as_str())),
                 ),
                 (ParamMode::In, ParamMode::Out | ParamMode::InOut) => finding(
+                    "PF702",
                     format!(
                         "argument {n}{db_name} of `{}` is IN but `{}` is declared under `outputs`",
                         call.procedure, param.name
@@ -261,6 +268,7 @@ pub fn verify(set: &ir::QuerySet, catalog: &[Signature], dialect: Dialect) -> Ve
             let (want, have) = (catalog_kind(&db.type_name, dialect), value_kind(param.ty));
             if !compatible(have, want, dialect) {
                 finding(
+                    "PF703",
                     format!(
                         "argument {n}{db_name} of `{}` is `{}` but `{}` is a {}",
                         call.procedure,

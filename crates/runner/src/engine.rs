@@ -81,7 +81,7 @@ pub trait TargetProvider {
 pub struct Targets {
     overrides: BTreeMap<String, String>,
     base: PathBuf,
-    open: BTreeMap<(String, usize), SqliteTarget>,
+    open: BTreeMap<(String, usize), Box<dyn Target>>,
 }
 
 impl Targets {
@@ -100,21 +100,37 @@ impl Targets {
 impl TargetProvider for Targets {
     fn open(&mut self, bundle: &Bundle, index: usize) -> Result<&mut dyn Target, TargetError> {
         let t = bundle.targets.get(index).ok_or_else(|| TargetError::refused("target index out of range"))?;
-        if t.dialect != ir::Dialect::Sqlite {
-            return Err(TargetError::refused(format!(
-                "{} targets are not supported by this runner yet; use a sqlite target",
-                t.dialect.as_str()
-            )));
-        }
         let key = (bundle.hash.clone(), index);
         if !self.open.contains_key(&key) {
-            let path = target::sqlite_path(self.url(t).as_deref(), &t.name, &self.base);
-            let procedures = bundle.query_sets.get(t.query_set).map(|q| q.procedures.clone()).unwrap_or_default();
-            let opened = SqliteTarget::open(&path, procedures)?;
+            let opened: Box<dyn Target> = match t.dialect {
+                ir::Dialect::Sqlite => {
+                    let path = target::sqlite_path(self.url(t).as_deref(), &t.name, &self.base);
+                    let procedures =
+                        bundle.query_sets.get(t.query_set).map(|q| q.procedures.clone()).unwrap_or_default();
+                    Box::new(SqliteTarget::open(&path, procedures)?)
+                }
+                dialect => {
+                    let url = self.url(t).ok_or_else(|| {
+                        let var = t.url_env.as_deref().map_or(String::new(), |v| format!("set ${v} or "));
+                        TargetError::refused(format!(
+                            "{} target `{}` needs a URL: {var}pass --target {}=URL",
+                            dialect.as_str(),
+                            t.name,
+                            t.name
+                        ))
+                    })?;
+                    let timeouts = crate::target_pg::Timeouts::default();
+                    if dialect == ir::Dialect::Postgres {
+                        Box::new(crate::target_pg::PostgresTarget::connect(&url, &timeouts)?)
+                    } else {
+                        Box::new(crate::target_mariadb::MariadbTarget::connect(&url, &timeouts)?)
+                    }
+                }
+            };
             self.open.insert(key.clone(), opened);
         }
         match self.open.get_mut(&key) {
-            Some(t) => Ok(t),
+            Some(t) => Ok(t.as_mut()),
             None => Err(TargetError::refused("target could not be opened")),
         }
     }
@@ -729,7 +745,13 @@ impl<'a> Engine<'a> {
             }
             Err(e) => {
                 let code =
-                    e.sqlstate.as_ref().and_then(|s| query.errors.get(s)).cloned().unwrap_or_else(|| "UNKNOWN".into());
+                    e.sqlstate
+                        .as_ref()
+                        .and_then(|s| query.errors.get(s))
+                        // MariaDB's vendor error numbers (1396, ...) may be mapped too.
+                        .or_else(|| crate::target_mariadb::vendor_code(&e).and_then(|c| query.errors.get(c)))
+                        .cloned()
+                        .unwrap_or_else(|| "UNKNOWN".into());
                 (code, BTreeMap::new(), Some(format!("target `{target_name}` refused `{}`: {e}", query.name)))
             }
         };
