@@ -5,7 +5,7 @@
 //! A few cases also go through `provflow_compiler::compile_bytes` in process, where the
 //! compiled IR shows how values were read.
 
-use provflow_tests::{run_bounded, RunOutput, TempProject};
+use provflow_tests::{RunOutput, TempProject};
 use std::time::{Duration, Instant};
 
 /// Generous for a debug build on a slow CI machine; a blow-up takes far longer.
@@ -82,7 +82,6 @@ fn deep_flow_nesting_is_refused() {
 /// before the loader's depth check, and is reported as PF002 "YAML syntax error: recursion
 /// limit exceeded" with no help, instead of PF005.
 #[test]
-#[ignore = "finding for crates/compiler/src/yaml.rs (scanner recursion limit is PF002, not PF005): un-ignore when fixed"]
 fn deep_flow_nesting_is_pf005() {
     for opener in ["[", "{a: "] {
         let out = compile_file("deep.yaml", opener.repeat(20_000));
@@ -148,7 +147,6 @@ fn empty_file_and_only_comments_hold_no_document() {
 /// Finding: PF006 reports `end_line` 0 and `end_column` 0 (it reported line 0 too, now 1);
 /// positions are 1-based and a span must not end before it starts (SPEC §5).
 #[test]
-#[ignore = "finding for crates/compiler/src/yaml.rs (PF006 span ends at 0:0): un-ignore when fixed"]
 fn empty_file_diagnostic_has_a_one_based_position() {
     for content in ["", "# only a comment\n"] {
         let out = compile_file("empty.yaml", content);
@@ -284,7 +282,6 @@ fn directory_without_yaml_does_not_pass_silently() {
 /// pointed at the wrong directory goes green having checked nothing; a usage error (exit 2,
 /// "no definition files (*.yaml, *.yml) in `empty`") is what the user needs.
 #[test]
-#[ignore = "finding for crates/cli/src/compile_cmds.rs (a path with no YAML files compiles ok): un-ignore when fixed"]
 fn directory_without_yaml_is_exit_2() {
     let project = TempProject::new();
     project.write("empty/README.md", "no definitions here\n");

@@ -163,7 +163,7 @@ fn duplicate_user_is_rejected_retried_then_given_up() {
     );
     assert_eq!(status(&run), "Provisioning");
     assert_eq!(
-        tasks(&run).into_iter().map(|(n, s, r, a)| (n, s, r, a)).collect::<Vec<_>>(),
+        tasks(&run),
         [
             ("Create User".into(), "Rejected".into(), Some("DUPLICATE".into()), 1),
             ("Create User".into(), "Pending".into(), None, 2),

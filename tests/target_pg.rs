@@ -271,11 +271,11 @@ fn typed_binds_inout_and_out_parameters() {
         param("flag", ValueType::Boolean, ParamMode::Out),
     ];
     let mut segments = vec![Segment::Text(format!("CALL {proc_name}("))];
-    for i in 0..params.len() {
+    for (i, p) in params.iter().enumerate() {
         if i > 0 {
             segments.push(Segment::Text(", ".into()));
         }
-        segments.push(if params[i].mode == ParamMode::Out { Segment::Out(i) } else { Segment::Bind(i) });
+        segments.push(if p.mode == ParamMode::Out { Segment::Out(i) } else { Segment::Bind(i) });
     }
     segments.push(Segment::Text(")".into()));
     let call = ir::Call { procedure: proc_name.clone(), args: (0..params.len()).map(Some).collect() };

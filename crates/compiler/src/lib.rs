@@ -58,6 +58,8 @@ impl Compilation {
 
 /// A typed document, as accepted by the structural phase.
 #[derive(Debug, Clone)]
+// Documents are built once and read in place: boxing the large kinds would only add indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum TypedDoc {
     Target(syntax::Target),
     ConnectorQueries(syntax::ConnectorQueries),

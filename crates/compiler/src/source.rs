@@ -105,6 +105,7 @@ pub fn expand(reader: &dyn SourceReader, roots: &[PathBuf]) -> Result<Vec<PathBu
     let mut out = Vec::new();
     for root in roots {
         if reader.is_dir(root) {
+            let before = out.len();
             let mut stack = vec![root.clone()];
             while let Some(dir) = stack.pop() {
                 let entries = reader.read_dir(&dir).map_err(|error| SourceError { path: dir.clone(), error })?;
@@ -121,6 +122,13 @@ pub fn expand(reader: &dyn SourceReader, roots: &[PathBuf]) -> Result<Vec<PathBu
                         out.push(entry);
                     }
                 }
+            }
+            // A CI job pointed at the wrong folder must not go green having checked nothing.
+            if out.len() == before {
+                return Err(SourceError {
+                    path: root.clone(),
+                    error: io::Error::other("the directory holds no definition files (*.yaml, *.yml)"),
+                });
             }
         } else if reader.exists(root) {
             out.push(root.clone());

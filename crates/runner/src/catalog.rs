@@ -323,7 +323,9 @@ mod tests {
         }
     }
 
-    fn set(queries: &[(&str, &str, Vec<(&str, ValueType, ParamMode)>)]) -> ir::QuerySet {
+    type QuerySpec<'a> = (&'a str, &'a str, Vec<(&'a str, ValueType, ParamMode)>);
+
+    fn set(queries: &[QuerySpec<'_>]) -> ir::QuerySet {
         ir::QuerySet {
             name: "s".into(),
             dialect: Dialect::Postgres,

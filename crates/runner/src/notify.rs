@@ -149,7 +149,7 @@ fn resolve(
             let rendered =
                 target::render(&query, &values, ir::Dialect::Sqlite, false).map_err(|e| fail(e.to_string()))?;
             let mut stmt = state.prepare(&rendered.sql).map_err(|e| fail(e.to_string()))?;
-            let names: Vec<String> = stmt.column_names().into_iter().map(|n| n.to_string()).collect();
+            let names: Vec<String> = stmt.column_names().map(|n| n.to_string()).collect();
             let binds: Vec<rusqlite::types::Value> = rendered.binds.iter().map(sql_value).collect();
             stmt.query_row(rusqlite::params_from_iter(binds), |row| {
                 let mut m = BTreeMap::new();
@@ -357,7 +357,8 @@ pub fn render_pending(
     now: Instant,
 ) -> Result<usize, StoreError> {
     let conn = store.connection();
-    let queued: Vec<(i64, i64, Option<i64>, i64, String, String, String)> = {
+    type QueuedRow = (i64, i64, Option<i64>, i64, String, String, String);
+    let queued: Vec<QueuedRow> = {
         let mut stmt = conn.prepare(
             "SELECT id, account_id, task_id, template_index, task_status, recipient, bundle_hash FROM outbox
              WHERE status = 'queued' ORDER BY id",

@@ -344,8 +344,7 @@ impl Run<'_> {
                         let now = self.clock.now();
                         Some(
                             ts.into_iter()
-                                .filter(|t| t.task_index == *task && !t.due_at.is_some_and(|d| d > now))
-                                .last(),
+                                .rfind(|t| t.task_index == *task && t.due_at.is_none_or(|d| d <= now)),
                         )
                     }),
                     None => Ok(None),
@@ -416,7 +415,7 @@ impl Run<'_> {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("`{user}` has no `{name}` account"))?;
         let tasks = self.store.tasks_of(account.id).map_err(|e| e.to_string())?;
-        let Some(inst) = tasks.iter().filter(|t| t.task_index == task && t.status == ir::TaskStatus::Pending).last()
+        let Some(inst) = tasks.iter().rfind(|t| t.task_index == task && t.status == ir::TaskStatus::Pending)
         else {
             let now: Vec<String> = tasks
                 .iter()

@@ -52,14 +52,40 @@ pub fn install_script(
     dialect: Dialect,
 ) -> Result<usize, InstallError> {
     let statements = split(sql, dialect);
-    for statement in &statements {
-        target.execute_statement(&statement.sql).map_err(|error| InstallError {
-            file: path.to_string(),
-            line: statement.line,
-            error,
-        })?;
+    let lock = install_lock(dialect);
+    if let Some((take, _)) = lock {
+        target.execute_statement(take).map_err(|error| InstallError { file: path.to_string(), line: 0, error })?;
     }
-    Ok(statements.len())
+    let mut result = Ok(statements.len());
+    for statement in &statements {
+        if let Err(error) = target.execute_statement(&statement.sql) {
+            result = Err(InstallError { file: path.to_string(), line: statement.line, error });
+            break;
+        }
+    }
+    if let Some((_, release)) = lock {
+        // After a failed statement the release may fail too (e.g. inside an aborted
+        // transaction the script opened); the lock then ends with the session.
+        let released = target.execute_statement(release);
+        if let (Ok(_), Err(error)) = (&result, released) {
+            return Err(InstallError { file: path.to_string(), line: 0, error });
+        }
+    }
+    result
+}
+
+/// The statements that take and release a database-wide lock around an install on
+/// PostgreSQL: two installs at once (parallel CI jobs, several runners starting) race on the
+/// catalog rows of `CREATE OR REPLACE` and one fails with "tuple concurrently updated"
+/// (XX000). A session-level advisory lock serialises them and dies with the connection.
+fn install_lock(dialect: Dialect) -> Option<(&'static str, &'static str)> {
+    match dialect {
+        // The key is arbitrary but fixed: the bytes of "provflow".
+        Dialect::Postgres => {
+            Some(("SELECT pg_advisory_lock(8101800043870893943)", "SELECT pg_advisory_unlock(8101800043870893943)"))
+        }
+        Dialect::Mariadb | Dialect::Sqlite => None,
+    }
 }
 
 /// Splits a script into statements.
@@ -379,10 +405,19 @@ mod tests {
     #[test]
     fn install_stops_at_the_first_error_naming_file_and_line() {
         let mut ok = Recorder(vec![], None);
-        assert_eq!(install_script(&mut ok, "s.sql", "select 1;\nselect 2;", Dialect::Postgres), Ok(2));
-        let mut failing = Recorder(vec![], Some(1));
+        assert_eq!(install_script(&mut ok, "s.sql", "select 1;\nselect 2;", Dialect::Mariadb), Ok(2));
+        assert_eq!(ok.0, vec!["select 1", "select 2"]);
+        // The third statement sent fails: the lock, `select 1`, then `x`.
+        let mut failing = Recorder(vec![], Some(2));
         let err = install_script(&mut failing, "s.sql", "select 1;\n\nx;\nselect 3;", Dialect::Postgres).unwrap_err();
         assert_eq!(err.to_string(), "s.sql:3: syntax error at or near \"x\" (SQLSTATE 42601)");
-        assert_eq!(failing.0, vec!["select 1"]);
+        assert_eq!(
+            failing.0,
+            vec![
+                "SELECT pg_advisory_lock(8101800043870893943)",
+                "select 1",
+                "SELECT pg_advisory_unlock(8101800043870893943)"
+            ]
+        );
     }
 }

@@ -267,6 +267,9 @@ fn open(opts: &Opts, endpoint: &str, secrets: &[String]) -> Result<Conn, TargetE
             mysql::Error::MySqlError(db) => {
                 (Some(db.state.clone()), format!("{}{VENDOR_PREFIX}{}]", db.message, db.code))
             }
+            // The driver's Display of its own errors is a Debug dump (`DriverError { ... }`).
+            mysql::Error::DriverError(driver) => (None, driver.to_string()),
+            mysql::Error::IoError(io) => (None, io.to_string()),
             other => (None, other.to_string()),
         };
         TargetError { sqlstate, message: scrub(&format!("cannot connect to MariaDB at {endpoint}: {detail}"), secrets) }

@@ -266,7 +266,17 @@ impl PostgresTarget {
 
 fn open(config: &Config, endpoint: &str, secrets: &[String]) -> Result<Client, TargetError> {
     config.connect(NoTls).map_err(|e| {
-        let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+        // The driver says only "error connecting to server"; the reason (refused, timed out,
+        // unknown host) is in its source chain.
+        let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text
+        });
         TargetError {
             sqlstate: e.code().map(|c| c.code().to_string()),
             message: scrub(&format!("cannot connect to PostgreSQL at {endpoint}: {detail}"), secrets),
