@@ -388,16 +388,17 @@ mod tests {
         }
     }
 
-    struct Recorder(Vec<String>, Option<usize>);
+    /// Records every statement sent; the one equal to `.1` fails.
+    struct Recorder(Vec<String>, Option<&'static str>);
     impl ExecuteStatement for Recorder {
         fn execute_statement(&mut self, sql: &str) -> Result<(), TargetError> {
-            if Some(self.0.len()) == self.1 {
+            self.0.push(sql.to_string());
+            if Some(sql) == self.1 {
                 return Err(TargetError {
                     sqlstate: Some("42601".into()),
                     message: "syntax error at or near \"x\"".into(),
                 });
             }
-            self.0.push(sql.to_string());
             Ok(())
         }
     }
@@ -407,8 +408,8 @@ mod tests {
         let mut ok = Recorder(vec![], None);
         assert_eq!(install_script(&mut ok, "s.sql", "select 1;\nselect 2;", Dialect::Mariadb), Ok(2));
         assert_eq!(ok.0, vec!["select 1", "select 2"]);
-        // The third statement sent fails: the lock, `select 1`, then `x`.
-        let mut failing = Recorder(vec![], Some(2));
+        // The lock is released after the failure.
+        let mut failing = Recorder(vec![], Some("x"));
         let err = install_script(&mut failing, "s.sql", "select 1;\n\nx;\nselect 3;", Dialect::Postgres).unwrap_err();
         assert_eq!(err.to_string(), "s.sql:3: syntax error at or near \"x\" (SQLSTATE 42601)");
         assert_eq!(
@@ -416,6 +417,7 @@ mod tests {
             vec![
                 "SELECT pg_advisory_lock(8101800043870893943)",
                 "select 1",
+                "x",
                 "SELECT pg_advisory_unlock(8101800043870893943)"
             ]
         );
