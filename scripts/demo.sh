@@ -32,6 +32,13 @@ set -x
 "$provflow" account show --process "DBUM Account" --user JDOE
 set +x
 
+# What the stored procedure did on the target (the seed's "check the test table"):
+if command -v sqlite3 >/dev/null 2>&1; then
+    echo "--- target .provflow/targets/dbum-sqlite.db"
+    sqlite3 -header -column .provflow/targets/dbum-sqlite.db \
+        "SELECT username, profile FROM db_users; SELECT id, message FROM audit_log;"
+fi
+
 if [ "${PROVFLOW_DEMO_KEEP:-}" = 1 ]; then
     echo "kept $work"
 fi
