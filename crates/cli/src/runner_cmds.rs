@@ -630,7 +630,9 @@ fn target_check(global: &Global, a: crate::args::TargetArgs) -> Outcome {
         .map(|f| {
             let len = f.query.chars().count() as u32;
             let span = text_of(&f.location.file)
-                .map(|text| provflow_compiler::yaml::LineIndex::new(&text).point(f.location.line, f.location.column, len))
+                .map(|text| {
+                    provflow_compiler::yaml::LineIndex::new(&text).point(f.location.line, f.location.column, len)
+                })
                 .unwrap_or_default();
             provflow_compiler::diagnostic::Diagnostic {
                 severity: provflow_compiler::diagnostic::Severity::Error,

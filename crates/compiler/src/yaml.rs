@@ -7,9 +7,9 @@
 //! nesting is limited to [`MAX_DEPTH`], files to [`MAX_FILE_BYTES`], and the parser is an
 //! event stream with its own limits, so nothing recurses on the input's shape.
 
+use rustc_hash::FxHashMap as HashMap;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as YSpan};
 use serde_json::{Map, Number, Value};
-use rustc_hash::FxHashMap as HashMap;
 
 use crate::diagnostic::Span;
 
@@ -326,7 +326,8 @@ fn parse_indexed(text: &str, max_depth: usize) -> (Vec<Document>, Vec<LoadError>
                     return (docs, errors);
                 }
                 let indexed = stack.len() <= max_depth;
-                let pointer = if indexed { child_pointer(&stack) } else { key_expected(&stack).then_some(String::new()) };
+                let pointer =
+                    if indexed { child_pointer(&stack) } else { key_expected(&stack).then_some(String::new()) };
                 let Some(pointer) = pointer else {
                     // A collection used as a mapping key.
                     errors.push(LoadError {
@@ -340,12 +341,19 @@ fn parse_indexed(text: &str, max_depth: usize) -> (Vec<Document>, Vec<LoadError>
                 // Remember where the collection starts; its value span is completed at its end.
                 if indexed {
                     let key = key_span(&stack);
-                    spans.nodes.insert(pointer.clone(), NodeSpan { key, value: span, block_content: None, quoted: false });
+                    spans
+                        .nodes
+                        .insert(pointer.clone(), NodeSpan { key, value: span, block_content: None, quoted: false });
                 }
                 if matches!(event, Event::SequenceStart(..)) {
                     stack.push(Frame::Seq { items: Vec::new(), pointer });
                 } else {
-                    stack.push(Frame::Map { map: Map::new(), pointer, pending_key: None, key_spans: HashMap::default() });
+                    stack.push(Frame::Map {
+                        map: Map::new(),
+                        pointer,
+                        pending_key: None,
+                        key_spans: HashMap::default(),
+                    });
                 }
             }
             Event::SequenceEnd | Event::MappingEnd => {

@@ -1,17 +1,17 @@
 //! The provflow runner: the state store, SQL targets and the task engine (SPEC §4).
 
+pub mod catalog;
 pub mod clock;
 pub mod engine;
 pub mod notify;
 pub mod recon;
 pub mod scenario;
 pub mod secret;
+pub mod sql_script;
 pub mod store;
 pub mod target;
-pub mod target_pg;
 pub mod target_mariadb;
-pub mod sql_script;
-pub mod catalog;
+pub mod target_pg;
 pub mod value;
 
 #[cfg(test)]

@@ -342,10 +342,7 @@ impl Run<'_> {
                     // task still reads as the rejected attempt until then.
                     Some(a) => self.store.tasks_of(a.id).map(|ts| {
                         let now = self.clock.now();
-                        Some(
-                            ts.into_iter()
-                                .rfind(|t| t.task_index == *task && t.due_at.is_none_or(|d| d <= now)),
-                        )
+                        Some(ts.into_iter().rfind(|t| t.task_index == *task && t.due_at.is_none_or(|d| d <= now)))
                     }),
                     None => Ok(None),
                 });
@@ -415,8 +412,7 @@ impl Run<'_> {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("`{user}` has no `{name}` account"))?;
         let tasks = self.store.tasks_of(account.id).map_err(|e| e.to_string())?;
-        let Some(inst) = tasks.iter().rfind(|t| t.task_index == task && t.status == ir::TaskStatus::Pending)
-        else {
+        let Some(inst) = tasks.iter().rfind(|t| t.task_index == task && t.status == ir::TaskStatus::Pending) else {
             let now: Vec<String> = tasks
                 .iter()
                 .filter(|t| t.task_index == task)

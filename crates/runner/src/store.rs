@@ -210,9 +210,10 @@ pub trait StateStore {
 }
 
 /// The migrations, applied in order on open; `schema_migrations` records each version.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE bundles (
     hash      TEXT PRIMARY KEY,
     ir        TEXT NOT NULL,
@@ -289,11 +290,12 @@ CREATE TABLE outbox (
     rendered_at    INTEGER
 );
 "#,
-), (
-    2,
-    // Notifications (rendering results, failures), reconciliation runs and events, and the
-    // stable `usr_key` that notification resolvers query by.
-    r#"
+    ),
+    (
+        2,
+        // Notifications (rendering results, failures), reconciliation runs and events, and the
+        // stable `usr_key` that notification resolvers query by.
+        r#"
 ALTER TABLE users ADD COLUMN usr_key INTEGER;
 UPDATE users SET usr_key = rowid;
 CREATE TRIGGER users_usr_key AFTER INSERT ON users WHEN NEW.usr_key IS NULL
@@ -330,7 +332,8 @@ CREATE TABLE recon_events (
 );
 CREATE INDEX recon_events_by_run ON recon_events(run_id, line);
 "#,
-)];
+    ),
+];
 
 /// Parses `--state`: `sqlite:PATH`, `sqlite://PATH`, or a plain path.
 pub fn state_path(url: &str) -> Result<PathBuf, StoreError> {
