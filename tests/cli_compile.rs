@@ -1,0 +1,175 @@
+//! `compile --out`, the IR's determinism and version check, `graph`, `import`, and the
+//! output formats, driven through the binary.
+
+use provflow_tests::TempProject;
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn project_with_definitions() -> TempProject {
+    let p = TempProject::new();
+    p.copy_from_repo("definitions");
+    p
+}
+
+#[test]
+fn the_ir_is_byte_identical_for_identical_input_and_carries_version_and_hash() {
+    let p = project_with_definitions();
+    let first = p.run(&["compile", "definitions", "--out", "a.json"], DEADLINE);
+    assert_eq!(first.code(), Some(0), "{first}");
+    let second = p.run(&["compile", "definitions", "--out", "b.json"], DEADLINE);
+    assert_eq!(second.code(), Some(0), "{second}");
+    let a = std::fs::read(p.path().join("a.json")).expect("a.json");
+    let b = std::fs::read(p.path().join("b.json")).expect("b.json");
+    assert!(a == b, "two compiles of the same definitions differ");
+
+    let ir: serde_json::Value = serde_json::from_slice(&a).expect("the IR is JSON");
+    assert_eq!(ir["ir_version"], 1);
+    let hash = ir["hash"].as_str().expect("hash");
+    assert_eq!(hash.len(), 64, "a SHA-256 in hex: {hash}");
+    assert!(ir["processes"].as_array().is_some_and(|p| !p.is_empty()));
+
+    // A change of any definition changes the hash.
+    let path = p.path().join("definitions/dbum/process-sqlite.yaml");
+    let text = std::fs::read_to_string(&path).expect("process file");
+    std::fs::write(&path, text.replacen("description: Create the database user", "description: Create the user", 1))
+        .expect("write");
+    let third = p.run(&["compile", "definitions", "--out", "c.json"], DEADLINE);
+    assert_eq!(third.code(), Some(0), "{third}");
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("c.json")).expect("c.json")).expect("json");
+    assert_ne!(c["hash"], ir["hash"], "the hash ignored a changed description");
+}
+
+#[test]
+fn the_runner_refuses_an_ir_of_another_version() {
+    let p = project_with_definitions();
+    let out = p.run(&["compile", "definitions", "--out", "ir.json"], DEADLINE);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let text = std::fs::read_to_string(p.path().join("ir.json")).expect("ir.json");
+    let mut ir: serde_json::Value = serde_json::from_str(&text).expect("json");
+    ir["ir_version"] = serde_json::json!(999);
+    p.write("future.json", serde_json::to_string(&ir).expect("json"));
+    let out = p.run(&["plan", "future.json", "--process", "DBUM Account", "--user", "JDOE"], DEADLINE);
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(out.stderr.contains("IR version 999"), "{out}");
+}
+
+#[test]
+fn the_runner_accepts_the_ir_file_in_place_of_definitions() {
+    let p = project_with_definitions();
+    assert_eq!(p.run(&["compile", "definitions", "--out", "ir.json"], DEADLINE).code(), Some(0));
+    let out = p.run(&["target", "install", "dbum-sqlite", "ir.json"], DEADLINE);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let out = p.run(
+        &[
+            "user",
+            "create",
+            "JDOE",
+            "--attr",
+            "usr_first_name=John",
+            "--attr",
+            "usr_last_name=Doe",
+            "--attr",
+            "usr_udf_cost_center=CC-1",
+        ],
+        DEADLINE,
+    );
+    assert_eq!(out.code(), Some(0), "{out}");
+    let out = provflow_tests::run_bounded(
+        p.provflow().env("PW", "correct horse").args([
+            "plan",
+            "ir.json",
+            "--process",
+            "DBUM Account",
+            "--user",
+            "JDOE",
+            "--secret",
+            "password=env:PW",
+        ]),
+        DEADLINE,
+    );
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.contains("insert_package"), "{out}");
+    assert!(!out.stdout.contains("correct horse") && !out.stderr.contains("correct horse"), "{out}");
+}
+
+#[test]
+fn github_format_prints_annotations() {
+    let p = TempProject::new();
+    p.write("bad.yaml", "apiVersion: provflow/v1\nkind: Target\nname: t\ndialect: postgress\nqueries: q\n");
+    let out = p.run(&["compile", "bad.yaml", "--format", "github"], DEADLINE);
+    assert_eq!(out.code(), Some(1), "{out}");
+    let line = out.stdout.lines().find(|l| l.contains("PF105")).unwrap_or_else(|| panic!("no PF105 line\n{out}"));
+    assert!(line.starts_with("::error file=bad.yaml,line=4,col=10,"), "{line}");
+    assert!(line.contains("did you mean `postgres`?"), "{line}");
+}
+
+#[test]
+fn deny_warnings_turns_a_warning_into_a_failure() {
+    let p = project_with_definitions();
+    // A process whose tasks are all optional: PF207 is a warning.
+    let path = p.path().join("definitions/dbum/process-sqlite.yaml");
+    let text = std::fs::read_to_string(&path).expect("process file");
+    std::fs::write(&path, text.replace("required_for_completion: true", "required_for_completion: false"))
+        .expect("write");
+    let lenient = p.run(&["compile", "definitions", "--format", "json"], DEADLINE);
+    assert_eq!(lenient.code(), Some(0), "{lenient}");
+    assert!(lenient.json_codes().contains(&"PF207".to_string()), "{lenient}");
+    let strict = p.run(&["compile", "definitions", "--deny-warnings"], DEADLINE);
+    assert_eq!(strict.code(), Some(1), "{strict}");
+}
+
+#[test]
+fn graph_draws_dependencies_generated_undo_and_manual_tasks() {
+    let p = project_with_definitions();
+    let mermaid = p.run(&["graph", "definitions", "--process", "DBUM Account"], DEADLINE);
+    assert_eq!(mermaid.code(), Some(0), "{mermaid}");
+    assert!(mermaid.stdout.starts_with("flowchart TD"), "{mermaid}");
+    assert!(mermaid.stdout.contains("\"Create User\""), "{mermaid}");
+    assert!(mermaid.stdout.contains("-.->|undo|"), "no undo edge\n{mermaid}");
+    assert!(mermaid.stdout.contains("-.->|\"SUCCESS\"|"), "no generated edge\n{mermaid}");
+
+    let dot = p.run(&["graph", "definitions", "--process", "Badge Access", "--format", "dot"], DEADLINE);
+    assert_eq!(dot.code(), Some(0), "{dot}");
+    assert!(dot.stdout.starts_with("digraph"), "{dot}");
+    assert!(dot.stdout.contains("parallelogram"), "manual tasks are not marked\n{dot}");
+
+    let unknown = p.run(&["graph", "definitions", "--process", "DBUM Acount"], DEADLINE);
+    assert_eq!(unknown.code(), Some(2), "{unknown}");
+    assert!(unknown.stderr.contains("did you mean `DBUM Account`?"), "{unknown}");
+}
+
+#[test]
+fn import_converts_the_legacy_seed_entry_to_yaml_that_compiles() {
+    let p = TempProject::new();
+    p.write(
+        "provision.queries",
+        "# the seed's entry\nCREATE_PASSWORD_USER { Query=\"call insertPackage ({__NAME__},{__PASSWORD__})\" \
+         Parameters=[\"__NAME__\":\"Type:String\", \"__PASSWORD__\":\"Type:GuardedString,TAGS:DOUBLEQUOTES\"] }\n",
+    );
+    let out = p.run(
+        &["import", "provision-queries", "provision.queries", "--dialect", "postgres", "--name", "dbum-legacy"],
+        DEADLINE,
+    );
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.contains("kind: ConnectorQueries"), "{out}");
+    assert!(out.stdout.contains("__PASSWORD__: { type: GuardedString, tags: [DOUBLEQUOTES] }"), "{out}");
+    p.write("imported.yaml", &out.stdout);
+    let compiled = p.run(&["compile", "imported.yaml", "--format", "json"], DEADLINE);
+    assert_eq!(compiled.code(), Some(0), "the imported YAML does not compile\n{compiled}");
+}
+
+#[test]
+fn import_reports_malformed_legacy_input_by_line_and_column() {
+    let p = TempProject::new();
+    p.write(
+        "broken.queries",
+        "CREATE_USER { Query=\"call p({__NAME__})\" Parameters=[\"__NAME__\":\"Type:String\"] }\n\
+         DELETE_USER { Query:\"call d({__NAME__})\" Parameters=[\"__NAME__\":\"Type:Strin\"] }\n",
+    );
+    let out = p.run(&["import", "provision-queries", "broken.queries"], DEADLINE);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("broken.queries:2:"), "errors must name the line\n{out}");
+    assert!(out.stdout.is_empty(), "nothing is printed on failure\n{out}");
+}
