@@ -200,7 +200,8 @@ enum Frame {
         map: Map<String, Value>,
         pointer: String,
         pending_key: Option<(String, Span)>,
-        key_spans: HashMap<String, Span>,
+        /// Spans of the keys in `map`, in insertion order (for the duplicate-key message).
+        key_spans: Vec<Span>,
     },
 }
 
@@ -352,7 +353,7 @@ fn parse_indexed(text: &str, max_depth: usize) -> (Vec<Document>, Vec<LoadError>
                         map: Map::new(),
                         pointer,
                         pending_key: None,
-                        key_spans: HashMap::default(),
+                        key_spans: Vec::new(),
                     });
                 }
             }
@@ -427,14 +428,17 @@ fn place_scalar(
     errors: &mut Vec<LoadError>,
 ) -> bool {
     // A scalar in key position becomes the pending key.
-    if let Some(Frame::Map { pending_key, key_spans, .. }) = stack.last_mut() {
+    if let Some(Frame::Map { map, pending_key, key_spans, .. }) = stack.last_mut() {
         if pending_key.is_none() {
             let key = match value {
                 Value::String(s) => s,
                 Value::Null => String::new(),
                 other => other.to_string(),
             };
-            if let Some(first) = key_spans.get(&key) {
+            // Every earlier key of this mapping is in `map` already: its value was attached
+            // before this key was read.
+            if map.contains_key(&key) {
+                let first = map.keys().position(|k| *k == key).and_then(|i| key_spans.get(i)).copied().unwrap_or(span);
                 errors.push(LoadError {
                     code: "PF003",
                     message: format!("duplicate key `{key}`"),
@@ -445,7 +449,7 @@ fn place_scalar(
                     span,
                 });
             } else {
-                key_spans.insert(key.clone(), span);
+                key_spans.push(span);
             }
             *pending_key = Some((key, span));
             return true;
@@ -650,6 +654,10 @@ mod tests {
         let (_, errs) = load("a: 1\na: 2\n");
         assert_eq!(errs[0].code, "PF003");
         assert_eq!(errs[0].span.line, 2);
+        let (_, errs) = load("x: 0\na:\n  b: [1]\nc: 2\na: 3\n");
+        assert_eq!(errs[0].code, "PF003");
+        assert_eq!(errs[0].span.line, 5);
+        assert!(errs[0].help.as_deref().unwrap_or("").contains("line 2"), "{:?}", errs[0].help);
         let (_, errs) = load("a: &x [1]\nb: *x\n");
         assert_eq!(errs[0].code, "PF004");
     }
