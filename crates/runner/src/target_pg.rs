@@ -14,7 +14,7 @@
 //!   password.
 
 use postgres::types::{FromSql, ToSql, Type};
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config, NoTls, Statement};
 use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, Segment, ValueType};
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -57,7 +57,14 @@ pub struct PostgresTarget {
     last_used: Instant,
     /// Set when a call failed with a broken connection: reconnect before the next one.
     broken: bool,
+    /// Prepared statements by SQL text, for queries without inlined values (their text is
+    /// the same on every call): a call is then one round trip instead of two.
+    prepared: BTreeMap<String, Statement>,
 }
+
+/// More distinct statements than a query set has queries means something unusual; start over
+/// rather than hold server memory without bound.
+const MAX_PREPARED: usize = 256;
 
 impl PostgresTarget {
     /// Connects to `url` (`postgres://user:password@host:port/database?...`).
@@ -85,6 +92,7 @@ impl PostgresTarget {
             standard_conforming_strings: true,
             last_used: Instant::now(),
             broken: false,
+            prepared: BTreeMap::new(),
         };
         target.set_up_session()?;
         Ok(target)
@@ -111,6 +119,8 @@ impl PostgresTarget {
             self.broken || self.client.is_closed() || (stale && self.client.is_valid(self.timeouts.connect).is_err());
         if dead {
             self.client = open(&self.config, &self.endpoint, &self.url_secrets)?;
+            // Statements belong to the session that prepared them.
+            self.prepared.clear();
             self.broken = false;
             self.set_up_session()?;
         }
@@ -200,9 +210,22 @@ impl PostgresTarget {
         // At most two rounds: the second casts the binds the driver cannot encode as text.
         for _round in 0..2 {
             let (sql, binds) = self.render(query, values, &cast_text)?;
-            let statement = match self.client.prepare(&sql) {
-                Ok(s) => s,
-                Err(e) => return Err(self.error(e, values)),
+            let cacheable = !query.segments.iter().any(|s| matches!(s, Segment::Inline(_)));
+            let statement = match self.prepared.get(&sql) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = match self.client.prepare(&sql) {
+                        Ok(s) => s,
+                        Err(e) => return Err(self.error(e, values)),
+                    };
+                    if cacheable {
+                        if self.prepared.len() >= MAX_PREPARED {
+                            self.prepared.clear();
+                        }
+                        self.prepared.insert(sql.clone(), s.clone());
+                    }
+                    s
+                }
             };
             let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::with_capacity(binds.len());
             let mut needs_cast = BTreeMap::new();
@@ -230,13 +253,19 @@ impl PostgresTarget {
             let mut outcome = CallOutcome::default();
             if statement.columns().is_empty() {
                 if let Err(e) = self.client.execute(&statement, &refs) {
+                    // The statement may be what failed (e.g. "cached plan must not change
+                    // result type" after the procedure was redefined): prepare it afresh next time.
+                    self.prepared.remove(&sql);
                     return Err(self.error(e, values));
                 }
                 return Ok(outcome);
             }
             let rows = match self.client.query(&statement, &refs) {
                 Ok(r) => r,
-                Err(e) => return Err(self.error(e, values)),
+                Err(e) => {
+                    self.prepared.remove(&sql);
+                    return Err(self.error(e, values));
+                }
             };
             for row in &rows {
                 let mut map = BTreeMap::new();
@@ -677,6 +706,8 @@ impl Target for PostgresTarget {
 
     /// Runs the script statement by statement; an error names the statement's line.
     fn install(&mut self, sql: &str) -> Result<(), TargetError> {
+        // The script may redefine the procedures the prepared statements call.
+        self.prepared.clear();
         sql_script::install_script(self, "line", sql, Dialect::Postgres).map(|_| ()).map_err(|e| TargetError {
             sqlstate: e.error.sqlstate,
             message: format!("line {}: {}", e.line, e.error.message),
