@@ -17,6 +17,18 @@ use args::{Cli, Command};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `provflow task list | head` must end quietly when the reader goes away, like every Unix
+/// tool, instead of panicking on a failed write: restore the default action for SIGPIPE,
+/// which Rust's runtime sets to "ignore".
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: resetting a signal's disposition to its default takes no pointers and runs
+    // before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Exit codes (SPEC §5).
 pub mod exit {
     pub const OK: u8 = 0;
@@ -27,6 +39,7 @@ pub mod exit {
 }
 
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -18,13 +18,16 @@
 //! and `create` on an entity match create the user's account (no tasks run: the target
 //! already has it), with the mapped status or `Provisioned`; `none` records the event only.
 //!
-//! Rows are validated before anything is written; each row's writes are one SAVEPOINT inside
-//! a batch transaction, so a row is applied whole or not at all, and a failed row leaves its
-//! batch intact. Workers (`--threads`) match in parallel; SQLite serialises their writes.
+//! Rows are read by one thread, validated and matched by `--threads` workers against
+//! in-memory indexes built once per run, and applied by one writer thread in large
+//! transactions (SQLite serialises writes anyway). Only validated, decided rows reach the
+//! writer, and each row's writes go in together (a savepoint when it needs two statements), so
+//! a row is applied whole or not at all, and a failed row leaves the rest of its batch intact.
 
 use provflow_ir::{self as ir, Bundle, ObjectStatus, ReconAction, ReconTarget, ValueType};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -81,18 +84,6 @@ pub struct Summary {
     pub failed: u64,
 }
 
-impl Summary {
-    fn add(&mut self, o: &Summary) {
-        self.rows += o.rows;
-        self.created += o.created;
-        self.linked += o.linked;
-        self.updated += o.updated;
-        self.unchanged += o.unchanged;
-        self.unmatched += o.unmatched;
-        self.failed += o.failed;
-    }
-}
-
 /// A row reported and skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadRow {
@@ -110,17 +101,67 @@ pub struct Outcome {
 
 /// How many bad rows [`Outcome::bad_rows`] keeps; every one is recorded as an event.
 const BAD_ROWS_KEPT: usize = 1000;
-/// Rows per batch transaction: large enough that commits do not dominate, small enough that
-/// a worker does not hold the write lock for long.
+/// Rows per chunk handed to a worker: enough to amortise the channel hand-off.
 const BATCH: usize = 2000;
+/// Rows per write transaction: commits (and their WAL sync) stop mattering at this size, while
+/// the write lock is still released every fraction of a second for the provisioning path.
+const COMMIT_ROWS: u64 = 50_000;
+/// Events per multi-row INSERT: 7 parameters each, under SQLite's historical 999 limit.
+const EVENTS_PER_INSERT: usize = 128;
+/// Marks a key shared by several accounts or users in the match indexes.
+const MULTIPLE: u32 = u32::MAX;
 
 pub struct Options<'a> {
+    /// Threads that validate and match rows; one more thread reads the source and one writes.
     pub threads: usize,
     pub now: Instant,
     /// Called with the number of rows done after each batch.
     pub progress: &'a (dyn Fn(u64) + Sync),
     /// Called once with the total, when it is known (`--from-target`).
     pub total: &'a (dyn Fn(u64) + Sync),
+}
+
+/// FxHash. The match indexes hold a million short keys and are probed once per row; SipHash's
+/// flooding resistance would cost a third of the matching time and the keys come from the
+/// operator's own store and file.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(c);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// Normalised key → slot, or [`MULTIPLE`].
+type KeyIndex = FxMap<Box<str>, u32>;
+
+/// Where a recon field's value goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Put {
+    /// Index into [`Plan::form_fields`].
+    Form(usize),
+    /// Index into [`Plan::user_fields`] (a non-key user attribute).
+    User(usize),
+    Status,
+    /// A key identifying the user: matched on, never written.
+    Nowhere,
 }
 
 /// One recon field, resolved against the process.
@@ -134,9 +175,11 @@ struct Field {
     values: BTreeMap<String, ObjectStatus>,
     /// The user attribute this field identifies a user by (entity matching).
     user_attribute: Option<String>,
+    put: Put,
 }
 
-/// The plan of one run: the process, its fields, and the in-memory match indexes.
+/// The plan of one run: the process, its fields, and the in-memory match indexes. Read-only
+/// once built, shared by every worker.
 struct Plan {
     process: String,
     bundle_hash: String,
@@ -145,10 +188,23 @@ struct Plan {
     columns: Vec<usize>,
     width: usize,
     actions: [ReconAction; 4],
-    /// Normalised composite key → accounts of the process.
-    accounts: HashMap<String, Vec<i64>>,
-    /// Normalised composite key → user logins.
-    users: HashMap<String, Vec<String>>,
+    /// The form fields recon writes, and their JSON paths.
+    form_fields: Vec<String>,
+    form_paths: Vec<String>,
+    /// `form.X`, the name of a change to form field X in an event.
+    form_changes: Vec<String>,
+    /// The account UPDATE that patches `n` form fields, at index `n`.
+    update_sql: Vec<String>,
+    /// The non-key user attributes recon writes, and their JSON paths.
+    user_fields: Vec<String>,
+    user_paths: Vec<String>,
+    /// Normalised composite key → account slot in [`Index::accounts`], or [`MULTIPLE`].
+    accounts: FxMap<Box<str>, u32>,
+    /// User login → slot of the user's newest account of the process.
+    by_login: FxMap<Box<str>, u32>,
+    /// Normalised composite key → index in `user_logins`, or [`MULTIPLE`].
+    users: FxMap<Box<str>, u32>,
+    user_logins: Vec<Box<str>>,
     /// Whether every key field identifies a user, so that entity matching is possible.
     entity_matching: bool,
     /// Form fields filled from user attributes, for accounts created by `link`/`create`.
@@ -156,22 +212,52 @@ struct Plan {
     defaults: Vec<(String, String)>,
 }
 
-fn normalise(f: &Field, text: &str) -> String {
-    if f.case_insensitive {
-        text.trim().to_lowercase()
+/// What the store holds for an account, as far as recon compares it: the values the run
+/// decides "changed or not" against. Owned by the writer, which keeps it current.
+struct Snapshot {
+    id: i64,
+    login: Box<str>,
+    status: Box<str>,
+    /// Per [`Plan::form_fields`]; `None` when absent or not a string.
+    form: Vec<Option<Box<str>>>,
+    /// Per [`Plan::user_fields`].
+    user: Vec<Option<Box<str>>>,
+}
+
+fn normalise_into(out: &mut String, f: &Field, text: &str) {
+    let t = text.trim();
+    if !f.case_insensitive {
+        out.push_str(t);
+    } else if t.is_ascii() {
+        out.extend(t.chars().map(|c| c.to_ascii_lowercase()));
     } else {
-        text.trim().to_string()
+        out.push_str(&t.to_lowercase());
     }
 }
 
-/// Joins key parts with a separator no CSV value contains in practice (unit separator).
-fn join_key(parts: &[String]) -> String {
-    parts.join("\u{1f}")
+/// Key parts are joined with the unit separator, which no CSV value contains in practice.
+const KEY_SEPARATOR: char = '\u{1f}';
+
+/// A JSON path naming one top-level member; `"` cannot occur in form or attribute names.
+fn json_path(name: &str) -> String {
+    format!("$.\"{}\"", name.replace('"', ""))
 }
 
-fn plan(conn: &rusqlite::Connection, bundle: &Bundle, process: &ir::Process) -> Result<Plan, ReconError> {
+fn sql_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The SQL text of a string member of a JSON column, NULL when absent or not a string.
+fn json_text(column: &str, name: &str) -> String {
+    let p = sql_quote(&json_path(name));
+    format!("CASE WHEN json_type({column}, {p}) = 'text' THEN json_extract({column}, {p}) END")
+}
+
+fn resolve(bundle: &Bundle, process: &ir::Process) -> Result<Plan, ReconError> {
     let recon = process.recon.as_ref().ok_or_else(|| ReconError::NoRecon(process.name.clone()))?;
     let mut fields = Vec::new();
+    let mut form_fields: Vec<String> = Vec::new();
+    let mut user_fields: Vec<String> = Vec::new();
     for f in &recon.fields {
         if f.ty.is_secret() {
             return Err(ReconError::SecretField(f.name.clone()));
@@ -183,6 +269,12 @@ fn plan(conn: &rusqlite::Connection, bundle: &Bundle, process: &ir::Process) -> 
             }
             ReconTarget::ObjectStatus => None,
         };
+        let put = match &f.maps_to {
+            ReconTarget::Form(x) => Put::Form(position_or_push(&mut form_fields, x)),
+            ReconTarget::User(_) if f.key => Put::Nowhere,
+            ReconTarget::User(a) => Put::User(position_or_push(&mut user_fields, a)),
+            ReconTarget::ObjectStatus => Put::Status,
+        };
         fields.push(Field {
             name: f.name.clone(),
             ty: f.ty,
@@ -191,64 +283,12 @@ fn plan(conn: &rusqlite::Connection, bundle: &Bundle, process: &ir::Process) -> 
             case_insensitive: f.case_insensitive,
             values: f.values.clone(),
             user_attribute,
+            put,
         });
     }
-    let keys: Vec<&Field> = fields.iter().filter(|f| f.key).collect();
-    let entity_matching = !keys.is_empty() && keys.iter().all(|f| f.user_attribute.is_some());
-
-    // Accounts: the newest of each user for this process, with the key values.
-    let mut select = Vec::new();
-    for f in &keys {
-        select.push(match &f.maps_to {
-            ReconTarget::Form(x) => format!("json_extract(a.form, '$.\"{}\"')", x.replace('\'', "''").replace('"', "")),
-            ReconTarget::User(a) if a == "usr_login" => "a.user_login".to_string(),
-            ReconTarget::User(a) => {
-                format!("json_extract(u.attributes, '$.\"{}\"')", a.replace('\'', "''").replace('"', ""))
-            }
-            ReconTarget::ObjectStatus => "a.status".to_string(),
-        });
-    }
-    let mut accounts: HashMap<String, Vec<i64>> = HashMap::new();
-    if !keys.is_empty() {
-        let sql = format!(
-            "SELECT a.id, {} FROM accounts a JOIN users u ON u.login = a.user_login
-             WHERE a.process = ?1 AND a.id IN (SELECT max(id) FROM accounts WHERE process = ?1 GROUP BY user_login)",
-            select.join(", ")
-        );
-        let mut stmt = conn.prepare(&sql)?;
-        let mut rows = stmt.query([&process.name])?;
-        while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            let mut parts = Vec::with_capacity(keys.len());
-            for (i, f) in keys.iter().enumerate() {
-                let v: Option<String> = r.get::<_, Option<rusqlite::types::Value>>(i + 1)?.and_then(sql_text);
-                parts.push(normalise(f, v.as_deref().unwrap_or("")));
-            }
-            accounts.entry(join_key(&parts)).or_default().push(id);
-        }
-    }
-    let mut users: HashMap<String, Vec<String>> = HashMap::new();
-    if entity_matching {
-        let select: Vec<String> = keys
-            .iter()
-            .map(|f| match f.user_attribute.as_deref() {
-                Some("usr_login") | None => "login".to_string(),
-                Some(a) => format!("json_extract(attributes, '$.\"{}\"')", a.replace('\'', "''").replace('"', "")),
-            })
-            .collect();
-        let sql = format!("SELECT login, {} FROM users WHERE status <> 'Deleted'", select.join(", "));
-        let mut stmt = conn.prepare(&sql)?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let login: String = r.get(0)?;
-            let mut parts = Vec::with_capacity(keys.len());
-            for (i, f) in keys.iter().enumerate() {
-                let v: Option<String> = r.get::<_, Option<rusqlite::types::Value>>(i + 1)?.and_then(sql_text);
-                parts.push(normalise(f, v.as_deref().unwrap_or("")));
-            }
-            users.entry(join_key(&parts)).or_default().push(login);
-        }
-    }
+    let entity_matching =
+        fields.iter().any(|f| f.key) && fields.iter().filter(|f| f.key).all(|f| f.user_attribute.is_some());
+    let secret_free = |f: &&ir::FormField| !f.ty.is_secret();
     Ok(Plan {
         process: process.name.clone(),
         bundle_hash: bundle.hash.clone(),
@@ -256,83 +296,249 @@ fn plan(conn: &rusqlite::Connection, bundle: &Bundle, process: &ir::Process) -> 
         width: fields.len(),
         fields,
         actions: [recon.no_match, recon.one_entity_match, recon.one_process_match, recon.multiple_matches],
-        accounts,
-        users,
+        form_paths: form_fields.iter().map(|n| json_path(n)).collect(),
+        form_changes: form_fields.iter().map(|n| format!("form.{n}")).collect(),
+        update_sql: (0..=form_fields.len()).map(update_sql).collect(),
+        form_fields,
+        user_paths: user_fields.iter().map(|n| json_path(n)).collect(),
+        user_fields,
+        accounts: FxMap::default(),
+        by_login: FxMap::default(),
+        users: FxMap::default(),
+        user_logins: Vec::new(),
         entity_matching,
         from_user: process
             .form
             .fields
             .iter()
-            .filter(|f| !f.ty.is_secret())
+            .filter(secret_free)
             .filter_map(|f| f.from_user.clone().map(|a| (f.name.clone(), a)))
             .collect(),
         defaults: process
             .form
             .fields
             .iter()
-            .filter(|f| !f.ty.is_secret())
+            .filter(secret_free)
             .filter_map(|f| f.default.clone().map(|d| (f.name.clone(), d)))
             .collect(),
     })
 }
 
-fn sql_text(v: rusqlite::types::Value) -> Option<String> {
-    match v {
-        rusqlite::types::Value::Null => None,
-        rusqlite::types::Value::Integer(i) => Some(i.to_string()),
-        rusqlite::types::Value::Real(d) => Some(d.to_string()),
-        rusqlite::types::Value::Text(t) => Some(t),
-        rusqlite::types::Value::Blob(_) => None,
+/// `UPDATE accounts` setting the status (?2, NULL: unchanged) and `n` form members (path and
+/// value pairs from ?4).
+fn update_sql(n: usize) -> String {
+    let mut sql = String::from("UPDATE accounts SET ");
+    if n > 0 {
+        sql.push_str("form = json_set(form");
+        for k in 0..n {
+            sql.push_str(&format!(", ?{}, ?{}", 4 + 2 * k, 5 + 2 * k));
+        }
+        sql.push_str("), ");
     }
+    sql.push_str("status = coalesce(?2, status), updated_at = ?3 WHERE id = ?1");
+    sql
+}
+
+fn position_or_push(list: &mut Vec<String>, name: &str) -> usize {
+    match list.iter().position(|n| n == name) {
+        Some(i) => i,
+        None => {
+            list.push(name.to_string());
+            list.len() - 1
+        }
+    }
+}
+
+fn column_text(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Box<str>>> {
+    use rusqlite::types::ValueRef;
+    Ok(match r.get_ref(i)? {
+        ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into()),
+        ValueRef::Integer(n) => Some(n.to_string().into()),
+        ValueRef::Real(d) => Some(d.to_string().into()),
+        ValueRef::Null | ValueRef::Blob(_) => None,
+    })
+}
+
+fn insert_key(index: &mut FxMap<Box<str>, u32>, key: String, slot: u32) {
+    index.entry(key.into_boxed_str()).and_modify(|s| *s = MULTIPLE).or_insert(slot);
+}
+
+/// Loads the accounts of the process with the values recon compares, and indexes the newest
+/// of each user by key.
+#[allow(clippy::type_complexity)]
+fn load_accounts(
+    conn: &rusqlite::Connection,
+    plan: &Plan,
+) -> Result<(Vec<Snapshot>, FxMap<Box<str>, u32>, FxMap<Box<str>, u32>), ReconError> {
+    let keys: Vec<&Field> = plan.fields.iter().filter(|f| f.key).collect();
+    let mut select = vec!["a.id".to_string(), "a.user_login".to_string(), "a.status".to_string()];
+    let mut join_users = false;
+    for f in &keys {
+        select.push(match &f.maps_to {
+            ReconTarget::Form(x) => format!("json_extract(a.form, {})", sql_quote(&json_path(x))),
+            ReconTarget::User(a) if a == "usr_login" => "a.user_login".to_string(),
+            ReconTarget::User(a) => {
+                join_users = true;
+                format!("json_extract(u.attributes, {})", sql_quote(&json_path(a)))
+            }
+            ReconTarget::ObjectStatus => "a.status".to_string(),
+        });
+    }
+    for x in &plan.form_fields {
+        // Form values are stored as strings (secrets as objects, never recon fields).
+        select.push(format!("json_extract(a.form, {})", sql_quote(&json_path(x))));
+    }
+    for a in &plan.user_fields {
+        join_users = true;
+        select.push(json_text("u.attributes", a));
+    }
+    let sql = format!(
+        "SELECT {} FROM accounts a {} WHERE a.process = ?1 ORDER BY a.id",
+        select.join(", "),
+        if join_users { "LEFT JOIN users u ON u.login = a.user_login" } else { "" }
+    );
+    // Sized once: growing a million-entry table costs more than filling it.
+    let hint: i64 = conn.query_row("SELECT coalesce(max(id), 0) FROM accounts", [], |r| r.get(0))?;
+    let hint = usize::try_from(hint).unwrap_or(0).min(1 << 24);
+    // When every key is a user attribute, a user's accounts share one key, so a newer account
+    // simply replaces an older one of the same user in the index; keys in the form can differ
+    // between a user's accounts, so the newest per user is found first.
+    let user_keyed = keys.iter().all(|f| matches!(f.maps_to, ReconTarget::User(_)));
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([&plan.process])?;
+    let mut snapshots: Vec<Snapshot> = Vec::with_capacity(hint);
+    let mut accounts: FxMap<Box<str>, u32> = FxMap::with_capacity_and_hasher(hint, Default::default());
+    let mut keyed: Vec<String> = Vec::new();
+    let mut by_login: FxMap<Box<str>, u32> = FxMap::default();
+    while let Some(r) = rows.next()? {
+        let slot = u32::try_from(snapshots.len()).map_err(|_| ReconError::Store("too many accounts".into()))?;
+        let login: Box<str> = column_text(r, 1)?.unwrap_or_default();
+        let mut key = String::new();
+        for (i, f) in keys.iter().enumerate() {
+            if i > 0 {
+                key.push(KEY_SEPARATOR);
+            }
+            normalise_into(&mut key, f, column_text(r, 3 + i)?.as_deref().unwrap_or(""));
+        }
+        let base = 3 + keys.len();
+        let form = (0..plan.form_fields.len()).map(|i| column_text(r, base + i)).collect::<rusqlite::Result<_>>()?;
+        let base = base + plan.form_fields.len();
+        let user = (0..plan.user_fields.len()).map(|i| column_text(r, base + i)).collect::<rusqlite::Result<_>>()?;
+        if keys.is_empty() {
+            // No key: nothing can match, nothing to index.
+        } else if user_keyed {
+            // Ordered by id: a user's newest account comes last and wins.
+            match accounts.entry(key.into_boxed_str()) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    let same_user = snapshots.get(*e.get() as usize).is_some_and(|s| s.login == login);
+                    e.insert(if same_user { slot } else { MULTIPLE });
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(slot);
+                }
+            }
+        } else {
+            by_login.insert(login.clone(), slot);
+            keyed.push(key);
+        }
+        snapshots.push(Snapshot { id: r.get(0)?, login, status: column_text(r, 2)?.unwrap_or_default(), form, user });
+    }
+    if !user_keyed {
+        for (slot, (key, s)) in keyed.into_iter().zip(&snapshots).enumerate() {
+            let slot = slot as u32;
+            if by_login.get(&s.login) == Some(&slot) {
+                insert_key(&mut accounts, key, slot);
+            }
+        }
+    }
+    Ok((snapshots, accounts, by_login))
+}
+
+/// Indexes the users by the key fields (entity matching).
+fn load_users(conn: &rusqlite::Connection, plan: &Plan) -> Result<(KeyIndex, Vec<Box<str>>), ReconError> {
+    let keys: Vec<&Field> = plan.fields.iter().filter(|f| f.key).collect();
+    let select: Vec<String> = keys
+        .iter()
+        .map(|f| match f.user_attribute.as_deref() {
+            Some("usr_login") | None => "login".to_string(),
+            Some(a) => format!("json_extract(attributes, {})", sql_quote(&json_path(a))),
+        })
+        .collect();
+    let sql = format!("SELECT login, {} FROM users WHERE status <> 'Deleted'", select.join(", "));
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    let hint: i64 = conn.query_row("SELECT coalesce(max(rowid), 0) FROM users", [], |r| r.get(0))?;
+    let hint = usize::try_from(hint).unwrap_or(0).min(1 << 24);
+    let mut users = FxMap::with_capacity_and_hasher(hint, Default::default());
+    let mut logins = Vec::with_capacity(hint);
+    while let Some(r) = rows.next()? {
+        let login: Box<str> = column_text(r, 0)?.unwrap_or_default();
+        let mut key = String::new();
+        for (i, f) in keys.iter().enumerate() {
+            if i > 0 {
+                key.push(KEY_SEPARATOR);
+            }
+            normalise_into(&mut key, f, column_text(r, 1 + i)?.as_deref().unwrap_or(""));
+        }
+        let slot = u32::try_from(logins.len()).map_err(|_| ReconError::Store("too many users".into()))?;
+        insert_key(&mut users, key, slot);
+        logins.push(login);
+    }
+    Ok((users, logins))
 }
 
 /// A row after validation: what it says, typed.
 struct Checked {
     key_display: String,
     key: String,
-    /// Form field → stored text.
-    form: Vec<(String, String)>,
-    /// User attribute (non-key) → text.
-    user: Vec<(String, String)>,
+    /// Index into [`Plan::form_fields`] → stored text.
+    form: Vec<(usize, String)>,
+    /// Index into [`Plan::user_fields`] → text.
+    user: Vec<(usize, String)>,
     status: Option<ObjectStatus>,
 }
 
-/// Validates a row: column count, types, status values. Every problem of the row at once.
-fn check(plan: &Plan, record: &[String]) -> Result<Checked, String> {
+/// Validates a row: types, status values. Every problem of the row at once.
+fn check(plan: &Plan, record: &[&str]) -> Result<Checked, String> {
     let mut problems = Vec::new();
-    let mut key_parts = Vec::new();
-    let mut key_display = Vec::new();
+    let mut key = String::new();
+    let mut key_display = String::new();
     let mut form = Vec::new();
     let mut user = Vec::new();
     let mut status = None;
     for (col, f) in plan.fields.iter().enumerate() {
-        let raw = record.get(col).map(String::as_str).unwrap_or("").trim();
+        let raw = record.get(col).copied().unwrap_or("").trim();
         if raw.is_empty() {
             if f.key {
                 problems.push(format!("the key `{}` is empty", f.name));
             }
             continue;
         }
-        let typed = match value::typed(f.ty, raw) {
-            Ok(v) => v,
-            Err(e) => {
-                problems.push(format!("`{}`: {e}", f.name));
-                continue;
-            }
-        };
-        let text = match &typed {
-            Value::Text(t) => t.clone(),
-            other => other.display(),
+        let text = match f.ty {
+            // The common case needs no typed value: the text is stored as it is.
+            ValueType::String => raw.to_string(),
+            ty => match value::typed(ty, raw) {
+                Ok(Value::Text(t)) => t,
+                Ok(other) => other.display(),
+                Err(e) => {
+                    problems.push(format!("`{}`: {e}", f.name));
+                    continue;
+                }
+            },
         };
         if f.key {
-            key_parts.push(normalise(f, &text));
-            key_display.push(text.clone());
+            if !key_display.is_empty() {
+                key.push(KEY_SEPARATOR);
+                key_display.push(',');
+            }
+            normalise_into(&mut key, f, &text);
+            key_display.push_str(&text);
         }
-        match &f.maps_to {
-            ReconTarget::Form(x) => form.push((x.clone(), text)),
-            ReconTarget::User(a) if !f.key => user.push((a.clone(), text)),
-            ReconTarget::User(_) => {}
-            ReconTarget::ObjectStatus => {
+        match f.put {
+            Put::Form(i) => form.push((i, text)),
+            Put::User(i) => user.push((i, text)),
+            Put::Nowhere => {}
+            Put::Status => {
                 let found = f
                     .values
                     .get(&text)
@@ -360,28 +566,30 @@ fn check(plan: &Plan, record: &[String]) -> Result<Checked, String> {
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
-    Ok(Checked { key_display: key_display.join(","), key: join_key(&key_parts), form, user, status })
+    Ok(Checked { key_display, key, form, user, status })
 }
 
 /// What matching decided for a row.
 enum Decision {
-    Account(i64, ReconAction, &'static str),
-    User(String, ReconAction),
+    /// An account slot.
+    Account(u32, ReconAction, &'static str),
+    /// A user index in [`Plan::user_logins`].
+    User(u32, ReconAction),
     Nothing(ReconAction, &'static str),
 }
 
 fn decide(plan: &Plan, c: &Checked) -> Decision {
     let [no_match, one_entity, one_process, multiple] = plan.actions;
-    match plan.accounts.get(&c.key).map(Vec::as_slice) {
-        Some([id]) => return Decision::Account(*id, one_process, "one process match"),
-        Some(ids) if ids.len() > 1 => return Decision::Nothing(multiple, "multiple matches"),
-        _ => {}
+    match plan.accounts.get(c.key.as_str()) {
+        Some(&MULTIPLE) => return Decision::Nothing(multiple, "multiple matches"),
+        Some(&slot) => return Decision::Account(slot, one_process, "one process match"),
+        None => {}
     }
     if plan.entity_matching {
-        match plan.users.get(&c.key).map(Vec::as_slice) {
-            Some([login]) => return Decision::User(login.clone(), one_entity),
-            Some(l) if l.len() > 1 => return Decision::Nothing(multiple, "multiple matches"),
-            _ => {}
+        match plan.users.get(c.key.as_str()) {
+            Some(&MULTIPLE) => return Decision::Nothing(multiple, "multiple matches"),
+            Some(&u) => return Decision::User(u, one_entity),
+            None => {}
         }
     }
     Decision::Nothing(no_match, "no match")
@@ -396,281 +604,508 @@ fn action_name(a: ReconAction) -> &'static str {
     }
 }
 
-/// A row ready for a worker: its line and its values in field order, or why it could not be
-/// read (wrong column count, invalid UTF-8).
-type Row = (u64, Result<Vec<String>, String>);
-
-struct Event<'a> {
-    line: u64,
-    key: Option<&'a str>,
-    outcome: &'a str,
-    action: &'a str,
-    account: Option<i64>,
-    changes: String,
-    error: Option<&'a str>,
+/// Rows read from the source, waiting for a worker: the values of the recon fields (in field
+/// order) of every row packed into one buffer, so a chunk costs a handful of allocations.
+#[derive(Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+    /// Byte range in `bytes` of each value.
+    spans: Vec<(usize, usize)>,
+    /// Line, and the index in `spans` of the row's first value or why the row is unreadable.
+    rows: Vec<(u64, Result<usize, String>)>,
 }
 
-fn record(tx: &rusqlite::Connection, run: i64, now: Instant, e: &Event<'_>) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO recon_events(run_id, line, key, outcome, action, account_id, changes, error, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
-    stmt.execute(params![run, e.line as i64, e.key, e.outcome, e.action, e.account, e.changes, e.error, now])?;
-    Ok(())
+impl Chunk {
+    fn push_value(&mut self, v: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(v);
+        self.spans.push((start, self.bytes.len()));
+    }
 }
 
-/// Applies `c` to account `id`: only what differs. Returns the changes as JSON, empty if none.
-fn apply_update(conn: &rusqlite::Connection, id: i64, c: &Checked, now: Instant) -> rusqlite::Result<String> {
-    let (form_text, status, login): (String, String, String) = conn
-        .prepare_cached("SELECT form, status, user_login FROM accounts WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    let mut form: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&form_text).unwrap_or_default();
-    let mut changes = serde_json::Map::new();
-    for (name, text) in &c.form {
-        let current = form.get(name).and_then(|v| v.as_str());
-        if current != Some(text.as_str()) {
-            changes.insert(format!("form.{name}"), serde_json::json!({ "from": current, "to": text }));
-            form.insert(name.clone(), serde_json::Value::String(text.clone()));
-        }
-    }
-    let new_status = c.status.filter(|s| s.as_str() != status && *s != ObjectStatus::None);
-    if let Some(s) = new_status {
-        changes.insert("OIM_OBJECT_STATUS".into(), serde_json::json!({ "from": status, "to": s.as_str() }));
-    }
-    if changes.keys().any(|k| k.starts_with("form.")) || new_status.is_some() {
-        conn.prepare_cached(
-            "UPDATE accounts SET form = ?2, status = coalesce(?3, status), updated_at = ?4 WHERE id = ?1",
-        )?
-        .execute(params![
-            id,
-            serde_json::Value::Object(form).to_string(),
-            new_status.map(|s| s.as_str()),
-            now
-        ])?;
-    }
-    if !c.user.is_empty() {
-        let attrs: String =
-            conn.prepare_cached("SELECT attributes FROM users WHERE login = ?1")?.query_row([&login], |r| r.get(0))?;
-        let mut map: BTreeMap<String, String> = serde_json::from_str(&attrs).unwrap_or_default();
-        let mut changed = false;
-        for (a, text) in &c.user {
-            if map.get(a) != Some(text) {
-                changes.insert(format!("user.{a}"), serde_json::json!({ "from": map.get(a), "to": text }));
-                map.insert(a.clone(), text.clone());
-                changed = true;
+/// A validated and matched row, for the writer.
+enum Work {
+    Bad { line: u64, error: String },
+    Row { line: u64, checked: Checked, decision: Decision },
+}
+
+/// Validates and matches the rows of a chunk: the CPU-bound part, run on every worker.
+fn work(plan: &Plan, chunk: &Chunk) -> Vec<Work> {
+    let n = plan.fields.len();
+    let mut out = Vec::with_capacity(chunk.rows.len());
+    let mut values: Vec<&str> = Vec::with_capacity(n);
+    for (line, row) in &chunk.rows {
+        let line = *line;
+        let first = match row {
+            Ok(first) => *first,
+            Err(e) => {
+                out.push(Work::Bad { line, error: e.clone() });
+                continue;
+            }
+        };
+        values.clear();
+        let mut problems = Vec::new();
+        for (i, f) in plan.fields.iter().enumerate() {
+            let bytes = chunk.spans.get(first + i).and_then(|&(s, e)| chunk.bytes.get(s..e)).unwrap_or(&[]);
+            match std::str::from_utf8(bytes) {
+                Ok(v) => values.push(v),
+                Err(e) => {
+                    problems.push(format!("`{}`: not valid UTF-8 (byte {})", f.name, e.valid_up_to() + 1));
+                    values.push("");
+                }
             }
         }
-        if changed {
-            conn.prepare_cached("UPDATE users SET attributes = ?2, updated_at = ?3 WHERE login = ?1")?
-                .execute(params![login, serde_json::to_string(&map).unwrap_or_default(), now])?;
-        }
+        let checked = if problems.is_empty() {
+            check(plan, &values)
+        } else {
+            Err(format!("unreadable row: {}", problems.join("; ")))
+        };
+        out.push(match checked {
+            Ok(checked) => {
+                let decision = decide(plan, &checked);
+                Work::Row { line, checked, decision }
+            }
+            Err(error) => Work::Bad { line, error },
+        });
     }
-    Ok(if changes.is_empty() { String::new() } else { serde_json::Value::Object(changes).to_string() })
+    out
 }
 
-/// Creates the account of `login` that the target already has. Returns its id and changes.
-fn create_account(
-    conn: &rusqlite::Connection,
-    plan: &Plan,
-    login: &str,
-    c: &Checked,
-    now: Instant,
-) -> rusqlite::Result<(i64, String)> {
-    let attrs: String =
-        conn.prepare_cached("SELECT attributes FROM users WHERE login = ?1")?.query_row([login], |r| r.get(0))?;
-    let attrs: BTreeMap<String, String> = serde_json::from_str(&attrs).unwrap_or_default();
-    let mut form = serde_json::Map::new();
-    for (name, d) in &plan.defaults {
-        form.insert(name.clone(), serde_json::Value::String(d.clone()));
-    }
-    for (name, a) in &plan.from_user {
-        let v = if a == "usr_login" { Some(login.to_string()) } else { attrs.get(a).cloned() };
-        if let Some(v) = v {
-            form.insert(name.clone(), serde_json::Value::String(v));
-        }
-    }
-    for (name, text) in &c.form {
-        form.insert(name.clone(), serde_json::Value::String(text.clone()));
-    }
-    let status = c.status.filter(|s| *s != ObjectStatus::None).unwrap_or(ObjectStatus::Provisioned);
-    conn.prepare_cached(
-        "INSERT INTO accounts(process, user_login, bundle_hash, status, form, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-    )?
-    .execute(params![plan.process, login, plan.bundle_hash, status.as_str(), serde_json::Value::Object(form.clone()).to_string(), now])?;
-    let id = conn.last_insert_rowid();
-    let changes =
-        serde_json::json!({ "account": { "to": id }, "OIM_OBJECT_STATUS": { "to": status.as_str() }, "form": form });
-    Ok((id, changes.to_string()))
+/// One event waiting for the multi-row INSERT.
+struct Event {
+    line: u64,
+    key: Option<String>,
+    outcome: &'static str,
+    action: &'static str,
+    account: Option<i64>,
+    changes: String,
+    error: Option<String>,
 }
 
-struct Worker<'a> {
+/// Appends `text` as a JSON string.
+fn push_json_str(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Appends `"name":{"from":..,"to":..}` to a changes object under construction.
+fn push_change(out: &mut String, name: &str, from: Option<&str>, to: &str) {
+    out.push(if out.is_empty() { '{' } else { ',' });
+    push_json_str(out, name);
+    out.push_str(":{\"from\":");
+    match from {
+        Some(f) => push_json_str(out, f),
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"to\":");
+    push_json_str(out, to);
+    out.push('}');
+}
+
+/// The single writer: applies decided rows in large transactions and records their events.
+/// It owns the account snapshots, so "changed or not" is decided against what this run has
+/// written so far, in the order it writes.
+struct Writer<'a> {
     plan: &'a Plan,
     run: i64,
     now: Instant,
+    snapshots: Vec<Snapshot>,
+    /// Accounts created by this run, by user login.
+    created: FxMap<Box<str>, u32>,
+    events: Vec<Event>,
+    summary: Summary,
+    bad: Vec<BadRow>,
 }
 
-impl Worker<'_> {
-    /// Processes one batch in one transaction, each row in its own savepoint.
-    fn batch(
-        &self,
-        conn: &mut rusqlite::Connection,
-        rows: &[Row],
-        bad: &mut Vec<BadRow>,
-    ) -> Result<Summary, ReconError> {
-        // Validation and matching need no lock: done before the write transaction starts.
-        let checked: Vec<(u64, Result<Checked, String>)> = rows
-            .iter()
-            .map(|(line, rec)| (*line, rec.as_ref().map_err(Clone::clone).and_then(|r| check(self.plan, r))))
-            .collect();
-        let mut s = Summary::default();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for (line, c) in &checked {
-            s.rows += 1;
-            let c = match c {
-                Ok(c) => c,
-                Err(e) => {
-                    s.failed += 1;
-                    if bad.len() < BAD_ROWS_KEPT {
-                        bad.push(BadRow { line: *line, error: e.clone() });
-                    }
-                    record(
-                        &tx,
-                        self.run,
-                        self.now,
-                        &Event {
-                            line: *line,
-                            key: None,
-                            outcome: "bad row",
-                            action: "skipped",
-                            account: None,
-                            changes: "{}".into(),
-                            error: Some(e),
-                        },
-                    )?;
-                    continue;
-                }
-            };
-            tx.execute_batch("SAVEPOINT recon_row")?;
-            let result = self.apply(&tx, c, *line, &mut s);
-            match result {
-                Ok(()) => tx.execute_batch("RELEASE recon_row")?,
-                Err(e) => {
-                    tx.execute_batch("ROLLBACK TO recon_row; RELEASE recon_row")?;
-                    s.failed += 1;
-                    let msg = e.to_string();
-                    if bad.len() < BAD_ROWS_KEPT {
-                        bad.push(BadRow { line: *line, error: msg.clone() });
-                    }
-                    record(
-                        &tx,
-                        self.run,
-                        self.now,
-                        &Event {
-                            line: *line,
-                            key: Some(&c.key_display),
-                            outcome: "failed",
-                            action: "skipped",
-                            account: None,
-                            changes: "{}".into(),
-                            error: Some(&msg),
-                        },
-                    )?;
-                }
-            }
+impl Writer<'_> {
+    fn bad_row(&mut self, line: u64, error: String) {
+        self.bad.push(BadRow { line, error });
+        // Keep the first rows by line (workers finish out of order), in bounded memory.
+        if self.bad.len() >= 2 * BAD_ROWS_KEPT {
+            self.bad.sort_by_key(|b| b.line);
+            self.bad.truncate(BAD_ROWS_KEPT);
         }
-        tx.commit()?;
-        Ok(s)
     }
 
-    fn apply(&self, conn: &rusqlite::Connection, c: &Checked, line: u64, s: &mut Summary) -> rusqlite::Result<()> {
-        let key = Some(c.key_display.as_str());
-        let ev = |outcome: &'static str, action: &'static str, account: Option<i64>, changes: String| Event {
+    fn event(
+        &mut self,
+        line: u64,
+        c: &Checked,
+        outcome: &'static str,
+        action: &'static str,
+        account: Option<i64>,
+        changes: String,
+    ) {
+        self.events.push(Event {
             line,
-            key,
+            key: Some(c.key_display.clone()),
             outcome,
             action,
             account,
             changes: if changes.is_empty() { "{}".into() } else { changes },
             error: None,
+        });
+    }
+
+    /// Applies one unit of work inside the open transaction. A row whose write fails is
+    /// rolled back whole and reported; an error that ends the transaction ends the run.
+    fn write(&mut self, conn: &rusqlite::Connection, w: Work) -> Result<(), ReconError> {
+        self.summary.rows += 1;
+        let (line, c, decision) = match w {
+            Work::Bad { line, error } => {
+                self.summary.failed += 1;
+                self.events.push(Event {
+                    line,
+                    key: None,
+                    outcome: "bad row",
+                    action: "skipped",
+                    account: None,
+                    changes: "{}".into(),
+                    error: Some(error.clone()),
+                });
+                self.bad_row(line, error);
+                return Ok(());
+            }
+            Work::Row { line, checked, decision } => (line, checked, decision),
         };
-        match decide(self.plan, c) {
-            Decision::Account(id, action, outcome) => match action {
+        if let Err(e) = self.apply(conn, line, &c, decision) {
+            if conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (disk full, I/O error): stop.
+                return Err(e.into());
+            }
+            self.summary.failed += 1;
+            let msg = e.to_string();
+            self.events.push(Event {
+                line,
+                key: Some(c.key_display.clone()),
+                outcome: "failed",
+                action: "skipped",
+                account: None,
+                changes: "{}".into(),
+                error: Some(msg.clone()),
+            });
+            self.bad_row(line, msg);
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        conn: &rusqlite::Connection,
+        line: u64,
+        c: &Checked,
+        decision: Decision,
+    ) -> rusqlite::Result<()> {
+        match decision {
+            Decision::Account(slot, action, outcome) => match action {
                 ReconAction::Update | ReconAction::Link | ReconAction::Create => {
-                    let changes = apply_update(conn, id, c, self.now)?;
-                    if changes.is_empty() {
-                        s.unchanged += 1;
-                        record(conn, self.run, self.now, &ev(outcome, "no change", Some(id), String::new()))
-                    } else {
-                        s.updated += 1;
-                        record(conn, self.run, self.now, &ev(outcome, action_name(action), Some(id), changes))
-                    }
+                    self.update_and_record(conn, line, c, slot, outcome, action_name(action))
                 }
                 ReconAction::None => {
-                    s.unmatched += 1;
-                    record(conn, self.run, self.now, &ev(outcome, "none", Some(id), String::new()))
+                    self.summary.unmatched += 1;
+                    let id = self.snapshots.get(slot as usize).map(|s| s.id);
+                    self.event(line, c, outcome, "none", id, String::new());
+                    Ok(())
                 }
             },
-            Decision::User(login, action) => {
-                // Another row of this run (another worker) may have created it meanwhile.
-                let existing: Option<i64> = conn
-                    .prepare_cached("SELECT max(id) FROM accounts WHERE process = ?1 AND user_login = ?2")?
-                    .query_row(params![self.plan.process, login], |r| r.get(0))
-                    .optional()?
-                    .flatten();
+            Decision::User(user, action) => {
+                let login = self.plan.user_logins.get(user as usize).cloned().unwrap_or_default();
+                // An account created by an earlier row of this run, or one the key did not
+                // match (its key fields differ from the user's attributes).
+                let existing = self.created.get(&login).or_else(|| self.plan.by_login.get(&login)).copied();
                 match (action, existing) {
                     (ReconAction::None, _) => {
-                        s.unmatched += 1;
-                        record(conn, self.run, self.now, &ev("one entity match", "none", None, String::new()))
+                        self.summary.unmatched += 1;
+                        self.event(line, c, "one entity match", "none", None, String::new());
+                        Ok(())
                     }
                     (ReconAction::Update, None) => {
-                        s.unmatched += 1;
-                        record(
-                            conn,
-                            self.run,
-                            self.now,
-                            &ev("one entity match", "none: no account to update", None, String::new()),
-                        )
+                        self.summary.unmatched += 1;
+                        self.event(line, c, "one entity match", "none: no account to update", None, String::new());
+                        Ok(())
                     }
-                    (_, Some(id)) => {
-                        let changes = apply_update(conn, id, c, self.now)?;
-                        if changes.is_empty() {
-                            s.unchanged += 1;
-                            record(
-                                conn,
-                                self.run,
-                                self.now,
-                                &ev("one process match", "no change", Some(id), String::new()),
-                            )
-                        } else {
-                            s.updated += 1;
-                            record(conn, self.run, self.now, &ev("one process match", "update", Some(id), changes))
-                        }
-                    }
+                    (_, Some(slot)) => self.update_and_record(conn, line, c, slot, "one process match", "update"),
                     (action, None) => {
-                        let (id, changes) = create_account(conn, self.plan, &login, c, self.now)?;
+                        let (slot, changes) = self.create_account(conn, &login, c)?;
                         if action == ReconAction::Create {
-                            s.created += 1;
+                            self.summary.created += 1;
                         } else {
-                            s.linked += 1;
+                            self.summary.linked += 1;
                         }
-                        record(
-                            conn,
-                            self.run,
-                            self.now,
-                            &ev("one entity match", action_name(action), Some(id), changes),
-                        )
+                        self.created.insert(login, slot);
+                        let id = self.snapshots.get(slot as usize).map(|s| s.id);
+                        self.event(line, c, "one entity match", action_name(action), id, changes);
+                        Ok(())
                     }
                 }
             }
             Decision::Nothing(action, outcome) => {
-                s.unmatched += 1;
+                self.summary.unmatched += 1;
                 let action = match action {
                     ReconAction::None => "none",
                     // Nothing to link to, update, or own a created account.
                     _ => "none: no single user or account to apply it to",
                 };
-                record(conn, self.run, self.now, &ev(outcome, action, None, String::new()))
+                self.event(line, c, outcome, action, None, String::new());
+                Ok(())
             }
         }
+    }
+
+    fn update_and_record(
+        &mut self,
+        conn: &rusqlite::Connection,
+        line: u64,
+        c: &Checked,
+        slot: u32,
+        outcome: &'static str,
+        action: &'static str,
+    ) -> rusqlite::Result<()> {
+        let (id, changes) = self.apply_update(conn, slot, c)?;
+        if changes.is_empty() {
+            self.summary.unchanged += 1;
+            self.event(line, c, outcome, "no change", Some(id), String::new());
+        } else {
+            self.summary.updated += 1;
+            self.event(line, c, outcome, action, Some(id), changes);
+        }
+        Ok(())
+    }
+
+    /// Writes to account `slot` what differs from its snapshot, patching only those members of
+    /// the JSON columns (a concurrent change to another form field survives). Returns the
+    /// account id and the changes as JSON, empty if none.
+    fn apply_update(&mut self, conn: &rusqlite::Connection, slot: u32, c: &Checked) -> rusqlite::Result<(i64, String)> {
+        let plan = self.plan;
+        let Some(snap) = self.snapshots.get(slot as usize) else {
+            return Err(rusqlite::Error::QueryReturnedNoRows);
+        };
+        let new_status =
+            c.status.filter(|s| *s != ObjectStatus::None && s.as_str() != &*snap.status).map(|s| s.as_str());
+        let form: Vec<&(usize, String)> =
+            c.form.iter().filter(|(i, t)| snap.form.get(*i).and_then(|v| v.as_deref()) != Some(t.as_str())).collect();
+        let user: Vec<&(usize, String)> =
+            c.user.iter().filter(|(i, t)| snap.user.get(*i).and_then(|v| v.as_deref()) != Some(t.as_str())).collect();
+        if new_status.is_none() && form.is_empty() && user.is_empty() {
+            return Ok((snap.id, String::new()));
+        }
+        // The key order of a serde_json map, so events read the same as before.
+        let mut changes = String::new();
+        if let Some(s) = new_status {
+            push_change(&mut changes, "OIM_OBJECT_STATUS", Some(&snap.status), s);
+        }
+        for (i, t) in &form {
+            let name = plan.form_changes.get(*i).map(String::as_str).unwrap_or("");
+            push_change(&mut changes, name, snap.form.get(*i).and_then(|v| v.as_deref()), t);
+        }
+        for (i, t) in &user {
+            let name = plan.user_fields.get(*i).map(String::as_str).unwrap_or("");
+            push_change(&mut changes, &format!("user.{name}"), snap.user.get(*i).and_then(|v| v.as_deref()), t);
+        }
+        changes.push('}');
+
+        // Two statements must go in together: a savepoint, only then.
+        let both = (new_status.is_some() || !form.is_empty()) && !user.is_empty();
+        if both {
+            conn.execute_batch("SAVEPOINT recon_row")?;
+        }
+        let written = (|| -> rusqlite::Result<()> {
+            if new_status.is_some() || !form.is_empty() {
+                // Two recon fields may map to one form field: more pairs than form fields.
+                let built;
+                let sql = match plan.update_sql.get(form.len()) {
+                    Some(sql) => sql,
+                    None => {
+                        built = update_sql(form.len());
+                        &built
+                    }
+                };
+                let mut stmt = conn.prepare_cached(sql)?;
+                stmt.raw_bind_parameter(1, snap.id)?;
+                stmt.raw_bind_parameter(2, new_status)?;
+                stmt.raw_bind_parameter(3, self.now)?;
+                for (k, (i, t)) in form.iter().enumerate() {
+                    stmt.raw_bind_parameter(4 + 2 * k, plan.form_paths.get(*i).map(String::as_str).unwrap_or("$"))?;
+                    stmt.raw_bind_parameter(5 + 2 * k, t.as_str())?;
+                }
+                stmt.raw_execute()?;
+            }
+            if !user.is_empty() {
+                let mut sql = String::from("UPDATE users SET attributes = json_set(attributes");
+                for k in 0..user.len() {
+                    sql.push_str(&format!(", ?{}, ?{}", 3 + 2 * k, 4 + 2 * k));
+                }
+                sql.push_str("), updated_at = ?2 WHERE login = ?1");
+                let mut stmt = conn.prepare_cached(&sql)?;
+                stmt.raw_bind_parameter(1, &*snap.login)?;
+                stmt.raw_bind_parameter(2, self.now)?;
+                for (k, (i, t)) in user.iter().enumerate() {
+                    stmt.raw_bind_parameter(3 + 2 * k, plan.user_paths.get(*i).map(String::as_str).unwrap_or("$"))?;
+                    stmt.raw_bind_parameter(4 + 2 * k, t.as_str())?;
+                }
+                stmt.raw_execute()?;
+            }
+            Ok(())
+        })();
+        if both {
+            match &written {
+                Ok(()) => conn.execute_batch("RELEASE recon_row")?,
+                Err(_) if !conn.is_autocommit() => conn.execute_batch("ROLLBACK TO recon_row; RELEASE recon_row")?,
+                Err(_) => {}
+            }
+        }
+        written?;
+        let id = snap.id;
+        if let Some(snap) = self.snapshots.get_mut(slot as usize) {
+            if let Some(s) = new_status {
+                snap.status = s.into();
+            }
+            for (i, t) in form {
+                if let Some(v) = snap.form.get_mut(*i) {
+                    *v = Some(t.as_str().into());
+                }
+            }
+            for (i, t) in user {
+                if let Some(v) = snap.user.get_mut(*i) {
+                    *v = Some(t.as_str().into());
+                }
+            }
+        }
+        Ok((id, changes))
+    }
+
+    /// Creates the account of `login` that the target already has. Returns its slot and the
+    /// changes.
+    fn create_account(
+        &mut self,
+        conn: &rusqlite::Connection,
+        login: &str,
+        c: &Checked,
+    ) -> rusqlite::Result<(u32, String)> {
+        let plan = self.plan;
+        let attrs: String =
+            conn.prepare_cached("SELECT attributes FROM users WHERE login = ?1")?.query_row([login], |r| r.get(0))?;
+        let attrs: BTreeMap<String, String> = serde_json::from_str(&attrs).unwrap_or_default();
+        let mut form = serde_json::Map::new();
+        for (name, d) in &plan.defaults {
+            form.insert(name.clone(), serde_json::Value::String(d.clone()));
+        }
+        for (name, a) in &plan.from_user {
+            let v = if a == "usr_login" { Some(login.to_string()) } else { attrs.get(a).cloned() };
+            if let Some(v) = v {
+                form.insert(name.clone(), serde_json::Value::String(v));
+            }
+        }
+        for (i, text) in &c.form {
+            if let Some(name) = plan.form_fields.get(*i) {
+                form.insert(name.clone(), serde_json::Value::String(text.clone()));
+            }
+        }
+        let status = c.status.filter(|s| *s != ObjectStatus::None).unwrap_or(ObjectStatus::Provisioned);
+        conn.prepare_cached(
+            "INSERT INTO accounts(process, user_login, bundle_hash, status, form, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        )?
+        .execute(params![plan.process, login, plan.bundle_hash, status.as_str(), serde_json::Value::Object(form.clone()).to_string(), self.now])?;
+        let id = conn.last_insert_rowid();
+        let slot = u32::try_from(self.snapshots.len()).map_err(|_| rusqlite::Error::InvalidQuery)?;
+        self.snapshots.push(Snapshot {
+            id,
+            login: login.into(),
+            status: status.as_str().into(),
+            form: plan.form_fields.iter().map(|n| form.get(n).and_then(|v| v.as_str()).map(Into::into)).collect(),
+            user: plan.user_fields.iter().map(|a| attrs.get(a).map(|v| v.as_str().into())).collect(),
+        });
+        let changes = serde_json::json!({ "account": { "to": id }, "OIM_OBJECT_STATUS": { "to": status.as_str() }, "form": form });
+        Ok((slot, changes.to_string()))
+    }
+
+    /// Inserts the pending events, many rows per statement.
+    fn flush_events(&mut self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+        let events = std::mem::take(&mut self.events);
+        for group in events.chunks(EVENTS_PER_INSERT) {
+            // The run id and the time are the same for every row: literals, not parameters.
+            let mut sql = String::from(
+                "INSERT INTO recon_events(run_id, at, line, key, outcome, action, account_id, changes, error) VALUES ",
+            );
+            for k in 0..group.len() {
+                let p = 7 * k;
+                if k > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "({}, {}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                    self.run,
+                    self.now,
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7
+                ));
+            }
+            let mut stmt = conn.prepare_cached(&sql)?;
+            for (k, e) in group.iter().enumerate() {
+                let p = 7 * k;
+                stmt.raw_bind_parameter(p + 1, e.line as i64)?;
+                stmt.raw_bind_parameter(p + 2, e.key.as_deref())?;
+                stmt.raw_bind_parameter(p + 3, e.outcome)?;
+                stmt.raw_bind_parameter(p + 4, e.action)?;
+                stmt.raw_bind_parameter(p + 5, e.account)?;
+                stmt.raw_bind_parameter(p + 6, e.changes.as_str())?;
+                stmt.raw_bind_parameter(p + 7, e.error.as_deref())?;
+            }
+            stmt.raw_execute()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every batch the workers send, committing every [`COMMIT_ROWS`] rows.
+    fn drain(
+        &mut self,
+        conn: &mut rusqlite::Connection,
+        done: mpsc::Receiver<Vec<Work>>,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), ReconError> {
+        let mut in_tx = 0u64;
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = (|| -> Result<(), ReconError> {
+            for batch in done.iter() {
+                let n = batch.len() as u64;
+                for w in batch {
+                    self.write(conn, w)?;
+                    if self.events.len() >= EVENTS_PER_INSERT * 16 {
+                        self.flush_events(conn)?;
+                    }
+                }
+                in_tx += n;
+                if in_tx >= COMMIT_ROWS {
+                    self.flush_events(conn)?;
+                    conn.execute_batch("COMMIT; BEGIN IMMEDIATE")?;
+                    in_tx = 0;
+                }
+                progress(n);
+            }
+            self.flush_events(conn)?;
+            conn.execute_batch("COMMIT")?;
+            Ok(())
+        })();
+        if result.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        result
     }
 }
 
@@ -683,6 +1118,13 @@ fn open_conn(path: &Path) -> Result<rusqlite::Connection, ReconError> {
 
 /// Reconciles `process` from `source` into the state store at `state`. The bundle must
 /// already be saved in the store (accounts reference it).
+///
+/// One thread reads the source, `options.threads` workers validate and match rows against
+/// in-memory indexes built once at the start, and one writer applies the decided rows in
+/// large transactions. Durability: the writer commits its batches with `synchronous=NORMAL`
+/// (in WAL mode, still atomic and consistent) and the final commit with `FULL`, which syncs
+/// the whole WAL: a crash mid-run may lose the last batches, never half a row, and re-running
+/// the same source applies what is missing and changes nothing else.
 pub fn reconcile(
     state: &Path,
     bundle: &Bundle,
@@ -693,28 +1135,17 @@ pub fn reconcile(
 ) -> Result<Outcome, ReconError> {
     let process =
         bundle.process(process_name).map(|(_, p)| p).ok_or_else(|| ReconError::NoRecon(process_name.to_string()))?;
-    let conn = open_conn(state)?;
-    let mut plan = plan(&conn, bundle, process)?;
+    let mut plan = resolve(bundle, process)?;
     let mut warnings = Vec::new();
-    let source_name = match &source {
-        Source::Csv(p) => format!("csv:{}", p.display()),
-        Source::Target => {
-            format!("target:{}", bundle.targets.get(process.target).map(|t| t.name.as_str()).unwrap_or("?"))
-        }
-    };
-    conn.execute(
-        "INSERT INTO recon_runs(process, source, started_at) VALUES (?1, ?2, ?3)",
-        params![process.name, source_name, options.now],
-    )?;
-    let run = conn.last_insert_rowid();
 
-    // The source is opened (and its header checked) before any worker starts.
+    // The source is opened (and its header checked) before anything is loaded or recorded.
     let feed = match source {
         Source::Csv(path) => {
             let display = path.display().to_string();
             let mut reader = csv::ReaderBuilder::new()
                 .has_headers(true)
                 .flexible(true)
+                .buffer_capacity(1 << 20)
                 .from_path(&path)
                 .map_err(|e| ReconError::Read { path: display.clone(), error: e.to_string() })?;
             let header: Vec<String> = reader
@@ -749,7 +1180,7 @@ pub fn reconcile(
             }
             plan.columns = columns;
             plan.width = header.len();
-            FeedKind::Csv(reader, display)
+            Feed::Csv(reader, display)
         }
         Source::Target => {
             let recon = process.recon.as_ref().ok_or_else(|| ReconError::NoRecon(process.name.clone()))?;
@@ -767,13 +1198,11 @@ pub fn reconcile(
             let outcome = target
                 .call(query, &values)
                 .map_err(|e| ReconError::Query { process: process.name.clone(), error: e.to_string() })?;
-            let rows: Vec<Row> = outcome
+            let rows: Vec<Vec<String>> = outcome
                 .rows
                 .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    let rec = plan
-                        .fields
+                .map(|r| {
+                    plan.fields
                         .iter()
                         .map(|f| {
                             r.iter()
@@ -784,137 +1213,169 @@ pub fn reconcile(
                                 })
                                 .unwrap_or_default()
                         })
-                        .collect();
-                    (i as u64 + 1, Ok(rec))
+                        .collect()
                 })
                 .collect();
             (options.total)(rows.len() as u64);
-            FeedKind::Rows(rows)
+            Feed::Rows(rows)
         }
     };
-    drop(conn);
+
+    // The indexes: accounts and users load side by side, on their own connections.
+    let (accounts, users) = std::thread::scope(|scope| {
+        let plan = &plan;
+        let users = scope.spawn(move || -> Result<_, ReconError> {
+            if plan.entity_matching {
+                load_users(&open_conn(state)?, plan)
+            } else {
+                Ok((FxMap::default(), Vec::new()))
+            }
+        });
+        let accounts = open_conn(state).and_then(|c| load_accounts(&c, plan));
+        let users = users.join().unwrap_or_else(|_| Err(ReconError::Store("loading the users panicked".into())));
+        (accounts, users)
+    });
+    let (snapshots, account_index, by_login) = accounts?;
+    let (user_index, user_logins) = users?;
+    plan.accounts = account_index;
+    plan.by_login = by_login;
+    plan.users = user_index;
+    plan.user_logins = user_logins;
+
+    let mut conn = open_conn(state)?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -262144;")?;
+    let source_name = match &feed {
+        Feed::Csv(_, p) => format!("csv:{p}"),
+        Feed::Rows(_) => {
+            format!("target:{}", bundle.targets.get(process.target).map(|t| t.name.as_str()).unwrap_or("?"))
+        }
+    };
+    conn.execute(
+        "INSERT INTO recon_runs(process, source, started_at) VALUES (?1, ?2, ?3)",
+        params![process.name, source_name, options.now],
+    )?;
+    let run = conn.last_insert_rowid();
 
     let threads = options.threads.max(1);
-    let (tx, rx) = mpsc::sync_channel::<Vec<Row>>(threads * 2);
-    let rx = Arc::new(Mutex::new(rx));
     let plan = &plan;
-    let results: Vec<Result<(Summary, Vec<BadRow>), ReconError>> = std::thread::scope(|scope| {
+    let mut writer = Writer {
+        plan,
+        run,
+        now: options.now,
+        snapshots,
+        created: FxMap::default(),
+        events: Vec::with_capacity(EVENTS_PER_INSERT * 16),
+        summary: Summary { run, ..Summary::default() },
+        bad: Vec::new(),
+    };
+    let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(threads * 2);
+    let chunk_rx = Arc::new(Mutex::new(chunk_rx));
+    let (done_tx, done_rx) = mpsc::sync_channel::<Vec<Work>>(threads * 2);
+    let (written, feed_result, workers_ok) = std::thread::scope(|scope| {
+        let feeder = scope.spawn(move || feed_rows(feed, plan, &chunk_tx));
         let mut handles = Vec::new();
         for _ in 0..threads {
-            let rx = Arc::clone(&rx);
-            handles.push(scope.spawn(move || -> Result<(Summary, Vec<BadRow>), ReconError> {
-                let mut conn = open_conn(state)?;
-                let worker = Worker { plan, run, now: options.now };
-                let mut total = Summary::default();
-                let mut bad = Vec::new();
-                loop {
-                    let batch = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => break,
-                    };
-                    let Ok(batch) = batch else { break };
-                    let s = worker.batch(&mut conn, &batch, &mut bad)?;
-                    (options.progress)(s.rows);
-                    total.add(&s);
+            let chunk_rx = Arc::clone(&chunk_rx);
+            let done_tx = done_tx.clone();
+            handles.push(scope.spawn(move || loop {
+                let chunk = match chunk_rx.lock() {
+                    Ok(r) => r.recv(),
+                    Err(_) => return,
+                };
+                let Ok(chunk) = chunk else { return };
+                if done_tx.send(work(plan, &chunk)).is_err() {
+                    // The writer stopped; so do we, which stops the feeder.
+                    return;
                 }
-                Ok((total, bad))
             }));
         }
-        let feed_result = feed_rows(feed, plan, &tx);
-        drop(tx);
-        let mut out: Vec<Result<(Summary, Vec<BadRow>), ReconError>> = handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(ReconError::Store("a worker panicked".into()))))
-            .collect();
-        if let Err(e) = feed_result {
-            out.push(Err(e));
-        }
-        out
+        drop(done_tx);
+        drop(chunk_rx);
+        // Dropping the receiver (when `drain` returns) unblocks the workers on an error.
+        let written = writer.drain(&mut conn, done_rx, options.progress);
+        // Every worker joined, even after a panic: the scope would re-panic on an unjoined one.
+        let workers_ok = handles.into_iter().fold(true, |ok, h| h.join().is_ok() && ok);
+        let feed_result =
+            feeder.join().unwrap_or_else(|_| Err(ReconError::Store("reading the source panicked".into())));
+        (written, feed_result, workers_ok)
     });
-    let mut summary = Summary { run, ..Summary::default() };
-    let mut bad_rows = Vec::new();
-    let mut first_error = None;
-    for r in results {
-        match r {
-            Ok((s, b)) => {
-                summary.add(&s);
-                bad_rows.extend(b);
-            }
-            Err(e) => first_error = first_error.or(Some(e)),
-        }
-    }
+    let summary = writer.summary.clone();
+    let mut bad_rows = std::mem::take(&mut writer.bad);
     bad_rows.sort_by_key(|b| b.line);
     bad_rows.truncate(BAD_ROWS_KEPT);
-    let conn = open_conn(state)?;
+    // The last commit syncs the WAL, and with it every batch of the run.
+    conn.execute_batch("PRAGMA synchronous = FULL")?;
     conn.execute(
         "UPDATE recon_runs SET finished_at = ?2, summary = ?3 WHERE id = ?1",
         params![run, options.now, serde_json::to_string(&summary).unwrap_or_default()],
     )?;
-    if let Some(e) = first_error {
-        return Err(e);
+    written?;
+    feed_result?;
+    if !workers_ok {
+        return Err(ReconError::Store("a worker panicked".into()));
     }
     Ok(Outcome { summary, bad_rows, warnings })
 }
 
-enum FeedKind {
+enum Feed {
     Csv(csv::Reader<std::fs::File>, String),
-    Rows(Vec<Row>),
+    Rows(Vec<Vec<String>>),
 }
 
-/// Sends the source's rows to the workers in batches.
-fn feed_rows(feed: FeedKind, plan: &Plan, tx: &mpsc::SyncSender<Vec<Row>>) -> Result<(), ReconError> {
-    {
-        let mut batch: Vec<Row> = Vec::with_capacity(BATCH);
-        let send = |batch: &mut Vec<Row>| -> bool {
-            let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
-            tx.send(full).is_ok()
-        };
-        match feed {
-            FeedKind::Rows(rows) => {
-                for r in rows {
-                    batch.push(r);
-                    if batch.len() == BATCH && !send(&mut batch) {
-                        return Ok(());
-                    }
+/// Reads the source into chunks for the workers. Parsing bytes (not strings) keeps this thread
+/// light; the workers check UTF-8 along with everything else.
+fn feed_rows(feed: Feed, plan: &Plan, tx: &mpsc::SyncSender<Chunk>) -> Result<(), ReconError> {
+    let mut chunk = Chunk::default();
+    let send = |chunk: &mut Chunk| -> bool { tx.send(std::mem::take(chunk)).is_ok() };
+    match feed {
+        Feed::Rows(rows) => {
+            for (i, r) in rows.iter().enumerate() {
+                chunk.rows.push((i as u64 + 1, Ok(chunk.spans.len())));
+                for v in r {
+                    chunk.push_value(v.as_bytes());
+                }
+                if chunk.rows.len() == BATCH && !send(&mut chunk) {
+                    return Ok(());
                 }
             }
-            FeedKind::Csv(mut reader, path) => {
-                let mut record = csv::StringRecord::new();
-                loop {
-                    let line;
-                    match reader.read_record(&mut record) {
-                        Ok(false) => break,
-                        Ok(true) => {
-                            line = record.position().map(|p| p.line()).unwrap_or(0);
-                            // Values in field order; a short row keeps its length so that
-                            // `check` reports the column count.
-                            let values = if record.len() == plan.width {
-                                Ok(plan.columns.iter().map(|&i| record.get(i).unwrap_or("").to_string()).collect())
-                            } else {
-                                Err(format!("{} columns where the header has {}", record.len(), plan.width))
-                            };
-                            batch.push((line, values));
-                        }
-                        Err(e) => {
-                            // Invalid UTF-8 and the like: the row is reported, the rest goes on.
-                            let line = e.position().map(|p| p.line()).unwrap_or(0);
-                            if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                                return Err(ReconError::Read { path, error: e.to_string() });
+        }
+        Feed::Csv(mut reader, path) => {
+            let mut record = csv::ByteRecord::new();
+            loop {
+                match reader.read_byte_record(&mut record) {
+                    Ok(false) => break,
+                    Ok(true) => {
+                        let line = record.position().map(|p| p.line()).unwrap_or(0);
+                        if record.len() == plan.width {
+                            chunk.rows.push((line, Ok(chunk.spans.len())));
+                            for &i in &plan.columns {
+                                chunk.push_value(record.get(i).unwrap_or(b""));
                             }
-                            batch.push((line, Err(format!("unreadable row: {e}"))));
+                        } else {
+                            chunk.rows.push((
+                                line,
+                                Err(format!("{} columns where the header has {}", record.len(), plan.width)),
+                            ));
                         }
                     }
-                    if batch.len() == BATCH && !send(&mut batch) {
-                        return Ok(());
+                    Err(e) => {
+                        let line = e.position().map(|p| p.line()).unwrap_or(0);
+                        if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                            return Err(ReconError::Read { path, error: e.to_string() });
+                        }
+                        chunk.rows.push((line, Err(format!("unreadable row: {e}"))));
                     }
+                }
+                if chunk.rows.len() == BATCH && !send(&mut chunk) {
+                    return Ok(());
                 }
             }
         }
-        if !batch.is_empty() {
-            send(&mut batch);
-        }
-        Ok(())
     }
+    if !chunk.rows.is_empty() {
+        send(&mut chunk);
+    }
+    Ok(())
 }
 
 /// One recorded reconciliation event.

@@ -101,3 +101,140 @@ fn a_header_without_a_recon_field_is_refused_before_any_row() {
     let err = reconcile(&state, &b, "Badge Access", Source::Csv(csv), &mut targets, &options).unwrap_err();
     assert!(err.to_string().contains("no column `login` (is `logn` meant to be `login`?)"), "{err}");
 }
+
+fn set_actions(b: &mut Bundle, one_entity_match: ReconAction, one_process_match: ReconAction) {
+    for p in b.processes.iter_mut().filter(|p| p.name == "Badge Access") {
+        if let Some(r) = p.recon.as_mut() {
+            r.one_entity_match = one_entity_match;
+            r.one_process_match = one_process_match;
+        }
+    }
+}
+
+#[test]
+fn bad_rows_across_chunks_and_threads_keep_their_line_numbers_and_a_second_run_changes_nothing() {
+    let logins: Vec<String> = (0..300).map(|i| format!("U{i}")).collect();
+    let refs: Vec<&str> = logins.iter().map(String::as_str).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (b, state) = setup(dir.path(), &refs);
+    // More rows than a chunk (BATCH) so that two workers share them; every 7th row of the
+    // file has a bad status, every 11th a missing column. Rows cycle over the 300 users, so
+    // most accounts are linked once and then updated or unchanged by later rows.
+    let rows = 2 * BATCH + 123;
+    let mut text = String::from("login,badge_id,status\n");
+    let mut expected_bad = Vec::new();
+    for i in 0..rows {
+        let line = i as u64 + 2;
+        let login = if i % 2 == 0 { format!("u{}", i % 300) } else { format!("U{}", i % 300) };
+        if i % 7 == 0 {
+            text.push_str(&format!("{login},B-{},LOST\n", i % 300));
+            expected_bad.push(line);
+        } else if i % 11 == 0 {
+            text.push_str(&format!("{login},B-{}\n", i % 300));
+            expected_bad.push(line);
+        } else {
+            text.push_str(&format!("{login},B-{},ACTIVE\n", i % 300));
+        }
+    }
+    let csv = dir.path().join("many.csv");
+    std::fs::write(&csv, text).unwrap();
+    let first = run(&b, &state, &csv, 2);
+    let s = &first.summary;
+    assert_eq!(s.rows, rows as u64);
+    assert_eq!(s.failed as usize, expected_bad.len());
+    assert_eq!(s.linked, 300, "{s:?}");
+    assert_eq!(s.unmatched + s.updated + s.created, 0, "{s:?}");
+    assert_eq!(s.linked + s.unchanged + s.failed, s.rows);
+    assert_eq!(first.bad_rows.iter().map(|r| r.line).collect::<Vec<_>>(), expected_bad);
+    let store = SqliteStore::open(&state, None, Box::new(|| 1)).unwrap();
+    let (_, events) = events(&store, Some(s.run)).unwrap();
+    assert_eq!(events.len(), rows);
+    assert_eq!(events.iter().map(|e| e.line).collect::<Vec<_>>(), (2..rows as i64 + 2).collect::<Vec<_>>());
+    let bad_events: Vec<i64> = events.iter().filter(|e| e.outcome == "bad row").map(|e| e.line).collect();
+    assert_eq!(bad_events, expected_bad.iter().map(|&l| l as i64).collect::<Vec<_>>());
+    // A bad row is never half-applied: U0's first row (line 2) is bad, its account came from a
+    // later good row with the same values.
+    let a = store.find_account("Badge Access", "U0").unwrap().unwrap();
+    assert_eq!((a.status, a.form.get("badge_id").map(|v| v.display())), (ObjectStatus::Enabled, Some("B-0".into())));
+
+    let again = run(&b, &state, &csv, 2);
+    let s = &again.summary;
+    assert_eq!((s.linked, s.updated, s.created, s.unchanged), (0, 0, 0, rows as u64 - s.failed), "{s:?}");
+    assert_eq!(again.bad_rows, first.bad_rows);
+}
+
+#[test]
+fn a_key_repeated_in_one_file_is_decided_against_what_the_run_wrote_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, state) = setup(dir.path(), &["JDOE"]);
+    let csv = dir.path().join("b.csv");
+    std::fs::write(&csv, "login,badge_id,status\nJDOE,B-1,ACTIVE\njdoe,B-2,ACTIVE\nJdoe,B-2,SUSPENDED\n").unwrap();
+    let out = run(&b, &state, &csv, 1);
+    let s = &out.summary;
+    assert_eq!((s.linked, s.updated, s.unchanged), (1, 2, 0), "{out:?}");
+    let store = SqliteStore::open(&state, None, Box::new(|| 1)).unwrap();
+    let (_, events) = events(&store, Some(s.run)).unwrap();
+    assert_eq!(events[1].changes, serde_json::json!({ "form.badge_id": { "from": "B-1", "to": "B-2" } }));
+    assert_eq!(events[2].changes, serde_json::json!({ "OIM_OBJECT_STATUS": { "from": "Enabled", "to": "Disabled" } }));
+    let a = store.find_account("Badge Access", "JDOE").unwrap().unwrap();
+    assert_eq!((a.status, a.form.get("badge_id").map(|v| v.display())), (ObjectStatus::Disabled, Some("B-2".into())));
+    // Form fields recon does not map are kept: the account was linked with the default level.
+    assert_eq!(a.form.get("access_level").map(|v| v.display()), Some("STANDARD".into()));
+}
+
+#[test]
+fn actions_none_and_update_record_events_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut b, state) = setup(dir.path(), &["JDOE", "ASMITH"]);
+    let csv = dir.path().join("b.csv");
+    std::fs::write(&csv, "login,badge_id,status\nJDOE,B-1,ACTIVE\n").unwrap();
+    run(&b, &state, &csv, 1);
+
+    // `update` on an entity match has no account to update; `none` on a process match only
+    // records the event.
+    set_actions(&mut b, ReconAction::Update, ReconAction::None);
+    std::fs::write(&csv, "login,badge_id,status\njdoe,B-9,SUSPENDED\nASMITH,B-2,ACTIVE\n").unwrap();
+    let out = run(&b, &state, &csv, 2);
+    let s = &out.summary;
+    assert_eq!((s.linked, s.updated, s.unchanged, s.unmatched), (0, 0, 0, 2), "{out:?}");
+    let store = SqliteStore::open(&state, None, Box::new(|| 1)).unwrap();
+    let (_, events) = events(&store, Some(s.run)).unwrap();
+    let got: Vec<(&str, &str, Option<&str>)> =
+        events.iter().map(|e| (e.outcome.as_str(), e.action.as_str(), e.key.as_deref())).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("one process match", "none", Some("jdoe")),
+            ("one entity match", "none: no account to update", Some("ASMITH"))
+        ]
+    );
+    assert!(events[0].account.is_some());
+    assert!(store.find_account("Badge Access", "ASMITH").unwrap().is_none());
+    let a = store.find_account("Badge Access", "JDOE").unwrap().unwrap();
+    assert_eq!((a.status, a.form.get("badge_id").map(|v| v.display())), (ObjectStatus::Enabled, Some("B-1".into())));
+
+    // `update` on a process match: a case-insensitive key updates exactly what differs.
+    set_actions(&mut b, ReconAction::Link, ReconAction::Update);
+    std::fs::write(&csv, "login,badge_id,status\njDoE,B-9,ACTIVE\n").unwrap();
+    let out = run(&b, &state, &csv, 1);
+    assert_eq!(out.summary.updated, 1, "{out:?}");
+    let (_, events) = crate::recon::events(&store, Some(out.summary.run)).unwrap();
+    assert_eq!(events[0].changes, serde_json::json!({ "form.badge_id": { "from": "B-1", "to": "B-9" } }));
+}
+
+#[test]
+fn invalid_utf8_is_a_bad_row_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, state) = setup(dir.path(), &["JDOE", "ASMITH"]);
+    let csv = dir.path().join("b.csv");
+    let mut bytes = b"login,badge_id,status\nJDOE,B-\xff1,ACTIVE\nASMITH,B-2,ACTIVE\n".to_vec();
+    bytes.extend_from_slice(b"");
+    std::fs::write(&csv, bytes).unwrap();
+    let out = run(&b, &state, &csv, 2);
+    assert_eq!((out.summary.linked, out.summary.failed), (1, 1), "{out:?}");
+    assert_eq!(out.bad_rows.len(), 1);
+    assert_eq!(out.bad_rows[0].line, 2);
+    assert!(out.bad_rows[0].error.contains("`badge_id`: not valid UTF-8"), "{:?}", out.bad_rows);
+    let store = SqliteStore::open(&state, None, Box::new(|| 1)).unwrap();
+    assert!(store.find_account("Badge Access", "JDOE").unwrap().is_none());
+}
