@@ -185,3 +185,86 @@ fn sigkill_with_the_target_in_the_state_store_never_needs_a_person() {
     assert!(tally.killed_running >= 5, "{tally:?}");
     assert_eq!(tally.held, 0);
 }
+
+/// `user disable` commits the user's new status and the Disable User task it inserts in one
+/// transaction: killed at any moment and resumed, a Disabled user always has its Disable User
+/// task, run to Completed (or handed to a person with a note), and an Active one has none.
+#[test]
+fn sigkill_during_user_disable_never_loses_the_disable_task() {
+    let p = Project::new().with_env("PROVFLOW_SECRET_KEY", KEY);
+    let state = p.state_db();
+    p.install_dbum();
+    let env = [("PROVFLOW_TEST_STEP_DELAY_MS", DELAY_MS)];
+    p.create_user("WARMUP");
+    p.expect(0, &run_args(&p, "WARMUP"), &[("PW", "durable-pw")]);
+    let started = Instant::now();
+    p.expect(0, &["user", "disable", "WARMUP"], &env);
+    let typical = started.elapsed().as_millis() as u64;
+    let mut rng = Rng(0x5eed_0005);
+    let (mut killed_running, mut disabled, mut active) = (0, 0, 0);
+    // Until 20 kills landed while `user disable` ran (a kill after it finished proves less);
+    // the bound keeps a slow machine from looping forever.
+    for i in 0..60 {
+        if killed_running >= 20 {
+            break;
+        }
+        let user = format!("D{i:03}");
+        p.create_user(&user);
+        p.expect(0, &run_args(&p, &user), &[("PW", "durable-pw")]);
+        let mut child = p
+            .command(&["user", "disable", &user], &env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start provflow: {e}"));
+        // The warm-up may have been slower than the runs that follow: aim at its first 3/4.
+        std::thread::sleep(Duration::from_millis(rng.below(typical * 3 / 4 + 1)));
+        if matches!(child.try_wait(), Ok(None)) {
+            killed_running += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let resumed = p.pf(&["resume"], &[("PROVFLOW_TEST_STEP_DELAY_MS", "0")]);
+        assert_eq!(resumed.code(), Some(0), "{resumed}");
+
+        let db = open_db(&state);
+        let status: String = db.query_row("select status from users where login = ?1", [&user], |r| r.get(0)).unwrap();
+        let mut stmt = db
+            .prepare(
+                "select t.status, t.held, t.note, t.calling, a.status from task_instances t
+                 join accounts a on a.id = t.account_id
+                 where a.user_login = ?1 and t.task_name = 'Disable User' order by t.id",
+            )
+            .unwrap();
+        let rows: Vec<(String, bool, Option<String>, bool, String)> = stmt
+            .query_map([&user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        match status.as_str() {
+            "Disabled" => {
+                disabled += 1;
+                assert_eq!(rows.len(), 1, "{user}: Disabled, so exactly one Disable User task: {rows:?}");
+                let (task_status, held, note, calling, account_status) = &rows[0];
+                assert!(!calling, "{user}: still marked as calling after resume: {rows:?}");
+                match (task_status.as_str(), held) {
+                    ("Completed", false) => assert_eq!(account_status, "Disabled", "{user}: {rows:?}"),
+                    ("Pending", true) => {
+                        assert!(note.as_deref().is_some_and(|n| n.contains("provflow task")), "{user}: {rows:?}")
+                    }
+                    _ => panic!("{user}: Disable User is {task_status} after resume: {rows:?}"),
+                }
+            }
+            "Active" => {
+                active += 1;
+                assert!(rows.is_empty(), "{user}: still Active, so no Disable User task: {rows:?}");
+            }
+            other => panic!("{user}: unexpected user status {other}"),
+        }
+    }
+    eprintln!(
+        "typical disable {typical} ms, killed while running {killed_running}, disabled {disabled}, active {active}"
+    );
+    assert!(killed_running >= 20, "only {killed_running} kills landed while `user disable` ran");
+    assert!(disabled > 0, "no kill let the change commit");
+}

@@ -3,6 +3,8 @@
 //! provflow: N accounts of the DBUM SQLite process through `Engine::provision`, the library
 //! entry point `provflow run` uses (no process spawn per account), with the state store and
 //! the target in separate files and every transition committed durably before the next step.
+//! Both target files get the same durability (WAL, `PRAGMA synchronous` as
+//! `provflow_runner::store::synchronous()` chooses).
 //! Baseline: the same procedure statements (`insert_package`, then `set_profile`, as Create
 //! User and Profile Updated run them) executed directly through rusqlite on a fresh target
 //! file, one transaction per call, as many target transactions as provflow makes.
@@ -97,7 +99,11 @@ fn baseline(
     logins: &[String],
 ) -> Result<std::time::Duration, Box<dyn std::error::Error>> {
     let mut conn = rusqlite::Connection::open(path)?;
-    conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+    // The durability provflow gives its own SQLite target (see bench/runner/README.md).
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+        provflow_runner::store::synchronous()
+    ))?;
     for sql in install {
         conn.execute_batch(sql)?;
     }

@@ -9,8 +9,8 @@ use std::rc::Rc;
 
 use crate::clock::{self, Clock};
 use crate::store::{
-    Account, AccountId, ChildRow, FormData, NewTask, NotifyRequest, SecretCache, StateStore, Step, StoreError, TaskId,
-    TaskInstance, Transition, UserRecord,
+    Account, AccountId, Change, ChildRow, FormData, NewTask, NotifyRequest, SecretCache, StateStore, Step, StoreError,
+    TaskId, TaskInstance, Transition, UserRecord,
 };
 use crate::target::{self, CallOutcome, SqliteTarget, Target, TargetError};
 use crate::value::{self, Secret, Value};
@@ -168,6 +168,11 @@ pub struct Engine<'a> {
     /// Secrets given in this process, usable even when the store cannot keep them.
     secrets: SecretCache,
     bundles: BTreeMap<String, Rc<Bundle>>,
+    /// The task whose `calling` mark this engine committed and whose call comes next; any
+    /// other marked task was interrupted by a crash and waits for `resume`.
+    marked: Option<TaskId>,
+    /// Whether target `(bundle hash, index)` is the state store's own file.
+    store_targets: BTreeMap<(String, usize), bool>,
 }
 
 /// Whether `status` ends an instance's life as far as insertion rules go.
@@ -198,6 +203,8 @@ impl<'a> Engine<'a> {
             actor: "provflow".into(),
             secrets: SecretCache::new(),
             bundles: BTreeMap::new(),
+            marked: None,
+            store_targets: BTreeMap::new(),
         }
     }
 
@@ -362,25 +369,47 @@ impl<'a> Engine<'a> {
             self.store.save_bundle(bundle)?;
             self.bundles.insert(bundle.hash.clone(), Rc::new(bundle.clone()));
         }
-        let tasks: Vec<NewTask> = Self::initial_tasks(bundle, process, &user, &form)
-            .into_iter()
-            .map(|i| new_task(process, i, TaskStatus::Waiting, 1, None, ChildRow::new()))
-            .collect();
-        let id = self.store.create_account(
+        let mut first = Step::default();
+        for i in Self::initial_tasks(bundle, process, &user, &form) {
+            first.new_tasks.push(new_task(process, i, TaskStatus::Waiting, 1, None, ChildRow::new()));
+        }
+        start_pending(process, &[], &mut first, 0);
+        // The first call's `calling` mark commits with the account, not in a transaction of its own.
+        let shared = self.target_is_store(bundle, process.target);
+        let marked = if shared {
+            None
+        } else {
+            first.new_tasks.iter().position(|t| t.status == TaskStatus::Pending && !t.held && t.due_at.is_none())
+        };
+        if let Some(t) = marked.and_then(|i| first.new_tasks.get_mut(i)) {
+            t.calling = true;
+        }
+        let (id, task_ids) = self.store.create_account(
             &process.name,
             login,
             &bundle.hash,
             ObjectStatus::Provisioning,
             &form,
             &self.actor,
-            &tasks,
+            &first.new_tasks,
         )?;
+        self.marked = marked.and_then(|i| task_ids.get(i).copied());
         for (name, v) in &form {
             if let Value::Secret(s) = v {
                 self.secrets.insert((id, name.clone()), s.clone());
             }
         }
-        self.run_account(id)?;
+        let tasks = first.new_tasks.into_iter().zip(task_ids).map(|(t, task)| instance(id, task, t)).collect();
+        let account = Account {
+            id,
+            process: process.name.clone(),
+            user: login.to_string(),
+            bundle_hash: bundle.hash.clone(),
+            status: ObjectStatus::Provisioning,
+            form,
+            children: BTreeMap::new(),
+        };
+        self.run_loaded(account, tasks, Some(user))?;
         Ok(id)
     }
 
@@ -439,44 +468,118 @@ impl<'a> Engine<'a> {
     // ----- the run loop -------------------------------------------------------------------
 
     /// Runs one account until no task can run now: promotes waiting tasks, runs due pending
-    /// adapter tasks, settles recovery and completion. Each step is its own transaction.
+    /// adapter tasks, settles recovery and completion.
+    ///
+    /// The account and its tasks are read once and kept up to date in memory. A call's
+    /// outcome is committed together with what follows from it (promotions, recovery,
+    /// completion) and with the `calling` mark of the next call: one transaction per call
+    /// plus one, each committed before the next target call starts.
     pub fn run_account(&mut self, id: AccountId) -> Result<(), EngineError> {
-        // Every step changes at least one row or breaks; the bound only guards against a
+        let account = self
+            .store
+            .account(id)?
+            .ok_or(EngineError::NoAccount { process: "?".into(), user: format!("account #{id}") })?;
+        let tasks = self.store.tasks_of(id)?;
+        self.run_loaded(account, tasks, None)
+    }
+
+    /// [`Engine::run_account`] on an account and tasks just read or written (and its user,
+    /// when known): a freshly provisioned account is not read back.
+    fn run_loaded(
+        &mut self,
+        mut account: Account,
+        mut tasks: Vec<TaskInstance>,
+        mut user: Option<UserRecord>,
+    ) -> Result<(), EngineError> {
+        let bundle = self.bundle(&account.bundle_hash)?;
+        let process = Self::process_of(&bundle, &account)?;
+        let shared = self.target_is_store(&bundle, process.target);
+        let mut carry = self.step(&account);
+        // Every round changes at least one row or returns; the bound only guards against a
         // definition that generates tasks forever.
         for _ in 0..10_000 {
-            let account = self
-                .store
-                .account(id)?
-                .ok_or(EngineError::NoAccount { process: "?".into(), user: format!("account #{id}") })?;
-            let bundle = self.bundle(&account.bundle_hash)?;
-            let process = Self::process_of(&bundle, &account)?;
-            let tasks = self.store.tasks_of(id)?;
-            if self.promote(&bundle, process, &account, &tasks)? {
-                continue;
-            }
-            if self.settle_recovery(&bundle, process, &account, &tasks)? {
-                continue;
-            }
-            if self.settle_completion(process, &account, &tasks)? {
-                continue;
-            }
-            let now = self.clock.now();
-            let runnable = tasks.iter().find(|t| {
-                t.status == TaskStatus::Pending
-                    && !t.held
-                    && !t.calling
-                    && t.due_at.is_none_or(|d| d <= now)
-                    && matches!(process.tasks.get(t.task_index).map(|x| &x.action), Some(TaskAction::Adapter(_)))
-            });
-            match runnable {
-                Some(t) => {
-                    let t = t.clone();
-                    self.execute(&bundle, process, &account, &tasks, &t)?;
+            let mut step = std::mem::replace(&mut carry, self.step(&account));
+            let inserts = !step.new_tasks.is_empty();
+            let runnable = if inserts {
+                // New tasks have no ids yet: commit them before looking further.
+                None
+            } else {
+                self.derive(&bundle, process, &mut account, &mut tasks, &mut step);
+                let now = self.clock.now();
+                let marked = self.marked;
+                let runnable = |t: &&TaskInstance| {
+                    t.status == TaskStatus::Pending
+                        && !t.held
+                        && (!t.calling || marked == Some(t.id))
+                        && t.due_at.is_none_or(|d| d <= now)
+                        && matches!(process.tasks.get(t.task_index).map(|x| &x.action), Some(TaskAction::Adapter(_)))
+                };
+                let found = tasks
+                    .iter()
+                    .find(|t| marked == Some(t.id) && runnable(t))
+                    .or_else(|| tasks.iter().find(runnable))
+                    .map(|t| t.id);
+                if let Some(t) = found.filter(|t| !shared && marked != Some(*t)) {
+                    // Committed before the call: after a crash, `resume` knows the call may have happened.
+                    step.calling = Some(t);
                 }
-                None => return Ok(()),
+                found
+            };
+            if !step.is_empty() {
+                let ids = self.store.commit(&step)?;
+                for (t, id) in step.new_tasks.into_iter().zip(ids) {
+                    tasks.push(instance(account.id, id, t));
+                }
+                if let Some(c) = step.calling {
+                    if let Some(t) = tasks.iter_mut().find(|t| t.id == c) {
+                        t.calling = true;
+                    }
+                    self.marked = Some(c);
+                }
             }
+            if inserts {
+                continue;
+            }
+            let Some(task) = runnable.and_then(|r| tasks.iter().find(|t| t.id == r)).cloned() else {
+                return Ok(());
+            };
+            carry = self.execute(&bundle, process, &account, &tasks, &task, &mut user, shared)?;
+            self.marked = None;
+            apply_in_memory(&mut account, &mut tasks, &carry);
         }
         Ok(())
+    }
+
+    /// Adds to `step` what follows from the account's current state: waiting tasks whose
+    /// dependencies now hold become Pending, rejected tasks whose recovery completed become
+    /// Unsuccessfully Completed, a finished provisioning makes the account Provisioned. Each
+    /// change is applied to `account` and `tasks` at once.
+    fn derive(
+        &self,
+        bundle: &Bundle,
+        process: &ir::Process,
+        account: &mut Account,
+        tasks: &mut [TaskInstance],
+        step: &mut Step,
+    ) {
+        // Each round only moves tasks forward; the bound guards against a cycle all the same.
+        for _ in 0..64 {
+            let before = (step.transitions.len(), step.account_status);
+            let from = step.transitions.len();
+            self.promote(bundle, process, account, tasks, step);
+            self.settle_recovery(bundle, process, account, tasks, step);
+            apply_transitions(tasks, step.transitions.get(from..).unwrap_or_default());
+            if let Some(s) = step.account_status {
+                account.status = s;
+            }
+            Self::settle_completion(process, account, tasks, step);
+            if let Some(s) = step.account_status {
+                account.status = s;
+            }
+            if (step.transitions.len(), step.account_status) == before {
+                return;
+            }
+        }
     }
 
     fn deps_satisfied(task: &ir::Task, tasks: &[TaskInstance]) -> bool {
@@ -485,13 +588,13 @@ impl<'a> Engine<'a> {
     }
 
     fn promote(
-        &mut self,
+        &self,
         bundle: &Bundle,
         process: &ir::Process,
         account: &Account,
         tasks: &[TaskInstance],
-    ) -> Result<bool, EngineError> {
-        let mut step = self.step(account);
+        step: &mut Step,
+    ) {
         for t in tasks.iter().filter(|t| t.status == TaskStatus::Waiting) {
             let Some(def) = process.tasks.get(t.task_index) else { continue };
             if Self::deps_satisfied(def, tasks) {
@@ -515,22 +618,21 @@ impl<'a> Engine<'a> {
                     held,
                     outputs: BTreeMap::new(),
                 });
-                self.on_status(bundle, process, account, tasks, t, TaskStatus::Pending, &mut step);
+                self.on_status(bundle, process, account, tasks, t, TaskStatus::Pending, step);
             }
         }
-        self.commit_if_any(step)
     }
 
     /// A Rejected task with `complete_on_recovery` becomes Unsuccessfully Completed once all
     /// its recovery tasks have completed.
     fn settle_recovery(
-        &mut self,
+        &self,
         bundle: &Bundle,
         process: &ir::Process,
         account: &Account,
         tasks: &[TaskInstance],
-    ) -> Result<bool, EngineError> {
-        let mut step = self.step(account);
+        step: &mut Step,
+    ) {
         let latest = latest(tasks);
         for t in latest.values().filter(|t| t.status == TaskStatus::Rejected) {
             let Some(def) = process.tasks.get(t.task_index) else { continue };
@@ -552,49 +654,32 @@ impl<'a> Engine<'a> {
                     held: false,
                     outputs: BTreeMap::new(),
                 });
-                self.on_status(bundle, process, account, tasks, t, TaskStatus::UnsuccessfullyCompleted, &mut step);
+                self.on_status(bundle, process, account, tasks, t, TaskStatus::UnsuccessfullyCompleted, step);
             }
         }
-        self.commit_if_any(step)
     }
 
     /// A provisioning account is Provisioned once every required-for-completion task is
     /// Completed (or Manually Completed), unless a status map already moved it elsewhere.
-    fn settle_completion(
-        &mut self,
-        process: &ir::Process,
-        account: &Account,
-        tasks: &[TaskInstance],
-    ) -> Result<bool, EngineError> {
+    fn settle_completion(process: &ir::Process, account: &Account, tasks: &[TaskInstance], step: &mut Step) {
         if account.status != ObjectStatus::Provisioning {
-            return Ok(false);
+            return;
         }
         let latest = latest(tasks);
-        let required: Vec<usize> =
-            process.tasks.iter().enumerate().filter(|(_, t)| t.required_for_completion).map(|(i, _)| i).collect();
-        let done = !required.is_empty()
-            && required.iter().all(|i| {
-                latest.get(i).is_some_and(|t| matches!(t.status, TaskStatus::Completed | TaskStatus::ManuallyCompleted))
+        let mut required = process.tasks.iter().enumerate().filter(|(_, t)| t.required_for_completion).peekable();
+        let done = required.peek().is_some()
+            && required.all(|(i, _)| {
+                latest
+                    .get(&i)
+                    .is_some_and(|t| matches!(t.status, TaskStatus::Completed | TaskStatus::ManuallyCompleted))
             });
-        if !done {
-            return Ok(false);
+        if done {
+            step.account_status = Some(ObjectStatus::Provisioned);
         }
-        let mut step = self.step(account);
-        step.account_status = Some(ObjectStatus::Provisioned);
-        self.store.commit(&step)?;
-        Ok(true)
     }
 
     fn step(&self, account: &Account) -> Step {
         Step { account: account.id, actor: self.actor.clone(), ..Step::default() }
-    }
-
-    fn commit_if_any(&mut self, step: Step) -> Result<bool, EngineError> {
-        if step.transitions.is_empty() && step.new_tasks.is_empty() && step.account_status.is_none() {
-            return Ok(false);
-        }
-        self.store.commit(&step)?;
-        Ok(true)
     }
 
     /// Everything a status change causes besides itself: the status map, notifications,
@@ -652,7 +737,7 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Inserts tasks (Waiting; promoted when their dependencies allow), honouring
+    /// Inserts tasks (Waiting, or Pending at once when their dependencies hold), honouring
     /// `allow_multiple_instances`.
     fn insert(
         &self,
@@ -662,6 +747,7 @@ impl<'a> Engine<'a> {
         child: &ChildRow,
         step: &mut Step,
     ) {
+        let from = step.new_tasks.len();
         for &i in indices {
             let Some(def) = process.tasks.get(i) else { continue };
             let open_exists = tasks.iter().any(|t| t.task_index == i && is_open(t.status))
@@ -671,9 +757,13 @@ impl<'a> Engine<'a> {
             }
             step.new_tasks.push(new_task(process, i, TaskStatus::Waiting, 1, None, child.clone()));
         }
+        start_pending(process, tasks, step, from);
     }
 
-    /// Runs one pending adapter task against its target and records the outcome.
+    /// Runs one pending adapter task against its target and returns the step that records
+    /// the outcome, for the caller to commit (with what follows from it) before anything else
+    /// touches the store. `user` caches the account's user across the calls of one run.
+    #[allow(clippy::too_many_arguments)]
     fn execute(
         &mut self,
         bundle: &Bundle,
@@ -681,23 +771,29 @@ impl<'a> Engine<'a> {
         account: &Account,
         tasks: &[TaskInstance],
         inst: &TaskInstance,
-    ) -> Result<(), EngineError> {
-        let Some(def) = process.tasks.get(inst.task_index) else { return Ok(()) };
-        let TaskAction::Adapter(adapter) = &def.action else { return Ok(()) };
+        user: &mut Option<UserRecord>,
+        shared: bool,
+    ) -> Result<Step, EngineError> {
+        let empty = self.step(account);
+        let Some(def) = process.tasks.get(inst.task_index) else { return Ok(empty) };
+        let TaskAction::Adapter(adapter) = &def.action else { return Ok(empty) };
         let Some((query, _)) = query_of(bundle, process, adapter) else {
-            return self.hold(account, inst, "the task's query is missing from the bundle".into());
+            return Ok(self.held_step(account, inst, "the task's query is missing from the bundle".into()));
         };
-        let user = self.user(&account.user)?;
+        let user = match user {
+            Some(u) => u,
+            None => user.insert(self.user(&account.user)?),
+        };
         let mut form = account.form.clone();
-        for ((acc, name), s) in &self.secrets {
-            if *acc == account.id {
-                form.insert(name.clone(), Value::Secret(s.clone()));
-            }
+        for ((_, name), s) in
+            self.secrets.range((account.id, String::new())..).take_while(|((acc, _), _)| *acc == account.id)
+        {
+            form.insert(name.clone(), Value::Secret(s.clone()));
         }
         let inputs = Inputs {
             bundle,
             process,
-            user: &user,
+            user,
             form: &form,
             child: &inst.child,
             tasks,
@@ -705,10 +801,10 @@ impl<'a> Engine<'a> {
         };
         let values = match inputs.values(adapter) {
             Ok(v) => v,
-            Err(why) => return self.hold(account, inst, why),
+            Err(why) => return Ok(self.held_step(account, inst, why)),
         };
         let target_name = bundle.targets.get(process.target).map(|t| t.name.clone()).unwrap_or_default();
-        let result = if self.target_is_store(bundle, process.target) {
+        let result = if shared {
             // The target is the state store's own database: the call runs in the transaction
             // that the `commit` below finishes with the transition, so both happen or neither.
             let procedures = bundle
@@ -721,8 +817,11 @@ impl<'a> Engine<'a> {
             test_pause();
             result
         } else {
-            // Committed before the call: after a crash, `resume` knows the call may have happened.
-            self.store.set_calling(inst.id, true)?;
+            if self.marked != Some(inst.id) {
+                // Committed before the call: after a crash, `resume` knows the call may have
+                // happened. The run loop commits it with the previous step; this is the rest.
+                self.store.set_calling(inst.id, true)?;
+            }
             test_pause();
             let result = match self.targets.open(bundle, process.target) {
                 Ok(t) => t.call(query, &values),
@@ -774,24 +873,36 @@ impl<'a> Engine<'a> {
             self.insert(process, tasks, &r.generate, &inst.child, &mut step);
         }
         self.on_status(bundle, process, account, tasks, inst, status, &mut step);
-        self.store.commit(&step)?;
-        Ok(())
+        Ok(step)
     }
 
     /// Whether the sqlite target `index` lives in the state store's own file.
-    fn target_is_store(&self, bundle: &Bundle, index: usize) -> bool {
+    fn target_is_store(&mut self, bundle: &Bundle, index: usize) -> bool {
+        let key = (bundle.hash.clone(), index);
+        if let Some(known) = self.store_targets.get(&key) {
+            return *known;
+        }
         let (Some(store), Some(target)) = (self.store.sqlite_file(), self.targets.sqlite_file(bundle, index)) else {
             return false;
         };
-        // Both exist when they are the same file (the store is open), so canonical paths compare them.
-        match (std::fs::canonicalize(store), std::fs::canonicalize(&target)) {
+        // Both exist when they are the same file (the store is open), so canonical paths
+        // compare them; a target file that does not exist yet is not the store's either.
+        let same = match (std::fs::canonicalize(store), std::fs::canonicalize(&target)) {
             (Ok(a), Ok(b)) => a == b,
             _ => false,
-        }
+        };
+        self.store_targets.insert(key, same);
+        same
     }
 
     /// Leaves a task Pending for a person, with a note saying why and what to do.
     fn hold(&mut self, account: &Account, inst: &TaskInstance, why: String) -> Result<(), EngineError> {
+        let step = self.held_step(account, inst, why);
+        self.store.commit(&step)?;
+        Ok(())
+    }
+
+    fn held_step(&self, account: &Account, inst: &TaskInstance, why: String) -> Step {
         let mut step = self.step(account);
         step.transitions.push(Transition {
             task: inst.id,
@@ -804,8 +915,7 @@ impl<'a> Engine<'a> {
             held: true,
             outputs: BTreeMap::new(),
         });
-        self.store.commit(&step)?;
-        Ok(())
+        step
     }
 
     /// Finishes all unfinished work: calls interrupted by a crash, due retries, waiting tasks.
@@ -1111,7 +1221,6 @@ impl<'a> Engine<'a> {
             }
         }
         account.form = form;
-        self.store.save_form(&account)?;
         let tasks = self.store.tasks_of(account.id)?;
         let indices: Vec<usize> = def
             .tasks
@@ -1122,7 +1231,8 @@ impl<'a> Engine<'a> {
             .collect();
         let mut step = self.step(&account);
         self.insert(def, &tasks, &indices, &ChildRow::new(), &mut step);
-        self.commit_if_any(step)?;
+        // The new form and the tasks it causes commit together: a crash keeps both or neither.
+        self.store.commit_change(&Change { user: None, form: Some(&account), steps: vec![step] })?;
         self.run_account(account.id)?;
         Ok(account.id)
     }
@@ -1180,14 +1290,14 @@ impl<'a> Engine<'a> {
             };
             rows.remove(pos);
         }
-        self.store.save_form(&account)?;
         let task = if add { child_table.on_insert } else { child_table.on_delete };
         let tasks = self.store.tasks_of(account.id)?;
         let mut step = self.step(&account);
         if let Some(i) = task {
             self.insert(def, &tasks, &[i], &row, &mut step);
         }
-        self.commit_if_any(step)?;
+        // The row and the task it causes commit together: a crash keeps both or neither.
+        self.store.commit_change(&Change { user: None, form: Some(&account), steps: vec![step] })?;
         self.run_account(account.id)?;
         Ok(account.id)
     }
@@ -1213,8 +1323,10 @@ impl<'a> Engine<'a> {
         let future_start =
             attributes.get("usr_start_date").is_some_and(|d| d.as_str() > clock::date(self.clock.now()).as_str());
         let status = if future_start { "Disabled Until Start Date" } else { "Active" };
-        if !bundle.hash.is_empty() {
+        // A bundle this engine already holds is in the store (see `provision`).
+        if !bundle.hash.is_empty() && !self.bundles.contains_key(&bundle.hash) {
             self.store.save_bundle(bundle)?;
+            self.bundles.insert(bundle.hash.clone(), Rc::new(bundle.clone()));
         }
         self.store.insert_user(&UserRecord {
             login: login.to_string(),
@@ -1249,9 +1361,8 @@ impl<'a> Engine<'a> {
         let changed: Vec<String> =
             attributes.iter().filter(|(k, v)| user.attributes.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect();
         user.attributes = attributes;
-        self.store.update_user(&user)?;
         self.for_each_account(
-            login,
+            &user,
             |process, _, _| {
                 process.triggers.iter().filter(|t| changed.contains(&t.attribute)).map(|t| t.task).collect()
             },
@@ -1269,10 +1380,9 @@ impl<'a> Engine<'a> {
             return Err(EngineError::Invalid(vec![format!("user `{login}` is already {status}")]));
         }
         user.status = status.to_string();
-        self.store.update_user(&user)?;
         match status {
             "Disabled" => self.for_each_account(
-                login,
+                &user,
                 |process, account, _| {
                     if !matches!(account.status, ObjectStatus::Provisioned | ObjectStatus::Enabled) {
                         return vec![];
@@ -1282,7 +1392,7 @@ impl<'a> Engine<'a> {
                 None,
             ),
             "Active" => self.for_each_account(
-                login,
+                &user,
                 |process, account, _| {
                     if account.status != ObjectStatus::Disabled {
                         return vec![];
@@ -1292,7 +1402,7 @@ impl<'a> Engine<'a> {
                 None,
             ),
             "Deleted" => self.for_each_account(
-                login,
+                &user,
                 |process, account, tasks| {
                     if account.status == ObjectStatus::Revoked {
                         return vec![];
@@ -1301,7 +1411,10 @@ impl<'a> Engine<'a> {
                 },
                 Some(ObjectStatus::Revoked),
             ),
-            _ => Ok(vec![]),
+            _ => {
+                self.store.update_user(&user)?;
+                Ok(vec![])
+            }
         }
     }
 
@@ -1312,16 +1425,18 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Inserts `pick`'s tasks into each of the user's accounts and runs them. With `fallback`,
-    /// an account for which `pick` finds nothing is set to that status directly.
+    /// Commits the changed `user` together with `pick`'s tasks inserted into each of the
+    /// user's accounts (one transaction: a crash keeps the change and all its tasks, or
+    /// neither), then runs them. With `fallback`, an account for which `pick` finds nothing is
+    /// set to that status directly.
     fn for_each_account(
         &mut self,
-        login: &str,
+        user: &UserRecord,
         pick: impl Fn(&ir::Process, &Account, &[TaskInstance]) -> Vec<usize>,
         fallback: Option<ObjectStatus>,
     ) -> Result<Vec<AccountId>, EngineError> {
-        let accounts: Vec<Account> = self.store.accounts()?.into_iter().filter(|a| a.user == login).collect();
-        let mut touched = Vec::new();
+        let accounts: Vec<Account> = self.store.accounts()?.into_iter().filter(|a| a.user == user.login).collect();
+        let mut steps = Vec::new();
         for account in accounts {
             let bundle = self.bundle(&account.bundle_hash)?;
             let Ok(process) = Self::process_of(&bundle, &account) else { continue };
@@ -1332,10 +1447,14 @@ impl<'a> Engine<'a> {
             if step.new_tasks.is_empty() && indices.is_empty() && account.status != ObjectStatus::Revoked {
                 step.account_status = fallback;
             }
-            if self.commit_if_any(step)? {
-                self.run_account(account.id)?;
-                touched.push(account.id);
+            if !step.is_empty() {
+                steps.push(step);
             }
+        }
+        let touched: Vec<AccountId> = steps.iter().map(|s| s.account).collect();
+        self.store.commit_change(&Change { user: Some(user), form: None, steps })?;
+        for &id in &touched {
+            self.run_account(id)?;
         }
         Ok(touched)
     }
@@ -1397,6 +1516,84 @@ fn revoke_path(process: &ir::Process, tasks: &[TaskInstance]) -> Vec<usize> {
     undo
 }
 
+/// Makes the tasks `step` inserts (from `from` on) Pending at once when nothing holds them
+/// back, saving each a promotion step of its own: automatic tasks whose dependencies already
+/// hold (none of them inserted by the same step), with nothing bound to their Pending status.
+/// Manual tasks keep their promotion step, whose note names the task's id.
+fn start_pending(process: &ir::Process, tasks: &[TaskInstance], step: &mut Step, from: usize) {
+    let latest = latest(tasks);
+    let inserted: Vec<usize> = step.new_tasks.iter().map(|t| t.task_index).collect();
+    let status_of =
+        |t: &TaskInstance| step.transitions.iter().rev().find(|x| x.task == t.id).map_or(t.status, |x| x.to);
+    let ready: Vec<bool> =
+        step.new_tasks
+            .iter()
+            .skip(from)
+            .map(|t| {
+                let Some(def) = process.tasks.get(t.task_index) else { return false };
+                t.status == TaskStatus::Waiting
+                    && matches!(def.action, TaskAction::Adapter(_))
+                    && !def.status_map.contains_key(&TaskStatus::Pending)
+                    && !def.notify.contains_key(&TaskStatus::Pending)
+                    && def.depends_on.iter().all(|d| {
+                        !inserted.contains(d) && latest.get(d).is_none_or(|x| status_of(x).satisfies_dependency())
+                    })
+            })
+            .collect();
+    for (t, ready) in step.new_tasks.iter_mut().skip(from).zip(ready) {
+        if ready {
+            t.status = TaskStatus::Pending;
+            t.promoted = true;
+        }
+    }
+}
+
+/// A task instance as `step` inserted it, with the id its commit gave it.
+fn instance(account: AccountId, id: TaskId, t: NewTask) -> TaskInstance {
+    TaskInstance {
+        id,
+        account,
+        task_index: t.task_index,
+        task_name: t.task_name,
+        status: t.status,
+        response: None,
+        attempt: t.attempt,
+        due_at: t.due_at,
+        calling: t.calling,
+        held: t.held,
+        note: t.note,
+        child: t.child,
+        outputs: BTreeMap::new(),
+    }
+}
+
+/// Applies transitions to tasks held in memory, as the store applies them.
+fn apply_transitions(tasks: &mut [TaskInstance], transitions: &[Transition]) {
+    for x in transitions {
+        if let Some(t) = tasks.iter_mut().find(|t| t.id == x.task) {
+            t.status = x.to;
+            if x.response.is_some() {
+                t.response = x.response.clone();
+            }
+            t.note = x.note.clone();
+            t.held = x.held;
+            if !x.outputs.is_empty() {
+                t.outputs = x.outputs.clone();
+            }
+            t.calling = false;
+        }
+    }
+}
+
+/// Applies a step not committed yet to the account and tasks held in memory (its new tasks
+/// join them when the commit gives them ids).
+fn apply_in_memory(account: &mut Account, tasks: &mut [TaskInstance], step: &Step) {
+    apply_transitions(tasks, &step.transitions);
+    if let Some(s) = step.account_status {
+        account.status = s;
+    }
+}
+
 fn new_task(
     process: &ir::Process,
     index: usize,
@@ -1414,6 +1611,8 @@ fn new_task(
         held: false,
         note: None,
         child,
+        promoted: false,
+        calling: false,
     }
 }
 

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use crate::clock::ManualClock;
 use crate::engine::{has_final_rejection, Engine, FormInput, Targets};
 use crate::secret::SecretKey;
-use crate::store::{SqliteStore, StateStore};
+use crate::store::{
+    Account, AccountId, AuditEntry, Change, FormData, NewTask, OutboxEntry, SqliteStore, StateStore, Step, StoreError,
+    TaskId, TaskInstance, UserRecord,
+};
 use crate::value::Secret;
 
 fn param(name: &str, ty: ValueType) -> QueryParam {
@@ -441,4 +444,141 @@ fn user_checks_report_every_problem() {
     {
         assert!(err.contains(want), "{want} in {err}");
     }
+}
+
+/// A store that counts the transactions the engine asks for, delegating everything.
+struct Counting<'s> {
+    inner: &'s mut SqliteStore,
+    writes: Vec<&'static str>,
+}
+
+impl StateStore for Counting<'_> {
+    fn save_bundle(&mut self, bundle: &Bundle) -> Result<(), StoreError> {
+        self.writes.push("save_bundle");
+        self.inner.save_bundle(bundle)
+    }
+    fn bundle(&self, hash: &str) -> Result<Option<Bundle>, StoreError> {
+        self.inner.bundle(hash)
+    }
+    fn latest_bundle(&self) -> Result<Option<Bundle>, StoreError> {
+        self.inner.latest_bundle()
+    }
+    fn insert_user(&mut self, user: &UserRecord) -> Result<(), StoreError> {
+        self.writes.push("insert_user");
+        self.inner.insert_user(user)
+    }
+    fn update_user(&mut self, user: &UserRecord) -> Result<(), StoreError> {
+        self.writes.push("update_user");
+        self.inner.update_user(user)
+    }
+    fn user(&self, login: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.inner.user(login)
+    }
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.inner.users()
+    }
+    fn create_account(
+        &mut self,
+        process: &str,
+        user: &str,
+        bundle_hash: &str,
+        status: ObjectStatus,
+        form: &FormData,
+        actor: &str,
+        tasks: &[NewTask],
+    ) -> Result<(AccountId, Vec<TaskId>), StoreError> {
+        self.writes.push("create_account");
+        self.inner.create_account(process, user, bundle_hash, status, form, actor, tasks)
+    }
+    fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
+        self.inner.account(id)
+    }
+    fn find_account(&self, process: &str, user: &str) -> Result<Option<Account>, StoreError> {
+        self.inner.find_account(process, user)
+    }
+    fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.inner.accounts()
+    }
+    fn save_form(&mut self, account: &Account) -> Result<(), StoreError> {
+        self.writes.push("save_form");
+        self.inner.save_form(account)
+    }
+    fn task(&self, id: TaskId) -> Result<Option<TaskInstance>, StoreError> {
+        self.inner.task(id)
+    }
+    fn tasks_of(&self, account: AccountId) -> Result<Vec<TaskInstance>, StoreError> {
+        self.inner.tasks_of(account)
+    }
+    fn tasks(&self, status: Option<TaskStatus>) -> Result<Vec<TaskInstance>, StoreError> {
+        self.inner.tasks(status)
+    }
+    fn set_calling(&mut self, task: TaskId, calling: bool) -> Result<(), StoreError> {
+        self.writes.push("set_calling");
+        self.inner.set_calling(task, calling)
+    }
+    fn commit(&mut self, step: &Step) -> Result<Vec<TaskId>, StoreError> {
+        self.writes.push("commit");
+        self.inner.commit(step)
+    }
+    fn commit_change(&mut self, change: &Change<'_>) -> Result<Vec<Vec<TaskId>>, StoreError> {
+        self.writes.push("commit_change");
+        self.inner.commit_change(change)
+    }
+    fn sqlite_file(&self) -> Option<&std::path::Path> {
+        self.inner.sqlite_file()
+    }
+    fn audit(&self, task: TaskId) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.audit(task)
+    }
+    fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.inner.outbox()
+    }
+}
+
+#[test]
+fn each_call_costs_one_commit_and_a_user_change_commits_with_its_tasks() {
+    let w = World::new(Some(SecretKey::from_bytes([9; 32])));
+    let (mut inner, mut targets) = (w.store(), w.targets());
+    let mut b = bundle();
+    // Password Updated (automatic, idempotent) now starts with the account, after Create User.
+    b.processes[0].tasks[5].conditional = false;
+    let mut store = Counting { inner: &mut inner, writes: vec![] };
+    let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+    e.create_user(&b, "JDOE", &BTreeMap::new()).unwrap();
+    let id = e.provision(&b, "DB Account", "JDOE", &form("pw")).unwrap();
+    drop(e);
+    // The account with its first task (marked as calling), then one commit per call, each
+    // carrying what follows from it and the next call's mark.
+    assert_eq!(store.writes, ["save_bundle", "insert_user", "create_account", "commit", "commit"]);
+    let tasks = store.tasks_of(id).unwrap();
+    assert_eq!(
+        tasks.iter().map(|t| (t.task_name.as_str(), t.status, t.calling)).collect::<Vec<_>>(),
+        [("Create User", TaskStatus::Completed, false), ("Password Updated", TaskStatus::Completed, false)]
+    );
+    assert_eq!(store.account(id).unwrap().unwrap().status, ObjectStatus::Provisioned);
+    // The audit still shows every status each task went through, Waiting first.
+    for t in &tasks {
+        let chain: Vec<(Option<TaskStatus>, TaskStatus)> =
+            store.audit(t.id).unwrap().into_iter().map(|a| (a.from, a.to)).collect();
+        assert_eq!(
+            chain,
+            [
+                (None, TaskStatus::Waiting),
+                (Some(TaskStatus::Waiting), TaskStatus::Pending),
+                (Some(TaskStatus::Pending), TaskStatus::Completed)
+            ],
+            "{}",
+            t.task_name
+        );
+    }
+
+    store.writes.clear();
+    let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+    e.set_user_status("JDOE", "Disabled").unwrap();
+    drop(e);
+    // The user's new status and the Disable User task in one transaction; the call's mark;
+    // the call's outcome.
+    assert_eq!(store.writes, ["commit_change", "commit", "commit"]);
+    assert_eq!(store.user("JDOE").unwrap().unwrap().status, "Disabled");
+    assert_eq!(store.account(id).unwrap().unwrap().status, ObjectStatus::Disabled);
 }

@@ -217,11 +217,35 @@ struct Plan {
 struct Snapshot {
     id: i64,
     login: Box<str>,
-    status: Box<str>,
+    status: StoredStatus,
     /// Per [`Plan::form_fields`]; `None` when absent or not a string.
     form: Vec<Option<Box<str>>>,
     /// Per [`Plan::user_fields`].
     user: Vec<Option<Box<str>>>,
+}
+
+/// An account's status as stored: one of the statuses (no allocation per account), or text
+/// written by something else, kept as it is so that events report it faithfully.
+enum StoredStatus {
+    Known(ObjectStatus),
+    Other(Box<str>),
+}
+
+impl StoredStatus {
+    fn from_text(text: Option<Box<str>>) -> StoredStatus {
+        let text = text.unwrap_or_default();
+        match ObjectStatus::parse(&text) {
+            Some(s) => StoredStatus::Known(s),
+            None => StoredStatus::Other(text),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            StoredStatus::Known(s) => s.as_str(),
+            StoredStatus::Other(t) => t,
+        }
+    }
 }
 
 fn normalise_into(out: &mut String, f: &Field, text: &str) {
@@ -359,15 +383,67 @@ fn column_text(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Box<s
     })
 }
 
-fn insert_key(index: &mut FxMap<Box<str>, u32>, key: String, slot: u32) {
-    index.entry(key.into_boxed_str()).and_modify(|s| *s = MULTIPLE).or_insert(slot);
+fn insert_key(index: &mut FxMap<Box<str>, u32>, key: Box<str>, slot: u32) {
+    index.entry(key).and_modify(|s| *s = MULTIPLE).or_insert(slot);
+}
+
+/// Id ranges the accounts are read in, each on its own connection and thread: reading (the
+/// query, its `json_extract`s, the snapshots) is most of the loading, and indexing what was
+/// read is quick enough for one thread to keep up with both.
+const LOAD_PARTS: i64 = 2;
+/// Accounts handed from a reading thread to the indexing one at a time.
+const LOAD_CHUNK: usize = 4096;
+
+/// Accounts as read, with their normalised keys, in id order.
+type LoadedChunk = Vec<(Snapshot, Box<str>)>;
+
+/// Reads the accounts of the process with ids in `ids`, in id order, with the values recon
+/// compares and their normalised keys.
+fn read_accounts(
+    conn: &rusqlite::Connection,
+    plan: &Plan,
+    sql: &str,
+    ids: (i64, i64),
+    tx: &mpsc::Sender<LoadedChunk>,
+) -> Result<(), ReconError> {
+    let keys: Vec<&Field> = plan.fields.iter().filter(|f| f.key).collect();
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.query(params![plan.process, ids.0, ids.1])?;
+    let mut chunk = Vec::with_capacity(LOAD_CHUNK);
+    let mut key = String::new();
+    while let Some(r) = rows.next()? {
+        let login: Box<str> = column_text(r, 1)?.unwrap_or_default();
+        key.clear();
+        for (i, f) in keys.iter().enumerate() {
+            if i > 0 {
+                key.push(KEY_SEPARATOR);
+            }
+            normalise_into(&mut key, f, column_text(r, 3 + i)?.as_deref().unwrap_or(""));
+        }
+        let base = 3 + keys.len();
+        let form = (0..plan.form_fields.len()).map(|i| column_text(r, base + i)).collect::<rusqlite::Result<_>>()?;
+        let base = base + plan.form_fields.len();
+        let user = (0..plan.user_fields.len()).map(|i| column_text(r, base + i)).collect::<rusqlite::Result<_>>()?;
+        let status = StoredStatus::from_text(column_text(r, 2)?);
+        chunk.push((Snapshot { id: r.get(0)?, login, status, form, user }, Box::from(key.as_str())));
+        if chunk.len() == LOAD_CHUNK && tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(LOAD_CHUNK))).is_err()
+        {
+            // The indexing thread stopped; it reports why.
+            return Ok(());
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.send(chunk);
+    }
+    Ok(())
 }
 
 /// Loads the accounts of the process with the values recon compares, and indexes the newest
-/// of each user by key.
+/// of each user by key. The id ranges are read in parallel and indexed in id order as they
+/// arrive, so "newest" means the same as reading them all in one query.
 #[allow(clippy::type_complexity)]
 fn load_accounts(
-    conn: &rusqlite::Connection,
+    state: &Path,
     plan: &Plan,
 ) -> Result<(Vec<Snapshot>, FxMap<Box<str>, u32>, FxMap<Box<str>, u32>), ReconError> {
     let keys: Vec<&Field> = plan.fields.iter().filter(|f| f.key).collect();
@@ -393,56 +469,84 @@ fn load_accounts(
         select.push(json_text("u.attributes", a));
     }
     let sql = format!(
-        "SELECT {} FROM accounts a {} WHERE a.process = ?1 ORDER BY a.id",
+        "SELECT {} FROM accounts a {} WHERE a.process = ?1 AND a.id BETWEEN ?2 AND ?3 ORDER BY a.id",
         select.join(", "),
         if join_users { "LEFT JOIN users u ON u.login = a.user_login" } else { "" }
     );
+    let (first, last): (i64, i64) = open_conn(state)?.query_row(
+        "SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM accounts",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     // Sized once: growing a million-entry table costs more than filling it.
-    let hint: i64 = conn.query_row("SELECT coalesce(max(id), 0) FROM accounts", [], |r| r.get(0))?;
-    let hint = usize::try_from(hint).unwrap_or(0).min(1 << 24);
+    let hint = usize::try_from(last.saturating_sub(first).saturating_add(1)).unwrap_or(0).min(1 << 24);
+    let per_part = (last.saturating_sub(first) / LOAD_PARTS).saturating_add(1);
+    let ranges: Vec<(i64, i64)> = (0..LOAD_PARTS)
+        .map(|k| {
+            let lo = first.saturating_add(per_part.saturating_mul(k));
+            let hi = if k + 1 == LOAD_PARTS { i64::MAX } else { lo.saturating_add(per_part - 1) };
+            (lo, hi)
+        })
+        .collect();
     // When every key is a user attribute, a user's accounts share one key, so a newer account
     // simply replaces an older one of the same user in the index; keys in the form can differ
     // between a user's accounts, so the newest per user is found first.
     let user_keyed = keys.iter().all(|f| matches!(f.maps_to, ReconTarget::User(_)));
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query([&plan.process])?;
     let mut snapshots: Vec<Snapshot> = Vec::with_capacity(hint);
     let mut accounts: FxMap<Box<str>, u32> = FxMap::with_capacity_and_hasher(hint, Default::default());
-    let mut keyed: Vec<String> = Vec::new();
+    let mut keyed: Vec<Box<str>> = Vec::new();
     let mut by_login: FxMap<Box<str>, u32> = FxMap::default();
-    while let Some(r) = rows.next()? {
-        let slot = u32::try_from(snapshots.len()).map_err(|_| ReconError::Store("too many accounts".into()))?;
-        let login: Box<str> = column_text(r, 1)?.unwrap_or_default();
-        let mut key = String::new();
-        for (i, f) in keys.iter().enumerate() {
-            if i > 0 {
-                key.push(KEY_SEPARATOR);
-            }
-            normalise_into(&mut key, f, column_text(r, 3 + i)?.as_deref().unwrap_or(""));
+    std::thread::scope(|scope| {
+        let mut parts = Vec::new();
+        for ids in ranges {
+            let (tx, rx) = mpsc::channel::<LoadedChunk>();
+            let sql = &sql;
+            let reader = scope.spawn(move || open_conn(state).and_then(|conn| read_accounts(&conn, plan, sql, ids, &tx)));
+            parts.push((rx, reader));
         }
-        let base = 3 + keys.len();
-        let form = (0..plan.form_fields.len()).map(|i| column_text(r, base + i)).collect::<rusqlite::Result<_>>()?;
-        let base = base + plan.form_fields.len();
-        let user = (0..plan.user_fields.len()).map(|i| column_text(r, base + i)).collect::<rusqlite::Result<_>>()?;
-        if keys.is_empty() {
-            // No key: nothing can match, nothing to index.
-        } else if user_keyed {
-            // Ordered by id: a user's newest account comes last and wins.
-            match accounts.entry(key.into_boxed_str()) {
-                std::collections::hash_map::Entry::Occupied(mut e) => {
-                    let same_user = snapshots.get(*e.get() as usize).is_some_and(|s| s.login == login);
-                    e.insert(if same_user { slot } else { MULTIPLE });
+        let mut indexed = Ok(());
+        let mut read = Ok(());
+        for (rx, reader) in parts {
+            // The ranges in order, each in id order: the same order as one query's.
+            for chunk in rx.iter() {
+                if indexed.is_err() {
+                    break;
                 }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(slot);
+                for (snapshot, key) in chunk {
+                    let Ok(slot) = u32::try_from(snapshots.len()) else {
+                        indexed = Err(ReconError::Store("too many accounts".into()));
+                        break;
+                    };
+                    if keys.is_empty() {
+                        // No key: nothing can match, nothing to index.
+                    } else if user_keyed {
+                        // In id order: a user's newest account comes last and wins.
+                        match accounts.entry(key) {
+                            std::collections::hash_map::Entry::Occupied(mut e) => {
+                                let same_user =
+                                    snapshots.get(*e.get() as usize).is_some_and(|s| s.login == snapshot.login);
+                                e.insert(if same_user { slot } else { MULTIPLE });
+                            }
+                            std::collections::hash_map::Entry::Vacant(e) => {
+                                e.insert(slot);
+                            }
+                        }
+                    } else {
+                        by_login.insert(snapshot.login.clone(), slot);
+                        keyed.push(key);
+                    }
+                    snapshots.push(snapshot);
                 }
             }
-        } else {
-            by_login.insert(login.clone(), slot);
-            keyed.push(key);
+            // Dropping the receiver stops a reader still sending after an indexing error.
+            drop(rx);
+            let r = reader.join().unwrap_or_else(|_| Err(ReconError::Store("loading the accounts panicked".into())));
+            if read.is_ok() {
+                read = r;
+            }
         }
-        snapshots.push(Snapshot { id: r.get(0)?, login, status: column_text(r, 2)?.unwrap_or_default(), form, user });
-    }
+        indexed.and(read)
+    })?;
     if !user_keyed {
         for (slot, (key, s)) in keyed.into_iter().zip(&snapshots).enumerate() {
             let slot = slot as u32;
@@ -471,9 +575,10 @@ fn load_users(conn: &rusqlite::Connection, plan: &Plan) -> Result<(KeyIndex, Vec
     let hint = usize::try_from(hint).unwrap_or(0).min(1 << 24);
     let mut users = FxMap::with_capacity_and_hasher(hint, Default::default());
     let mut logins = Vec::with_capacity(hint);
+    let mut key = String::new();
     while let Some(r) = rows.next()? {
         let login: Box<str> = column_text(r, 0)?.unwrap_or_default();
-        let mut key = String::new();
+        key.clear();
         for (i, f) in keys.iter().enumerate() {
             if i > 0 {
                 key.push(KEY_SEPARATOR);
@@ -481,7 +586,7 @@ fn load_users(conn: &rusqlite::Connection, plan: &Plan) -> Result<(KeyIndex, Vec
             normalise_into(&mut key, f, column_text(r, 1 + i)?.as_deref().unwrap_or(""));
         }
         let slot = u32::try_from(logins.len()).map_err(|_| ReconError::Store("too many users".into()))?;
-        insert_key(&mut users, key, slot);
+        insert_key(&mut users, Box::from(key.as_str()), slot);
         logins.push(login);
     }
     Ok((users, logins))
@@ -490,7 +595,6 @@ fn load_users(conn: &rusqlite::Connection, plan: &Plan) -> Result<(KeyIndex, Vec
 /// A row after validation: what it says, typed.
 struct Checked {
     key_display: String,
-    key: String,
     /// Index into [`Plan::form_fields`] → stored text.
     form: Vec<(usize, String)>,
     /// Index into [`Plan::user_fields`] → text.
@@ -498,10 +602,11 @@ struct Checked {
     status: Option<ObjectStatus>,
 }
 
-/// Validates a row: types, status values. Every problem of the row at once.
-fn check(plan: &Plan, record: &[&str]) -> Result<Checked, String> {
+/// Validates a row: types, status values. Every problem of the row at once. The normalised
+/// key goes to `key` (a buffer the caller reuses: only matching needs it).
+fn check(plan: &Plan, record: &[&str], key: &mut String) -> Result<Checked, String> {
+    key.clear();
     let mut problems = Vec::new();
-    let mut key = String::new();
     let mut key_display = String::new();
     let mut form = Vec::new();
     let mut user = Vec::new();
@@ -514,12 +619,12 @@ fn check(plan: &Plan, record: &[&str]) -> Result<Checked, String> {
             }
             continue;
         }
-        let text = match f.ty {
+        let text: std::borrow::Cow<'_, str> = match f.ty {
             // The common case needs no typed value: the text is stored as it is.
-            ValueType::String => raw.to_string(),
+            ValueType::String => raw.into(),
             ty => match value::typed(ty, raw) {
-                Ok(Value::Text(t)) => t,
-                Ok(other) => other.display(),
+                Ok(Value::Text(t)) => t.into(),
+                Ok(other) => other.display().into(),
                 Err(e) => {
                     problems.push(format!("`{}`: {e}", f.name));
                     continue;
@@ -531,17 +636,17 @@ fn check(plan: &Plan, record: &[&str]) -> Result<Checked, String> {
                 key.push(KEY_SEPARATOR);
                 key_display.push(',');
             }
-            normalise_into(&mut key, f, &text);
+            normalise_into(key, f, &text);
             key_display.push_str(&text);
         }
         match f.put {
-            Put::Form(i) => form.push((i, text)),
-            Put::User(i) => user.push((i, text)),
+            Put::Form(i) => form.push((i, text.into_owned())),
+            Put::User(i) => user.push((i, text.into_owned())),
             Put::Nowhere => {}
             Put::Status => {
                 let found = f
                     .values
-                    .get(&text)
+                    .get(&*text)
                     .or_else(|| f.values.iter().find(|(k, _)| k.eq_ignore_ascii_case(&text)).map(|(_, v)| v))
                     .copied()
                     .or_else(|| if f.values.is_empty() { ObjectStatus::parse(&text) } else { None });
@@ -566,7 +671,7 @@ fn check(plan: &Plan, record: &[&str]) -> Result<Checked, String> {
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
-    Ok(Checked { key_display, key, form, user, status })
+    Ok(Checked { key_display, form, user, status })
 }
 
 /// What matching decided for a row.
@@ -578,15 +683,15 @@ enum Decision {
     Nothing(ReconAction, &'static str),
 }
 
-fn decide(plan: &Plan, c: &Checked) -> Decision {
+fn decide(plan: &Plan, key: &str) -> Decision {
     let [no_match, one_entity, one_process, multiple] = plan.actions;
-    match plan.accounts.get(c.key.as_str()) {
+    match plan.accounts.get(key) {
         Some(&MULTIPLE) => return Decision::Nothing(multiple, "multiple matches"),
         Some(&slot) => return Decision::Account(slot, one_process, "one process match"),
         None => {}
     }
     if plan.entity_matching {
-        match plan.users.get(c.key.as_str()) {
+        match plan.users.get(key) {
             Some(&MULTIPLE) => return Decision::Nothing(multiple, "multiple matches"),
             Some(&u) => return Decision::User(u, one_entity),
             None => {}
@@ -634,6 +739,7 @@ fn work(plan: &Plan, chunk: &Chunk) -> Vec<Work> {
     let n = plan.fields.len();
     let mut out = Vec::with_capacity(chunk.rows.len());
     let mut values: Vec<&str> = Vec::with_capacity(n);
+    let mut key = String::new();
     for (line, row) in &chunk.rows {
         let line = *line;
         let first = match row {
@@ -656,13 +762,13 @@ fn work(plan: &Plan, chunk: &Chunk) -> Vec<Work> {
             }
         }
         let checked = if problems.is_empty() {
-            check(plan, &values)
+            check(plan, &values, &mut key)
         } else {
             Err(format!("unreadable row: {}", problems.join("; ")))
         };
         out.push(match checked {
             Ok(checked) => {
-                let decision = decide(plan, &checked);
+                let decision = decide(plan, &key);
                 Work::Row { line, checked, decision }
             }
             Err(error) => Work::Bad { line, error },
@@ -685,17 +791,28 @@ struct Event {
 /// Appends `text` as a JSON string.
 fn push_json_str(out: &mut String, text: &str) {
     out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+    // Runs without anything to escape are copied whole; every escaped byte is ASCII, so the
+    // run boundaries are character boundaries.
+    let mut run = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(text.get(run..i).unwrap_or(""));
+        if escaped.is_empty() {
+            out.push_str(&format!("\\u{b:04x}"));
+        } else {
+            out.push_str(escaped);
         }
+        run = i + 1;
     }
+    out.push_str(text.get(run..).unwrap_or(""));
     out.push('"');
 }
 
@@ -724,6 +841,8 @@ struct Writer<'a> {
     /// Accounts created by this run, by user login.
     created: FxMap<Box<str>, u32>,
     events: Vec<Event>,
+    /// The INSERT of a full group of events, once built.
+    events_sql: String,
     summary: Summary,
     bad: Vec<BadRow>,
 }
@@ -741,7 +860,7 @@ impl Writer<'_> {
     fn event(
         &mut self,
         line: u64,
-        c: &Checked,
+        c: &mut Checked,
         outcome: &'static str,
         action: &'static str,
         account: Option<i64>,
@@ -749,7 +868,8 @@ impl Writer<'_> {
     ) {
         self.events.push(Event {
             line,
-            key: Some(c.key_display.clone()),
+            // Each row has one event (a failed write has none yet): the key moves into it.
+            key: Some(std::mem::take(&mut c.key_display)),
             outcome,
             action,
             account,
@@ -779,7 +899,8 @@ impl Writer<'_> {
             }
             Work::Row { line, checked, decision } => (line, checked, decision),
         };
-        if let Err(e) = self.apply(conn, line, &c, decision) {
+        let mut c = c;
+        if let Err(e) = self.apply(conn, line, &mut c, decision) {
             if conn.is_autocommit() {
                 // SQLite rolled the whole transaction back (disk full, I/O error): stop.
                 return Err(e.into());
@@ -788,7 +909,7 @@ impl Writer<'_> {
             let msg = e.to_string();
             self.events.push(Event {
                 line,
-                key: Some(c.key_display.clone()),
+                key: Some(std::mem::take(&mut c.key_display)),
                 outcome: "failed",
                 action: "skipped",
                 account: None,
@@ -804,7 +925,7 @@ impl Writer<'_> {
         &mut self,
         conn: &rusqlite::Connection,
         line: u64,
-        c: &Checked,
+        c: &mut Checked,
         decision: Decision,
     ) -> rusqlite::Result<()> {
         match decision {
@@ -867,7 +988,7 @@ impl Writer<'_> {
         &mut self,
         conn: &rusqlite::Connection,
         line: u64,
-        c: &Checked,
+        c: &mut Checked,
         slot: u32,
         outcome: &'static str,
         action: &'static str,
@@ -892,7 +1013,7 @@ impl Writer<'_> {
             return Err(rusqlite::Error::QueryReturnedNoRows);
         };
         let new_status =
-            c.status.filter(|s| *s != ObjectStatus::None && s.as_str() != &*snap.status).map(|s| s.as_str());
+            c.status.filter(|s| *s != ObjectStatus::None && s.as_str() != snap.status.as_str()).map(|s| s.as_str());
         let form: Vec<&(usize, String)> =
             c.form.iter().filter(|(i, t)| snap.form.get(*i).and_then(|v| v.as_deref()) != Some(t.as_str())).collect();
         let user: Vec<&(usize, String)> =
@@ -901,9 +1022,9 @@ impl Writer<'_> {
             return Ok((snap.id, String::new()));
         }
         // The key order of a serde_json map, so events read the same as before.
-        let mut changes = String::new();
+        let mut changes = String::with_capacity(128);
         if let Some(s) = new_status {
-            push_change(&mut changes, "OIM_OBJECT_STATUS", Some(&snap.status), s);
+            push_change(&mut changes, "OIM_OBJECT_STATUS", Some(snap.status.as_str()), s);
         }
         for (i, t) in &form {
             let name = plan.form_changes.get(*i).map(String::as_str).unwrap_or("");
@@ -968,8 +1089,8 @@ impl Writer<'_> {
         written?;
         let id = snap.id;
         if let Some(snap) = self.snapshots.get_mut(slot as usize) {
-            if let Some(s) = new_status {
-                snap.status = s.into();
+            if let Some(s) = c.status.filter(|_| new_status.is_some()) {
+                snap.status = StoredStatus::Known(s);
             }
             for (i, t) in form {
                 if let Some(v) = snap.form.get_mut(*i) {
@@ -1022,7 +1143,7 @@ impl Writer<'_> {
         self.snapshots.push(Snapshot {
             id,
             login: login.into(),
-            status: status.as_str().into(),
+            status: StoredStatus::Known(status),
             form: plan.form_fields.iter().map(|n| form.get(n).and_then(|v| v.as_str()).map(Into::into)).collect(),
             user: plan.user_fields.iter().map(|a| attrs.get(a).map(|v| v.as_str().into())).collect(),
         });
@@ -1034,6 +1155,13 @@ impl Writer<'_> {
     fn flush_events(&mut self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
         let events = std::mem::take(&mut self.events);
         for group in events.chunks(EVENTS_PER_INSERT) {
+            // Full groups reuse one text (the statement cache is keyed by it); built once.
+            if group.len() == EVENTS_PER_INSERT && !self.events_sql.is_empty() {
+                let mut stmt = conn.prepare_cached(&self.events_sql)?;
+                bind_events(&mut stmt, group)?;
+                stmt.raw_execute()?;
+                continue;
+            }
             // The run id and the time are the same for every row: literals, not parameters.
             let mut sql = String::from(
                 "INSERT INTO recon_events(run_id, at, line, key, outcome, action, account_id, changes, error) VALUES ",
@@ -1057,17 +1185,11 @@ impl Writer<'_> {
                 ));
             }
             let mut stmt = conn.prepare_cached(&sql)?;
-            for (k, e) in group.iter().enumerate() {
-                let p = 7 * k;
-                stmt.raw_bind_parameter(p + 1, e.line as i64)?;
-                stmt.raw_bind_parameter(p + 2, e.key.as_deref())?;
-                stmt.raw_bind_parameter(p + 3, e.outcome)?;
-                stmt.raw_bind_parameter(p + 4, e.action)?;
-                stmt.raw_bind_parameter(p + 5, e.account)?;
-                stmt.raw_bind_parameter(p + 6, e.changes.as_str())?;
-                stmt.raw_bind_parameter(p + 7, e.error.as_deref())?;
-            }
+            bind_events(&mut stmt, group)?;
             stmt.raw_execute()?;
+            if group.len() == EVENTS_PER_INSERT {
+                self.events_sql = sql;
+            }
         }
         Ok(())
     }
@@ -1077,6 +1199,7 @@ impl Writer<'_> {
         &mut self,
         conn: &mut rusqlite::Connection,
         done: mpsc::Receiver<Vec<Work>>,
+        committed: &mpsc::SyncSender<()>,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(), ReconError> {
         let mut in_tx = 0u64;
@@ -1094,6 +1217,8 @@ impl Writer<'_> {
                 if in_tx >= COMMIT_ROWS {
                     self.flush_events(conn)?;
                     conn.execute_batch("COMMIT; BEGIN IMMEDIATE")?;
+                    // A checkpoint already asked for covers this commit too.
+                    let _ = committed.try_send(());
                     in_tx = 0;
                 }
                 progress(n);
@@ -1107,6 +1232,20 @@ impl Writer<'_> {
         }
         result
     }
+}
+
+fn bind_events(stmt: &mut rusqlite::CachedStatement<'_>, group: &[Event]) -> rusqlite::Result<()> {
+    for (k, e) in group.iter().enumerate() {
+        let p = 7 * k;
+        stmt.raw_bind_parameter(p + 1, e.line as i64)?;
+        stmt.raw_bind_parameter(p + 2, e.key.as_deref())?;
+        stmt.raw_bind_parameter(p + 3, e.outcome)?;
+        stmt.raw_bind_parameter(p + 4, e.action)?;
+        stmt.raw_bind_parameter(p + 5, e.account)?;
+        stmt.raw_bind_parameter(p + 6, e.changes.as_str())?;
+        stmt.raw_bind_parameter(p + 7, e.error.as_deref())?;
+    }
+    Ok(())
 }
 
 fn open_conn(path: &Path) -> Result<rusqlite::Connection, ReconError> {
@@ -1221,17 +1360,24 @@ pub fn reconcile(
         }
     };
 
+    let t0 = std::time::Instant::now();
+    let phase = |what: &str| if std::env::var_os("PFT").is_some() { eprintln!("{what}: {:?}", t0.elapsed()) };
     // The indexes: accounts and users load side by side, on their own connections.
     let (accounts, users) = std::thread::scope(|scope| {
         let plan = &plan;
         let users = scope.spawn(move || -> Result<_, ReconError> {
             if plan.entity_matching {
-                load_users(&open_conn(state)?, plan)
+                let t = std::time::Instant::now();
+                let r = load_users(&open_conn(state)?, plan);
+                if std::env::var_os("PFT").is_some() { eprintln!("users {:?}", t.elapsed()); }
+                r
             } else {
                 Ok((FxMap::default(), Vec::new()))
             }
         });
-        let accounts = open_conn(state).and_then(|c| load_accounts(&c, plan));
+        let t = std::time::Instant::now();
+        let accounts = load_accounts(state, plan);
+        if std::env::var_os("PFT").is_some() { eprintln!("accounts {:?}", t.elapsed()); }
         let users = users.join().unwrap_or_else(|_| Err(ReconError::Store("loading the users panicked".into())));
         (accounts, users)
     });
@@ -1242,8 +1388,9 @@ pub fn reconcile(
     plan.users = user_index;
     plan.user_logins = user_logins;
 
+    phase("loaded");
     let mut conn = open_conn(state)?;
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -262144;")?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 0;")?;
     let source_name = match &feed {
         Feed::Csv(_, p) => format!("csv:{p}"),
         Feed::Rows(_) => {
@@ -1265,6 +1412,7 @@ pub fn reconcile(
         snapshots,
         created: FxMap::default(),
         events: Vec::with_capacity(EVENTS_PER_INSERT * 16),
+        events_sql: String::new(),
         summary: Summary { run, ..Summary::default() },
         bad: Vec::new(),
     };
@@ -1291,14 +1439,30 @@ pub fn reconcile(
         }
         drop(done_tx);
         drop(chunk_rx);
+        // Copying committed pages from the WAL into the database (and its fsyncs) happens on
+        // a connection of its own, beside the writer, not inside its commits. The checkpoint
+        // is PASSIVE: it never waits for the writer, and what it leaves is done on close.
+        let (committed, checkpoints) = mpsc::sync_channel::<()>(1);
+        let checkpointer = scope.spawn(move || {
+            let Ok(conn) = open_conn(state) else { return };
+            if conn.execute_batch("PRAGMA synchronous = NORMAL").is_err() {
+                return;
+            }
+            for () in checkpoints.iter() {
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+        });
         // Dropping the receiver (when `drain` returns) unblocks the workers on an error.
-        let written = writer.drain(&mut conn, done_rx, options.progress);
+        let written = writer.drain(&mut conn, done_rx, &committed, options.progress);
+        drop(committed);
+        let _ = checkpointer.join();
         // Every worker joined, even after a panic: the scope would re-panic on an unjoined one.
         let workers_ok = handles.into_iter().fold(true, |ok, h| h.join().is_ok() && ok);
         let feed_result =
             feeder.join().unwrap_or_else(|_| Err(ReconError::Store("reading the source panicked".into())));
         (written, feed_result, workers_ok)
     });
+    phase("drained");
     let summary = writer.summary.clone();
     let mut bad_rows = std::mem::take(&mut writer.bad);
     bad_rows.sort_by_key(|b| b.line);
@@ -1309,6 +1473,9 @@ pub fn reconcile(
         "UPDATE recon_runs SET finished_at = ?2, summary = ?3 WHERE id = ?1",
         params![run, options.now, serde_json::to_string(&summary).unwrap_or_default()],
     )?;
+    phase("final commit");
+    drop(conn);
+    phase("closed");
     written?;
     feed_result?;
     if !workers_ok {

@@ -90,6 +90,11 @@ pub struct NewTask {
     pub held: bool,
     pub note: Option<String>,
     pub child: ChildRow,
+    /// Inserted as Pending because its dependencies already hold: the audit records the
+    /// Waiting it starts in and its promotion, as if promoted by a step of its own.
+    pub promoted: bool,
+    /// The engine calls it right after this commit (see [`Step::calling`]).
+    pub calling: bool,
 }
 
 /// A status change of one task instance.
@@ -122,6 +127,29 @@ pub struct Step {
     pub new_tasks: Vec<NewTask>,
     pub account_status: Option<ObjectStatus>,
     pub notify: Vec<NotifyRequest>,
+    /// The task whose target call starts right after this commit: its `calling` mark is
+    /// committed with the step instead of in a transaction of its own.
+    pub calling: Option<TaskId>,
+}
+
+impl Step {
+    /// Whether committing it would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.transitions.is_empty()
+            && self.new_tasks.is_empty()
+            && self.account_status.is_none()
+            && self.notify.is_empty()
+            && self.calling.is_none()
+    }
+}
+
+/// A change to a user or to an account's form, committed in one transaction with the steps
+/// (inserted tasks) it causes: a crash cannot keep the change and lose its tasks.
+#[derive(Debug, Clone, Default)]
+pub struct Change<'c> {
+    pub user: Option<&'c UserRecord>,
+    pub form: Option<&'c Account>,
+    pub steps: Vec<Step>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -160,7 +188,8 @@ pub trait StateStore {
     fn user(&self, login: &str) -> Result<Option<UserRecord>, StoreError>;
     fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
 
-    /// Creates the account and its first tasks in one transaction.
+    /// Creates the account and its first tasks in one transaction; the account's id and its
+    /// tasks' ids, in order.
     #[allow(clippy::too_many_arguments)]
     fn create_account(
         &mut self,
@@ -171,7 +200,7 @@ pub trait StateStore {
         form: &FormData,
         actor: &str,
         tasks: &[NewTask],
-    ) -> Result<AccountId, StoreError>;
+    ) -> Result<(AccountId, Vec<TaskId>), StoreError>;
     fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError>;
     /// The newest account of `user` for `process`.
     fn find_account(&self, process: &str, user: &str) -> Result<Option<Account>, StoreError>;
@@ -185,6 +214,9 @@ pub trait StateStore {
     fn set_calling(&mut self, task: TaskId, calling: bool) -> Result<(), StoreError>;
     /// Commits a step; after [`StateStore::call_in_step`], in the transaction that made the call.
     fn commit(&mut self, step: &Step) -> Result<Vec<TaskId>, StoreError>;
+    /// Commits a user or form change and its steps in one transaction; the ids of each step's
+    /// new tasks, in order.
+    fn commit_change(&mut self, change: &Change<'_>) -> Result<Vec<Vec<TaskId>>, StoreError>;
 
     /// The file of an embedded SQLite store: a SQLite target in the same file shares its
     /// transactions (see [`StateStore::call_in_step`]).
@@ -335,6 +367,19 @@ CREATE INDEX recon_events_by_run ON recon_events(run_id, line);
     ),
 ];
 
+/// Chooses fsync on every commit (`full`) over durability against killed processes only
+/// (`normal`, the default), for the state store and SQLite targets alike.
+pub const SYNC_ENV: &str = "PROVFLOW_SQLITE_SYNC";
+
+/// The `PRAGMA synchronous` value of every SQLite file provflow opens (see [`SYNC_ENV`]).
+pub fn synchronous() -> &'static str {
+    static VALUE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    VALUE.get_or_init(|| match std::env::var(SYNC_ENV) {
+        Ok(v) if v.trim().eq_ignore_ascii_case("full") => "FULL",
+        _ => "NORMAL",
+    })
+}
+
 /// Parses `--state`: `sqlite:PATH`, `sqlite://PATH`, or a plain path.
 pub fn state_path(url: &str) -> Result<PathBuf, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -381,10 +426,16 @@ impl SqliteStore {
         }
         let conn = rusqlite::Connection::open(path).map_err(|e| open_err(e.to_string()))?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| open_err(e.to_string()))?;
-        // WAL with synchronous=FULL: a transition reported as committed survives power loss,
-        // not only a killed process.
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-            .map_err(|e| open_err(e.to_string()))?;
+        // WAL with synchronous=NORMAL (see bench/runner/README.md, "Durability decision"): a
+        // commit is in the WAL file when COMMIT returns, so it survives a killed process;
+        // only a power loss can take back the newest commits. `PROVFLOW_SQLITE_SYNC=full`
+        // fsyncs every commit instead.
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+            synchronous()
+        ))
+        .map_err(|e| open_err(e.to_string()))?;
+        conn.set_prepared_statement_cache_capacity(64);
         let mut store = SqliteStore { conn, path: path.to_path_buf(), key, now, step_open: false };
         store.migrate()?;
         Ok(store)
@@ -498,7 +549,7 @@ impl SqliteStore {
     }
 
     fn query_accounts(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Account>, StoreError> {
-        let mut stmt = self.conn.prepare(sql)?;
+        let mut stmt = self.conn.prepare_cached(sql)?;
         let mut rows = stmt.query(params)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
@@ -508,7 +559,7 @@ impl SqliteStore {
     }
 
     fn query_tasks(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<TaskInstance>, StoreError> {
-        let mut stmt = self.conn.prepare(sql)?;
+        let mut stmt = self.conn.prepare_cached(sql)?;
         let mut rows = stmt.query(params)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
@@ -542,28 +593,66 @@ impl SqliteStore {
         actor: &str,
         now: Instant,
     ) -> Result<TaskId, StoreError> {
-        tx.execute(
-            "INSERT INTO task_instances(account_id, task_index, task_name, status, attempt, due_at, held, note, child, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-            params![
-                account,
-                t.task_index as i64,
-                t.task_name,
-                status_text(t.status),
-                t.attempt,
-                t.due_at,
-                t.held,
-                t.note,
-                serde_json::to_string(&t.child).unwrap_or_else(|_| "{}".into()),
-                now
-            ],
-        )?;
+        let child = if t.child.is_empty() {
+            "{}".to_string()
+        } else {
+            serde_json::to_string(&t.child).unwrap_or_else(|_| "{}".into())
+        };
+        tx.prepare_cached(
+            "INSERT INTO task_instances(account_id, task_index, task_name, status, attempt, due_at, held, note, child, calling, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+        )?
+        .execute(params![
+            account,
+            t.task_index as i64,
+            t.task_name,
+            status_text(t.status),
+            t.attempt,
+            t.due_at,
+            t.held,
+            t.note,
+            child,
+            t.calling,
+            now
+        ])?;
         let id = tx.last_insert_rowid();
-        tx.execute(
-            "INSERT INTO task_audit(task_id, at, actor, from_status, to_status, note) VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
-            params![id, now, actor, status_text(t.status), t.note],
+        let mut audit = tx.prepare_cached(
+            "INSERT INTO task_audit(task_id, at, actor, from_status, to_status, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
+        if t.promoted {
+            audit.execute(params![id, now, actor, None::<&str>, status_text(TaskStatus::Waiting), None::<&str>])?;
+            audit.execute(params![id, now, actor, status_text(TaskStatus::Waiting), status_text(t.status), t.note])?;
+        } else {
+            audit.execute(params![id, now, actor, None::<&str>, status_text(t.status), t.note])?;
+        }
         Ok(id)
+    }
+
+    fn write_user(tx: &rusqlite::Connection, user: &UserRecord, now: Instant) -> Result<(), StoreError> {
+        tx.prepare_cached(
+            "UPDATE users SET attributes = ?2, status = ?3, locked = ?4, updated_at = ?5 WHERE login = ?1",
+        )?
+        .execute(params![
+            user.login,
+            serde_json::to_string(&user.attributes).unwrap_or_default(),
+            user.status,
+            user.locked,
+            now
+        ])?;
+        Ok(())
+    }
+
+    fn write_form(
+        tx: &rusqlite::Connection,
+        key: Option<&SecretKey>,
+        account: &Account,
+        now: Instant,
+    ) -> Result<(), StoreError> {
+        let encoded = encode_values(key, &account.form, &format!("account/{}", account.id));
+        let children = serde_json::to_string(&account.children).unwrap_or_else(|_| "{}".into());
+        tx.prepare_cached("UPDATE accounts SET form = ?2, children = ?3, updated_at = ?4 WHERE id = ?1")?
+            .execute(params![account.id, encoded, children, now])?;
+        Ok(())
     }
 }
 
@@ -571,45 +660,50 @@ impl SqliteStore {
 /// notification requests. The caller owns the transaction.
 fn apply_step(tx: &rusqlite::Connection, step: &Step, now: Instant) -> Result<Vec<TaskId>, StoreError> {
     for t in &step.transitions {
-        let from: Option<String> =
-            tx.query_row("SELECT status FROM task_instances WHERE id = ?1", [t.task], |r| r.get(0)).optional()?;
-        tx.execute(
+        let from: Option<String> = tx
+            .prepare_cached("SELECT status FROM task_instances WHERE id = ?1")?
+            .query_row([t.task], |r| r.get(0))
+            .optional()?;
+        let outputs = if t.outputs.is_empty() {
+            "{}".to_string()
+        } else {
+            serde_json::to_string(&t.outputs).unwrap_or_else(|_| "{}".into())
+        };
+        tx.prepare_cached(
             "UPDATE task_instances SET status = ?2, response = coalesce(?3, response), note = ?4, held = ?5,
                outputs = CASE WHEN ?6 = '{}' THEN outputs ELSE ?6 END, calling = 0, updated_at = ?7 WHERE id = ?1",
-            params![
-                t.task,
-                status_text(t.to),
-                t.response,
-                t.note,
-                t.held,
-                serde_json::to_string(&t.outputs).unwrap_or_else(|_| "{}".into()),
-                now
-            ],
-        )?;
-        tx.execute(
+        )?
+        .execute(params![t.task, status_text(t.to), t.response, t.note, t.held, outputs, now])?;
+        tx.prepare_cached(
             "INSERT INTO task_audit(task_id, at, actor, from_status, to_status, response, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![t.task, now, step.actor, from, status_text(t.to), t.response, t.note],
-        )?;
+        )?
+        .execute(params![t.task, now, step.actor, from, status_text(t.to), t.response, t.note])?;
     }
-    let mut ids = Vec::new();
+    let mut ids = Vec::with_capacity(step.new_tasks.len());
     for t in &step.new_tasks {
         ids.push(SqliteStore::insert_task(tx, step.account, t, &step.actor, now)?);
     }
     if let Some(status) = step.account_status {
-        tx.execute(
-            "UPDATE accounts SET status = ?2, updated_at = ?3 WHERE id = ?1",
-            params![step.account, status.as_str(), now],
-        )?;
+        tx.prepare_cached("UPDATE accounts SET status = ?2, updated_at = ?3 WHERE id = ?1")?.execute(params![
+            step.account,
+            status.as_str(),
+            now
+        ])?;
+    }
+    if let Some(task) = step.calling {
+        tx.prepare_cached("UPDATE task_instances SET calling = 1, updated_at = ?2 WHERE id = ?1")?
+            .execute(params![task, now])?;
     }
     if !step.notify.is_empty() {
-        let hash: String =
-            tx.query_row("SELECT bundle_hash FROM accounts WHERE id = ?1", [step.account], |r| r.get(0))?;
+        let hash: String = tx
+            .prepare_cached("SELECT bundle_hash FROM accounts WHERE id = ?1")?
+            .query_row([step.account], |r| r.get(0))?;
         for n in &step.notify {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO outbox(account_id, task_id, template_index, template, task_status, recipient, bundle_hash, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![step.account, n.task, n.template_index as i64, n.template, status_text(n.task_status), n.recipient, hash, now],
-            )?;
+            )?
+            .execute(params![step.account, n.task, n.template_index as i64, n.template, status_text(n.task_status), n.recipient, hash, now])?;
         }
     }
     Ok(ids)
@@ -685,23 +779,24 @@ impl StateStore for SqliteStore {
         form: &FormData,
         actor: &str,
         tasks: &[NewTask],
-    ) -> Result<AccountId, StoreError> {
+    ) -> Result<(AccountId, Vec<TaskId>), StoreError> {
         let now = (self.now)();
         let key = self.key.clone();
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO accounts(process, user_login, bundle_hash, status, form, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, '{}', ?5, ?5)",
-            params![process, user, bundle_hash, status.as_str(), now],
-        )?;
+        )?
+        .execute(params![process, user, bundle_hash, status.as_str(), now])?;
         let id = tx.last_insert_rowid();
         // Sealed with the account id as context, known only now.
         let encoded = encode_values(key.as_ref(), form, &format!("account/{id}"));
-        tx.execute("UPDATE accounts SET form = ?2 WHERE id = ?1", params![id, encoded])?;
+        tx.prepare_cached("UPDATE accounts SET form = ?2 WHERE id = ?1")?.execute(params![id, encoded])?;
+        let mut ids = Vec::with_capacity(tasks.len());
         for t in tasks {
-            SqliteStore::insert_task(&tx, id, t, actor, now)?;
+            ids.push(SqliteStore::insert_task(&tx, id, t, actor, now)?);
         }
         tx.commit()?;
-        Ok(id)
+        Ok((id, ids))
     }
 
     fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
@@ -760,10 +855,9 @@ impl StateStore for SqliteStore {
     }
 
     fn set_calling(&mut self, task: TaskId, calling: bool) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE task_instances SET calling = ?2, updated_at = ?3 WHERE id = ?1",
-            params![task, calling, (self.now)()],
-        )?;
+        self.conn
+            .prepare_cached("UPDATE task_instances SET calling = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![task, calling, (self.now)()])?;
         Ok(())
     }
 
@@ -788,6 +882,24 @@ impl StateStore for SqliteStore {
         Ok(ids)
     }
 
+    fn commit_change(&mut self, change: &Change<'_>) -> Result<Vec<Vec<TaskId>>, StoreError> {
+        let now = (self.now)();
+        let key = self.key.clone();
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if let Some(user) = change.user {
+            SqliteStore::write_user(&tx, user, now)?;
+        }
+        if let Some(account) = change.form {
+            SqliteStore::write_form(&tx, key.as_ref(), account, now)?;
+        }
+        let mut ids = Vec::with_capacity(change.steps.len());
+        for step in &change.steps {
+            ids.push(apply_step(&tx, step, now)?);
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
     fn sqlite_file(&self) -> Option<&Path> {
         Some(&self.path)
     }
@@ -808,7 +920,7 @@ impl StateStore for SqliteStore {
     }
 
     fn audit(&self, task: TaskId) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT task_id, at, actor, from_status, to_status, response, note FROM task_audit WHERE task_id = ?1 ORDER BY id",
         )?;
         let mut rows = stmt.query([task])?;
@@ -830,7 +942,7 @@ impl StateStore for SqliteStore {
     }
 
     fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id, account_id, task_id, template_index, template, task_status, recipient, bundle_hash, created_at FROM outbox ORDER BY id",
         )?;
         let mut rows = stmt.query([])?;
@@ -856,7 +968,8 @@ impl StateStore for SqliteStore {
 
 impl SqliteStore {
     fn users_where(&self, clause: &str, params: impl rusqlite::Params) -> Result<Vec<UserRecord>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!("SELECT login, attributes, status, locked FROM users {clause}"))?;
+        let mut stmt =
+            self.conn.prepare_cached(&format!("SELECT login, attributes, status, locked FROM users {clause}"))?;
         let mut rows = stmt.query(params)?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
@@ -910,7 +1023,7 @@ mod tests {
                 ("password".to_string(), Value::Secret(Secret::new("topsecret"))),
             ]
             .into();
-            let id = s.create_account("P", "JDOE", "h", ObjectStatus::Provisioning, &form, "t", &[]).unwrap();
+            let (id, _) = s.create_account("P", "JDOE", "h", ObjectStatus::Provisioning, &form, "t", &[]).unwrap();
             let raw: String = s.conn.query_row("SELECT form FROM accounts WHERE id = ?1", [id], |r| r.get(0)).unwrap();
             assert!(!raw.contains("topsecret"), "{raw}");
             assert_eq!(raw.contains("sealed"), with_key);

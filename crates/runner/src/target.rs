@@ -146,7 +146,13 @@ impl SqliteTarget {
         let conn = rusqlite::Connection::open(path)
             .map_err(|e| TargetError::refused(format!("cannot open the SQLite target `{}`: {e}", path.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(map_error)?;
-        conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(map_error)?;
+        // The same durability as the state store (see `store::synchronous`): WAL, where a
+        // committed call survives a killed process without an fsync per commit.
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+            crate::store::synchronous()
+        ))
+        .map_err(map_error)?;
         Ok(SqliteTarget { conn, procedures, path: path.to_path_buf() })
     }
 
@@ -201,10 +207,10 @@ fn run_procedure(
         };
         named.insert(name.as_str(), values.get(*index).unwrap_or(&Value::Null));
     }
-    conn.execute_batch("SAVEPOINT provflow_call").map_err(map_error)?;
+    conn.prepare_cached("SAVEPOINT provflow_call").and_then(|mut s| s.execute([])).map_err(map_error)?;
     match run_body(conn, procedure, query, &named) {
         Ok(outcome) => {
-            conn.execute_batch("RELEASE provflow_call").map_err(map_error)?;
+            conn.prepare_cached("RELEASE provflow_call").and_then(|mut s| s.execute([])).map_err(map_error)?;
             Ok(outcome)
         }
         Err(e) => {
