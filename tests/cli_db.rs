@@ -429,7 +429,16 @@ pub fn unreachable_database(db: &Db, scheme: &str) {
     let login = format!("PF{pid}DOWN");
     p.create_user(&login);
     let secret = format!("password=env:{PW_VAR}");
-    let out = p.pf(&["run", "--process", db.process, "--user", &login, "--secret", &secret]);
-    assert!(!out.stdout.contains("Completed"), "{out}");
-    assert!(out.stdout.contains(&format!("cannot connect to {} at 127.0.0.1:1/dbum", db.server)), "{out}");
+    // An unreachable target is an environment error: exit 2, nothing sent, the task is no
+    // attempt and stays Pending for `provflow resume`.
+    let out = p.expect(2, &["run", "--process", db.process, "--user", &login, "--secret", &secret]);
+    assert!(out.stderr.contains(&format!("cannot connect to {} at 127.0.0.1:1/dbum", db.server)), "{out}");
+    assert!(out.stderr.contains("stays Pending"), "{out}");
+    let tasks = p.expect(0, &["task", "list", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&tasks.stdout).expect("task list JSON");
+    let create = list
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["account"]["user"] == login.as_str()))
+        .unwrap_or_else(|| panic!("no task for {login}\n{tasks}"));
+    assert_eq!(create["status"], "Pending", "{tasks}");
 }

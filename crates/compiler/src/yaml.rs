@@ -226,7 +226,6 @@ fn parse_indexed(text: &str, max_depth: usize) -> (Vec<Document>, Vec<LoadError>
     let mut stack: Vec<Frame> = Vec::new();
     let mut spans = new_index();
     let mut root: Option<(Value, Span)> = None;
-    let mut doc_start = Span::default();
 
     while let Some(next) = parser.next_event() {
         let (event, yspan) = match next {
@@ -262,7 +261,6 @@ fn parse_indexed(text: &str, max_depth: usize) -> (Vec<Document>, Vec<LoadError>
                 stack.clear();
                 spans = new_index();
                 root = None;
-                doc_start = span;
             }
             Event::DocumentEnd => {
                 if let Some((value, root_span)) = root.take() {

@@ -23,6 +23,10 @@ pub enum EngineError {
     UnknownUser { login: String, suggestion: Option<String> },
     #[error("user `{0}` already exists; change it with `provflow user modify {0} --attr name=value`")]
     UserExists(String),
+    #[error(
+        "target `{target}` cannot be reached: {message}\nnothing was sent; the task stays Pending: run `provflow resume` once the target is back"
+    )]
+    TargetUnavailable { target: String, message: String },
     #[error("unknown process `{name}`{}", hint(suggestion))]
     UnknownProcess { name: String, suggestion: Option<String> },
     #[error(
@@ -817,6 +821,14 @@ impl<'a> Engine<'a> {
             test_pause();
             result
         } else {
+            if let Err(e) = self.targets.open(bundle, process.target) {
+                // Nothing reached the target: the task is not an attempt, it waits for `resume`.
+                if self.marked == Some(inst.id) {
+                    self.store.set_calling(inst.id, false)?;
+                    self.marked = None;
+                }
+                return Err(EngineError::TargetUnavailable { target: target_name, message: e.message });
+            }
             if self.marked != Some(inst.id) {
                 // Committed before the call: after a crash, `resume` knows the call may have
                 // happened. The run loop commits it with the previous step; this is the rest.
