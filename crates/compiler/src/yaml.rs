@@ -347,12 +347,7 @@ fn parse_indexed(text: &str, max_depth: usize) -> (Vec<Document>, Vec<LoadError>
                 if matches!(event, Event::SequenceStart(..)) {
                     stack.push(Frame::Seq { items: Vec::new(), pointer });
                 } else {
-                    stack.push(Frame::Map {
-                        map: Map::new(),
-                        pointer,
-                        pending_key: None,
-                        key_spans: Vec::new(),
-                    });
+                    stack.push(Frame::Map { map: Map::new(), pointer, pending_key: None, key_spans: Vec::new() });
                 }
             }
             Event::SequenceEnd | Event::MappingEnd => {
