@@ -7,7 +7,8 @@
 #
 # Every row changes (status Provisioned -> Enabled, a new badge id), so both sides write every
 # account. provflow also validates each row, matches it, records one recon event per row and
-# commits in batches with synchronous=FULL; the baseline does none of that.
+# commits in batches (synchronous=NORMAL, the last commit FULL); the baseline does none of that.
+# PROVFLOW=path/to/provflow compares another build (e.g. a copy of the previous one).
 set -euo pipefail
 ROWS=${1:-1000000}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)

@@ -19,8 +19,10 @@
 //! already has it), with the mapped status or `Provisioned`; `none` records the event only.
 //!
 //! Rows are read by one thread, validated and matched by `--threads` workers against
-//! in-memory indexes built once per run, and applied by one writer thread in large
-//! transactions (SQLite serialises writes anyway). Only validated, decided rows reach the
+//! in-memory indexes built once per run (the accounts read in parallel id ranges; the users,
+//! needed only by rows no account matches, loading while the first rows are written), and
+//! applied by one writer thread in large transactions (SQLite serialises writes anyway), with
+//! WAL checkpoints on a thread of their own. Only validated, decided rows reach the
 //! writer, and each row's writes go in together (a savepoint when it needs two statements), so
 //! a row is applied whole or not at all, and a failed row leaves the rest of its batch intact.
 
@@ -202,9 +204,6 @@ struct Plan {
     accounts: FxMap<Box<str>, u32>,
     /// User login → slot of the user's newest account of the process.
     by_login: FxMap<Box<str>, u32>,
-    /// Normalised composite key → index in `user_logins`, or [`MULTIPLE`].
-    users: FxMap<Box<str>, u32>,
-    user_logins: Vec<Box<str>>,
     /// Whether every key field identifies a user, so that entity matching is possible.
     entity_matching: bool,
     /// Form fields filled from user attributes, for accounts created by `link`/`create`.
@@ -328,8 +327,6 @@ fn resolve(bundle: &Bundle, process: &ir::Process) -> Result<Plan, ReconError> {
         user_fields,
         accounts: FxMap::default(),
         by_login: FxMap::default(),
-        users: FxMap::default(),
-        user_logins: Vec::new(),
         entity_matching,
         from_user: process
             .form
@@ -473,11 +470,10 @@ fn load_accounts(
         select.join(", "),
         if join_users { "LEFT JOIN users u ON u.login = a.user_login" } else { "" }
     );
-    let (first, last): (i64, i64) = open_conn(state)?.query_row(
-        "SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM accounts",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (first, last): (i64, i64) =
+        open_conn(state)?.query_row("SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM accounts", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     // Sized once: growing a million-entry table costs more than filling it.
     let hint = usize::try_from(last.saturating_sub(first).saturating_add(1)).unwrap_or(0).min(1 << 24);
     let per_part = (last.saturating_sub(first) / LOAD_PARTS).saturating_add(1);
@@ -501,7 +497,8 @@ fn load_accounts(
         for ids in ranges {
             let (tx, rx) = mpsc::channel::<LoadedChunk>();
             let sql = &sql;
-            let reader = scope.spawn(move || open_conn(state).and_then(|conn| read_accounts(&conn, plan, sql, ids, &tx)));
+            let reader =
+                scope.spawn(move || open_conn(state).and_then(|conn| read_accounts(&conn, plan, sql, ids, &tx)));
             parts.push((rx, reader));
         }
         let mut indexed = Ok(());
@@ -558,9 +555,63 @@ fn load_accounts(
     Ok((snapshots, accounts, by_login))
 }
 
+/// The users by key (entity matching).
+#[derive(Default)]
+struct UserIndex {
+    /// Normalised composite key → index in `logins`, or [`MULTIPLE`].
+    keys: KeyIndex,
+    logins: Vec<Box<str>>,
+}
+
+/// A value another thread is still computing: a reader waits for it only when it needs it.
+struct Later<T> {
+    value: std::sync::OnceLock<T>,
+    done: Mutex<bool>,
+    ready: std::sync::Condvar,
+}
+
+impl<T> Later<T> {
+    fn new() -> Self {
+        Later { value: std::sync::OnceLock::new(), done: Mutex::new(false), ready: std::sync::Condvar::new() }
+    }
+
+    /// Ends the wait: with the value, or without (its producer failed and reports why).
+    fn finish(&self, value: Option<T>) {
+        if let Some(v) = value {
+            let _ = self.value.set(v);
+        }
+        if let Ok(mut done) = self.done.lock() {
+            *done = true;
+        }
+        self.ready.notify_all();
+    }
+
+    /// The value, once there; `None` if its producer failed.
+    fn wait(&self) -> Option<&T> {
+        if let Some(v) = self.value.get() {
+            return Some(v);
+        }
+        let mut done = self.done.lock().ok()?;
+        while !*done {
+            done = self.ready.wait(done).ok()?;
+        }
+        drop(done);
+        self.value.get()
+    }
+}
+
+/// Ends a [`Later`]'s wait when dropped, even by a panic: nobody waits forever.
+struct FinishOnDrop<'a, T>(&'a Later<T>);
+
+impl<T> Drop for FinishOnDrop<'_, T> {
+    fn drop(&mut self) {
+        self.0.finish(None);
+    }
+}
+
 /// Indexes the users by the key fields (entity matching).
-fn load_users(conn: &rusqlite::Connection, plan: &Plan) -> Result<(KeyIndex, Vec<Box<str>>), ReconError> {
-    let keys: Vec<&Field> = plan.fields.iter().filter(|f| f.key).collect();
+fn load_users(conn: &rusqlite::Connection, fields: &[Field]) -> Result<UserIndex, ReconError> {
+    let keys: Vec<&Field> = fields.iter().filter(|f| f.key).collect();
     let select: Vec<String> = keys
         .iter()
         .map(|f| match f.user_attribute.as_deref() {
@@ -589,7 +640,7 @@ fn load_users(conn: &rusqlite::Connection, plan: &Plan) -> Result<(KeyIndex, Vec
         insert_key(&mut users, Box::from(key.as_str()), slot);
         logins.push(login);
     }
-    Ok((users, logins))
+    Ok(UserIndex { keys: users, logins })
 }
 
 /// A row after validation: what it says, typed.
@@ -683,21 +734,23 @@ enum Decision {
     Nothing(ReconAction, &'static str),
 }
 
-fn decide(plan: &Plan, key: &str) -> Decision {
+/// `None` when the user index, needed for this row, failed to load.
+fn decide(plan: &Plan, users: &Later<UserIndex>, key: &str) -> Option<Decision> {
     let [no_match, one_entity, one_process, multiple] = plan.actions;
     match plan.accounts.get(key) {
-        Some(&MULTIPLE) => return Decision::Nothing(multiple, "multiple matches"),
-        Some(&slot) => return Decision::Account(slot, one_process, "one process match"),
+        Some(&MULTIPLE) => return Some(Decision::Nothing(multiple, "multiple matches")),
+        Some(&slot) => return Some(Decision::Account(slot, one_process, "one process match")),
         None => {}
     }
     if plan.entity_matching {
-        match plan.users.get(key) {
-            Some(&MULTIPLE) => return Decision::Nothing(multiple, "multiple matches"),
-            Some(&u) => return Decision::User(u, one_entity),
+        // The user index may still be loading: only rows without a process match wait.
+        match users.wait()?.keys.get(key) {
+            Some(&MULTIPLE) => return Some(Decision::Nothing(multiple, "multiple matches")),
+            Some(&u) => return Some(Decision::User(u, one_entity)),
             None => {}
         }
     }
-    Decision::Nothing(no_match, "no match")
+    Some(Decision::Nothing(no_match, "no match"))
 }
 
 fn action_name(a: ReconAction) -> &'static str {
@@ -735,7 +788,8 @@ enum Work {
 }
 
 /// Validates and matches the rows of a chunk: the CPU-bound part, run on every worker.
-fn work(plan: &Plan, chunk: &Chunk) -> Vec<Work> {
+/// `None` when the user index failed to load (the run fails with its error).
+fn work(plan: &Plan, users: &Later<UserIndex>, chunk: &Chunk) -> Option<Vec<Work>> {
     let n = plan.fields.len();
     let mut out = Vec::with_capacity(chunk.rows.len());
     let mut values: Vec<&str> = Vec::with_capacity(n);
@@ -768,13 +822,13 @@ fn work(plan: &Plan, chunk: &Chunk) -> Vec<Work> {
         };
         out.push(match checked {
             Ok(checked) => {
-                let decision = decide(plan, &key);
+                let decision = decide(plan, users, &key)?;
                 Work::Row { line, checked, decision }
             }
             Err(error) => Work::Bad { line, error },
         });
     }
-    out
+    Some(out)
 }
 
 /// One event waiting for the multi-row INSERT.
@@ -835,6 +889,7 @@ fn push_change(out: &mut String, name: &str, from: Option<&str>, to: &str) {
 /// written so far, in the order it writes.
 struct Writer<'a> {
     plan: &'a Plan,
+    users: &'a Later<UserIndex>,
     run: i64,
     now: Instant,
     snapshots: Vec<Snapshot>,
@@ -941,7 +996,8 @@ impl Writer<'_> {
                 }
             },
             Decision::User(user, action) => {
-                let login = self.plan.user_logins.get(user as usize).cloned().unwrap_or_default();
+                // A user decision was made with the index: it is there.
+                let login = self.users.wait().and_then(|u| u.logins.get(user as usize)).cloned().unwrap_or_default();
                 // An account created by an earlier row of this run, or one the key did not
                 // match (its key fields differ from the user's attributes).
                 let existing = self.created.get(&login).or_else(|| self.plan.by_login.get(&login)).copied();
@@ -1260,7 +1316,7 @@ fn open_conn(path: &Path) -> Result<rusqlite::Connection, ReconError> {
 ///
 /// One thread reads the source, `options.threads` workers validate and match rows against
 /// in-memory indexes built once at the start, and one writer applies the decided rows in
-/// large transactions. Durability: the writer commits its batches with `synchronous=NORMAL`
+/// large transactions; another thread checkpoints the WAL after each of them. Durability: the writer commits its batches with `synchronous=NORMAL`
 /// (in WAL mode, still atomic and consistent) and the final commit with `FULL`, which syncs
 /// the whole WAL: a crash mid-run may lose the last batches, never half a row, and re-running
 /// the same source applies what is missing and changes nothing else.
@@ -1360,35 +1416,47 @@ pub fn reconcile(
         }
     };
 
-    let t0 = std::time::Instant::now();
-    let phase = |what: &str| if std::env::var_os("PFT").is_some() { eprintln!("{what}: {:?}", t0.elapsed()) };
-    // The indexes: accounts and users load side by side, on their own connections.
-    let (accounts, users) = std::thread::scope(|scope| {
-        let plan = &plan;
-        let users = scope.spawn(move || -> Result<_, ReconError> {
-            if plan.entity_matching {
-                let t = std::time::Instant::now();
-                let r = load_users(&open_conn(state)?, plan);
-                if std::env::var_os("PFT").is_some() { eprintln!("users {:?}", t.elapsed()); }
-                r
-            } else {
-                Ok((FxMap::default(), Vec::new()))
-            }
+    // The indexes load side by side, on their own connections. Rows start flowing once the
+    // accounts are indexed: the user index is only for rows no account matches, which wait
+    // for it (while it loads, the writer already writes the others).
+    let users = Later::new();
+    std::thread::scope(|outer| {
+        let users = &users;
+        let key_fields: Vec<Field> = plan.fields.iter().filter(|f| f.key).cloned().collect();
+        let entity_matching = plan.entity_matching;
+        let users_loaded = outer.spawn(move || -> Result<(), ReconError> {
+            let _finished = FinishOnDrop(users);
+            let index =
+                if entity_matching { load_users(&open_conn(state)?, &key_fields)? } else { UserIndex::default() };
+            users.finish(Some(index));
+            Ok(())
         });
-        let t = std::time::Instant::now();
-        let accounts = load_accounts(state, plan);
-        if std::env::var_os("PFT").is_some() { eprintln!("accounts {:?}", t.elapsed()); }
-        let users = users.join().unwrap_or_else(|_| Err(ReconError::Store("loading the users panicked".into())));
-        (accounts, users)
-    });
-    let (snapshots, account_index, by_login) = accounts?;
-    let (user_index, user_logins) = users?;
-    plan.accounts = account_index;
-    plan.by_login = by_login;
-    plan.users = user_index;
-    plan.user_logins = user_logins;
+        let (snapshots, account_index, by_login) = load_accounts(state, &plan)?;
+        plan.accounts = account_index;
+        plan.by_login = by_login;
+        let outcome = write_rows(state, bundle, process, &plan, users, snapshots, feed, options, warnings);
+        let users_loaded =
+            users_loaded.join().unwrap_or_else(|_| Err(ReconError::Store("loading the users panicked".into())));
+        let outcome = outcome?;
+        users_loaded?;
+        Ok(outcome)
+    })
+}
 
-    phase("loaded");
+/// Matches, applies and records the rows of `feed` (the indexes of `plan` built, the user
+/// index built or on its way).
+#[allow(clippy::too_many_arguments)]
+fn write_rows(
+    state: &Path,
+    bundle: &Bundle,
+    process: &ir::Process,
+    plan: &Plan,
+    users: &Later<UserIndex>,
+    snapshots: Vec<Snapshot>,
+    feed: Feed,
+    options: &Options<'_>,
+    warnings: Vec<String>,
+) -> Result<Outcome, ReconError> {
     let mut conn = open_conn(state)?;
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 0;")?;
     let source_name = match &feed {
@@ -1404,9 +1472,9 @@ pub fn reconcile(
     let run = conn.last_insert_rowid();
 
     let threads = options.threads.max(1);
-    let plan = &plan;
     let mut writer = Writer {
         plan,
+        users,
         run,
         now: options.now,
         snapshots,
@@ -1431,7 +1499,8 @@ pub fn reconcile(
                     Err(_) => return,
                 };
                 let Ok(chunk) = chunk else { return };
-                if done_tx.send(work(plan, &chunk)).is_err() {
+                let Some(done) = work(plan, users, &chunk) else { return };
+                if done_tx.send(done).is_err() {
                     // The writer stopped; so do we, which stops the feeder.
                     return;
                 }
@@ -1457,12 +1526,12 @@ pub fn reconcile(
         drop(committed);
         let _ = checkpointer.join();
         // Every worker joined, even after a panic: the scope would re-panic on an unjoined one.
-        let workers_ok = handles.into_iter().fold(true, |ok, h| h.join().is_ok() && ok);
+        let joined: Vec<bool> = handles.into_iter().map(|h| h.join().is_ok()).collect();
+        let workers_ok = joined.iter().all(|&ok| ok);
         let feed_result =
             feeder.join().unwrap_or_else(|_| Err(ReconError::Store("reading the source panicked".into())));
         (written, feed_result, workers_ok)
     });
-    phase("drained");
     let summary = writer.summary.clone();
     let mut bad_rows = std::mem::take(&mut writer.bad);
     bad_rows.sort_by_key(|b| b.line);
@@ -1473,9 +1542,6 @@ pub fn reconcile(
         "UPDATE recon_runs SET finished_at = ?2, summary = ?3 WHERE id = ?1",
         params![run, options.now, serde_json::to_string(&summary).unwrap_or_default()],
     )?;
-    phase("final commit");
-    drop(conn);
-    phase("closed");
     written?;
     feed_result?;
     if !workers_ok {

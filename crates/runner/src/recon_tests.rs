@@ -238,3 +238,94 @@ fn invalid_utf8_is_a_bad_row_with_its_line() {
     let store = SqliteStore::open(&state, None, Box::new(|| 1)).unwrap();
     assert!(store.find_account("Badge Access", "JDOE").unwrap().is_none());
 }
+
+#[test]
+fn event_json_strings_are_escaped_like_serde_json() {
+    for text in ["", "B-1", "a\"b", "back\\slash", "line\nbreak\r\t", "\u{1}\u{1f}x", "é€😀\"", "\u{7f}"] {
+        let mut out = String::from("x");
+        push_json_str(&mut out, text);
+        assert_eq!(out, format!("x{}", serde_json::to_string(text).unwrap()), "{text:?}");
+    }
+}
+
+/// Inserts accounts of `Badge Access` with the given ids, owners, statuses and badge ids.
+fn insert_accounts(state: &Path, b: &Bundle, accounts: &[(i64, &str, &str, &str)]) {
+    let conn = rusqlite::Connection::open(state).unwrap();
+    for (id, login, status, badge) in accounts {
+        conn.execute(
+            "INSERT INTO accounts(id, process, user_login, bundle_hash, status, form, created_at, updated_at) \
+             VALUES (?1, 'Badge Access', ?2, ?3, ?4, json_object('badge_id', ?5, 'access_level', 'STANDARD'), 0, 0)",
+            params![id, login, b.hash, status, badge],
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn accounts_read_in_parallel_id_ranges_match_as_if_read_in_one_query() {
+    // Ids 1..=4 are read as two ranges, [1, 2] and [3, ..]: JDOE's newest account (4) is in
+    // the second range and wins over its older one (1); ASMITH's stored status is no status
+    // provflow knows and is reported as it is.
+    let dir = tempfile::tempdir().unwrap();
+    let (b, state) = setup(dir.path(), &["JDOE", "ASMITH", "KWHITE"]);
+    insert_accounts(
+        &state,
+        &b,
+        &[(1, "JDOE", "Provisioned", "OLD-1"), (2, "ASMITH", "Legacy", "B-2"), (3, "KWHITE", "Enabled", "B-3")],
+    );
+    insert_accounts(&state, &b, &[(4, "JDOE", "Provisioned", "OLD-4")]);
+    let csv = dir.path().join("b.csv");
+    std::fs::write(&csv, "login,badge_id,status\njdoe,B-9,ACTIVE\nASMITH,B-2,ACTIVE\nKWHITE,B-3,ACTIVE\n").unwrap();
+    let out = run(&b, &state, &csv, 1);
+    let s = &out.summary;
+    assert_eq!((s.updated, s.unchanged, s.linked, s.unmatched), (2, 1, 0, 0), "{out:?}");
+    let store = SqliteStore::open(&state, None, Box::new(|| 1)).unwrap();
+    let (_, events) = events(&store, Some(s.run)).unwrap();
+    let got: Vec<(Option<i64>, &str)> = events.iter().map(|e| (e.account, e.action.as_str())).collect();
+    assert_eq!(got, vec![(Some(4), "update"), (Some(2), "update"), (Some(3), "no change")]);
+    assert_eq!(
+        events[0].changes,
+        serde_json::json!({ "OIM_OBJECT_STATUS": { "from": "Provisioned", "to": "Enabled" },
+                            "form.badge_id": { "from": "OLD-4", "to": "B-9" } })
+    );
+    assert_eq!(events[1].changes, serde_json::json!({ "OIM_OBJECT_STATUS": { "from": "Legacy", "to": "Enabled" } }));
+    let conn = rusqlite::Connection::open(&state).unwrap();
+    let old: (String, String) = conn
+        .query_row("SELECT status, json_extract(form, '$.badge_id') FROM accounts WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(old, ("Provisioned".to_string(), "OLD-1".to_string()));
+}
+
+#[test]
+fn one_key_on_accounts_of_two_users_in_different_id_ranges_is_a_multiple_match() {
+    // `JDOE` and `jdoe` are two users whose logins fold to one case-insensitive key; their
+    // accounts fall in different id ranges, read by different threads.
+    let dir = tempfile::tempdir().unwrap();
+    let (b, state) = setup(dir.path(), &["JDOE", "jdoe", "ASMITH"]);
+    insert_accounts(
+        &state,
+        &b,
+        &[
+            (1, "JDOE", "Provisioned", "OLD-1"),
+            (2, "ASMITH", "Provisioned", "OLD-2"),
+            (4, "jdoe", "Provisioned", "OLD-4"),
+        ],
+    );
+    let csv = dir.path().join("b.csv");
+    std::fs::write(&csv, "login,badge_id,status\nJdoe,B-9,ACTIVE\nasmith,B-2,ACTIVE\n").unwrap();
+    let out = run(&b, &state, &csv, 2);
+    let s = &out.summary;
+    assert_eq!((s.updated, s.unmatched), (1, 1), "{out:?}");
+    let store = SqliteStore::open(&state, None, Box::new(|| 1)).unwrap();
+    let (_, events) = events(&store, Some(s.run)).unwrap();
+    let got: Vec<(&str, &str, Option<i64>)> =
+        events.iter().map(|e| (e.outcome.as_str(), e.action.as_str(), e.account)).collect();
+    assert_eq!(got, vec![("multiple matches", "none", None), ("one process match", "update", Some(2))]);
+    let conn = rusqlite::Connection::open(&state).unwrap();
+    let untouched: i64 = conn
+        .query_row("SELECT count(*) FROM accounts WHERE status = 'Provisioned' AND id IN (1, 4)", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(untouched, 2);
+}
