@@ -99,7 +99,7 @@ pub fn compile_files(reader: &dyn SourceReader, inputs: Vec<(PathBuf, Vec<u8>)>)
     let timings = Timings::from_env();
     // Phases 2–4, file by file, on every core.
     let loaded: Vec<(SourceFile, Vec<LoadedDoc>, Vec<Diagnostic>)> =
-        inputs.into_par_iter().enumerate().map(|(i, (path, bytes))| load_file(i, &path, &bytes)).collect();
+        inputs.into_par_iter().enumerate().map(|(i, (path, bytes))| load_file(i, &path, bytes)).collect();
 
     let mut files = Vec::with_capacity(loaded.len());
     let mut docs = Vec::new();
@@ -132,7 +132,19 @@ pub fn compile_files(reader: &dyn SourceReader, inputs: Vec<(PathBuf, Vec<u8>)>)
     });
     diagnostics.dedup();
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
-    Compilation { bundle: if has_errors { None } else { bundle }, diagnostics, files }
+    let bundle = bundle.filter(|_| !has_errors);
+    // Hashing the IR and freeing the source documents are independent: do them side by side.
+    let (bundle, ()) = rayon::join(
+        move || {
+            bundle.map(|mut b| {
+                b.hash = check::content_hash(&b);
+                b
+            })
+        },
+        move || drop(docs),
+    );
+    timings.lap("hash");
+    Compilation { bundle, diagnostics, files }
 }
 
 /// Phase timings on stderr when `PROVFLOW_TIMINGS` is set: for profiling, not for tests.
@@ -166,16 +178,18 @@ fn display_path(path: &Path) -> String {
     path.to_string_lossy().replace('\\', "/")
 }
 
-fn load_file(index: usize, path: &Path, bytes: &[u8]) -> (SourceFile, Vec<LoadedDoc>, Vec<Diagnostic>) {
+fn load_file(index: usize, path: &Path, bytes: Vec<u8>) -> (SourceFile, Vec<LoadedDoc>, Vec<Diagnostic>) {
     let name = display_path(path);
     let mut diags = Vec::new();
-    let text = match yaml::decode(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            diags.push(load_diagnostic(&name, e));
-            return (SourceFile { path: name, text: None }, Vec::new(), diags);
-        }
+    if let Err(e) = yaml::decode(&bytes) {
+        diags.push(load_diagnostic(&name, e));
+        return (SourceFile { path: name, text: None }, Vec::new(), diags);
+    }
+    // Checked above; the conversion reuses the buffer instead of copying the file.
+    let Ok(owned) = String::from_utf8(bytes) else {
+        return (SourceFile { path: name, text: None }, Vec::new(), diags);
     };
+    let text = owned.as_str();
     let (documents, errors) = yaml::parse(text);
     // An alias was replaced by null: checking its document would only add confusing errors.
     let poisoned = errors.iter().any(|e| e.code == "PF004");
@@ -183,9 +197,9 @@ fn load_file(index: usize, path: &Path, bytes: &[u8]) -> (SourceFile, Vec<Loaded
         diags.push(load_diagnostic(&name, e));
     }
     if poisoned {
-        return (SourceFile { path: name, text: Some(text.to_owned()) }, Vec::new(), diags);
+        return (SourceFile { path: name, text: Some(owned) }, Vec::new(), diags);
     }
-    let file = SourceFile { path: name, text: Some(text.to_owned()) };
+    let file = SourceFile { path: name, text: Some(owned) };
     let mut out = Vec::new();
     let mut full: Option<Vec<yaml::SpanIndex>> = None;
     for (ordinal, doc) in documents.into_iter().enumerate() {

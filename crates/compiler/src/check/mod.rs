@@ -217,7 +217,8 @@ fn collect<'a, T>(
     kept
 }
 
-/// Runs every pass. Returns the bundle (meaningful only when no error was reported).
+/// Runs every pass. Returns the bundle without its hash (see [`content_hash`]); it is meaningful
+/// only when no error was reported.
 pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) -> (Option<ir::Bundle>, Findings) {
     let mut out = Findings::new();
     let ctx = Ctx {
@@ -321,7 +322,7 @@ pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) 
     lap("processes and notifications");
     let scenarios = scenario::lower(&ctx, &processes, &targets, &user_schema, &mut out);
 
-    let mut bundle = ir::Bundle {
+    let bundle = ir::Bundle {
         ir_version: ir::IR_VERSION,
         hash: String::new(),
         targets,
@@ -332,8 +333,7 @@ pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) 
         user_schema,
         scenarios,
     };
-    bundle.hash = content_hash(&bundle);
-    lap("scenarios and hash");
+    lap("scenarios");
     (Some(bundle), out)
 }
 

@@ -350,7 +350,8 @@ fn check_call(
         .collect();
     if dialect == ir::Dialect::Sqlite {
         let name_len = spans.procedure.chars().count();
-        let (line, col) = inner_at(ctx, sink.doc, &text_ptr, &q.query, spans.procedure_offset, name_len);
+        // Positions are computed only for a finding: they may need the file's full span index.
+        let at = || inner_at(ctx, sink.doc, &text_ptr, &q.query, spans.procedure_offset, name_len);
         match procedures.get(&spans.procedure) {
             None => {
                 let mut f = unknown(
@@ -366,9 +367,11 @@ fn check_call(
                         spans.procedure
                     ));
                 }
+                let (line, col) = at();
                 sink.push(f.at_inner(line, col, name_len as u32));
             }
             Some(p) if p.params.len() != spans.args.len() => {
+                let (line, col) = at();
                 sink.push(
                     Finding::error(
                         "PF306",
