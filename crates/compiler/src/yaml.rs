@@ -356,19 +356,19 @@ fn parse_indexed(text: &str, max_depth: usize) -> (Vec<Document>, Vec<LoadError>
                     Frame::Seq { items, pointer } => (Value::Array(items), pointer),
                     Frame::Map { map, pointer, .. } => (Value::Object(map), pointer),
                 };
-                let start = if pointer.is_empty() && stack.len() > max_depth {
-                    span
-                } else {
-                    spans.nodes.get(&pointer).map(|n| n.value).unwrap_or(span)
-                };
+                // After the pop, `stack.len()` is the depth the collection was opened at.
+                let indexed = stack.len() <= max_depth;
+                let start = if indexed { spans.nodes.get(&pointer).map(|n| n.value).unwrap_or(span) } else { span };
                 let full = Span {
                     end_line: span.end_line,
                     end_column: span.end_column,
                     end: span.end.max(start.start),
                     ..start
                 };
-                if let Some(n) = spans.nodes.get_mut(&pointer) {
-                    n.value = full;
+                if indexed {
+                    if let Some(n) = spans.nodes.get_mut(&pointer) {
+                        n.value = full;
+                    }
                 }
                 if !attach(&mut stack, &mut root, value, full, &mut errors) {
                     return (docs, errors);
