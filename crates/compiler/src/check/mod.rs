@@ -94,6 +94,93 @@ impl<'a> Ctx<'a> {
     }
 }
 
+impl<'a> Ctx<'a> {
+    /// Sorts the documents into name tables by kind, reporting duplicate names into `out`.
+    pub fn new(
+        reader: &'a dyn SourceReader,
+        files: &'a [SourceFile],
+        docs: &'a [LoadedDoc],
+        out: &mut Findings,
+    ) -> Ctx<'a> {
+        Ctx {
+            reader,
+            files,
+            docs,
+            targets: collect(
+                files,
+                docs,
+                "Target",
+                |d| match d {
+                    TypedDoc::Target(t) => Some((t.name.as_str(), t)),
+                    _ => None,
+                },
+                out,
+            ),
+            query_sets: collect(
+                files,
+                docs,
+                "ConnectorQueries",
+                |d| match d {
+                    TypedDoc::ConnectorQueries(t) => Some((t.name.as_str(), t)),
+                    _ => None,
+                },
+                out,
+            ),
+            processes: collect(
+                files,
+                docs,
+                "Process",
+                |d| match d {
+                    TypedDoc::Process(t) => Some((t.name.as_str(), t)),
+                    _ => None,
+                },
+                out,
+            ),
+            events: collect(
+                files,
+                docs,
+                "NotificationEvent",
+                |d| match d {
+                    TypedDoc::NotificationEvent(t) => Some((t.name.as_str(), t)),
+                    _ => None,
+                },
+                out,
+            ),
+            templates: collect(
+                files,
+                docs,
+                "NotificationTemplate",
+                |d| match d {
+                    TypedDoc::NotificationTemplate(t) => Some((t.name.as_str(), t)),
+                    _ => None,
+                },
+                out,
+            ),
+            user_schemas: collect(
+                files,
+                docs,
+                "UserSchema",
+                |d| match d {
+                    TypedDoc::UserSchema(t) => Some((t.name.as_str(), t)),
+                    _ => None,
+                },
+                out,
+            ),
+            scenarios: collect(
+                files,
+                docs,
+                "Scenario",
+                |d| match d {
+                    TypedDoc::Scenario(t) => Some((t.name.as_str(), t)),
+                    _ => None,
+                },
+                out,
+            ),
+            full_spans: files.iter().map(|_| std::sync::OnceLock::new()).collect(),
+        }
+    }
+}
+
 /// An "unknown X" finding with a did-you-mean over the known names.
 pub fn unknown<'n>(
     code: &'static str,
@@ -221,82 +308,7 @@ fn collect<'a, T>(
 /// only when no error was reported.
 pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) -> (Option<ir::Bundle>, Findings) {
     let mut out = Findings::new();
-    let ctx = Ctx {
-        reader,
-        files,
-        docs,
-        targets: collect(
-            files,
-            docs,
-            "Target",
-            |d| match d {
-                TypedDoc::Target(t) => Some((t.name.as_str(), t)),
-                _ => None,
-            },
-            &mut out,
-        ),
-        query_sets: collect(
-            files,
-            docs,
-            "ConnectorQueries",
-            |d| match d {
-                TypedDoc::ConnectorQueries(t) => Some((t.name.as_str(), t)),
-                _ => None,
-            },
-            &mut out,
-        ),
-        processes: collect(
-            files,
-            docs,
-            "Process",
-            |d| match d {
-                TypedDoc::Process(t) => Some((t.name.as_str(), t)),
-                _ => None,
-            },
-            &mut out,
-        ),
-        events: collect(
-            files,
-            docs,
-            "NotificationEvent",
-            |d| match d {
-                TypedDoc::NotificationEvent(t) => Some((t.name.as_str(), t)),
-                _ => None,
-            },
-            &mut out,
-        ),
-        templates: collect(
-            files,
-            docs,
-            "NotificationTemplate",
-            |d| match d {
-                TypedDoc::NotificationTemplate(t) => Some((t.name.as_str(), t)),
-                _ => None,
-            },
-            &mut out,
-        ),
-        user_schemas: collect(
-            files,
-            docs,
-            "UserSchema",
-            |d| match d {
-                TypedDoc::UserSchema(t) => Some((t.name.as_str(), t)),
-                _ => None,
-            },
-            &mut out,
-        ),
-        scenarios: collect(
-            files,
-            docs,
-            "Scenario",
-            |d| match d {
-                TypedDoc::Scenario(t) => Some((t.name.as_str(), t)),
-                _ => None,
-            },
-            &mut out,
-        ),
-        full_spans: files.iter().map(|_| std::sync::OnceLock::new()).collect(),
-    };
+    let ctx = Ctx::new(reader, files, docs, &mut out);
 
     let t = std::env::var_os("PROVFLOW_TIMINGS").map(|_| std::time::Instant::now());
     let lap = |what: &str| {
@@ -380,4 +392,30 @@ fn digest_json<T: serde::Serialize>(item: &T) -> [u8; 32] {
     // Serialising plain IR data into an infallible writer cannot fail.
     let _ = serde_json::to_writer(&mut w, item);
     w.0.finalize().into()
+}
+
+/// Test support: the documents of one YAML text, typed by their `kind`, with full span
+/// indexes, as the loader would hand them to the passes (no schema validation).
+#[cfg(test)]
+pub(crate) fn test_docs(text: &str) -> Vec<LoadedDoc> {
+    let (documents, errors) = crate::yaml::parse_full(text);
+    assert!(errors.is_empty(), "{errors:?}");
+    documents
+        .into_iter()
+        .enumerate()
+        .map(|(ordinal, d)| {
+            let kind = d.value.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let v = d.value;
+            let doc = match kind.as_str() {
+                "Target" => TypedDoc::Target(serde_json::from_value(v).expect("Target")),
+                "ConnectorQueries" => TypedDoc::ConnectorQueries(serde_json::from_value(v).expect("ConnectorQueries")),
+                "NotificationEvent" => TypedDoc::NotificationEvent(serde_json::from_value(v).expect("event")),
+                "NotificationTemplate" => TypedDoc::NotificationTemplate(serde_json::from_value(v).expect("template")),
+                "UserSchema" => TypedDoc::UserSchema(serde_json::from_value(v).expect("UserSchema")),
+                "Scenario" => TypedDoc::Scenario(serde_json::from_value(v).expect("Scenario")),
+                _ => TypedDoc::Process(serde_json::from_value(v).expect("Process")),
+            };
+            LoadedDoc { file: 0, ordinal, doc, spans: d.spans, root: d.root }
+        })
+        .collect()
 }

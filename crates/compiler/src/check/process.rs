@@ -1463,9 +1463,9 @@ fn collect_variables<'e>(expr: &ast::Expr<'e>, uses: &mut Vec<VariableUse<'e>>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::{collect, Ctx};
+    use crate::check::Ctx;
     use crate::source::MemoryReader;
-    use crate::{LoadedDoc, SourceFile, TypedDoc};
+    use crate::SourceFile;
 
     /// A target `db` with properties, its query set `dbq`, and a notification template stub.
     const BASE: &str = r#"apiVersion: provflow/v1
@@ -1598,77 +1598,11 @@ locales: { en-US: { subject: s, short: s, long: l } }
     fn run_with_header(header: &str, process: &str, users: &ir::UserSchema) -> (Vec<ir::Process>, Vec<String>) {
         let text = format!("{BASE}{header}{process}");
         let offset = (BASE.lines().count() + header.lines().count()) as u32;
-        let (documents, errors) = crate::yaml::parse_full(&text);
-        assert!(errors.is_empty(), "{errors:?}");
-        let docs: Vec<LoadedDoc> = documents
-            .into_iter()
-            .enumerate()
-            .map(|(ordinal, d)| {
-                let doc = match d.value.get("kind").and_then(|k| k.as_str()) {
-                    Some("Target") => TypedDoc::Target(serde_json::from_value(d.value.clone()).unwrap()),
-                    Some("ConnectorQueries") => {
-                        TypedDoc::ConnectorQueries(serde_json::from_value(d.value.clone()).unwrap())
-                    }
-                    Some("NotificationTemplate") => {
-                        TypedDoc::NotificationTemplate(serde_json::from_value(d.value.clone()).unwrap())
-                    }
-                    _ => TypedDoc::Process(serde_json::from_value(d.value.clone()).unwrap()),
-                };
-                LoadedDoc { file: 0, ordinal, doc, spans: d.spans, root: d.root }
-            })
-            .collect();
+        let docs = super::super::test_docs(&text);
         let files = vec![SourceFile { path: "t.yaml".into(), text: Some(text.clone()) }];
         let reader = MemoryReader::new();
         let mut out = Findings::new();
-        let ctx = Ctx {
-            reader: &reader,
-            files: &files,
-            docs: &docs,
-            targets: collect(
-                &files,
-                &docs,
-                "Target",
-                |d| match d {
-                    TypedDoc::Target(t) => Some((t.name.as_str(), t)),
-                    _ => None,
-                },
-                &mut out,
-            ),
-            query_sets: collect(
-                &files,
-                &docs,
-                "ConnectorQueries",
-                |d| match d {
-                    TypedDoc::ConnectorQueries(t) => Some((t.name.as_str(), t)),
-                    _ => None,
-                },
-                &mut out,
-            ),
-            processes: collect(
-                &files,
-                &docs,
-                "Process",
-                |d| match d {
-                    TypedDoc::Process(t) => Some((t.name.as_str(), t)),
-                    _ => None,
-                },
-                &mut out,
-            ),
-            events: Vec::new(),
-            templates: collect(
-                &files,
-                &docs,
-                "NotificationTemplate",
-                |d| match d {
-                    TypedDoc::NotificationTemplate(t) => Some((t.name.as_str(), t)),
-                    _ => None,
-                },
-                &mut out,
-            ),
-            user_schemas: Vec::new(),
-            scenarios: Vec::new(),
-            full_spans: Vec::new(),
-        };
+        let ctx = Ctx::new(&reader, &files, &docs, &mut out);
         let sets: Vec<ir::QuerySet> = ctx.query_sets.iter().map(|n| query_set(n.def)).collect();
         let processes = lower(&ctx, &[], &sets, users, &mut out);
         let mut diags: Vec<(u32, u32, String)> = out

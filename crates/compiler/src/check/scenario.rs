@@ -393,8 +393,8 @@ mod tests {
     /// A diagnostic as (code, line, column).
     type Expected = (&'static str, u32, u32);
 
-    use super::super::{collect, Ctx, Findings};
-    use crate::{compile_bytes, source::MemoryReader, syntax, LoadedDoc, SourceFile, TypedDoc};
+    use super::super::{Ctx, Findings};
+    use crate::{compile_bytes, source::MemoryReader, SourceFile};
     use provflow_ir as ir;
 
     const DEFS: &str = "apiVersion: provflow/v1
@@ -508,64 +508,10 @@ queries: q
     /// Lowers the scenarios of `yaml` against hand-made process IR.
     fn lower_with(yaml: &str, processes: &[ir::Process]) -> (Vec<ir::Scenario>, Findings) {
         let files = vec![SourceFile { path: "t.yaml".into(), text: Some(yaml.to_owned()) }];
-        let (documents, errors) = crate::yaml::parse_full(yaml);
-        assert!(errors.is_empty());
-        let docs: Vec<LoadedDoc> = documents
-            .into_iter()
-            .enumerate()
-            .map(|(ordinal, d)| {
-                let doc = match d.value.get("kind").and_then(|k| k.as_str()) {
-                    Some("Process") => TypedDoc::Process(serde_json::from_value(d.value.clone()).expect("process")),
-                    Some("Target") => TypedDoc::Target(serde_json::from_value(d.value.clone()).expect("target")),
-                    _ => TypedDoc::Scenario(
-                        serde_json::from_value::<syntax::Scenario>(d.value.clone()).expect("scenario"),
-                    ),
-                };
-                LoadedDoc { file: 0, ordinal, doc, spans: d.spans, root: d.root }
-            })
-            .collect();
+        let docs = super::super::test_docs(yaml);
         let mut out = Findings::new();
         let reader = MemoryReader::new();
-        let ctx = Ctx {
-            reader: &reader,
-            files: &files,
-            docs: &docs,
-            targets: collect(
-                &files,
-                &docs,
-                "Target",
-                |d| match d {
-                    TypedDoc::Target(t) => Some((t.name.as_str(), t)),
-                    _ => None,
-                },
-                &mut out,
-            ),
-            query_sets: Vec::new(),
-            processes: collect(
-                &files,
-                &docs,
-                "Process",
-                |d| match d {
-                    TypedDoc::Process(t) => Some((t.name.as_str(), t)),
-                    _ => None,
-                },
-                &mut out,
-            ),
-            events: Vec::new(),
-            templates: Vec::new(),
-            user_schemas: Vec::new(),
-            scenarios: collect(
-                &files,
-                &docs,
-                "Scenario",
-                |d| match d {
-                    TypedDoc::Scenario(t) => Some((t.name.as_str(), t)),
-                    _ => None,
-                },
-                &mut out,
-            ),
-            full_spans: Vec::new(),
-        };
+        let ctx = Ctx::new(&reader, &files, &docs, &mut out);
         let users = ir::UserSchema { name: None, attributes: super::super::users::builtin_attributes() };
         let scenarios = super::lower(&ctx, processes, &[], &users, &mut out);
         (scenarios, out)
