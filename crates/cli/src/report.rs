@@ -107,7 +107,11 @@ pub fn print_diagnostics(diagnostics: &[Diagnostic], format: Format, source_of: 
             let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false);
             let mut err = std::io::stderr().lock();
             for d in diagnostics {
-                let source = source_of(&d.file).map(|text| NamedSource::new(&d.file, text));
+                // A credential found in a definition must not be copied into CI logs by the snippet.
+                let source = (d.code != "PF600")
+                    .then(|| source_of(&d.file))
+                    .flatten()
+                    .map(|text| NamedSource::new(&d.file, text));
                 let r = Rendered { d, source };
                 let mut buf = String::new();
                 if handler.render_report(&mut buf, &r).is_ok() {

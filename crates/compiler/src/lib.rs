@@ -315,13 +315,30 @@ fn structural(value: Value, findings: &mut Vec<Finding>) -> Option<TypedDoc> {
     }
 }
 
+/// A multi-line span cut to its first line: "missing field" on a whole document or list item
+/// points at where it starts instead of underlining every line.
+fn first_line(span: Span, file: &SourceFile) -> Span {
+    if span.end_line <= span.line {
+        return span;
+    }
+    let Some(text) = file.text.as_deref() else { return span };
+    let rest = text.get(span.start..).unwrap_or("");
+    let line = rest.split('\n').next().unwrap_or("").trim_end_matches('\r');
+    Span {
+        end_line: span.line,
+        end_column: span.column + line.chars().count() as u32,
+        end: span.start + line.len(),
+        ..span
+    }
+}
+
 /// Turns a pointer-positioned finding into a diagnostic with file, line and column.
 pub fn resolve(file: &SourceFile, spans: &yaml::SpanIndex, root: Span, f: &Finding) -> Diagnostic {
     let node = spans.get(&f.pointer).or_else(|| spans.nearest(&f.pointer).map(|(_, n)| n));
     let mut span = match (node, f.part) {
-        (Some(n), Part::Key) => n.key.unwrap_or(n.value),
+        (Some(n), Part::Key) => n.key.unwrap_or_else(|| first_line(n.value, file)),
         (Some(n), Part::Value) => n.value,
-        (None, _) => root,
+        (None, _) => first_line(root, file),
     };
     if let (Some((line, col)), Some(n), Some(text)) = (f.inner, node, file.text.as_deref()) {
         let lines = yaml::LineIndex::new(text);

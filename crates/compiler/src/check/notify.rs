@@ -309,6 +309,17 @@ impl<'a> Available<'a> {
     }
 }
 
+/// Template positions count in the template's text. In a folded (`>`) or escaped scalar that
+/// text differs from the YAML source, so each finding is moved to the same text in the source.
+fn remap_to_source(ctx: &Ctx<'_>, doc: usize, pointer: &str, src: &str, found: &mut [(usize, Finding)]) {
+    for (_, f) in found.iter_mut().filter(|(_, f)| f.pointer == pointer) {
+        let Some((line, column)) = f.inner else { continue };
+        let offset: usize =
+            src.split('\n').take(line as usize).map(|l| l.chars().count() + 1).sum::<usize>() + column as usize;
+        f.inner = Some(super::queries::inner_at(ctx, doc, pointer, src, offset, f.inner_len as usize));
+    }
+}
+
 fn finding_at(f: Finding, at: Position) -> Finding {
     f.at_inner(at.line, at.column, at.len)
 }
@@ -409,6 +420,7 @@ pub fn lower_templates(
                     let mut variables = Vec::new();
                     for (field, src) in [("subject", &l.subject), ("short", &l.short), ("long", &l.long)] {
                         let pointer = format!("{base}/{field}");
+                        let first_new = out.len();
                         match template::analyse(src) {
                             Err(e) => out.push((
                                 doc,
@@ -430,6 +442,8 @@ pub fn lower_templates(
                                 variables.extend(info.names());
                             }
                         }
+                        remap_to_source(ctx, doc, &pointer, src, &mut out[first_new..]);
+                        let first_ascii = out.len();
                         if l.encoding == EncodingName::Ascii {
                             if let Some(at) = first_non_ascii(src) {
                                 out.push((
@@ -447,6 +461,7 @@ pub fn lower_templates(
                                 ));
                             }
                         }
+                        remap_to_source(ctx, doc, &pointer, src, &mut out[first_ascii..]);
                     }
                     variables.sort();
                     variables.dedup();
@@ -531,6 +546,12 @@ resolver:
 
     // The template's `locales:` key is on line 19; its first locale on line 20.
     const L: u32 = 20;
+
+    #[test]
+    fn positions_in_folded_and_escaped_templates_point_at_the_source() {
+        let yaml = "apiVersion: provflow/v1\nkind: NotificationEvent\nname: E\nstatic_data: [{ name: Granted User, entity: User }]\n---\napiVersion: provflow/v1\nkind: NotificationTemplate\nname: T\nevent: E\ndefault_locale: en-US\nlocales:\n  en-US:\n    subject: \"Hello \\\"you\\\" {{ Frist_Name }}\"\n    long: >\n      Dear {{ First_Name }},\n      your account {{ Granted_User.Last_Nme }} is ready.\n";
+        assert_eq!(codes(yaml), vec![("PF508", 13, 32), ("PF508", 16, 36)]);
+    }
 
     #[test]
     fn template_diagnostics() {
