@@ -224,14 +224,16 @@ impl<'a> Engine<'a> {
     fn user(&self, login: &str) -> Result<UserRecord, EngineError> {
         match self.store.user(login)? {
             Some(u) => Ok(u),
-            None => {
-                let users = self.store.users()?;
-                Err(EngineError::UnknownUser {
-                    login: login.to_string(),
-                    suggestion: did_you_mean(login, users.iter().map(|u| u.login.as_str())),
-                })
-            }
+            None => Err(self.unknown_user(login)?),
         }
+    }
+
+    fn unknown_user(&self, login: &str) -> Result<EngineError, EngineError> {
+        let users = self.store.users()?;
+        Ok(EngineError::UnknownUser {
+            login: login.to_string(),
+            suggestion: did_you_mean(login, users.iter().map(|u| u.login.as_str())),
+        })
     }
 
     pub fn process_index(bundle: &Bundle, name: &str) -> Result<usize, EngineError> {
@@ -350,13 +352,14 @@ impl<'a> Engine<'a> {
     ) -> Result<AccountId, EngineError> {
         let pi = Self::process_index(bundle, process_name)?;
         let process = &bundle.processes[pi];
-        let user = self.user(login)?;
+        let (user, existing) = self.store.user_and_account(login, &process.name)?;
+        let Some(user) = user else { return Err(self.unknown_user(login)?) };
         if user.status == "Deleted" {
             return Err(EngineError::Invalid(vec![format!(
                 "user `{login}` is deleted; nothing can be provisioned for it"
             )]));
         }
-        if let Some(existing) = self.store.find_account(&process.name, login)? {
+        if let Some(existing) = existing {
             if existing.status != ObjectStatus::Revoked {
                 return Err(EngineError::AccountExists {
                     process: process.name.clone(),
@@ -505,24 +508,16 @@ impl<'a> Engine<'a> {
             let mut step = std::mem::replace(&mut carry, self.step(&account));
             let inserts = !step.new_tasks.is_empty();
             let runnable = if inserts {
-                // New tasks have no ids yet: commit them before looking further.
+                // New tasks have no ids yet: they commit before the next round looks further,
+                // with the next call's `calling` mark when nothing else follows from them.
+                if !shared {
+                    self.mark_with_inserts(&bundle, process, &account, &tasks, &mut step);
+                }
                 None
             } else {
                 self.derive(&bundle, process, &mut account, &mut tasks, &mut step);
-                let now = self.clock.now();
                 let marked = self.marked;
-                let runnable = |t: &&TaskInstance| {
-                    t.status == TaskStatus::Pending
-                        && !t.held
-                        && (!t.calling || marked == Some(t.id))
-                        && t.due_at.is_none_or(|d| d <= now)
-                        && matches!(process.tasks.get(t.task_index).map(|x| &x.action), Some(TaskAction::Adapter(_)))
-                };
-                let found = tasks
-                    .iter()
-                    .find(|t| marked == Some(t.id) && runnable(t))
-                    .or_else(|| tasks.iter().find(runnable))
-                    .map(|t| t.id);
+                let found = next_call(process, &tasks, marked, self.clock.now());
                 if let Some(t) = found.filter(|t| !shared && marked != Some(*t)) {
                     // Committed before the call: after a crash, `resume` knows the call may have happened.
                     step.calling = Some(t);
@@ -532,6 +527,9 @@ impl<'a> Engine<'a> {
             if !step.is_empty() {
                 let ids = self.store.commit(&step)?;
                 for (t, id) in step.new_tasks.into_iter().zip(ids) {
+                    if t.calling {
+                        self.marked = Some(id);
+                    }
                     tasks.push(instance(account.id, id, t));
                 }
                 if let Some(c) = step.calling {
@@ -552,6 +550,42 @@ impl<'a> Engine<'a> {
             apply_in_memory(&mut account, &mut tasks, &carry);
         }
         Ok(())
+    }
+
+    /// Marks `calling`, in `step` that inserts tasks, the task the next round would call, when
+    /// that round would commit nothing but the mark: the mark then shares the inserts'
+    /// transaction instead of taking one of its own. The call still starts only after the
+    /// commit. The next round finds the task marked and calls it; anything else, it decides
+    /// as before.
+    fn mark_with_inserts(
+        &self,
+        bundle: &Bundle,
+        process: &ir::Process,
+        account: &Account,
+        tasks: &[TaskInstance],
+        step: &mut Step,
+    ) {
+        // The inserted tasks as the next round would see them, under ids no stored task has.
+        let placeholder = |k: usize| -1 - k as TaskId;
+        let mut next_tasks: Vec<TaskInstance> = tasks.to_vec();
+        next_tasks
+            .extend(step.new_tasks.iter().enumerate().map(|(k, t)| instance(account.id, placeholder(k), t.clone())));
+        let mut next_account = account.clone();
+        let mut next = self.step(account);
+        self.derive(bundle, process, &mut next_account, &mut next_tasks, &mut next);
+        if !next.is_empty() {
+            return;
+        }
+        let marked = self.marked;
+        match next_call(process, &next_tasks, marked, self.clock.now()) {
+            Some(id) if id < 0 => {
+                if let Some(t) = usize::try_from(-1 - id).ok().and_then(|k| step.new_tasks.get_mut(k)) {
+                    t.calling = true;
+                }
+            }
+            Some(id) if marked != Some(id) => step.calling = Some(id),
+            _ => {}
+        }
     }
 
     /// Adds to `step` what follows from the account's current state: waiting tasks whose
@@ -1560,6 +1594,24 @@ fn start_pending(process: &ir::Process, tasks: &[TaskInstance], step: &mut Step,
     }
 }
 
+/// The task the run calls next: the one whose `calling` mark this engine committed, else the
+/// first Pending adapter task that is due and not held or being called.
+fn next_call(
+    process: &ir::Process,
+    tasks: &[TaskInstance],
+    marked: Option<TaskId>,
+    now: clock::Instant,
+) -> Option<TaskId> {
+    let runnable = |t: &&TaskInstance| {
+        t.status == TaskStatus::Pending
+            && !t.held
+            && (!t.calling || marked == Some(t.id))
+            && t.due_at.is_none_or(|d| d <= now)
+            && matches!(process.tasks.get(t.task_index).map(|x| &x.action), Some(TaskAction::Adapter(_)))
+    };
+    tasks.iter().find(|t| marked == Some(t.id) && runnable(t)).or_else(|| tasks.iter().find(runnable)).map(|t| t.id)
+}
+
 /// A task instance as `step` inserted it, with the id its commit gave it.
 fn instance(account: AccountId, id: TaskId, t: NewTask) -> TaskInstance {
     TaskInstance {
@@ -1820,5 +1872,54 @@ pub fn check_user(
         Ok(())
     } else {
         Err(EngineError::Invalid(problems))
+    }
+}
+
+#[cfg(test)]
+mod commit_tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::SqliteStore;
+
+    /// Transactions in a state store's WAL: its frames that end a commit.
+    fn commits_in_wal(db: &std::path::Path) -> usize {
+        let wal = std::fs::read(db.with_extension("db-wal")).unwrap_or_default();
+        let Some(page) = wal.get(8..12).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize) else {
+            return 0;
+        };
+        wal.get(32..).unwrap_or_default().chunks_exact(24 + page).filter(|frame| frame[4..8] != [0, 0, 0, 0]).count()
+    }
+
+    #[test]
+    fn a_generated_task_is_marked_calling_in_the_commit_that_inserts_it() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../definitions");
+        let compiled = provflow_compiler::compile_paths(&provflow_compiler::source::FsReader, &[root]).unwrap();
+        let bundle = compiled.bundle.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.db");
+        let mut store = SqliteStore::open(&state, None, Box::new(|| 1_900_000_000)).unwrap();
+        let target = format!("sqlite:{}", dir.path().join("dbum.db").display());
+        let mut targets = Targets::new(BTreeMap::from([("dbum-sqlite".to_string(), target)]), dir.path().into());
+        let (index, t) = bundle.target("dbum-sqlite").unwrap();
+        for sql in &bundle.query_sets[t.query_set].install {
+            targets.open(&bundle, index).unwrap().install(&sql.sql).unwrap();
+        }
+        let clock = ManualClock::new(1_900_000_000);
+        let mut engine = Engine::new(&mut store, &mut targets, &clock);
+        let form = BTreeMap::from([("password".to_string(), FormInput::Secret(Secret::new("pw")))]);
+        let attrs = BTreeMap::from([("usr_udf_cost_center".to_string(), "CC-1".to_string())]);
+        let mut per_account = vec![];
+        for login in ["JDOE", "ASMITH"] {
+            engine.create_user(&bundle, login, &attrs).unwrap();
+            let before = commits_in_wal(&state);
+            let id = engine.provision(&bundle, "DBUM Account", login, &form).unwrap();
+            per_account.push(commits_in_wal(&state) - before);
+            let tasks = engine.store.tasks_of(id).unwrap();
+            assert!(tasks.iter().all(|t| t.status == TaskStatus::Completed && !t.calling), "{tasks:?}");
+            assert_eq!(tasks.len(), 2);
+        }
+        // The account with Create User marked; its outcome with Profile Updated, which it
+        // generates, inserted already marked; Profile Updated's outcome.
+        assert_eq!(per_account, [3, 3]);
     }
 }

@@ -205,6 +205,15 @@ pub trait StateStore {
     /// The newest account of `user` for `process`.
     fn find_account(&self, process: &str, user: &str) -> Result<Option<Account>, StoreError>;
     fn accounts(&self) -> Result<Vec<Account>, StoreError>;
+    /// [`StateStore::user`] and [`StateStore::find_account`] together, as provisioning needs
+    /// them.
+    fn user_and_account(
+        &self,
+        login: &str,
+        process: &str,
+    ) -> Result<(Option<UserRecord>, Option<Account>), StoreError> {
+        Ok((self.user(login)?, self.find_account(process, login)?))
+    }
     fn save_form(&mut self, account: &Account) -> Result<(), StoreError>;
 
     fn task(&self, id: TaskId) -> Result<Option<TaskInstance>, StoreError>;
@@ -365,6 +374,15 @@ CREATE TABLE recon_events (
 CREATE INDEX recon_events_by_run ON recon_events(run_id, line);
 "#,
     ),
+    (
+        3,
+        // Only Pending work is looked up by status (`resume`, `next_due`). Finished tasks, the
+        // vast majority, stay out of the index, so a transition writes fewer index pages.
+        r#"
+DROP INDEX task_instances_by_status;
+CREATE INDEX task_instances_pending ON task_instances(due_at) WHERE status = 'Pending';
+"#,
+    ),
 ];
 
 /// Chooses fsync on every commit (`full`) over durability against killed processes only
@@ -379,6 +397,14 @@ pub fn synchronous() -> &'static str {
         _ => "NORMAL",
     })
 }
+
+/// The page size of a new state store (an existing file keeps its own). A step's commit writes
+/// every page it touches to the WAL in full; the store's rows are small, so 1 KiB pages write
+/// a quarter of the bytes of SQLite's default 4 KiB for about the same number of pages. The
+/// autocheckpoint stays SQLite's 1,000 pages: with `synchronous = NORMAL` the commits since
+/// the last checkpoint are what a power loss can take back, and that window stays as it was
+/// (a step writes about as many 1 KiB pages as it wrote 4 KiB ones).
+const STORE_PAGE_SIZE: u32 = 1024;
 
 /// Parses `--state`: `sqlite:PATH`, `sqlite://PATH`, or a plain path.
 pub fn state_path(url: &str) -> Result<PathBuf, StoreError> {
@@ -431,7 +457,8 @@ impl SqliteStore {
         // only a power loss can take back the newest commits. `PROVFLOW_SQLITE_SYNC=full`
         // fsyncs every commit instead.
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+            "PRAGMA page_size = {STORE_PAGE_SIZE}; PRAGMA journal_mode = WAL; PRAGMA synchronous = {};
+             PRAGMA foreign_keys = ON;",
             synchronous()
         ))
         .map_err(|e| open_err(e.to_string()))?;
@@ -472,6 +499,25 @@ impl SqliteStore {
             tx.commit()?;
         }
         Ok(())
+    }
+
+    /// Runs `write` in one IMMEDIATE transaction and commits it; rolls it back on an error.
+    /// BEGIN and COMMIT come from the statement cache: a step is only a few statements, and
+    /// parsing these two again for every commit is a measurable part of it.
+    fn write<T>(
+        &mut self,
+        write: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let result = write(&self.conn).and_then(|v| {
+            self.conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(v)
+        });
+        if result.is_err() && !self.conn.is_autocommit() {
+            // The write's error is the one to report; a failed rollback shows on the next use.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        result
     }
 
     /// Encodes a form: plain values as strings, secrets sealed (or dropped without a key).
@@ -660,10 +706,12 @@ impl SqliteStore {
 /// notification requests. The caller owns the transaction.
 fn apply_step(tx: &rusqlite::Connection, step: &Step, now: Instant) -> Result<Vec<TaskId>, StoreError> {
     for t in &step.transitions {
-        let from: Option<String> = tx
-            .prepare_cached("SELECT status FROM task_instances WHERE id = ?1")?
-            .query_row([t.task], |r| r.get(0))
-            .optional()?;
+        // The audit row takes its `from` from the stored row, before the update below.
+        tx.prepare_cached(
+            "INSERT INTO task_audit(task_id, at, actor, from_status, to_status, response, note)
+             SELECT id, ?2, ?3, status, ?4, ?5, ?6 FROM task_instances WHERE id = ?1",
+        )?
+        .execute(params![t.task, now, step.actor, status_text(t.to), t.response, t.note])?;
         let outputs = if t.outputs.is_empty() {
             "{}".to_string()
         } else {
@@ -674,10 +722,6 @@ fn apply_step(tx: &rusqlite::Connection, step: &Step, now: Instant) -> Result<Ve
                outputs = CASE WHEN ?6 = '{}' THEN outputs ELSE ?6 END, calling = 0, updated_at = ?7 WHERE id = ?1",
         )?
         .execute(params![t.task, status_text(t.to), t.response, t.note, t.held, outputs, now])?;
-        tx.prepare_cached(
-            "INSERT INTO task_audit(task_id, at, actor, from_status, to_status, response, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![t.task, now, step.actor, from, status_text(t.to), t.response, t.note])?;
     }
     let mut ids = Vec::with_capacity(step.new_tasks.len());
     for t in &step.new_tasks {
@@ -694,17 +738,12 @@ fn apply_step(tx: &rusqlite::Connection, step: &Step, now: Instant) -> Result<Ve
         tx.prepare_cached("UPDATE task_instances SET calling = 1, updated_at = ?2 WHERE id = ?1")?
             .execute(params![task, now])?;
     }
-    if !step.notify.is_empty() {
-        let hash: String = tx
-            .prepare_cached("SELECT bundle_hash FROM accounts WHERE id = ?1")?
-            .query_row([step.account], |r| r.get(0))?;
-        for n in &step.notify {
-            tx.prepare_cached(
-                "INSERT INTO outbox(account_id, task_id, template_index, template, task_status, recipient, bundle_hash, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![step.account, n.task, n.template_index as i64, n.template, status_text(n.task_status), n.recipient, hash, now])?;
-        }
+    for n in &step.notify {
+        tx.prepare_cached(
+            "INSERT INTO outbox(account_id, task_id, template_index, template, task_status, recipient, bundle_hash, created_at)
+             SELECT id, ?2, ?3, ?4, ?5, ?6, bundle_hash, ?7 FROM accounts WHERE id = ?1",
+        )?
+        .execute(params![step.account, n.task, n.template_index as i64, n.template, status_text(n.task_status), n.recipient, now])?;
     }
     Ok(ids)
 }
@@ -782,21 +821,24 @@ impl StateStore for SqliteStore {
     ) -> Result<(AccountId, Vec<TaskId>), StoreError> {
         let now = (self.now)();
         let key = self.key.clone();
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.prepare_cached(
-            "INSERT INTO accounts(process, user_login, bundle_hash, status, form, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, '{}', ?5, ?5)",
-        )?
-        .execute(params![process, user, bundle_hash, status.as_str(), now])?;
-        let id = tx.last_insert_rowid();
-        // Sealed with the account id as context, known only now.
-        let encoded = encode_values(key.as_ref(), form, &format!("account/{id}"));
-        tx.prepare_cached("UPDATE accounts SET form = ?2 WHERE id = ?1")?.execute(params![id, encoded])?;
-        let mut ids = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            ids.push(SqliteStore::insert_task(&tx, id, t, actor, now)?);
-        }
-        tx.commit()?;
-        Ok((id, ids))
+        self.write(|tx| {
+            // The id the insert below gets (the write lock is held): the form is sealed with it
+            // as context, and written with the row instead of by a second statement.
+            let id: AccountId =
+                tx.prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM accounts")?.query_row([], |r| r.get(0))?;
+            let encoded = encode_values(key.as_ref(), form, &format!("account/{id}"));
+            // `usr_key` given, so the trigger that fills a missing one has nothing to do.
+            tx.prepare_cached(
+                "INSERT INTO accounts(id, process, user_login, bundle_hash, status, form, usr_key, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT usr_key FROM users WHERE login = ?3), ?7, ?7)",
+            )?
+            .execute(params![id, process, user, bundle_hash, status.as_str(), encoded, now])?;
+            let mut ids = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                ids.push(SqliteStore::insert_task(tx, id, t, actor, now)?);
+            }
+            Ok((id, ids))
+        })
     }
 
     fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
@@ -807,17 +849,41 @@ impl StateStore for SqliteStore {
     }
 
     fn find_account(&self, process: &str, user: &str) -> Result<Option<Account>, StoreError> {
-        Ok(self
-            .query_accounts(
-                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE process = ?1 AND user_login = ?2 ORDER BY id DESC LIMIT 1"),
-                [process, user],
-            )?
-            .into_iter()
-            .next())
+        // The newest id first, then its row: SQLite re-prepares a statement that orders or
+        // takes the max() of these rows whenever its bound values change, which costs more
+        // than the lookup itself; this one stays prepared.
+        let newest: Option<AccountId> = self
+            .conn
+            .prepare_cached("SELECT id FROM accounts WHERE user_login = ?2 AND process = ?1")?
+            .query_map([process, user], |r| r.get(0))?
+            .try_fold(None, |newest: Option<AccountId>, id| id.map(|id| newest.max(Some(id))))?;
+        match newest {
+            Some(id) => self.account(id),
+            None => Ok(None),
+        }
     }
 
     fn accounts(&self) -> Result<Vec<Account>, StoreError> {
         self.query_accounts(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"), [])
+    }
+
+    fn user_and_account(
+        &self,
+        login: &str,
+        process: &str,
+    ) -> Result<(Option<UserRecord>, Option<Account>), StoreError> {
+        let read = || Ok((self.user(login)?, self.find_account(process, login)?));
+        if !self.conn.is_autocommit() {
+            return read();
+        }
+        // One read transaction instead of one per statement: each takes and releases a lock
+        // of the WAL index, which costs more than these lookups.
+        self.conn.prepare_cached("BEGIN")?.execute([])?;
+        let result = read();
+        let end = self.conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([]));
+        let found = result?;
+        end?;
+        Ok(found)
     }
 
     fn save_form(&mut self, account: &Account) -> Result<(), StoreError> {
@@ -846,6 +912,15 @@ impl StateStore for SqliteStore {
 
     fn tasks(&self, status: Option<TaskStatus>) -> Result<Vec<TaskInstance>, StoreError> {
         match status {
+            // The partial index of Pending tasks, named: without statistics SQLite prefers to
+            // scan every task in id order over sorting the few Pending ones.
+            Some(TaskStatus::Pending) => self.query_tasks(
+                &format!(
+                    "SELECT {TASK_COLUMNS} FROM task_instances INDEXED BY task_instances_pending
+                     WHERE status = 'Pending' ORDER BY id"
+                ),
+                [],
+            ),
             Some(s) => self.query_tasks(
                 &format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE status = ?1 ORDER BY id"),
                 [status_text(s)],
@@ -876,28 +951,25 @@ impl StateStore for SqliteStore {
                 }
             };
         }
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let ids = apply_step(&tx, step, now)?;
-        tx.commit()?;
-        Ok(ids)
+        self.write(|tx| apply_step(tx, step, now))
     }
 
     fn commit_change(&mut self, change: &Change<'_>) -> Result<Vec<Vec<TaskId>>, StoreError> {
         let now = (self.now)();
         let key = self.key.clone();
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if let Some(user) = change.user {
-            SqliteStore::write_user(&tx, user, now)?;
-        }
-        if let Some(account) = change.form {
-            SqliteStore::write_form(&tx, key.as_ref(), account, now)?;
-        }
-        let mut ids = Vec::with_capacity(change.steps.len());
-        for step in &change.steps {
-            ids.push(apply_step(&tx, step, now)?);
-        }
-        tx.commit()?;
-        Ok(ids)
+        self.write(|tx| {
+            if let Some(user) = change.user {
+                SqliteStore::write_user(tx, user, now)?;
+            }
+            if let Some(account) = change.form {
+                SqliteStore::write_form(tx, key.as_ref(), account, now)?;
+            }
+            let mut ids = Vec::with_capacity(change.steps.len());
+            for step in &change.steps {
+                ids.push(apply_step(tx, step, now)?);
+            }
+            Ok(ids)
+        })
     }
 
     fn sqlite_file(&self) -> Option<&Path> {
@@ -1031,6 +1103,95 @@ mod tests {
             assert_eq!(back.form.contains_key("password"), with_key);
             assert_eq!(back.form.get("username"), Some(&Value::Text("JDOE".into())));
         }
+    }
+
+    #[test]
+    fn lookups_per_provisioned_account_stay_prepared() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path(), None);
+        s.conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        for login in ["A", "B", "C"] {
+            for _ in 0..2 {
+                s.create_account("P", login, "h", ObjectStatus::Provisioning, &FormData::new(), "t", &[]).unwrap();
+            }
+        }
+        for login in ["A", "B", "C", "D"] {
+            let found = s.find_account("P", login).unwrap().map(|a| a.id);
+            assert_eq!(found, ["A", "B", "C"].iter().position(|l| *l == login).map(|i| 2 * i as i64 + 2), "{login}");
+            s.user(login).unwrap();
+        }
+        // A statement SQLite re-prepares for each new bound value costs more than the lookup.
+        for sql in [
+            "SELECT id FROM accounts WHERE user_login = ?2 AND process = ?1".to_string(),
+            format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
+            "SELECT login, attributes, status, locked FROM users WHERE login = ?1".to_string(),
+        ] {
+            let stmt = s.conn.prepare_cached(&sql).unwrap();
+            assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0, "{sql}");
+        }
+    }
+
+    #[test]
+    fn pending_tasks_are_found_through_the_partial_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path(), None);
+        s.conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        let task = |i: usize, status| NewTask {
+            task_index: i,
+            task_name: format!("T{i}"),
+            status,
+            attempt: 1,
+            due_at: None,
+            held: false,
+            note: None,
+            child: ChildRow::new(),
+            promoted: false,
+            calling: false,
+        };
+        let (id, ids) = s
+            .create_account(
+                "P",
+                "A",
+                "h",
+                ObjectStatus::Provisioning,
+                &FormData::new(),
+                "t",
+                &[task(0, TaskStatus::Pending), task(1, TaskStatus::Waiting), task(2, TaskStatus::Pending)],
+            )
+            .unwrap();
+        let step = Step {
+            account: id,
+            actor: "t".into(),
+            transitions: vec![Transition {
+                task: ids[0],
+                to: TaskStatus::Completed,
+                response: Some("SUCCESS".into()),
+                note: None,
+                held: false,
+                outputs: BTreeMap::new(),
+            }],
+            ..Step::default()
+        };
+        s.commit(&step).unwrap();
+        let pending: Vec<TaskId> = s.tasks(Some(TaskStatus::Pending)).unwrap().iter().map(|t| t.id).collect();
+        assert_eq!(pending, vec![ids[2]]);
+        let waiting: Vec<TaskId> = s.tasks(Some(TaskStatus::Waiting)).unwrap().iter().map(|t| t.id).collect();
+        assert_eq!(waiting, vec![ids[1]]);
+        let plan: String = s
+            .conn
+            .query_row(
+                &format!(
+                    "EXPLAIN QUERY PLAN SELECT {TASK_COLUMNS} FROM task_instances INDEXED BY task_instances_pending
+                     WHERE status = 'Pending' ORDER BY id"
+                ),
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("task_instances_pending"), "{plan}");
+        // The audit's `from` is the stored status before the transition.
+        let audit = s.audit(ids[0]).unwrap();
+        assert_eq!(audit.last().map(|a| (a.from, a.to)), Some((Some(TaskStatus::Pending), TaskStatus::Completed)));
     }
 
     #[test]
