@@ -5,45 +5,23 @@
 //!
 //! Accounts are server-wide, so every name carries this process's id and is dropped at the end.
 
-use provflow_compiler::source::FsReader;
 use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, Segment, ValueType};
 use provflow_runner::sql_script::{self, ExecuteStatement};
 use provflow_runner::target::{Target, TargetError};
 use provflow_runner::target_mariadb::{vendor_code, MariadbTarget};
 use provflow_runner::target_pg::Timeouts;
 use provflow_runner::value::{Secret, Value};
-use provflow_tests::{database_url, repo_root};
+use provflow_tests::database_url;
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+mod target_common;
+use target_common::{dbum_queries, query, text, values};
 
 const VAR: &str = "PROVFLOW_TEST_MARIADB_URL";
 
 fn connect(url: &str) -> MariadbTarget {
     MariadbTarget::connect(url, &Timeouts::default()).unwrap_or_else(|e| panic!("cannot connect: {e}"))
-}
-
-fn dbum_queries() -> (ir::QuerySet, String) {
-    let c =
-        provflow_compiler::compile_paths(&FsReader, &[repo_root().join("definitions")]).expect("definitions readable");
-    let bundle = c.bundle.unwrap_or_else(|| panic!("definitions do not compile: {:?}", c.diagnostics));
-    let set = bundle.query_sets.into_iter().find(|q| q.name == "dbum-mariadb").expect("dbum-mariadb query set");
-    let sql = std::fs::read_to_string(repo_root().join("definitions/dbum/dbum-mariadb.sql")).expect("install script");
-    (set, sql)
-}
-
-fn query<'a>(set: &'a ir::QuerySet, name: &str) -> &'a ir::Query {
-    set.queries.iter().find(|q| q.name == name).unwrap_or_else(|| panic!("no query {name}"))
-}
-
-fn values(q: &ir::Query, given: &[(&str, Value)]) -> Vec<Value> {
-    q.params
-        .iter()
-        .map(|p| given.iter().find(|(n, _)| *n == p.name).map(|(_, v)| v.clone()).unwrap_or(Value::Null))
-        .collect()
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.to_string())
 }
 
 fn scalar(t: &mut MariadbTarget, sql: &str) -> Option<Value> {
@@ -72,7 +50,7 @@ impl Drop for Cleanup<'_> {
 #[test]
 fn dbum_procedures_provision_a_mariadb_account() {
     let Some(url) = database_url(VAR) else { return };
-    let (set, script) = dbum_queries();
+    let (set, script) = dbum_queries("dbum-mariadb", "dbum-mariadb.sql");
     let mut t = connect(&url);
     let name = format!("pf{}_jdoe", std::process::id());
     let _cleanup = Cleanup {

@@ -4,47 +4,24 @@
 //!
 //! Roles are cluster-wide, so every name carries this process's id and is dropped at the end.
 
-use provflow_compiler::source::FsReader;
 use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, Segment, ValueType};
 use provflow_runner::sql_script::{self, ExecuteStatement};
 use provflow_runner::target::{Target, TargetError};
 use provflow_runner::target_pg::{PostgresTarget, Timeouts};
 use provflow_runner::value::{Secret, Value};
-use provflow_tests::{database_url, repo_root};
+use provflow_tests::database_url;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 mod pg_scram;
 
+mod target_common;
+use target_common::{dbum_queries, query, text, values};
+
 const VAR: &str = "PROVFLOW_TEST_PG_URL";
 
 fn connect(url: &str) -> PostgresTarget {
     PostgresTarget::connect(url, &Timeouts::default()).unwrap_or_else(|e| panic!("cannot connect: {e}"))
-}
-
-fn dbum_queries() -> (ir::QuerySet, String) {
-    let c =
-        provflow_compiler::compile_paths(&FsReader, &[repo_root().join("definitions")]).expect("definitions readable");
-    let bundle = c.bundle.unwrap_or_else(|| panic!("definitions do not compile: {:?}", c.diagnostics));
-    let set = bundle.query_sets.into_iter().find(|q| q.name == "dbum-postgres").expect("dbum-postgres query set");
-    let sql = std::fs::read_to_string(repo_root().join("definitions/dbum/dbum-postgres.sql")).expect("install script");
-    (set, sql)
-}
-
-fn query<'a>(set: &'a ir::QuerySet, name: &str) -> &'a ir::Query {
-    set.queries.iter().find(|q| q.name == name).unwrap_or_else(|| panic!("no query {name}"))
-}
-
-/// The values of a query's parameters by name (OUT parameters: null).
-fn values(q: &ir::Query, given: &[(&str, Value)]) -> Vec<Value> {
-    q.params
-        .iter()
-        .map(|p| given.iter().find(|(n, _)| *n == p.name).map(|(_, v)| v.clone()).unwrap_or(Value::Null))
-        .collect()
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.to_string())
 }
 
 fn scalar(t: &mut PostgresTarget, sql: &str) -> Option<Value> {
@@ -76,7 +53,7 @@ fn response_code(q: &ir::Query, e: &TargetError) -> Option<String> {
 #[test]
 fn dbum_procedures_provision_a_postgres_role() {
     let Some(url) = database_url(VAR) else { return };
-    let (set, script) = dbum_queries();
+    let (set, script) = dbum_queries("dbum-postgres", "dbum-postgres.sql");
     let mut t = connect(&url);
     let pid = std::process::id();
     let name = format!("pf{pid}_jdoe");
