@@ -20,7 +20,7 @@ pub struct Cli {
 /// Options every command accepts.
 #[derive(Args, Debug, Clone)]
 pub struct Global {
-    /// The state store: `sqlite:PATH` or `postgres://...`.
+    /// The state store: `sqlite:PATH` (a shared PostgreSQL state store is not available yet).
     #[arg(long, global = true, env = "PROVFLOW_STATE", default_value = "sqlite:.provflow/state.db")]
     pub state: String,
     /// A target's connection URL, `NAME=URL` (repeatable). Overrides the target's `url_env`.
