@@ -29,7 +29,7 @@ fn scalar(t: &mut MariadbTarget, sql: &str) -> Option<Value> {
 }
 
 fn response_code(q: &ir::Query, e: &TargetError) -> Option<String> {
-    e.sqlstate.as_ref().and_then(|s| q.errors.get(s)).or_else(|| vendor_code(e).and_then(|c| q.errors.get(c))).cloned()
+    e.response(q).cloned()
 }
 
 struct Cleanup<'a> {

@@ -47,7 +47,7 @@ impl Drop for Cleanup<'_> {
 use pg_scram::scram_accepts;
 
 fn response_code(q: &ir::Query, e: &TargetError) -> Option<String> {
-    e.sqlstate.as_ref().and_then(|s| q.errors.get(s)).cloned()
+    e.response(q).cloned()
 }
 
 #[test]

@@ -889,14 +889,7 @@ impl<'a> Engine<'a> {
                 (code, outs, None)
             }
             Err(e) => {
-                let code = e
-                    .sqlstate
-                    .as_ref()
-                    .and_then(|s| query.errors.get(s))
-                    // MariaDB's vendor error numbers (1396, ...) may be mapped too.
-                    .or_else(|| crate::target_mariadb::vendor_code(e).and_then(|c| query.errors.get(c)))
-                    .cloned()
-                    .unwrap_or_else(|| "UNKNOWN".into());
+                let code = e.response(query).cloned().unwrap_or_else(|| "UNKNOWN".into());
                 (code, BTreeMap::new(), Some(format!("target `{target_name}` refused `{}`: {e}", query.name)))
             }
         };

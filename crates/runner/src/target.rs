@@ -21,6 +21,15 @@ impl TargetError {
     pub fn refused(message: impl Into<String>) -> Self {
         TargetError { sqlstate: None, message: message.into() }
     }
+
+    /// The response code a query's `errors` map gives this error: by SQLSTATE, else by
+    /// MariaDB's vendor error number (1396, ...). `None` when the map has neither.
+    pub fn response<'q>(&self, query: &'q ir::Query) -> Option<&'q String> {
+        self.sqlstate
+            .as_ref()
+            .and_then(|s| query.errors.get(s))
+            .or_else(|| crate::target_mariadb::vendor_code(self).and_then(|c| query.errors.get(c)))
+    }
 }
 
 /// What a successful call returned.
