@@ -47,11 +47,11 @@ pub fn exec(global: &Global, command: Command) -> u8 {
         Command::Task(c) => task(global, c),
         Command::Account(c) => account(global, c),
         Command::TargetCmd(c) => target(global, c),
-        Command::Notifications(crate::args::NotificationsCommand::List) => notifications(global),
+        // main routes every other command elsewhere (compile_cmds, runner_cmds_ext).
         other => {
             let name = format!("{other:?}");
             let name = name.split(['(', ' ', '{']).next().unwrap_or("").to_lowercase();
-            Err(fail(exit::USAGE, format!("`provflow {name}` is not available in this build yet")))
+            Err(fail(exit::USAGE, format!("`provflow {name}` is not handled here")))
         }
     };
     result.unwrap_or_else(|Exit(code)| code)
@@ -660,32 +660,4 @@ fn target_check(global: &Global, a: crate::args::TargetArgs) -> Outcome {
         );
     }
     Ok(if diagnostics.is_empty() { exit::OK } else { exit::FAILED })
-}
-
-fn notifications(global: &Global) -> Outcome {
-    let store = open_store(global)?;
-    let outbox = store.outbox().map_err(|e| fail(exit::USAGE, e))?;
-    if global.format == Format::Json {
-        // Rendering comes later: locale, subject and type stay null until then.
-        let v: Vec<_> = outbox
-            .iter()
-            .map(|n| json!({ "id": n.id, "template": n.template, "to": n.recipient, "locale": null, "subject": null, "type": null }))
-            .collect();
-        println!("{}", json!(v));
-    } else {
-        let rows: Vec<Vec<String>> = outbox
-            .iter()
-            .map(|n| {
-                vec![
-                    n.id.to_string(),
-                    n.template.clone(),
-                    n.recipient.clone(),
-                    n.task_status.as_str().to_string(),
-                    clock::timestamp(n.created_at),
-                ]
-            })
-            .collect();
-        print_table(&["ID", "TEMPLATE", "TO", "ON STATUS", "QUEUED"], &rows);
-    }
-    Ok(exit::OK)
 }
