@@ -11,7 +11,8 @@ set -eu
 : "${DBUM_PG_URL:?set DBUM_PG_URL to a PostgreSQL database where the bench may create roles}"
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
-cargo build --quiet --release -p provflow-cli -p provflow-runner --example pg_bench
+cargo build --quiet --release -p provflow-cli --bin provflow
+cargo build --quiet --release -p provflow-runner --example pg_bench
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 target/release/provflow compile definitions --out "$out/ir.json" >/dev/null

@@ -6,7 +6,8 @@
 set -eu
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
-cargo build --quiet --release -p provflow-cli -p provflow-runner --example provision_bench
+cargo build --quiet --release -p provflow-cli --bin provflow
+cargo build --quiet --release -p provflow-runner --example provision_bench
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 target/release/provflow compile definitions --out "$out/ir.json" >/dev/null

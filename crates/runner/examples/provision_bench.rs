@@ -30,6 +30,7 @@ fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let ir_path = args.next().ok_or("usage: provision_bench IR_FILE [ACCOUNTS]")?;
     let n: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(2000);
+    let batch: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(provflow_runner::engine::DEFAULT_BATCH);
     let bundle = provflow_ir::load(&std::fs::read_to_string(&ir_path)?)?;
     let dir = tempfile::tempdir()?;
     let state_path = dir.path().join("state.db");
@@ -58,10 +59,9 @@ fn bench() -> Result<(), Box<dyn std::error::Error>> {
             let attrs = BTreeMap::from([("usr_udf_cost_center".to_string(), "CC-1".to_string())]);
             engine.create_user(&bundle, login, &attrs)?;
         }
+        engine.batch = batch;
         let started = Instant::now();
-        for login in &logins {
-            engine.provision(&bundle, "DBUM Account", login, &form)?;
-        }
+        engine.provision_many(&bundle, "DBUM Account", &logins, &form)?;
         let elapsed = started.elapsed();
         (elapsed, engine.store.tasks(None)?)
     };
@@ -74,7 +74,7 @@ fn bench() -> Result<(), Box<dyn std::error::Error>> {
 
     let baseline = baseline(&dir.path().join("baseline.db"), &install, &procedures, &logins)?;
     let baseline_per_s = n as f64 / baseline.as_secs_f64();
-    println!("accounts            {n}");
+    println!("accounts            {n} (batch {batch})");
     println!(
         "provflow            {:>9.1} accounts/s  {:>9.1} tasks/s  ({:.3} s)",
         accounts_per_s,

@@ -9,8 +9,8 @@ use std::rc::Rc;
 
 use crate::clock::{self, Clock};
 use crate::store::{
-    Account, AccountId, Change, ChildRow, FormData, NewTask, NotifyRequest, SecretCache, StateStore, Step, StoreError,
-    TaskId, TaskInstance, Transition, UserRecord,
+    Account, AccountId, Change, ChildRow, FormData, NewAccount, NewTask, NotifyRequest, SecretCache, StateStore, Step,
+    StoreError, TaskId, TaskInstance, Transition, UserAndAccount, UserRecord,
 };
 use crate::target::{self, CallOutcome, SqliteTarget, Target, TargetError};
 use crate::value::{self, Secret, Value};
@@ -172,11 +172,72 @@ pub struct Engine<'a> {
     /// Secrets given in this process, usable even when the store cannot keep them.
     secrets: SecretCache,
     bundles: BTreeMap<String, Rc<Bundle>>,
-    /// The task whose `calling` mark this engine committed and whose call comes next; any
-    /// other marked task was interrupted by a crash and waits for `resume`.
-    marked: Option<TaskId>,
+    /// How many accounts run side by side, sharing the state store's commits (see
+    /// [`Engine::drive`]): `provision_many` and `resume` take them this many at a time.
+    pub batch: usize,
     /// Whether target `(bundle hash, index)` is the state store's own file.
     store_targets: BTreeMap<(String, usize), bool>,
+}
+
+/// [`Engine::batch`] unless set otherwise.
+pub const DEFAULT_BATCH: usize = 32;
+
+/// An account being run: its state in memory, and where its run loop stands.
+struct Run {
+    account: Account,
+    tasks: Vec<TaskInstance>,
+    /// The account's user, read once for all its calls.
+    user: Option<UserRecord>,
+    bundle: Rc<Bundle>,
+    /// The account's process in `bundle`.
+    process: usize,
+    /// Whether the process's target is the state store's own file.
+    shared: bool,
+    /// The outcome of the last call, committed with the next round.
+    carry: Option<Step>,
+    /// The task whose `calling` mark is committed and whose call comes next; any other
+    /// marked task was interrupted by a crash and waits for `resume`.
+    marked: Option<TaskId>,
+}
+
+impl Run {
+    /// Takes in what a commit of `step` wrote: the new tasks with their ids, the marks.
+    fn committed(&mut self, step: Step, ids: Vec<TaskId>) {
+        for (t, id) in step.new_tasks.into_iter().zip(ids) {
+            if t.calling {
+                self.marked = Some(id);
+            }
+            self.tasks.push(instance(self.account.id, id, t));
+        }
+        if let Some(c) = step.calling {
+            if let Some(t) = self.tasks.iter_mut().find(|t| t.id == c) {
+                t.calling = true;
+            }
+            self.marked = Some(c);
+        }
+    }
+}
+
+/// What a run does once its round is committed.
+#[derive(Debug, Clone, Copy)]
+enum Next {
+    /// Decide again: the round inserted tasks.
+    Again,
+    /// Call this task.
+    Call(TaskId),
+    /// Nothing can run now.
+    Done,
+}
+
+/// An account checked and ready to create (see [`Engine::prepare`]).
+#[derive(Clone)]
+struct Start {
+    login: String,
+    user: UserRecord,
+    form: FormData,
+    tasks: Vec<NewTask>,
+    /// Which of `tasks` is marked `calling`: the first call.
+    marked: Option<usize>,
 }
 
 /// Whether `status` ends an instance's life as far as insertion rules go.
@@ -207,7 +268,7 @@ impl<'a> Engine<'a> {
             actor: "provflow".into(),
             secrets: SecretCache::new(),
             bundles: BTreeMap::new(),
-            marked: None,
+            batch: DEFAULT_BATCH,
             store_targets: BTreeMap::new(),
         }
     }
@@ -351,8 +412,72 @@ impl<'a> Engine<'a> {
         given: &BTreeMap<String, FormInput>,
     ) -> Result<AccountId, EngineError> {
         let pi = Self::process_index(bundle, process_name)?;
+        let found = self.store.user_and_account(login, &bundle.processes[pi].name)?;
+        let start = self.prepare(bundle, pi, login, found, given)?;
+        let ids = self.provision_prepared(bundle, pi, vec![start])?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| EngineError::NoAccount { process: process_name.into(), user: login.into() })
+    }
+
+    /// Provisions one account per login, all with the same given form values, and runs them
+    /// until no task can run now.
+    ///
+    /// Every login is checked before anything is written: when any cannot be provisioned
+    /// (unknown or deleted user, a live account already, a login listed twice, a form value
+    /// its field refuses), nothing is created and every problem is reported. The accounts then
+    /// run side by side, [`Engine::batch`] at a time (see [`Engine::drive`]). When a target
+    /// cannot be reached, the accounts not started yet are still created, their first tasks
+    /// Pending, so that `resume` finishes all of them once it is back.
+    pub fn provision_many(
+        &mut self,
+        bundle: &Bundle,
+        process_name: &str,
+        logins: &[String],
+        given: &BTreeMap<String, FormInput>,
+    ) -> Result<Vec<AccountId>, EngineError> {
+        let pi = Self::process_index(bundle, process_name)?;
+        let mut starts = Vec::with_capacity(logins.len());
+        let mut problems = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let found = self.store.users_and_accounts(logins, &bundle.processes[pi].name)?;
+        for ((line, login), found) in logins.iter().enumerate().zip(found) {
+            if !seen.insert(login.as_str()) {
+                problems.push(format!("`{login}` (entry {}) is listed twice", line + 1));
+                continue;
+            }
+            match self.prepare(bundle, pi, login, found, given) {
+                Ok(s) => starts.push(s),
+                Err(EngineError::Store(e)) => return Err(e.into()),
+                Err(e) => problems.push(e.to_string().replace('\n', "; ")),
+            }
+        }
+        if !problems.is_empty() {
+            const SHOWN: usize = 20;
+            let total = problems.len();
+            let mut lines =
+                vec![format!("{total} of {} accounts cannot be provisioned; nothing was created:", logins.len())];
+            lines.extend(problems.into_iter().take(SHOWN).map(|p| format!("  {p}")));
+            if total > SHOWN {
+                lines.push(format!("  ... and {} more", total - SHOWN));
+            }
+            return Err(EngineError::Invalid(lines));
+        }
+        self.provision_prepared(bundle, pi, starts)
+    }
+
+    /// Checks that `login` can get an account of process `pi`, given its user and newest
+    /// account of that process as the store has them, and builds what creating it writes: the
+    /// form, the first tasks, and which of them is called first.
+    fn prepare(
+        &mut self,
+        bundle: &Bundle,
+        pi: usize,
+        login: &str,
+        (user, existing): UserAndAccount,
+        given: &BTreeMap<String, FormInput>,
+    ) -> Result<Start, EngineError> {
         let process = &bundle.processes[pi];
-        let (user, existing) = self.store.user_and_account(login, &process.name)?;
         let Some(user) = user else { return Err(self.unknown_user(login)?) };
         if user.status == "Deleted" {
             return Err(EngineError::Invalid(vec![format!(
@@ -370,20 +495,13 @@ impl<'a> Engine<'a> {
             }
         }
         let form = Self::build_form(process, &user, given)?;
-        // A bundle this engine already holds is in the store (saved or loaded by it): saving
-        // it again would cost two durable writes per account when provisioning many.
-        if !self.bundles.contains_key(&bundle.hash) {
-            self.store.save_bundle(bundle)?;
-            self.bundles.insert(bundle.hash.clone(), Rc::new(bundle.clone()));
-        }
         let mut first = Step::default();
         for i in Self::initial_tasks(bundle, process, &user, &form) {
             first.new_tasks.push(new_task(process, i, TaskStatus::Waiting, 1, None, ChildRow::new()));
         }
         start_pending(process, &[], &mut first, 0);
         // The first call's `calling` mark commits with the account, not in a transaction of its own.
-        let shared = self.target_is_store(bundle, process.target);
-        let marked = if shared {
+        let marked = if self.target_is_store(bundle, process.target) {
             None
         } else {
             first.new_tasks.iter().position(|t| t.status == TaskStatus::Pending && !t.held && t.due_at.is_none())
@@ -391,33 +509,105 @@ impl<'a> Engine<'a> {
         if let Some(t) = marked.and_then(|i| first.new_tasks.get_mut(i)) {
             t.calling = true;
         }
-        let (id, task_ids) = self.store.create_account(
-            &process.name,
-            login,
-            &bundle.hash,
-            ObjectStatus::Provisioning,
-            &form,
-            &self.actor,
-            &first.new_tasks,
-        )?;
-        self.marked = marked.and_then(|i| task_ids.get(i).copied());
-        for (name, v) in &form {
-            if let Value::Secret(s) = v {
-                self.secrets.insert((id, name.clone()), s.clone());
+        Ok(Start { login: login.to_string(), user, form, tasks: first.new_tasks, marked })
+    }
+
+    /// Creates the prepared accounts, [`Engine::batch`] per transaction, and runs each batch.
+    fn provision_prepared(
+        &mut self,
+        bundle: &Bundle,
+        pi: usize,
+        starts: Vec<Start>,
+    ) -> Result<Vec<AccountId>, EngineError> {
+        // A bundle this engine already holds is in the store (saved or loaded by it): saving
+        // it again would cost two durable writes per account when provisioning many.
+        if !self.bundles.contains_key(&bundle.hash) {
+            self.store.save_bundle(bundle)?;
+            self.bundles.insert(bundle.hash.clone(), Rc::new(bundle.clone()));
+        }
+        let held = self.bundle(&bundle.hash)?;
+        let process = &bundle.processes[pi];
+        let shared = self.target_is_store(bundle, process.target);
+        // A target in the store's own file makes its call inside the next step's transaction,
+        // which one account at a time can own.
+        let batch = if shared { 1 } else { self.batch.max(1) };
+        let mut ids = Vec::with_capacity(starts.len());
+        let mut starts = starts.into_iter().peekable();
+        while starts.peek().is_some() {
+            let part: Vec<Start> = starts.by_ref().take(batch).collect();
+            let runs = self.create(&held, pi, shared, part)?;
+            ids.extend(runs.iter().map(|r| r.account.id));
+            if let Err(e) = self.drive(runs) {
+                if matches!(e, EngineError::TargetUnavailable { .. }) {
+                    // Nothing reached the target: the rest wait for `resume` like the batch that failed.
+                    let rest: Vec<Start> = starts
+                        .map(|mut s| {
+                            s.marked = None;
+                            s.tasks.iter_mut().for_each(|t| t.calling = false);
+                            s
+                        })
+                        .collect();
+                    for part in rest.chunks(batch.max(64)) {
+                        self.create(&held, pi, shared, part.to_vec())?;
+                    }
+                }
+                return Err(e);
             }
         }
-        let tasks = first.new_tasks.into_iter().zip(task_ids).map(|(t, task)| instance(id, task, t)).collect();
-        let account = Account {
-            id,
-            process: process.name.clone(),
-            user: login.to_string(),
-            bundle_hash: bundle.hash.clone(),
-            status: ObjectStatus::Provisioning,
-            form,
-            children: BTreeMap::new(),
-        };
-        self.run_loaded(account, tasks, Some(user))?;
-        Ok(id)
+        Ok(ids)
+    }
+
+    /// Creates prepared accounts in one transaction; their runs, ready to drive.
+    fn create(
+        &mut self,
+        bundle: &Rc<Bundle>,
+        pi: usize,
+        shared: bool,
+        part: Vec<Start>,
+    ) -> Result<Vec<Run>, EngineError> {
+        let process = &bundle.processes[pi];
+        let new: Vec<NewAccount<'_>> = part
+            .iter()
+            .map(|s| NewAccount {
+                process: &process.name,
+                user: &s.login,
+                bundle_hash: &bundle.hash,
+                status: ObjectStatus::Provisioning,
+                form: &s.form,
+                tasks: &s.tasks,
+            })
+            .collect();
+        let created = self.store.create_accounts(&self.actor, &new)?;
+        let mut runs = Vec::with_capacity(part.len());
+        for (s, (id, task_ids)) in part.into_iter().zip(created) {
+            for (name, v) in &s.form {
+                if let Value::Secret(secret) = v {
+                    self.secrets.insert((id, name.clone()), secret.clone());
+                }
+            }
+            let marked = s.marked.and_then(|i| task_ids.get(i).copied());
+            let tasks = s.tasks.into_iter().zip(task_ids).map(|(t, task)| instance(id, task, t)).collect();
+            let account = Account {
+                id,
+                process: process.name.clone(),
+                user: s.login,
+                bundle_hash: bundle.hash.clone(),
+                status: ObjectStatus::Provisioning,
+                form: s.form,
+                children: BTreeMap::new(),
+            };
+            runs.push(Run {
+                account,
+                tasks,
+                user: Some(s.user),
+                bundle: bundle.clone(),
+                process: pi,
+                shared,
+                carry: None,
+                marked,
+            });
+        }
+        Ok(runs)
     }
 
     /// What `provision` would do, without writing or sending anything.
@@ -475,80 +665,118 @@ impl<'a> Engine<'a> {
     // ----- the run loop -------------------------------------------------------------------
 
     /// Runs one account until no task can run now: promotes waiting tasks, runs due pending
-    /// adapter tasks, settles recovery and completion.
-    ///
-    /// The account and its tasks are read once and kept up to date in memory. A call's
-    /// outcome is committed together with what follows from it (promotions, recovery,
-    /// completion) and with the `calling` mark of the next call: one transaction per call
-    /// plus one, each committed before the next target call starts.
+    /// adapter tasks, settles recovery and completion (see [`Engine::drive`]).
     pub fn run_account(&mut self, id: AccountId) -> Result<(), EngineError> {
+        let run = self.load_run(id)?;
+        self.drive(vec![run])
+    }
+
+    /// An account and its tasks, read once, ready to drive.
+    fn load_run(&mut self, id: AccountId) -> Result<Run, EngineError> {
         let account = self
             .store
             .account(id)?
             .ok_or(EngineError::NoAccount { process: "?".into(), user: format!("account #{id}") })?;
         let tasks = self.store.tasks_of(id)?;
-        self.run_loaded(account, tasks, None)
+        let bundle = self.bundle(&account.bundle_hash)?;
+        let (process, def) = bundle
+            .process(&account.process)
+            .ok_or_else(|| EngineError::UnknownProcess { name: account.process.clone(), suggestion: None })?;
+        let shared = self.target_is_store(&bundle, def.target);
+        Ok(Run { account, tasks, user: None, bundle, process, shared, carry: None, marked: None })
     }
 
-    /// [`Engine::run_account`] on an account and tasks just read or written (and its user,
-    /// when known): a freshly provisioned account is not read back.
-    fn run_loaded(
-        &mut self,
-        mut account: Account,
-        mut tasks: Vec<TaskInstance>,
-        mut user: Option<UserRecord>,
-    ) -> Result<(), EngineError> {
-        let bundle = self.bundle(&account.bundle_hash)?;
-        let process = Self::process_of(&bundle, &account)?;
-        let shared = self.target_is_store(&bundle, process.target);
-        let mut carry = self.step(&account);
-        // Every round changes at least one row or returns; the bound only guards against a
-        // definition that generates tasks forever.
+    /// Runs accounts side by side until none can run now.
+    ///
+    /// Each run's account and tasks are kept up to date in memory. A round first decides, for
+    /// every run, what to commit: the outcome of its last call with what follows from it
+    /// (promotions, generated tasks, recovery, completion, status maps, notifications) and the
+    /// `calling` mark of its next call. All of that commits in one transaction; then each run
+    /// makes its call, one target transaction each. So every account's transitions are
+    /// committed before its next call starts, and the state store pays one commit per round
+    /// for all the runs of a batch instead of one per call. After a crash in the middle of a
+    /// round, every call marked in that round may have happened: `resume` re-runs the
+    /// idempotent ones and hands the others to a person, so a batch of one keeps that set to a
+    /// single call.
+    fn drive(&mut self, mut runs: Vec<Run>) -> Result<(), EngineError> {
+        // Every round moves each run on or ends it; the bound only guards against a definition
+        // that generates tasks forever.
         for _ in 0..10_000 {
-            let mut step = std::mem::replace(&mut carry, self.step(&account));
-            let inserts = !step.new_tasks.is_empty();
-            let runnable = if inserts {
-                // New tasks have no ids yet: they commit before the next round looks further,
-                // with the next call's `calling` mark when nothing else follows from them.
-                if !shared {
-                    self.mark_with_inserts(&bundle, process, &account, &tasks, &mut step);
-                }
-                None
-            } else {
-                self.derive(&bundle, process, &mut account, &mut tasks, &mut step);
-                let marked = self.marked;
-                let found = next_call(process, &tasks, marked, self.clock.now());
-                if let Some(t) = found.filter(|t| !shared && marked != Some(*t)) {
-                    // Committed before the call: after a crash, `resume` knows the call may have happened.
-                    step.calling = Some(t);
-                }
-                found
-            };
-            if !step.is_empty() {
-                let ids = self.store.commit(&step)?;
-                for (t, id) in step.new_tasks.into_iter().zip(ids) {
-                    if t.calling {
-                        self.marked = Some(id);
-                    }
-                    tasks.push(instance(account.id, id, t));
-                }
-                if let Some(c) = step.calling {
-                    if let Some(t) = tasks.iter_mut().find(|t| t.id == c) {
-                        t.calling = true;
-                    }
-                    self.marked = Some(c);
-                }
-            }
-            if inserts {
-                continue;
-            }
-            let Some(task) = runnable.and_then(|r| tasks.iter().find(|t| t.id == r)).cloned() else {
+            if runs.is_empty() {
                 return Ok(());
-            };
-            carry = self.execute(&bundle, process, &account, &tasks, &task, &mut user, shared)?;
-            self.marked = None;
-            apply_in_memory(&mut account, &mut tasks, &carry);
+            }
+            let mut nexts = Vec::with_capacity(runs.len());
+            let mut written = Vec::new();
+            let mut steps = Vec::new();
+            for (i, run) in runs.iter_mut().enumerate() {
+                let (step, next) = self.round(run);
+                nexts.push(next);
+                if !step.is_empty() {
+                    written.push(i);
+                    steps.push(step);
+                }
+            }
+            if !steps.is_empty() {
+                let ids = self.store.commit_steps(&steps)?;
+                for ((i, step), ids) in written.into_iter().zip(steps).zip(ids) {
+                    if let Some(run) = runs.get_mut(i) {
+                        run.committed(step, ids);
+                    }
+                }
+            }
+            for i in 0..runs.len() {
+                let Some(Next::Call(task)) = nexts.get(i).copied() else { continue };
+                if let Err(e) = self.call(&mut runs[i], task) {
+                    // The calls after this one never started: without their marks, `resume`
+                    // runs them instead of handing them to a person.
+                    for (run, next) in runs.iter().zip(&nexts).skip(i + 1) {
+                        if let Next::Call(t) = next {
+                            if run.marked == Some(*t) {
+                                let _ = self.store.set_calling(*t, false);
+                            }
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+            let mut k = 0;
+            runs.retain(|_| {
+                k += 1;
+                !matches!(nexts.get(k - 1), Some(Next::Done))
+            });
         }
+        Ok(())
+    }
+
+    /// Decides one round of `run`: the step to commit, and what follows the commit.
+    fn round(&self, run: &mut Run) -> (Step, Next) {
+        let bundle = run.bundle.clone();
+        let Some(process) = bundle.processes.get(run.process) else { return (self.step(&run.account), Next::Done) };
+        let mut step = run.carry.take().unwrap_or_else(|| self.step(&run.account));
+        if !step.new_tasks.is_empty() {
+            // New tasks have no ids yet: they commit before the next round looks further,
+            // with the next call's `calling` mark when nothing else follows from them.
+            if !run.shared {
+                self.mark_with_inserts(&bundle, process, &run.account, &run.tasks, run.marked, &mut step);
+            }
+            return (step, Next::Again);
+        }
+        self.derive(&bundle, process, &mut run.account, &mut run.tasks, &mut step);
+        let found = next_call(process, &run.tasks, run.marked, self.clock.now());
+        if let Some(t) = found.filter(|t| !run.shared && run.marked != Some(*t)) {
+            // Committed before the call: after a crash, `resume` knows the call may have happened.
+            step.calling = Some(t);
+        }
+        (step, found.map_or(Next::Done, Next::Call))
+    }
+
+    /// Makes `run`'s call of `task` and keeps its outcome for the next round to commit.
+    fn call(&mut self, run: &mut Run, task: TaskId) -> Result<(), EngineError> {
+        let Some(inst) = run.tasks.iter().find(|t| t.id == task).cloned() else { return Ok(()) };
+        let carry = self.execute(run, &inst)?;
+        run.marked = None;
+        apply_in_memory(&mut run.account, &mut run.tasks, &carry);
+        run.carry = Some(carry);
         Ok(())
     }
 
@@ -563,6 +791,7 @@ impl<'a> Engine<'a> {
         process: &ir::Process,
         account: &Account,
         tasks: &[TaskInstance],
+        marked: Option<TaskId>,
         step: &mut Step,
     ) {
         // The inserted tasks as the next round would see them, under ids no stored task has.
@@ -576,7 +805,6 @@ impl<'a> Engine<'a> {
         if !next.is_empty() {
             return;
         }
-        let marked = self.marked;
         match next_call(process, &next_tasks, marked, self.clock.now()) {
             Some(id) if id < 0 => {
                 if let Some(t) = usize::try_from(-1 - id).ok().and_then(|k| step.new_tasks.get_mut(k)) {
@@ -798,20 +1026,15 @@ impl<'a> Engine<'a> {
         start_pending(process, tasks, step, from);
     }
 
-    /// Runs one pending adapter task against its target and returns the step that records
-    /// the outcome, for the caller to commit (with what follows from it) before anything else
-    /// touches the store. `user` caches the account's user across the calls of one run.
-    #[allow(clippy::too_many_arguments)]
-    fn execute(
-        &mut self,
-        bundle: &Bundle,
-        process: &ir::Process,
-        account: &Account,
-        tasks: &[TaskInstance],
-        inst: &TaskInstance,
-        user: &mut Option<UserRecord>,
-        shared: bool,
-    ) -> Result<Step, EngineError> {
+    /// Runs one pending adapter task of `run` against its target and returns the step that
+    /// records the outcome, for the next round to commit (with what follows from it) before
+    /// anything else touches the store. The run's user is read once and kept for its calls.
+    fn execute(&mut self, run: &mut Run, inst: &TaskInstance) -> Result<Step, EngineError> {
+        let bundle = run.bundle.clone();
+        let Run { account, tasks, user, marked, shared, .. } = run;
+        let (account, tasks, shared) = (&*account, tasks.as_slice(), *shared);
+        let Some(process) = bundle.processes.get(run.process) else { return Ok(self.step(account)) };
+        let bundle = bundle.as_ref();
         let empty = self.step(account);
         let Some(def) = process.tasks.get(inst.task_index) else { return Ok(empty) };
         let TaskAction::Adapter(adapter) = &def.action else { return Ok(empty) };
@@ -857,13 +1080,13 @@ impl<'a> Engine<'a> {
         } else {
             if let Err(e) = self.targets.open(bundle, process.target) {
                 // Nothing reached the target: the task is not an attempt, it waits for `resume`.
-                if self.marked == Some(inst.id) {
+                if *marked == Some(inst.id) {
                     self.store.set_calling(inst.id, false)?;
-                    self.marked = None;
+                    *marked = None;
                 }
                 return Err(EngineError::TargetUnavailable { target: target_name, message: e.message });
             }
-            if self.marked != Some(inst.id) {
+            if *marked != Some(inst.id) {
                 // Committed before the call: after a crash, `resume` knows the call may have
                 // happened. The run loop commits it with the previous step; this is the rest.
                 self.store.set_calling(inst.id, true)?;
@@ -996,10 +1219,21 @@ impl<'a> Engine<'a> {
             ids.dedup();
             ids
         };
+        // Side by side, a batch at a time; a target in the store's own file, one at a time.
+        let mut runs = Vec::new();
         for id in open {
-            self.run_account(id)?;
+            let run = self.load_run(id)?;
             touched.push(id);
+            if run.shared {
+                self.drive(vec![run])?;
+                continue;
+            }
+            runs.push(run);
+            if runs.len() >= self.batch.max(1) {
+                self.drive(std::mem::take(&mut runs))?;
+            }
         }
+        self.drive(runs)?;
         Ok(touched)
     }
 

@@ -7,8 +7,8 @@ use crate::clock::ManualClock;
 use crate::engine::{has_final_rejection, Engine, FormInput, Targets};
 use crate::secret::SecretKey;
 use crate::store::{
-    Account, AccountId, AuditEntry, Change, FormData, NewTask, OutboxEntry, SqliteStore, StateStore, Step, StoreError,
-    TaskId, TaskInstance, UserRecord,
+    Account, AccountId, AuditEntry, Change, NewAccount, OutboxEntry, SqliteStore, StateStore, Step, StoreError, TaskId,
+    TaskInstance, UserRecord,
 };
 use crate::value::Secret;
 
@@ -477,18 +477,13 @@ impl StateStore for Counting<'_> {
     fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.inner.users()
     }
-    fn create_account(
+    fn create_accounts(
         &mut self,
-        process: &str,
-        user: &str,
-        bundle_hash: &str,
-        status: ObjectStatus,
-        form: &FormData,
         actor: &str,
-        tasks: &[NewTask],
-    ) -> Result<(AccountId, Vec<TaskId>), StoreError> {
-        self.writes.push("create_account");
-        self.inner.create_account(process, user, bundle_hash, status, form, actor, tasks)
+        accounts: &[NewAccount<'_>],
+    ) -> Result<Vec<(AccountId, Vec<TaskId>)>, StoreError> {
+        self.writes.push("create_accounts");
+        self.inner.create_accounts(actor, accounts)
     }
     fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
         self.inner.account(id)
@@ -516,9 +511,9 @@ impl StateStore for Counting<'_> {
         self.writes.push("set_calling");
         self.inner.set_calling(task, calling)
     }
-    fn commit(&mut self, step: &Step) -> Result<Vec<TaskId>, StoreError> {
+    fn commit_steps(&mut self, steps: &[Step]) -> Result<Vec<Vec<TaskId>>, StoreError> {
         self.writes.push("commit");
-        self.inner.commit(step)
+        self.inner.commit_steps(steps)
     }
     fn commit_change(&mut self, change: &Change<'_>) -> Result<Vec<Vec<TaskId>>, StoreError> {
         self.writes.push("commit_change");
@@ -549,7 +544,7 @@ fn each_call_costs_one_commit_and_a_user_change_commits_with_its_tasks() {
     drop(e);
     // The account with its first task (marked as calling), then one commit per call, each
     // carrying what follows from it and the next call's mark.
-    assert_eq!(store.writes, ["save_bundle", "insert_user", "create_account", "commit", "commit"]);
+    assert_eq!(store.writes, ["save_bundle", "insert_user", "create_accounts", "commit", "commit"]);
     let tasks = store.tasks_of(id).unwrap();
     assert_eq!(
         tasks.iter().map(|t| (t.task_name.as_str(), t.status, t.calling)).collect::<Vec<_>>(),
