@@ -54,7 +54,7 @@ pub enum Command {
     /// Dry run: the tasks and calls that would run, secrets masked, nothing sent.
     Plan(ProvisionArgs),
     /// Provision one account for an existing user and run until no task can run now.
-    Run(ProvisionArgs),
+    Run(RunArgs),
     /// Finish all unfinished work in the state store.
     Resume(ResumeArgs),
     /// The user lifecycle.
@@ -131,10 +131,53 @@ pub struct ProvisionArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Definition files or directories, or a compiled IR file (default: `definitions/`).
+    pub paths: Vec<PathBuf>,
+    /// The process to provision.
+    #[arg(long)]
+    pub process: String,
+    /// The user's login; repeat it to provision an account for each of several users.
+    #[arg(long = "user", value_name = "LOGIN", required_unless_present = "users_file")]
+    pub users: Vec<String>,
+    /// A file of logins, one per line (blank lines and `#` comments are skipped; `-` reads
+    /// standard input): an account for each.
+    #[arg(long = "users", value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
+    /// A form field value, `field=value` (repeatable); the same for every account.
+    #[arg(long = "form", value_name = "FIELD=VALUE")]
+    pub form: Vec<String>,
+    /// A secret form field, `field=env:VAR` or `field=file:PATH` (repeatable). Never on the command line itself.
+    #[arg(long = "secret", value_name = "FIELD=env:VAR|file:PATH")]
+    pub secrets: Vec<String>,
+    #[command(flatten)]
+    pub batch: BatchArg,
+}
+
+#[derive(Args, Debug)]
+pub struct BatchArg {
+    /// How many accounts run side by side, sharing the state store's commits (faster with
+    /// many accounts). After a crash, every call of the batch in flight may have happened:
+    /// idempotent ones run again, the others are handed to a person; 1 keeps that to one call.
+    #[arg(long = "batch", value_name = "N", default_value_t = provflow_runner::engine::DEFAULT_BATCH,
+          value_parser = batch_size)]
+    pub size: usize,
+}
+
+fn batch_size(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n @ 1..=10_000) => Ok(n),
+        _ => Err(format!("`{text}` is not a batch size: give a whole number of accounts from 1 to 10000")),
+    }
+}
+
+#[derive(Args, Debug)]
 pub struct ResumeArgs {
     /// Sleep until the next retry is due, and run it, until no work is left.
     #[arg(long)]
     pub wait: bool,
+    #[command(flatten)]
+    pub batch: BatchArg,
 }
 
 #[derive(Subcommand, Debug)]

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::args::{
-    paths_or_default, AccountCommand, ChildCommand, Command, Format, Global, ProvisionArgs, TargetCommand, TaskCommand,
-    UserCommand,
+    paths_or_default, AccountCommand, ChildCommand, Command, Format, Global, ProvisionArgs, RunArgs, TargetCommand,
+    TaskCommand, UserCommand,
 };
 use crate::exit;
 
@@ -42,7 +42,7 @@ pub fn exec(global: &Global, command: Command) -> u8 {
     let result = match command {
         Command::Plan(a) => plan(global, a),
         Command::Run(a) => run(global, a),
-        Command::Resume(a) => resume(global, a.wait),
+        Command::Resume(a) => resume(global, a.wait, a.batch.size),
         Command::User(c) => user(global, c),
         Command::Task(c) => task(global, c),
         Command::Account(c) => account(global, c),
@@ -183,12 +183,8 @@ fn account_json(a: &Account) -> serde_json::Value {
 fn print_account(global: &Global, store: &dyn StateStore, a: &Account) -> Result<Vec<TaskInstance>, Exit> {
     let tasks = store.tasks_of(a.id).map_err(|e| fail(exit::USAGE, e))?;
     if global.format == Format::Json {
-        let tasks: Vec<_> = tasks
-            .iter()
-            .map(|t| json!({ "id": t.id, "name": t.task_name, "status": t.status.as_str(), "response": t.response, "attempt": t.attempt }))
-            .collect();
-        println!("{}", json!({ "account": account_json(a), "tasks": tasks }));
-        return Ok(tasks_back(store, a));
+        println!("{}", account_object(a, &tasks));
+        return Ok(tasks);
     }
     println!("account #{}  {}  {}  {}", a.id, a.process, a.user, a.status.as_str());
     let rows: Vec<Vec<String>> = tasks
@@ -209,8 +205,13 @@ fn print_account(global: &Global, store: &dyn StateStore, a: &Account) -> Result
     Ok(tasks)
 }
 
-fn tasks_back(store: &dyn StateStore, a: &Account) -> Vec<TaskInstance> {
-    store.tasks_of(a.id).unwrap_or_default()
+/// The SPEC §5 object of `run` and `account show`.
+fn account_object(a: &Account, tasks: &[TaskInstance]) -> serde_json::Value {
+    let tasks: Vec<_> = tasks
+        .iter()
+        .map(|t| json!({ "id": t.id, "name": t.task_name, "status": t.status.as_str(), "response": t.response, "attempt": t.attempt }))
+        .collect();
+    json!({ "account": account_json(a), "tasks": tasks })
 }
 
 /// Prints the account after a command changed it; exit 1 when a task ended Rejected for good.
@@ -228,21 +229,119 @@ fn report_account(global: &Global, store: &dyn StateStore, id: store::AccountId)
 
 // ----- commands ---------------------------------------------------------------------------
 
-fn run(global: &Global, a: ProvisionArgs) -> Outcome {
+fn run(global: &Global, a: RunArgs) -> Outcome {
+    let logins = logins(&a)?;
     let inputs = form_inputs(&a.form, &a.secrets)?;
     let bundle = load_bundle(&paths_or_default(&a.paths))?;
     let mut store = open_store(global)?;
     let mut targets = targets(global)?;
     let clock = CommandClock;
-    let id = {
+    let bar =
+        (logins.len() > 1).then(|| crate::runner_cmds_ext::progress_bar(logins.len() as u64, "accounts")).flatten();
+    let mut advance = |n: usize| {
+        if let Some(bar) = &bar {
+            bar.inc(n as u64);
+        }
+    };
+    let ids = {
         let mut e = Engine::new(&mut store, &mut targets, &clock);
-        e.provision(&bundle, &a.process, &a.user, &inputs).map_err(engine_error)?
+        e.batch = a.batch.size;
+        if let [login] = logins.as_slice() {
+            vec![e.provision(&bundle, &a.process, login, &inputs).map_err(engine_error)?]
+        } else {
+            e.progress = Some(&mut advance);
+            let result = e.provision_many(&bundle, &a.process, &logins, &inputs);
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            result.map_err(|err| {
+                let unavailable = matches!(err, EngineError::TargetUnavailable { .. });
+                let exit = engine_error(err);
+                if unavailable {
+                    eprintln!(
+                        "all {} accounts are recorded; `provflow resume` provisions them once the target is back",
+                        logins.len()
+                    );
+                }
+                exit
+            })?
+        }
     };
     if !store.has_key() && inputs.values().any(|v| matches!(v, FormInput::Secret(_))) && global.format == Format::Human
     {
         eprintln!("note: no PROVFLOW_SECRET_KEY or .provflow/secret.key: secrets were used but not stored; a task that needs one later is handed to a person");
     }
-    report_account(global, &store, id)
+    match ids.as_slice() {
+        [id] => report_account(global, &store, *id),
+        _ => report_accounts(global, &store, &a.process, &ids),
+    }
+}
+
+/// The logins of `--user` and `--users FILE`, in that order.
+fn logins(a: &RunArgs) -> Result<Vec<String>, Exit> {
+    let mut out = a.users.clone();
+    if let Some(path) = &a.users_file {
+        let text = if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())
+                .map_err(|e| fail(exit::USAGE, format!("--users -: cannot read standard input: {e}")))?
+        } else {
+            std::fs::read_to_string(path)
+                .map_err(|e| fail(exit::USAGE, format!("--users: cannot read `{}`: {e}", path.display())))?
+        };
+        out.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+    }
+    if out.is_empty() {
+        return Err(fail(exit::USAGE, "no logins to provision: the --users file lists none"));
+    }
+    Ok(out)
+}
+
+/// After provisioning several accounts: one line (JSON: one object) per account, a summary;
+/// exit 1 when any of them has a task that ended Rejected for good.
+fn report_accounts(global: &Global, store: &dyn StateStore, process: &str, ids: &[store::AccountId]) -> Outcome {
+    let mut rows = Vec::with_capacity(ids.len());
+    let mut failed = Vec::new();
+    let mut by_status: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for &id in ids {
+        let Some(a) = store.account(id).map_err(|e| fail(exit::USAGE, e))? else { continue };
+        let tasks = store.tasks_of(id).map_err(|e| fail(exit::USAGE, e))?;
+        if engine::has_final_rejection(&tasks) {
+            failed.push(a.user.clone());
+        }
+        *by_status.entry(a.status.as_str()).or_default() += 1;
+        if global.format == Format::Json {
+            println!("{}", account_object(&a, &tasks));
+            continue;
+        }
+        let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for t in &tasks {
+            *counts.entry(t.status.as_str()).or_default() += 1;
+        }
+        let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        rows.push(vec![a.id.to_string(), a.user.clone(), a.status.as_str().to_string(), summary.join(", ")]);
+    }
+    if global.format == Format::Human {
+        print_table(&["ID", "USER", "STATUS", "TASKS"], &rows);
+        let statuses: Vec<String> = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        println!("{} accounts of `{process}`: {}", ids.len(), statuses.join(", "));
+    }
+    if failed.is_empty() {
+        return Ok(exit::OK);
+    }
+    if global.format == Format::Human {
+        let shown: Vec<&str> = failed.iter().take(10).map(String::as_str).collect();
+        let more = if failed.len() > shown.len() {
+            format!(" and {} more", failed.len() - shown.len())
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "{} account(s) have a task that ended Rejected with no retry left ({}{more}); see `provflow account show --process \"{process}\" --user LOGIN`",
+            failed.len(),
+            shown.join(", ")
+        );
+    }
+    Ok(exit::FAILED)
 }
 
 fn plan(global: &Global, a: ProvisionArgs) -> Outcome {
@@ -288,11 +387,12 @@ fn plan(global: &Global, a: ProvisionArgs) -> Outcome {
     Ok(exit::OK)
 }
 
-fn resume(global: &Global, wait: bool) -> Outcome {
+fn resume(global: &Global, wait: bool, batch: usize) -> Outcome {
     let mut store = open_store(global)?;
     let mut targets = targets(global)?;
     let clock = CommandClock;
     let mut e = Engine::new(&mut store, &mut targets, &clock);
+    e.batch = batch;
     loop {
         let touched = e.resume().map_err(engine_error)?;
         let next = e.next_due().map_err(engine_error)?;

@@ -349,3 +349,18 @@ pub fn test(global: &Global, a: TestArgs) -> u8 {
         exit::OK
     }
 }
+
+/// A progress bar of `total` items on a terminal; none when standard error is piped, so piped
+/// output gets the results and nothing else (SPEC §5).
+pub fn progress_bar(total: u64, unit: &str) -> Option<indicatif::ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{{bar:40}} {{pos}}/{{len}} {unit} ({{per_sec}}) {{eta}}"
+            ))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    })
+}

@@ -175,12 +175,14 @@ pub struct Engine<'a> {
     /// How many accounts run side by side, sharing the state store's commits (see
     /// [`Engine::drive`]): `provision_many` and `resume` take them this many at a time.
     pub batch: usize,
+    /// Told how many accounts each batch of `provision_many` created and ran (progress bars).
+    pub progress: Option<&'a mut dyn FnMut(usize)>,
     /// Whether target `(bundle hash, index)` is the state store's own file.
     store_targets: BTreeMap<(String, usize), bool>,
 }
 
 /// [`Engine::batch`] unless set otherwise.
-pub const DEFAULT_BATCH: usize = 32;
+pub const DEFAULT_BATCH: usize = 64;
 
 /// An account being run: its state in memory, and where its run loop stands.
 struct Run {
@@ -269,6 +271,7 @@ impl<'a> Engine<'a> {
             secrets: SecretCache::new(),
             bundles: BTreeMap::new(),
             batch: DEFAULT_BATCH,
+            progress: None,
             store_targets: BTreeMap::new(),
         }
     }
@@ -443,25 +446,25 @@ impl<'a> Engine<'a> {
         let found = self.store.users_and_accounts(logins, &bundle.processes[pi].name)?;
         for ((line, login), found) in logins.iter().enumerate().zip(found) {
             if !seen.insert(login.as_str()) {
-                problems.push(format!("`{login}` (entry {}) is listed twice", line + 1));
+                problems.push(format!("{login}: listed twice (again as entry {})", line + 1));
                 continue;
             }
             match self.prepare(bundle, pi, login, found, given) {
                 Ok(s) => starts.push(s),
                 Err(EngineError::Store(e)) => return Err(e.into()),
-                Err(e) => problems.push(e.to_string().replace('\n', "; ")),
+                Err(e) => problems.push(format!("{login}: {}", e.to_string().replace('\n', "; "))),
             }
         }
         if !problems.is_empty() {
             const SHOWN: usize = 20;
             let total = problems.len();
-            let mut lines =
-                vec![format!("{total} of {} accounts cannot be provisioned; nothing was created:", logins.len())];
-            lines.extend(problems.into_iter().take(SHOWN).map(|p| format!("  {p}")));
-            if total > SHOWN {
-                lines.push(format!("  ... and {} more", total - SHOWN));
+            let more = total.saturating_sub(SHOWN);
+            problems.truncate(SHOWN);
+            if more > 0 {
+                problems.push(format!("... and {more} more"));
             }
-            return Err(EngineError::Invalid(lines));
+            problems.push(format!("{total} of {} accounts cannot be provisioned; nothing was created", logins.len()));
+            return Err(EngineError::Invalid(problems));
         }
         self.provision_prepared(bundle, pi, starts)
     }
@@ -536,8 +539,13 @@ impl<'a> Engine<'a> {
         while starts.peek().is_some() {
             let part: Vec<Start> = starts.by_ref().take(batch).collect();
             let runs = self.create(&held, pi, shared, part)?;
+            let count = runs.len();
             ids.extend(runs.iter().map(|r| r.account.id));
-            if let Err(e) = self.drive(runs) {
+            let driven = self.drive(runs);
+            if let Some(progress) = self.progress.as_mut() {
+                progress(count);
+            }
+            if let Err(e) = driven {
                 if matches!(e, EngineError::TargetUnavailable { .. }) {
                     // Nothing reached the target: the rest wait for `resume` like the batch that failed.
                     let rest: Vec<Start> = starts

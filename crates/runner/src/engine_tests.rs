@@ -577,3 +577,138 @@ fn each_call_costs_one_commit_and_a_user_change_commits_with_its_tasks() {
     assert_eq!(store.user("JDOE").unwrap().unwrap().status, "Disabled");
     assert_eq!(store.account(id).unwrap().unwrap().status, ObjectStatus::Disabled);
 }
+
+fn logins(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+#[test]
+fn many_accounts_run_side_by_side_one_commit_per_round() {
+    let w = World::new(Some(SecretKey::from_bytes([9; 32])));
+    let (mut inner, mut targets) = (w.store(), w.targets());
+    let mut b = bundle();
+    b.processes[0].tasks[5].conditional = false;
+    let users = logins(&["A", "B", "C", "D", "E"]);
+    let mut store = Counting { inner: &mut inner, writes: vec![] };
+    let mut reported = Vec::new();
+    let mut report = |n| reported.push(n);
+    let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+    e.batch = 2;
+    for u in &users {
+        e.create_user(&b, u, &BTreeMap::new()).unwrap();
+    }
+    e.progress = Some(&mut report);
+    let ids = e.provision_many(&b, "DB Account", &users, &form("pw")).unwrap();
+    drop(e);
+    assert_eq!(reported, [2, 2, 1]);
+    // Per batch: the accounts with their first calls marked; the first calls' outcomes with
+    // the second calls' marks; the second calls' outcomes. Not one commit per call.
+    let per_batch = ["create_accounts", "commit", "commit"];
+    assert_eq!(store.writes[6..], per_batch.repeat(3)[..], "{:?}", store.writes);
+    assert_eq!(ids.len(), 5);
+    for (id, login) in ids.iter().zip(&users) {
+        let a = store.account(*id).unwrap().unwrap();
+        assert_eq!((a.user.as_str(), a.status), (login.as_str(), ObjectStatus::Provisioned));
+        assert_eq!(
+            statuses(&store, *id),
+            [("Create User".to_string(), "Completed", 1), ("Password Updated".to_string(), "Completed", 1)]
+        );
+        for t in store.tasks_of(*id).unwrap() {
+            assert!(!t.calling, "{t:?}");
+            let chain: Vec<TaskStatus> = store.audit(t.id).unwrap().iter().map(|a| a.to).collect();
+            assert_eq!(chain, [TaskStatus::Waiting, TaskStatus::Pending, TaskStatus::Completed], "{}", t.task_name);
+        }
+    }
+    assert_eq!(w.target_count("select count(*) from db_users where password = 'pw'"), 5);
+    assert_eq!(w.target_count("select count(*) from audit_log"), 5);
+    assert_eq!(store.outbox().unwrap().len(), 5);
+}
+
+#[test]
+fn many_accounts_are_all_checked_before_any_is_created() {
+    let w = World::new(None);
+    let (mut store, mut targets) = (w.store(), w.targets());
+    let b = bundle();
+    let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+    for u in ["ALICE", "BOB"] {
+        e.create_user(&b, u, &BTreeMap::new()).unwrap();
+    }
+    let bob = e.provision(&b, "DB Account", "BOB", &form("x")).unwrap();
+    let err =
+        e.provision_many(&b, "DB Account", &logins(&["ALICE", "BOB", "ALICIA", "ALICE"]), &form("y")).unwrap_err();
+    let crate::engine::EngineError::Invalid(lines) = &err else { panic!("{err:?}") };
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[0].starts_with("BOB: `BOB` already has a `DB Account` account (#1"), "{lines:?}");
+    assert!(lines[1].starts_with("ALICIA: unknown user `ALICIA`; did you mean `ALICE`?"), "{lines:?}");
+    assert_eq!(lines[2], "ALICE: listed twice (again as entry 4)");
+    assert_eq!(lines[3], "3 of 4 accounts cannot be provisioned; nothing was created");
+    assert_eq!(e.store.accounts().unwrap().iter().map(|a| a.id).collect::<Vec<_>>(), [bob]);
+    assert_eq!(w.target_count("select count(*) from db_users"), 1);
+}
+
+#[test]
+fn a_target_down_during_many_leaves_every_account_pending_for_resume() {
+    let w = World::new(None);
+    let b = bundle();
+    let users = logins(&["A", "B", "C", "D", "E"]);
+    let mut store = w.store();
+    {
+        // A directory is no SQLite file: the target cannot be opened.
+        let down = [("db".to_string(), format!("sqlite:{}", w.dir.path().display()))].into();
+        let mut targets = Targets::new(down, w.dir.path().to_path_buf());
+        let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+        e.batch = 2;
+        for u in &users {
+            e.create_user(&b, u, &BTreeMap::new()).unwrap();
+        }
+        let err = e.provision_many(&b, "DB Account", &users, &form("pw")).unwrap_err();
+        assert!(matches!(err, crate::engine::EngineError::TargetUnavailable { .. }), "{err:?}");
+    }
+    // Every account is recorded, its first task Pending and not marked as calling: nothing
+    // was sent, so nothing needs a person.
+    let accounts = store.accounts().unwrap();
+    assert_eq!(accounts.iter().map(|a| a.user.as_str()).collect::<Vec<_>>(), ["A", "B", "C", "D", "E"]);
+    for a in &accounts {
+        let tasks = store.tasks_of(a.id).unwrap();
+        assert_eq!(
+            tasks.iter().map(|t| (t.status, t.calling, t.held)).collect::<Vec<_>>(),
+            [(TaskStatus::Pending, false, false)],
+            "{}",
+            a.user
+        );
+    }
+    assert_eq!(w.target_count("select count(*) from db_users"), 0);
+    // The target is back; the secret was not kept (no key), so each Create User is handed
+    // to a person, which `resume` does for all of them at once.
+    let mut targets = w.targets();
+    let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+    assert_eq!(e.resume().unwrap().len(), 5);
+    for a in &accounts {
+        let t = &e.store.tasks_of(a.id).unwrap()[0];
+        assert!(t.held && t.note.as_deref().unwrap_or_default().contains("PROVFLOW_SECRET_KEY"), "{t:?}");
+    }
+}
+
+#[test]
+fn many_accounts_with_the_target_in_the_state_store_run_one_at_a_time() {
+    let w = World::new(None);
+    let b = bundle();
+    let state = w.dir.path().join(".provflow/state.db");
+    let mut store = w.store();
+    let shared = [("db".to_string(), format!("sqlite:{}", state.display()))].into();
+    let mut targets = Targets::new(shared, w.dir.path().to_path_buf());
+    crate::engine::TargetProvider::open(&mut targets, &b, 0).unwrap().install(&b.query_sets[0].install[0].sql).unwrap();
+    let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+    let users = logins(&["A", "B", "C"]);
+    for u in &users {
+        e.create_user(&b, u, &BTreeMap::new()).unwrap();
+    }
+    let ids = e.provision_many(&b, "DB Account", &users, &form("pw")).unwrap();
+    for id in ids {
+        assert_eq!(e.store.account(id).unwrap().unwrap().status, ObjectStatus::Provisioned);
+    }
+    drop(e);
+    let c = rusqlite::Connection::open(&state).unwrap();
+    let n: i64 = c.query_row("select count(*) from db_users", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 3);
+}
