@@ -8,6 +8,7 @@
 //! each target call, so that kills land between a call and its recorded transition often
 //! enough. A second, shorter loop uses a target in the state store's own file, where the
 //! call and the transition commit together: there nothing may ever be handed to a person.
+//! A third kills `run --users` while batches of accounts share their commits.
 
 #[path = "runner_common.rs"]
 mod common;
@@ -44,8 +45,14 @@ fn env() -> [(&'static str, &'static str); 2] {
 /// Starts `provflow run`, kills it after `after`, and waits for it. Returns whether it was
 /// still running when killed.
 fn run_and_kill(p: &Project, user: &str, after: Duration) -> bool {
+    spawn_and_kill(p, &run_args(p, user), after)
+}
+
+/// Starts `provflow ARGS`, kills it after `after`, and waits for it. Returns whether it was
+/// still running when killed.
+fn spawn_and_kill(p: &Project, args: &[&str], after: Duration) -> bool {
     let mut child = p
-        .command(&run_args(p, user), &env())
+        .command(args, &env())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -184,6 +191,56 @@ fn sigkill_with_the_target_in_the_state_store_never_needs_a_person() {
     let tally = kill_loop(&p, &state, &state, 15, 0x5eed_0004, true);
     assert!(tally.killed_running >= 5, "{tally:?}");
     assert_eq!(tally.held, 0);
+}
+
+/// The same for `run --users` in batches: a kill lands while the calls of a batch are in
+/// flight, after all of its `calling` marks committed together. Every account ends as one
+/// killed `run` could leave it: not created (nothing sent), Provisioned (each call exactly
+/// once), or with its Create User handed to a person when that call may have happened.
+#[test]
+fn sigkill_during_a_batched_run_then_resume_loses_nothing_and_repeats_nothing() {
+    let p = Project::new().with_env("PROVFLOW_SECRET_KEY", KEY);
+    let (state, target) = (p.state_db(), p.dbum_db());
+    p.install_dbum();
+    const PER_RUN: usize = 6;
+    let prepare = |tag: &str| -> Vec<String> {
+        let users: Vec<String> = (0..PER_RUN).map(|k| format!("{tag}{k}")).collect();
+        for u in &users {
+            p.create_user(u);
+        }
+        std::fs::write(p.path().join(format!("{tag}.txt")), users.join("\n")).unwrap();
+        users
+    };
+    fn args(p: &Project, file: &str) -> Vec<String> {
+        ["run", p.ir(), "--process", DBUM, "--users", file, "--batch", "3", "--secret", "password=env:PW"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    }
+    prepare("WARM");
+    let started = Instant::now();
+    let warm = args(&p, "WARM.txt");
+    p.expect(0, &warm.iter().map(String::as_str).collect::<Vec<_>>(), &env());
+    let typical = started.elapsed().as_millis() as u64;
+    let mut rng = Rng(0x5eed_0006);
+    let mut tally = Tally::default();
+    for i in 0..20 {
+        let tag = format!("B{i:02}_");
+        let users = prepare(&tag);
+        let run = args(&p, &format!("{tag}.txt"));
+        let after = Duration::from_millis(rng.below(typical + 1));
+        if spawn_and_kill(&p, &run.iter().map(String::as_str).collect::<Vec<_>>(), after) {
+            tally.killed_running += 1;
+        }
+        let resumed = p.pf(&["resume"], &[("PW", "unused"), ("PROVFLOW_TEST_STEP_DELAY_MS", "0")]);
+        assert_eq!(resumed.code(), Some(0), "{resumed}");
+        for u in &users {
+            check_user(&p, &state, &target, u, false, &mut tally);
+        }
+    }
+    eprintln!("typical batched run {typical} ms, {tally:?}");
+    assert!(tally.killed_running >= 10, "{tally:?}");
+    assert!(tally.provisioned > 0 && tally.held > 0, "{tally:?}");
 }
 
 /// `user disable` commits the user's new status and the Disable User task it inserts in one

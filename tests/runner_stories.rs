@@ -342,3 +342,100 @@ fn hostile_values_land_byte_exact_or_are_refused() {
     assert!(secret_on_argv.stderr.contains("is a secret"), "{secret_on_argv}");
     assert!(!secret_on_argv.stderr.contains("visible"), "{secret_on_argv}");
 }
+
+/// `run --users FILE` and repeated `--user`: every login checked first, then one account each,
+/// side by side in batches; one JSON object per account per line.
+#[test]
+fn many_users_in_one_run() {
+    let p = Project::new().with_env("PROVFLOW_SECRET_KEY", KEY);
+    let pw = [("PW", "bulk-pw")];
+    p.install_dbum();
+    let users = ["NH001", "NH002", "NH003", "NH004", "NH005"];
+    for u in users {
+        p.create_user(u);
+    }
+    // NH003 exists on the target already: its Create User is refused as a duplicate.
+    open_db(&p.dbum_db()).execute("insert into db_users(username, password) values ('NH003', 'x')", []).unwrap();
+    std::fs::write(p.path().join("new-hires.txt"), "# this week's new hires\nNH001\nNH002\n\nNH003\nNH004\nNH005\n")
+        .unwrap();
+    let base = ["--format", "json", "run", p.ir(), "--process", DBUM, "--secret", "password=env:PW"];
+    let mut args = base.to_vec();
+    args.extend(["--users", "new-hires.txt", "--batch", "2"]);
+    let out = p.expect(0, &args, &pw);
+    let lines: Vec<serde_json::Value> =
+        out.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    for (v, user) in lines.iter().zip(users) {
+        assert_account_shape(v);
+        assert_eq!(v["account"]["user"], user, "{v}");
+        if user == "NH003" {
+            assert_eq!(status(v), "Provisioning");
+            assert_eq!(
+                tasks(v),
+                [
+                    ("Create User".into(), "Rejected".into(), Some("DUPLICATE".into()), 1),
+                    ("Create User".into(), "Pending".into(), None, 2),
+                ]
+            );
+        } else {
+            assert_eq!(status(v), "Provisioned", "{v}");
+            assert_eq!(
+                tasks(v).iter().map(|t| (t.0.as_str(), t.1.as_str())).collect::<Vec<_>>(),
+                [("Create User", "Completed"), ("Profile Updated", "Completed")]
+            );
+        }
+    }
+    let db = open_db(&p.dbum_db());
+    for u in users {
+        let added = count(&db, "select count(*) from audit_log where message = 'Added User ' || ?1", u);
+        assert_eq!(added, i64::from(u != "NH003"), "{u}");
+    }
+
+    // A problem with any login creates nothing and names every problem.
+    p.create_user("NH006");
+    let refused = p.expect(
+        2,
+        &[
+            "run",
+            p.ir(),
+            "--process",
+            DBUM,
+            "--user",
+            "NH006",
+            "--user",
+            "NH001",
+            "--user",
+            "NH07",
+            "--secret",
+            "password=env:PW",
+        ],
+        &pw,
+    );
+    for want in [
+        "NH001: `NH001` already has a `DBUM Account` account",
+        "NH07: unknown user `NH07`; did you mean",
+        "2 of 3 accounts cannot be provisioned; nothing was created",
+    ] {
+        assert!(refused.stderr.contains(want), "{want}\n{refused}");
+    }
+    let none = p.pf(&["account", "show", "--process", DBUM, "--user", "NH006"], &[]);
+    assert_eq!(none.code(), Some(2), "{none}");
+
+    // Human output: a line per account and a summary.
+    p.create_user("NH007");
+    let human = p.expect(
+        0,
+        &["run", p.ir(), "--process", DBUM, "--user", "NH006", "--user", "NH007", "--secret", "password=env:PW"],
+        &pw,
+    );
+    assert!(human.stdout.starts_with("ID  USER   STATUS       TASKS\n"), "{human}");
+    assert!(human.stdout.contains("NH007  Provisioned  2 Completed\n"), "{human}");
+    assert!(human.stdout.ends_with("2 accounts of `DBUM Account`: 2 Provisioned\n"), "{human}");
+    assert!(human.stderr.is_empty(), "piped output gets no progress bar: {human}");
+
+    // Usage errors.
+    let missing = p.expect(2, &["run", p.ir(), "--process", DBUM, "--users", "absent.txt"], &[]);
+    assert!(missing.stderr.contains("--users: cannot read `absent.txt`"), "{missing}");
+    let zero = p.expect(2, &["run", p.ir(), "--process", DBUM, "--user", "NH001", "--batch", "0"], &[]);
+    assert!(zero.stderr.contains("from 1 to 10000"), "{zero}");
+}
