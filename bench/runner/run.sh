@@ -2,7 +2,7 @@
 # Provisioning throughput: provflow's engine against the same stored-procedure statements run
 # directly through rusqlite (see bench/runner/README.md).
 #
-#   bench/runner/run.sh [ACCOUNTS]      (default 2000)
+#   bench/runner/run.sh [ACCOUNTS [BATCH]]   (defaults: 10000 accounts, the engine's default batch)
 set -eu
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
@@ -11,4 +11,4 @@ cargo build --quiet --release -p provflow-runner --example provision_bench
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 target/release/provflow compile definitions --out "$out/ir.json" >/dev/null
-target/release/examples/provision_bench "$out/ir.json" "${1:-2000}"
+target/release/examples/provision_bench "$out/ir.json" "${1:-10000}" ${2:+"$2"}

@@ -862,11 +862,11 @@ impl StateStore for SqliteStore {
         let key = self.key.clone();
         self.write(|tx| {
             let mut out = Vec::with_capacity(accounts.len());
-            for a in accounts {
-                // The id the insert below gets (the write lock is held): the form is sealed with
-                // it as context, and written with the row instead of by a second statement.
-                let id: AccountId =
-                    tx.prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM accounts")?.query_row([], |r| r.get(0))?;
+            // The ids the inserts below get (the write lock is held): each form is sealed with
+            // its id as context, and written with the row instead of by a second statement.
+            let first: AccountId =
+                tx.prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM accounts")?.query_row([], |r| r.get(0))?;
+            for (id, a) in (first..).zip(accounts) {
                 let encoded = encode_values(key.as_ref(), a.form, &format!("account/{id}"));
                 // `usr_key` given, so the trigger that fills a missing one has nothing to do.
                 tx.prepare_cached(
