@@ -442,11 +442,27 @@ impl<'a> Engine<'a> {
         let pi = Self::process_index(bundle, process_name)?;
         let mut starts = Vec::with_capacity(logins.len());
         let mut problems = Vec::new();
+        const SHOWN: usize = 20;
         let mut seen = std::collections::BTreeSet::new();
         let found = self.store.users_and_accounts(logins, &bundle.processes[pi].name)?;
+        // Read once, for the "did you mean" of the unknown logins that are shown.
+        let mut known: Option<Vec<String>> = None;
         for ((line, login), found) in logins.iter().enumerate().zip(found) {
             if !seen.insert(login.as_str()) {
                 problems.push(format!("{login}: listed twice (again as entry {})", line + 1));
+                continue;
+            }
+            if found.0.is_none() {
+                let suggestion = if problems.len() < SHOWN {
+                    let users = match &known {
+                        Some(u) => u,
+                        None => known.insert(self.store.users()?.into_iter().map(|u| u.login).collect()),
+                    };
+                    did_you_mean(login, users.iter().map(String::as_str))
+                } else {
+                    None
+                };
+                problems.push(format!("{login}: {}", EngineError::UnknownUser { login: login.clone(), suggestion }));
                 continue;
             }
             match self.prepare(bundle, pi, login, found, given) {
@@ -456,7 +472,6 @@ impl<'a> Engine<'a> {
             }
         }
         if !problems.is_empty() {
-            const SHOWN: usize = 20;
             let total = problems.len();
             let more = total.saturating_sub(SHOWN);
             problems.truncate(SHOWN);
@@ -735,15 +750,7 @@ impl<'a> Engine<'a> {
             for i in 0..runs.len() {
                 let Some(Next::Call(task)) = nexts.get(i).copied() else { continue };
                 if let Err(e) = self.call(&mut runs[i], task) {
-                    // The calls after this one never started: without their marks, `resume`
-                    // runs them instead of handing them to a person.
-                    for (run, next) in runs.iter().zip(&nexts).skip(i + 1) {
-                        if let Next::Call(t) = next {
-                            if run.marked == Some(*t) {
-                                let _ = self.store.set_calling(*t, false);
-                            }
-                        }
-                    }
+                    self.settle_after_failure(&mut runs, i);
                     return Err(e);
                 }
             }
@@ -754,6 +761,23 @@ impl<'a> Engine<'a> {
             });
         }
         Ok(())
+    }
+
+    /// After the call of `runs[failed]` failed in the middle of a round: the outcomes of the
+    /// calls already made this round are committed (they happened), and every other run's
+    /// mark of a call that never started comes off, so that `resume` neither loses the former
+    /// nor hands the latter to a person. Best effort: the failed call's error is the one to
+    /// report, and if the store fails here too, `resume` still finds the marks and is careful.
+    fn settle_after_failure(&mut self, runs: &mut [Run], failed: usize) {
+        let made: Vec<Step> = runs.iter_mut().take(failed).filter_map(|r| r.carry.take()).collect();
+        if !made.is_empty() {
+            let _ = self.store.commit_steps(&made);
+        }
+        for (k, run) in runs.iter().enumerate() {
+            if let Some(t) = run.marked.filter(|_| k != failed) {
+                let _ = self.store.set_calling(t, false);
+            }
+        }
     }
 
     /// Decides one round of `run`: the step to commit, and what follows the commit.

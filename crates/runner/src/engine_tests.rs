@@ -712,3 +712,54 @@ fn many_accounts_with_the_target_in_the_state_store_run_one_at_a_time() {
     let n: i64 = c.query_row("select count(*) from db_users", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 3);
 }
+
+#[test]
+fn a_call_failing_mid_round_keeps_the_outcomes_already_made_and_no_stale_marks() {
+    let w = World::new(Some(SecretKey::from_bytes([9; 32])));
+    let b1 = bundle();
+    // The same process under a second bundle, whose target `db2` is another file.
+    let mut b2 = bundle();
+    b2.hash = "test-bundle-2".into();
+    b2.targets[0].name = "db2".into();
+    let down = format!("sqlite:{}", w.dir.path().display());
+    let mut store = w.store();
+    {
+        let all_down = [("db".to_string(), down.clone()), ("db2".to_string(), down.clone())].into();
+        let mut targets = Targets::new(all_down, w.dir.path().to_path_buf());
+        let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+        for u in ["A", "B", "C"] {
+            e.create_user(&b1, u, &BTreeMap::new()).unwrap();
+        }
+        // Accounts #1 (A) and #3 (C) on `db`, #2 (B) on `db2`; nothing reachable yet.
+        assert!(e.provision(&b1, "DB Account", "A", &form("pw")).is_err());
+        assert!(e.provision(&b2, "DB Account", "B", &form("pw")).is_err());
+        assert!(e.provision(&b1, "DB Account", "C", &form("pw")).is_err());
+    }
+    // `db` is back, `db2` is not. One resume round marks all three calls, calls A's (made),
+    // then B's target fails: A's outcome must be committed, C's mark must come off.
+    let mut targets = Targets::new([("db2".to_string(), down)].into(), w.dir.path().to_path_buf());
+    let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+    let err = e.resume().unwrap_err();
+    assert!(matches!(err, crate::engine::EngineError::TargetUnavailable { .. }), "{err:?}");
+    drop(e);
+    fn state(store: &SqliteStore, login: &str) -> (ObjectStatus, TaskStatus, bool, bool) {
+        let a = store.find_account("DB Account", login).unwrap().unwrap();
+        let t = store.tasks_of(a.id).unwrap().remove(0);
+        (a.status, t.status, t.calling, t.held)
+    }
+    assert_eq!(state(&store, "A"), (ObjectStatus::Provisioned, TaskStatus::Completed, false, false));
+    assert_eq!(state(&store, "B"), (ObjectStatus::Provisioning, TaskStatus::Pending, false, false));
+    assert_eq!(state(&store, "C"), (ObjectStatus::Provisioning, TaskStatus::Pending, false, false));
+    assert_eq!(w.target_count("select count(*) from db_users"), 1);
+    // Nothing needs a person: with `db2` back, one more resume finishes B and C.
+    let db2 = format!("sqlite:{}", w.dir.path().join("db2.db").display());
+    let mut targets = Targets::new([("db2".to_string(), db2)].into(), w.dir.path().to_path_buf());
+    let install = b2.query_sets[0].install[0].sql.clone();
+    crate::engine::TargetProvider::open(&mut targets, &b2, 0).unwrap().install(&install).unwrap();
+    let mut e = Engine::new(&mut store, &mut targets, &w.clock);
+    e.resume().unwrap();
+    drop(e);
+    for login in ["A", "B", "C"] {
+        assert_eq!(state(&store, login), (ObjectStatus::Provisioned, TaskStatus::Completed, false, false), "{login}");
+    }
+}

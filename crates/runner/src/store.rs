@@ -29,6 +29,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("this state store cannot run a target's calls in its own transactions")]
     NoSharedTransactions,
+    /// An account was refused in the transaction that would have created it: another
+    /// command changed its user or created its account since the run checked them.
+    #[error("{0}; nothing of this batch of accounts was created")]
+    Conflict(String),
 }
 
 /// A person or system known to the identity manager.
@@ -869,6 +873,31 @@ impl StateStore for SqliteStore {
             let first: AccountId =
                 tx.prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM accounts")?.query_row([], |r| r.get(0))?;
             for (id, a) in (first..).zip(accounts) {
+                // Checked again under the write lock: another command may have deleted the
+                // user or provisioned the same account since the run looked.
+                let user: Option<String> = tx
+                    .prepare_cached("SELECT status FROM users WHERE login = ?1")?
+                    .query_row([a.user], |r| r.get(0))
+                    .optional()?;
+                match user.as_deref() {
+                    None => return Err(StoreError::Conflict(format!("user `{}` no longer exists", a.user))),
+                    Some("Deleted") => {
+                        return Err(StoreError::Conflict(format!("user `{}` was deleted meanwhile", a.user)))
+                    }
+                    Some(_) => {}
+                }
+                let live: Option<AccountId> = tx
+                    .prepare_cached(
+                        "SELECT id FROM accounts WHERE user_login = ?2 AND process = ?1 AND status != 'Revoked'",
+                    )?
+                    .query_row([a.process, a.user], |r| r.get(0))
+                    .optional()?;
+                if let Some(other) = live {
+                    return Err(StoreError::Conflict(format!(
+                        "`{}` got a `{}` account (#{other}) from another command meanwhile",
+                        a.user, a.process
+                    )));
+                }
                 let encoded = encode_values(key.as_ref(), a.form, &format!("account/{id}"));
                 // `usr_key` given, so the trigger that fills a missing one has nothing to do.
                 tx.prepare_cached(
@@ -1101,6 +1130,13 @@ pub type SecretCache = BTreeMap<(AccountId, String), Secret>;
 mod tests {
     use super::*;
 
+    /// A user with no attributes, as accounts need one.
+    fn add_user(s: &mut SqliteStore, login: &str) {
+        let user =
+            UserRecord { login: login.into(), attributes: BTreeMap::new(), status: "Active".into(), locked: false };
+        s.insert_user(&user).unwrap();
+    }
+
     fn open(dir: &Path, key: Option<SecretKey>) -> SqliteStore {
         SqliteStore::open(&dir.join("sub/state.db"), key, Box::new(|| 1_000)).unwrap()
     }
@@ -1121,8 +1157,8 @@ mod tests {
 
     #[test]
     fn secrets_are_sealed_at_rest_or_not_kept() {
-        let dir = tempfile::tempdir().unwrap();
         for key in [Some(SecretKey::from_bytes([3; 32])), None] {
+            let dir = tempfile::tempdir().unwrap();
             let mut s = open(dir.path(), key.clone());
             let with_key = key.is_some();
             s.conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
@@ -1131,6 +1167,7 @@ mod tests {
                 ("password".to_string(), Value::Secret(Secret::new("topsecret"))),
             ]
             .into();
+            add_user(&mut s, "JDOE");
             let (id, _) = s.create_account("P", "JDOE", "h", ObjectStatus::Provisioning, &form, "t", &[]).unwrap();
             let raw: String = s.conn.query_row("SELECT form FROM accounts WHERE id = ?1", [id], |r| r.get(0)).unwrap();
             assert!(!raw.contains("topsecret"), "{raw}");
@@ -1147,9 +1184,13 @@ mod tests {
         let mut s = open(dir.path(), None);
         s.conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
         for login in ["A", "B", "C"] {
-            for _ in 0..2 {
-                s.create_account("P", login, "h", ObjectStatus::Provisioning, &FormData::new(), "t", &[]).unwrap();
-            }
+            add_user(&mut s, login);
+            // A revoked account, then the live one.
+            s.create_account("P", login, "h", ObjectStatus::Revoked, &FormData::new(), "t", &[]).unwrap();
+            s.create_account("P", login, "h", ObjectStatus::Provisioning, &FormData::new(), "t", &[]).unwrap();
+            // A second live one is refused in the transaction that would create it.
+            let again = s.create_account("P", login, "h", ObjectStatus::Provisioning, &FormData::new(), "t", &[]);
+            assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
         }
         for login in ["A", "B", "C", "D"] {
             let found = s.find_account("P", login).unwrap().map(|a| a.id);
@@ -1184,6 +1225,7 @@ mod tests {
             promoted: false,
             calling: false,
         };
+        add_user(&mut s, "A");
         let (id, ids) = s
             .create_account(
                 "P",
