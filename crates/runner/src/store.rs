@@ -725,6 +725,20 @@ impl SqliteStore {
         Ok(id)
     }
 
+    /// Why `create_accounts` could not insert `a`: its user is gone or deleted, or it has a
+    /// live account of the process already.
+    fn why_refused(tx: &rusqlite::Connection, a: &NewAccount<'_>) -> Result<String, StoreError> {
+        let user: Option<String> = tx
+            .prepare_cached("SELECT status FROM users WHERE login = ?1")?
+            .query_row([a.user], |r| r.get(0))
+            .optional()?;
+        Ok(match user.as_deref() {
+            None => format!("user `{}` no longer exists", a.user),
+            Some("Deleted") => format!("user `{}` was deleted meanwhile", a.user),
+            Some(_) => format!("`{}` got a `{}` account from another command meanwhile", a.user, a.process),
+        })
+    }
+
     fn write_user(tx: &rusqlite::Connection, user: &UserRecord, now: Instant) -> Result<(), StoreError> {
         tx.prepare_cached(
             "UPDATE users SET attributes = ?2, status = ?3, locked = ?4, updated_at = ?5 WHERE login = ?1",
@@ -873,38 +887,21 @@ impl StateStore for SqliteStore {
             let first: AccountId =
                 tx.prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM accounts")?.query_row([], |r| r.get(0))?;
             for (id, a) in (first..).zip(accounts) {
-                // Checked again under the write lock: another command may have deleted the
-                // user or provisioned the same account since the run looked.
-                let user: Option<String> = tx
-                    .prepare_cached("SELECT status FROM users WHERE login = ?1")?
-                    .query_row([a.user], |r| r.get(0))
-                    .optional()?;
-                match user.as_deref() {
-                    None => return Err(StoreError::Conflict(format!("user `{}` no longer exists", a.user))),
-                    Some("Deleted") => {
-                        return Err(StoreError::Conflict(format!("user `{}` was deleted meanwhile", a.user)))
-                    }
-                    Some(_) => {}
-                }
-                let live: Option<AccountId> = tx
-                    .prepare_cached(
-                        "SELECT id FROM accounts WHERE user_login = ?2 AND process = ?1 AND status != 'Revoked'",
-                    )?
-                    .query_row([a.process, a.user], |r| r.get(0))
-                    .optional()?;
-                if let Some(other) = live {
-                    return Err(StoreError::Conflict(format!(
-                        "`{}` got a `{}` account (#{other}) from another command meanwhile",
-                        a.user, a.process
-                    )));
-                }
                 let encoded = encode_values(key.as_ref(), a.form, &format!("account/{id}"));
+                // Checked again under the write lock, by the insert itself: another command may
+                // have deleted the user or provisioned the same account since the run looked.
                 // `usr_key` given, so the trigger that fills a missing one has nothing to do.
-                tx.prepare_cached(
-                    "INSERT INTO accounts(id, process, user_login, bundle_hash, status, form, usr_key, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT usr_key FROM users WHERE login = ?3), ?7, ?7)",
-                )?
-                .execute(params![id, a.process, a.user, a.bundle_hash, a.status.as_str(), encoded, now])?;
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT INTO accounts(id, process, user_login, bundle_hash, status, form, usr_key, created_at, updated_at)
+                         SELECT ?1, ?2, u.login, ?4, ?5, ?6, u.usr_key, ?7, ?7 FROM users u
+                         WHERE u.login = ?3 AND u.status != 'Deleted' AND NOT EXISTS (
+                           SELECT 1 FROM accounts a WHERE a.user_login = ?3 AND a.process = ?2 AND a.status != 'Revoked')",
+                    )?
+                    .execute(params![id, a.process, a.user, a.bundle_hash, a.status.as_str(), encoded, now])?;
+                if inserted == 0 {
+                    return Err(StoreError::Conflict(SqliteStore::why_refused(tx, a)?));
+                }
                 let mut ids = Vec::with_capacity(a.tasks.len());
                 for t in a.tasks {
                     ids.push(SqliteStore::insert_task(tx, id, t, actor, now)?);
