@@ -121,10 +121,7 @@ fn run_recon(global: &Global, a: ReconArgs) -> Result<u8, u8> {
     let total = |n: u64| {
         if let Some(b) = &bar {
             b.set_length(n);
-            b.set_style(
-                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows ({per_sec}) {eta}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
+            b.set_style(bar_style("rows"));
         }
     };
     let options = recon::Options { threads: a.threads, now: SystemClock.now(), progress: &progress, total: &total };
@@ -355,12 +352,13 @@ pub fn test(global: &Global, a: TestArgs) -> u8 {
 pub fn progress_bar(total: u64, unit: &str) -> Option<indicatif::ProgressBar> {
     std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(&format!(
-                "{{bar:40}} {{pos}}/{{len}} {unit} ({{per_sec}}) {{eta}}"
-            ))
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
+        bar.set_style(bar_style(unit));
         bar
     })
+}
+
+/// The style of every bar of known length: `bar done/total UNIT (rate) eta`.
+fn bar_style(unit: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(&format!("{{bar:40}} {{pos}}/{{len}} {unit} ({{per_sec}}) {{eta}}"))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
 }
