@@ -18,7 +18,7 @@ pub mod legacy;
 pub mod query;
 pub mod schema;
 pub mod source;
-pub mod suggest;
+pub use provflow_lex::suggest;
 pub mod syntax;
 pub mod template;
 pub mod yaml;
