@@ -336,6 +336,13 @@ pub fn map_error(e: rusqlite::Error) -> TargetError {
     TargetError { sqlstate: Some(sqlstate.to_string()), message: e.to_string() }
 }
 
+impl crate::sql_script::ExecuteStatement for SqliteTarget {
+    fn execute_statement(&mut self, sql: &str) -> Result<(), TargetError> {
+        // A single complete statement run as a batch is that statement.
+        self.conn.execute_batch(sql).map_err(map_error)
+    }
+}
+
 impl Target for SqliteTarget {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
@@ -345,8 +352,9 @@ impl Target for SqliteTarget {
         call_sqlite(&self.conn, &self.procedures, query, values)
     }
 
+    /// Runs the script statement by statement; an error names the statement's line.
     fn install(&mut self, sql: &str) -> Result<(), TargetError> {
-        self.conn.execute_batch(sql).map_err(map_error)
+        crate::sql_script::install_lines(self, sql, Dialect::Sqlite)
     }
 
     fn query_scalar(&mut self, sql: &str) -> Result<Option<Value>, TargetError> {

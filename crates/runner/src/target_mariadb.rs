@@ -419,9 +419,7 @@ impl Target for MariadbTarget {
     /// Runs the script statement by statement (`DELIMITER` directives understood); an error
     /// names the statement's line.
     fn install(&mut self, sql: &str) -> Result<(), TargetError> {
-        let result = sql_script::install_script(self, "line", sql, Dialect::Mariadb).map(|_| ()).map_err(|e| {
-            TargetError { sqlstate: e.error.sqlstate, message: format!("line {}: {}", e.line, e.error.message) }
-        });
+        let result = sql_script::install_lines(self, sql, Dialect::Mariadb);
         // A script may change the session's sql_mode (dbum-mariadb.sql does), and quoting
         // depends on it.
         self.refresh_sql_mode()?;

@@ -708,10 +708,7 @@ impl Target for PostgresTarget {
     fn install(&mut self, sql: &str) -> Result<(), TargetError> {
         // The script may redefine the procedures the prepared statements call.
         self.prepared.clear();
-        sql_script::install_script(self, "line", sql, Dialect::Postgres).map(|_| ()).map_err(|e| TargetError {
-            sqlstate: e.error.sqlstate,
-            message: format!("line {}: {}", e.line, e.error.message),
-        })
+        sql_script::install_lines(self, sql, Dialect::Postgres)
     }
 
     fn query_scalar(&mut self, sql: &str) -> Result<Option<Value>, TargetError> {
