@@ -5,9 +5,16 @@
 //! character offsets into the query string, which a pass turns into a diagnostic position with
 //! [`line_col`] and `Finding::at_inner`. Used by the `ConnectorQueries` pass and by the
 //! notification resolver pass.
+//!
+//! Placeholders are a layer above SQL: `{NAME}` is a placeholder wherever it stands, inside a
+//! quoted string or a comment too (where [`quoted_placeholders`] finds it, because a bind
+//! parameter is not replaced there), so [`split`] reads braces only. Everything that depends on
+//! SQL's quotes and comments (calls, statements, binds) goes through the dialect's lexer,
+//! [`provflow_lex::sql`].
 
 use indexmap::IndexMap;
 use provflow_ir as ir;
+use provflow_lex::sql::{self, Lexer, Token, TokenKind};
 use std::collections::HashMap;
 
 use crate::syntax::{ParamSpec, Tag, TypeName};
@@ -130,12 +137,14 @@ pub fn split(sql: &str) -> Result<Vec<Piece>, QuerySyntaxError> {
             '{' => {
                 // A placeholder never spans lines or nests: stop there so that the error points
                 // at the brace that was left open, not at some later one.
-                let end = chars[i + 1..].iter().position(|&c| matches!(c, '}' | '{' | '\n')).map(|p| p + i + 1);
-                let Some(close) = end.filter(|&j| chars.get(j) == Some(&'}')) else {
+                let inner = chars.get(i + 1..).unwrap_or_default();
+                let Some(width) =
+                    inner.iter().position(|&c| matches!(c, '}' | '{' | '\n')).filter(|&w| inner.get(w) == Some(&'}'))
+                else {
                     return Err(QuerySyntaxError::Unclosed { offset: i });
                 };
-                let content: String = chars[i + 1..close].iter().collect();
-                let len = close - i + 1;
+                let content: String = inner.iter().take(width).collect();
+                let len = width + 2;
                 if content.is_empty() {
                     return Err(QuerySyntaxError::Empty { offset: i });
                 }
@@ -146,7 +155,7 @@ pub fn split(sql: &str) -> Result<Vec<Piece>, QuerySyntaxError> {
                     pieces.push(Piece::Text(std::mem::take(&mut text)));
                 }
                 pieces.push(Piece::Placeholder { name: content, offset: i, len });
-                i = close + 1;
+                i += len;
             }
             _ => {
                 text.push(c);
@@ -189,116 +198,107 @@ pub struct CallSpans {
 
 /// Recognises `call name(args...)` / `CALL schema.name(...)`: case-insensitive keyword,
 /// whitespace tolerant, an optional trailing `;`. Arguments are split at top-level commas,
-/// respecting quotes and parentheses; they keep their `{placeholders}`. `None` when the text is
-/// not exactly one such call.
-pub fn parse_call(sql: &str) -> Option<(String, Vec<String>)> {
-    parse_call_spans(sql).map(|c| (c.procedure, c.args.into_iter().map(|(a, _)| a).collect()))
+/// outside the dialect's quotes, comments and parentheses; they keep their `{placeholders}`.
+/// `None` when the text is not exactly one such call.
+pub fn parse_call(sql: &str, dialect: ir::Dialect) -> Option<(String, Vec<String>)> {
+    parse_call_spans(sql, dialect).map(|c| (c.procedure, c.args.into_iter().map(|(a, _)| a).collect()))
 }
 
 /// [`parse_call`] with the positions of the name and of every argument.
-pub fn parse_call_spans(sql: &str) -> Option<CallSpans> {
-    let chars: Vec<char> = sql.chars().collect();
-    let mut i = skip_ws(&chars, 0);
-    if !starts_with_call_keyword(&chars[i..]) {
+pub fn parse_call_spans(sql: &str, dialect: ir::Dialect) -> Option<CallSpans> {
+    let CharTokens { tokens, unclosed } = lex_chars(sql, dialect);
+    if unclosed.is_some() {
         return None;
     }
-    i = skip_ws(&chars, i + 4);
-    let procedure_offset = i;
-    // The name: dot-separated parts, each bare or quoted with `"` or a backtick.
-    loop {
-        match chars.get(i) {
-            Some(&q @ ('"' | '`')) => {
-                let close = chars[i + 1..].iter().position(|&c| c == q)? + i + 1;
-                if close == i + 1 {
-                    return None;
-                }
-                i = close + 1;
-            }
-            Some(c) if c.is_alphanumeric() || *c == '_' || *c == '$' => {
-                while chars.get(i).is_some_and(|c| c.is_alphanumeric() || *c == '_' || *c == '$') {
-                    i += 1;
-                }
-            }
-            _ => return None,
+    let kind = |k: usize| tokens.get(k).map(|(t, _)| t.kind);
+    let skip_ws = |mut k: usize| {
+        while kind(k) == Some(TokenKind::Whitespace) {
+            k += 1;
         }
-        if chars.get(i) == Some(&'.') {
-            i += 1;
-        } else {
+        k
+    };
+    let mut k = skip_ws(0);
+    let (call, _) = tokens.get(k)?;
+    if !call.is_word("call") || kind(k + 1) != Some(TokenKind::Whitespace) {
+        return None;
+    }
+    k = skip_ws(k + 1);
+    let (first, procedure_offset) = *tokens.get(k)?;
+    // The name: dot-separated parts, each a word or a quoted identifier.
+    let mut name_end;
+    loop {
+        let (part, _) = tokens.get(k)?;
+        let quoted_empty = part.kind == TokenKind::QuotedIdent && part.text.chars().count() <= 2;
+        if !matches!(part.kind, TokenKind::Word | TokenKind::QuotedIdent) || quoted_empty {
+            return None;
+        }
+        name_end = part.end();
+        k += 1;
+        if !tokens.get(k).is_some_and(|(t, _)| t.is_punct('.')) {
             break;
         }
+        k += 1;
     }
-    let procedure: String = chars[procedure_offset..i].iter().collect();
-    i = skip_ws(&chars, i);
+    let procedure = sql.get(first.offset..name_end)?.to_string();
+    k = skip_ws(k);
     let mut args = Vec::new();
-    if chars.get(i) == Some(&'(') {
-        let close = top_level_args(&chars, i + 1, &mut args)?;
-        i = skip_ws(&chars, close + 1);
+    if tokens.get(k).is_some_and(|(t, _)| t.is_punct('(')) {
+        let close = top_level_args(sql, &tokens, k + 1, &mut args)?;
+        k = skip_ws(close + 1);
     }
-    if chars.get(i) == Some(&';') {
-        i = skip_ws(&chars, i + 1);
+    if kind(k) == Some(TokenKind::Semicolon) {
+        k = skip_ws(k + 1);
     }
-    (i == chars.len()).then_some(CallSpans { procedure, procedure_offset, args })
+    (k == tokens.len()).then_some(CallSpans { procedure, procedure_offset, args })
 }
 
 /// Whether query text starts with the `call` keyword (so a failed [`parse_call`] is a
 /// malformed call rather than some other statement).
 pub fn looks_like_call(sql: &str) -> bool {
-    let chars: Vec<char> = sql.chars().collect();
-    let i = skip_ws(&chars, 0);
-    starts_with_call_keyword(&chars[i..])
+    let text = sql.trim_start();
+    text.get(..4).is_some_and(|k| k.eq_ignore_ascii_case("call"))
+        && text.get(4..).and_then(|rest| rest.chars().next()).is_some_and(char::is_whitespace)
 }
 
-fn starts_with_call_keyword(chars: &[char]) -> bool {
-    let keyword: String = chars.iter().take(4).collect();
-    keyword.eq_ignore_ascii_case("call") && chars.get(4).is_some_and(|c| c.is_whitespace())
-}
-
-fn skip_ws(chars: &[char], mut i: usize) -> usize {
-    while chars.get(i).is_some_and(|c| c.is_whitespace()) {
-        i += 1;
-    }
-    i
-}
-
-/// Reads arguments from just after `(` to the matching `)`; returns the index of that `)`.
-fn top_level_args(chars: &[char], start: usize, args: &mut Vec<(String, usize)>) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut quote: Option<char> = None;
-    let mut arg_start = start;
-    let mut i = start;
+/// Reads arguments from the token just after `(` to the matching `)`; returns the index of
+/// that `)`.
+fn top_level_args(
+    sql: &str,
+    tokens: &[(Token<'_>, usize)],
+    start: usize,
+    args: &mut Vec<(String, usize)>,
+) -> Option<usize> {
+    // Each argument: its text trimmed, at the character offset of its first character.
     let push = |from: usize, to: usize, args: &mut Vec<(String, usize)>| -> Option<()> {
-        let raw = &chars[from..to];
-        let lead = raw.iter().take_while(|c| c.is_whitespace()).count();
-        let text: String = raw.iter().collect::<String>().trim().to_owned();
+        let (first, chars) = tokens.get(from)?;
+        let (end, _) = tokens.get(to)?;
+        let raw = sql.get(first.offset..end.offset)?;
+        let text = raw.trim();
         if text.is_empty() {
             return None;
         }
-        args.push((text, from + lead));
+        args.push((text.to_owned(), chars + raw.chars().take_while(|c| c.is_whitespace()).count()));
         Some(())
     };
-    loop {
-        let c = *chars.get(i)?;
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"' | '`') => quote = Some(c),
-            (None, '(') => depth += 1,
-            (None, ')') if depth == 0 => {
-                let only_ws = chars[start..i].iter().all(|c| c.is_whitespace());
-                if !(only_ws && args.is_empty()) {
-                    push(arg_start, i, args)?;
-                }
-                return Some(i);
+    let mut depth = 0usize;
+    let mut arg_start = start;
+    for (k, (t, _)) in tokens.iter().enumerate().skip(start) {
+        if t.is_punct('(') {
+            depth += 1;
+        } else if t.is_punct(')') && depth == 0 {
+            let empty = tokens.get(start..k).unwrap_or_default().iter().all(|(t, _)| t.kind == TokenKind::Whitespace);
+            if !(empty && args.is_empty()) {
+                push(arg_start, k, args)?;
             }
-            (None, ')') => depth -= 1,
-            (None, ',') if depth == 0 => {
-                push(arg_start, i, args)?;
-                arg_start = i + 1;
-            }
-            _ => {}
+            return Some(k);
+        } else if t.is_punct(')') {
+            depth -= 1;
+        } else if t.is_punct(',') && depth == 0 {
+            push(arg_start, k, args)?;
+            arg_start = k + 1;
         }
-        i += 1;
     }
+    None
 }
 
 /// The IR value type of a source type name.
@@ -454,90 +454,40 @@ pub fn lower_params(
     (lowered, problems)
 }
 
-/// What each character of SQL text is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lexeme {
-    Code,
-    /// Inside (or delimiting) a quoted string or identifier.
-    Quoted,
-    Comment,
+/// The tokens of a text, each with the character offset of its first character.
+struct CharTokens<'a> {
+    tokens: Vec<(Token<'a>, usize)>,
+    /// The character offset of a quote or comment that is never closed: the tokens stop there
+    /// and the rest of the text is inside it.
+    unclosed: Option<usize>,
 }
 
-struct Lexed {
-    kinds: Vec<Lexeme>,
-    /// Character offset of a quote or `/*` comment that is never closed.
-    unterminated: Option<usize>,
-}
-
-impl Lexed {
-    fn is_code(&self, i: usize) -> bool {
-        self.kinds.get(i) == Some(&Lexeme::Code)
-    }
-}
-
-/// `brackets`: `[...]` quotes an identifier (sqlite), rather than indexing an array.
-fn lex(chars: &[char], brackets: bool) -> Lexed {
-    let mut kinds = vec![Lexeme::Code; chars.len()];
-    let mut unterminated = None;
-    let mut i = 0;
-    while let Some(&c) = chars.get(i) {
-        let next = chars.get(i + 1).copied();
-        let (end, kind) = match (c, next) {
-            ('\'' | '"' | '`', _) => (find_from(chars, i + 1, |x| x == c).map(|j| j + 1), Lexeme::Quoted),
-            ('[', _) if brackets => (find_from(chars, i + 1, |x| x == ']').map(|j| j + 1), Lexeme::Quoted),
-            ('-', Some('-')) => (Some(find_from(chars, i + 2, |x| x == '\n').unwrap_or(chars.len())), Lexeme::Comment),
-            ('/', Some('*')) => (
-                (i + 2..chars.len().saturating_sub(1)).find(|&j| chars[j] == '*' && chars[j + 1] == '/').map(|j| j + 2),
-                Lexeme::Comment,
-            ),
-            _ => {
-                i += 1;
-                continue;
+fn lex_chars(text: &str, dialect: ir::Dialect) -> CharTokens<'_> {
+    let mut tokens = Vec::new();
+    let mut chars = 0;
+    for token in Lexer::new(text, dialect) {
+        match token {
+            Ok(t) => {
+                tokens.push((t, chars));
+                chars += t.text.chars().count();
             }
-        };
-        let end = end.unwrap_or_else(|| {
-            unterminated.get_or_insert(i);
-            chars.len()
-        });
-        for k in kinds.iter_mut().take(end).skip(i) {
-            *k = kind;
+            Err(_) => return CharTokens { tokens, unclosed: Some(chars) },
         }
-        i = end;
     }
-    Lexed { kinds, unterminated }
+    CharTokens { tokens, unclosed: None }
 }
 
-fn find_from(chars: &[char], from: usize, pred: impl Fn(char) -> bool) -> Option<usize> {
-    chars.iter().skip(from).position(|&c| pred(c)).map(|p| p + from)
-}
-
-/// Splits the body of an emulated (sqlite) procedure into statements at top-level `;`,
-/// respecting quotes (`'`, `"`, backticks, `[...]`) and comments (`--`, `/* */`). Statements
-/// are trimmed; statements with nothing but whitespace and comments are dropped.
+/// Splits the body of an emulated (sqlite) procedure into its statements (see
+/// [`provflow_lex::sql::split`]: quotes, comments, trigger bodies). Each statement is the text
+/// after the previous `;`, comments before it included, trimmed; statements with nothing but
+/// whitespace and comments are dropped. A body with an unclosed quote or comment
+/// ([`unterminated`]) has none.
 pub fn split_statements(body: &str) -> Vec<String> {
-    let chars: Vec<char> = body.chars().collect();
-    let lexed = lex(&chars, true);
-    let mut statements = Vec::new();
-    let mut start = 0;
-    let mut push = |from: usize, to: usize| {
-        let has_sql = (from..to).any(|i| match lexed.kinds.get(i) {
-            Some(Lexeme::Code) => chars.get(i).is_some_and(|c| !c.is_whitespace()),
-            Some(Lexeme::Quoted) => true,
-            _ => false,
-        });
-        if has_sql {
-            let text: String = chars[from..to].iter().collect();
-            statements.push(text.trim().to_owned());
-        }
-    };
-    for (i, &c) in chars.iter().enumerate() {
-        if c == ';' && lexed.is_code(i) {
-            push(start, i);
-            start = i + 1;
-        }
-    }
-    push(start, chars.len());
+    let Ok(statements) = sql::split(body, ir::Dialect::Sqlite) else { return Vec::new() };
     statements
+        .into_iter()
+        .map(|s| body.get(s.leading..s.offset + s.text.len()).unwrap_or(s.text).trim().to_owned())
+        .collect()
 }
 
 /// The `:name` binds of a statement outside quotes and comments, distinct, in order of first
@@ -552,56 +502,57 @@ pub fn named_binds(stmt: &str) -> Vec<String> {
     names
 }
 
-/// Every `:name` bind outside quotes and comments with the character offset of its `:`.
+/// Every `:name` bind of an emulated (sqlite) procedure body outside quotes and comments, with
+/// the character offset of its `:`. A `:` right after a word, a number or another `:` is not
+/// a bind (`a:b`, `x::text`); the name is the ASCII letters, digits and `_` after the `:`.
 pub fn bind_positions(text: &str) -> Vec<(String, usize)> {
-    let chars: Vec<char> = text.chars().collect();
-    let lexed = lex(&chars, true);
-    let is_code = |i: usize| lexed.is_code(i);
+    let tokens = lex_chars(text, ir::Dialect::Sqlite).tokens;
     let mut out = Vec::new();
-    let mut i = 0;
-    while let Some(&c) = chars.get(i) {
-        if c == ':' && is_code(i) {
-            if chars.get(i + 1) == Some(&':') {
-                i += 2;
-                continue;
-            }
-            let after_word = i > 0 && chars.get(i - 1).is_some_and(|p| p.is_alphanumeric() || *p == '_' || *p == ':');
-            let first_ok = chars.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == '_');
-            if first_ok && !after_word {
-                let mut j = i + 1;
-                while chars.get(j).is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_') {
-                    j += 1;
+    let mut previous: Option<char> = None;
+    for (t, chars) in &tokens {
+        let after_word = previous.is_some_and(|p| p.is_alphanumeric() || p == '_' || p == ':');
+        if t.kind == TokenKind::Parameter && !after_word {
+            if let Some(name) = t.text.strip_prefix(':') {
+                let name: String = name.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                if name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+                    out.push((name, *chars));
                 }
-                out.push((chars[i + 1..j].iter().collect(), i));
-                i = j;
-                continue;
             }
         }
-        i += 1;
+        previous = t.text.chars().next_back();
     }
     out
 }
 
 /// The placeholders of query text that sit inside a quoted string, a quoted identifier or a
-/// comment, where a bind parameter is not replaced (legacy queries wrote `'{NAME}'` because
-/// their values were pasted in as text). Backslash escapes are not understood.
-pub fn quoted_placeholders(sql: &str) -> Vec<(String, usize, usize)> {
+/// comment of the dialect, where a bind parameter is not replaced (legacy queries wrote
+/// `'{NAME}'` because their values were pasted in as text). After an unclosed quote or
+/// comment, every placeholder is inside it.
+pub fn quoted_placeholders(sql: &str, dialect: ir::Dialect) -> Vec<(String, usize, usize)> {
     let Ok(pieces) = split(sql) else { return Vec::new() };
-    let chars: Vec<char> = sql.chars().collect();
-    let lexed = lex(&chars, false);
-    pieces
-        .into_iter()
-        .filter_map(|p| match p {
-            Piece::Placeholder { name, offset, len } if !lexed.is_code(offset) => Some((name, offset, len)),
-            _ => None,
-        })
-        .collect()
+    let CharTokens { tokens, unclosed } = lex_chars(sql, dialect);
+    let unclosed_from = unclosed.unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    // Placeholders come in order: the token holding each is found by walking forward.
+    let mut k = 0;
+    for piece in pieces {
+        let Piece::Placeholder { name, offset, len } = piece else { continue };
+        while tokens.get(k + 1).is_some_and(|(_, chars)| *chars <= offset) {
+            k += 1;
+        }
+        let quoted = offset >= unclosed_from
+            || tokens.get(k).is_some_and(|(t, chars)| *chars <= offset && t.kind.is_quoted_or_comment());
+        if quoted {
+            out.push((name, offset, len));
+        }
+    }
+    out
 }
 
-/// The character offset of a quote or block comment that is never closed, if any.
+/// The character offset of a quote or block comment of an emulated (sqlite) procedure body
+/// that is never closed, if any.
 pub fn unterminated(text: &str) -> Option<usize> {
-    let chars: Vec<char> = text.chars().collect();
-    lex(&chars, true).unterminated
+    lex_chars(text, ir::Dialect::Sqlite).unclosed
 }
 
 #[cfg(test)]
@@ -663,47 +614,69 @@ mod tests {
         assert_eq!(line_col("é\né{x}", 3), (1, 1));
     }
 
+    const DIALECTS: [ir::Dialect; 3] = [ir::Dialect::Sqlite, ir::Dialect::Postgres, ir::Dialect::Mariadb];
+
     #[test]
     fn recognises_calls() {
+        use ir::Dialect::{Mariadb, Postgres, Sqlite};
         let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-        type Case<'a> = (&'a str, Option<(&'a str, Vec<String>)>);
+        type Case<'a> = (&'a [ir::Dialect], &'a str, Option<(&'a str, Vec<String>)>);
         let cases: Vec<Case> = vec![
-            ("call p({a}, {b})", Some(("p", s(&["{a}", "{b}"])))),
+            (&DIALECTS, "call p({a}, {b})", Some(("p", s(&["{a}", "{b}"])))),
             (
+                &DIALECTS,
                 "  CALL  dbum.insert_package ( {a} ,'x,y', f(1, 2) ) ; ",
                 Some(("dbum.insert_package", s(&["{a}", "'x,y'", "f(1, 2)"]))),
             ),
             (
+                &DIALECTS,
                 "call insertPackage ({__NAME__},{__PASSWORD__})",
                 Some(("insertPackage", s(&["{__NAME__}", "{__PASSWORD__}"]))),
             ),
-            ("Call p()", Some(("p", vec![]))),
-            ("call p", Some(("p", vec![]))),
-            ("call \"My Proc\"({a})", Some(("\"My Proc\"", s(&["{a}"])))),
-            ("call p({a}) extra", None),
-            ("call p({a}", None),
-            ("call p({a},,{b})", None),
-            ("call p(')')", Some(("p", s(&["')'"])))),
-            ("callp()", None),
-            ("select call from t", None),
-            ("call (1)", None),
+            (&DIALECTS, "Call p()", Some(("p", vec![]))),
+            (&DIALECTS, "call p", Some(("p", vec![]))),
+            (&DIALECTS, "call\n\tp(\n{a}\n);", Some(("p", s(&["{a}"])))),
+            (&[Sqlite, Postgres], "call \"My Proc\"({a})", Some(("\"My Proc\"", s(&["{a}"])))),
+            (&[Mariadb], "call \"My Proc\"({a})", None),
+            (&[Sqlite, Mariadb], "call `db`.`p q`({a})", Some(("`db`.`p q`", s(&["{a}"])))),
+            (&[Sqlite], "call [p]({a})", Some(("[p]", s(&["{a}"])))),
+            (&DIALECTS, "call \"\"({a})", None),
+            (&DIALECTS, "call p({a}) extra", None),
+            (&DIALECTS, "call p({a}) -- comment", None),
+            (&DIALECTS, "call p({a}", None),
+            (&DIALECTS, "call p({a},,{b})", None),
+            (&DIALECTS, "call p(')')", Some(("p", s(&["')'"])))),
+            (&DIALECTS, "call p('a', /* , ) */ {b})", Some(("p", s(&["'a'", "/* , ) */ {b}"])))),
+            // Backslash escapes are the dialect's.
+            (&[Mariadb], "call p('it\\'s, x', {a})", Some(("p", s(&["'it\\'s, x'", "{a}"])))),
+            (&[Postgres], "call p(E'it\\'s, x', 'a\\', {a})", Some(("p", s(&["E'it\\'s, x'", "'a\\'", "{a}"])))),
+            (&[Sqlite, Postgres], "call p('it\\'s, x', {a})", None),
+            (&[Postgres], "call p($$a, b)$$, $1)", Some(("p", s(&["$$a, b)$$", "$1"])))),
+            (&DIALECTS, "call p('unclosed)", None),
+            (&DIALECTS, "callp()", None),
+            (&DIALECTS, "select call from t", None),
+            (&DIALECTS, "call (1)", None),
         ];
-        for (sql, want) in cases {
-            let got = parse_call(sql);
-            let want = want.map(|(n, a)| (n.to_string(), a));
-            assert_eq!(got, want, "{sql}");
+        for (dialects, sql, want) in cases {
+            for &d in dialects {
+                let got = parse_call(sql, d);
+                let want = want.clone().map(|(n, a)| (n.to_string(), a));
+                assert_eq!(got, want, "{d:?}: {sql}");
+            }
         }
-        let spans = parse_call_spans("call p( {a},{b})");
+        let spans = parse_call_spans("call é.p( {a},\u{a0}{b})", Postgres);
         assert_eq!(
             spans,
             Some(CallSpans {
-                procedure: "p".into(),
+                procedure: "é.p".into(),
                 procedure_offset: 5,
-                args: vec![("{a}".into(), 8), ("{b}".into(), 12)]
+                args: vec![("{a}".into(), 10), ("{b}".into(), 15)]
             })
         );
         assert!(looks_like_call(" CALL p(("));
+        assert!(looks_like_call("call\n"));
         assert!(!looks_like_call("select 1"));
+        assert!(!looks_like_call("callé"));
     }
 
     fn spec(ty: TypeName, tags: &[Tag]) -> ParamSpec {
@@ -791,8 +764,15 @@ mod tests {
             ("select 1 -- a; comment\n; select 2", vec!["select 1 -- a; comment", "select 2"]),
             ("select /* ; */ 1; -- trailing only\n", vec!["select /* ; */ 1"]),
             ("select 'it''s;'; x", vec!["select 'it''s;'", "x"]),
+            ("select [a;b], `c;d` from t", vec!["select [a;b], `c;d` from t"]),
+            ("-- leading\nselect 1; /* c; */ ;\n-- d\n x", vec!["-- leading\nselect 1", "-- d\n x"]),
             ("select ''", vec!["select ''"]),
             ("", vec![]),
+            ("select 'a; b", vec![]),
+            (
+                "CREATE TRIGGER t AFTER INSERT ON a BEGIN UPDATE b SET x = CASE WHEN new.v > 0 THEN 1 ELSE 0 END; END; select 1",
+                vec!["CREATE TRIGGER t AFTER INSERT ON a BEGIN UPDATE b SET x = CASE WHEN new.v > 0 THEN 1 ELSE 0 END; END", "select 1"],
+            ),
         ];
         for (body, want) in cases {
             assert_eq!(split_statements(body), want, "{body:?}");
@@ -806,19 +786,47 @@ mod tests {
             ("select ':nope', \":no\" -- :no\n, /* :no */ :yes", vec!["yes"]),
             ("select x::text, a:b, :_1", vec!["_1"]),
             ("select :1", vec![]),
+            ("select [:no], `:no`, :a$b, :é, 1:c, $d:e, ?:f, x$:g", vec!["a", "f", "g"]),
+            ("select :ok, 'unclosed :no", vec!["ok"]),
         ];
         for (stmt, want) in cases {
             assert_eq!(named_binds(stmt), want, "{stmt}");
         }
         assert_eq!(bind_positions("a :x\n :y"), vec![("x".to_string(), 2), ("y".to_string(), 6)]);
+        assert_eq!(bind_positions("'é' :x"), vec![("x".to_string(), 4)]);
         assert_eq!(unterminated("select 'abc"), Some(7));
         assert_eq!(unterminated("select /* x"), Some(7));
+        assert_eq!(unterminated("é [x"), Some(2));
         assert_eq!(unterminated("select 'a' -- 'b"), None);
-        let quoted = |sql: &str| quoted_placeholders(sql).into_iter().map(|(n, o, _)| (n, o)).collect::<Vec<_>>();
-        assert_eq!(
-            quoted("select '{a}', {b}, \"{c}\" -- {d}\n"),
-            vec![("a".into(), 8), ("c".into(), 20), ("d".into(), 28)]
-        );
-        assert_eq!(quoted("select a[{i}] from t where x = {x}"), vec![]);
+    }
+
+    #[test]
+    fn finds_placeholders_inside_quotes_and_comments() {
+        use ir::Dialect::{Mariadb, Postgres, Sqlite};
+        type Case<'a> = (&'a [ir::Dialect], &'a str, Vec<(&'a str, usize)>);
+        let cases: Vec<Case> = vec![
+            (&DIALECTS, "select '{a}', {b}, \"{c}\" -- {d}\n", vec![("a", 8), ("c", 20), ("d", 28)]),
+            (&DIALECTS, "select '{a} {b}', /* {c} */ {d}", vec![("a", 8), ("b", 12), ("c", 21)]),
+            (&DIALECTS, "select é'{a}'", vec![("a", 9)]),
+            (&DIALECTS, "select {a} where '{b}", vec![("b", 18)]),
+            (&DIALECTS, "select '{{' || {a}", vec![]),
+            (&DIALECTS, "select '{a'", vec![]),
+            (&[Postgres, Mariadb], "select a[{i}] from t where x = {x}", vec![]),
+            (&[Sqlite], "select a[{i}] from t where x = {x}", vec![("i", 9)]),
+            (&[Postgres], "select $${a}$$, $1, {b}, `{c}`", vec![("a", 9)]),
+            (&[Sqlite, Mariadb], "select $${a}$$, {b}, `{c}`", vec![("c", 22)]),
+            (&[Mariadb], "select 'x\\' {a}', {b} # {c}", vec![("a", 12), ("c", 24)]),
+            (&[Postgres], "select 'x\\' {a}', {b}", vec![("b", 18)]),
+            (&[Postgres], "select E'x\\' {a}', {b}", vec![("a", 13)]),
+            (&[Mariadb], "select /*! {a} */ 1", vec![]),
+        ];
+        for (dialects, sql, want) in cases {
+            for &d in dialects {
+                let got: Vec<(String, usize)> =
+                    quoted_placeholders(sql, d).into_iter().map(|(n, o, _)| (n, o)).collect();
+                let want: Vec<(String, usize)> = want.iter().map(|(n, o)| (n.to_string(), *o)).collect();
+                assert_eq!(got, want, "{d:?}: {sql}");
+            }
+        }
     }
 }

@@ -211,7 +211,7 @@ fn lower_query(
         ));
     }
 
-    for (placeholder, offset, len) in query::quoted_placeholders(&q.query) {
+    for (placeholder, offset, len) in query::quoted_placeholders(&q.query, dialect) {
         sink.push(at(
             offset,
             len,
@@ -327,7 +327,7 @@ fn check_call(
     lowered: &query::LoweredParams,
 ) -> Option<(ir::Call, query::CallSpans)> {
     let text_ptr = format!("{base}/query");
-    let Some(spans) = query::parse_call_spans(&q.query) else {
+    let Some(spans) = query::parse_call_spans(&q.query, dialect) else {
         if query::looks_like_call(&q.query) {
             sink.push(Finding::error(
                 "PF302",
