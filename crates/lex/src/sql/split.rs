@@ -49,7 +49,7 @@ pub fn split(script: &str, dialect: Dialect) -> Result<Vec<Statement<'_>>, LexEr
     while let Some(token) = lexer.next() {
         let token = token?;
         let ends = match token.kind {
-            TokenKind::Whitespace | TokenKind::LineComment | TokenKind::BlockComment => false,
+            kind if kind.is_trivia() => false,
             TokenKind::Delimiter | TokenKind::DelimiterDirective => true,
             TokenKind::Semicolon if lexer.delimiter() == ";" => {
                 blocks.feed(&token);
