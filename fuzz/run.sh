@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Fuzz the compiler: `fuzz/run.sh [SECONDS] [TARGET]` (defaults: 600 seconds, target `compile`;
-# the other target is `legacy_queries`).
+# the others are `legacy_queries` and `sql_lexer`).
 #
 # cargo-fuzz needs nightly-only rustc flags (-Zsanitizer, -Cpasses=sancov-module). With only a
 # stable toolchain installed, RUSTC_BOOTSTRAP=1 lets stable rustc accept them. Install the
 # tool once with `cargo install cargo-fuzz`.
 #
 # The corpus (fuzz/corpus/TARGET) is not committed: it is seeded from fuzz/seeds, every
-# definitions/**/*.yaml and tests/fixtures/*.yaml on each run, and grows locally. Crashes land
+# definitions/**/*.yaml and tests/fixtures/*.yaml (sql_lexer: every fuzz/seeds/*.sql and
+# definitions/**/*.sql) on each run, and grows locally. Crashes land
 # in fuzz/artifacts/TARGET; reproduce one with
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET fuzz/artifacts/TARGET/crash-...
 # and minimise it with `cargo fuzz tmin TARGET <file>`.
@@ -20,18 +21,26 @@ root="$(dirname "$here")"
 corpus="$here/corpus/$target"
 
 mkdir -p "$corpus"
-if [ "$target" = "legacy_queries" ]; then
-    cp "$here"/seeds/*.queries "$corpus"/
-else
-    cp "$here"/seeds/*.yaml "$corpus"/
-    # Flatten paths into names so that files of the same name in two folders both survive.
-    for dir in "$root/definitions" "$root/tests/fixtures"; do
+# Copies every file named like $1 under the other arguments into the corpus, flattening paths
+# into names so that files of the same name in two folders both survive.
+seed() {
+    local pattern="$1"
+    shift
+    for dir in "$@"; do
         [ -d "$dir" ] || continue
-        find "$dir" -name '*.yaml' -type f
+        find "$dir" -name "$pattern" -type f
     done | while read -r f; do
         rel="${f#"$root"/}"
         cp "$f" "$corpus/${rel//\//_}"
     done
+}
+if [ "$target" = "legacy_queries" ]; then
+    cp "$here"/seeds/*.queries "$corpus"/
+elif [ "$target" = "sql_lexer" ]; then
+    seed '*.sql' "$here/seeds" "$root/definitions"
+else
+    cp "$here"/seeds/*.yaml "$corpus"/
+    seed '*.yaml' "$root/definitions" "$root/tests/fixtures"
 fi
 
 cd "$here"
