@@ -59,6 +59,14 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
         }
     };
+    // Every message from here on is scrubbed of the connection strings' passwords.
+    provflow_runner::credentials::remember(&cli.global.state);
+    for t in &cli.global.targets {
+        provflow_runner::credentials::remember(t);
+        if let Some((_, url)) = t.split_once('=') {
+            provflow_runner::credentials::remember(url);
+        }
+    }
     let code = match cli.command {
         Command::Compile(a) => compile_cmds::compile(&cli.global, a),
         Command::Schema(a) => compile_cmds::schema(a),

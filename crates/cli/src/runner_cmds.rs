@@ -71,13 +71,7 @@ fn open_store(global: &Global) -> Result<SqliteStore, Exit> {
 }
 
 fn targets(global: &Global) -> Result<Targets, Exit> {
-    let mut map = BTreeMap::new();
-    for t in &global.targets {
-        let Some((name, url)) = t.split_once('=').filter(|(n, u)| !n.is_empty() && !u.is_empty()) else {
-            return Err(fail(exit::USAGE, format!("--target takes NAME=URL, got `{}`", store::redact_url(t))));
-        };
-        map.insert(name.to_string(), url.to_string());
-    }
+    let map = crate::args::target_urls(&global.targets).map_err(|e| fail(exit::USAGE, e))?;
     Ok(Targets::new(map, PathBuf::from(".")))
 }
 

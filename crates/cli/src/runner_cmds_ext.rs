@@ -27,14 +27,7 @@ fn open_store(global: &Global) -> Result<SqliteStore, u8> {
 }
 
 fn target_urls(global: &Global) -> Result<BTreeMap<String, String>, u8> {
-    let mut map = BTreeMap::new();
-    for t in &global.targets {
-        let Some((name, url)) = t.split_once('=').filter(|(n, u)| !n.is_empty() && !u.is_empty()) else {
-            return Err(fail(exit::USAGE, format!("--target takes NAME=URL, got `{}`", store::redact_url(t))));
-        };
-        map.insert(name.to_string(), url.to_string());
-    }
-    Ok(map)
+    crate::args::target_urls(&global.targets).map_err(|e| fail(exit::USAGE, e))
 }
 
 fn load_bundle(paths: &[PathBuf]) -> Result<Bundle, u8> {
@@ -59,8 +52,10 @@ pub fn render_outbox(global: &Global) {
     if !path.exists() {
         return;
     }
-    let Ok(store) = open_store(global) else { return };
-    let Ok(urls) = target_urls(global) else { return };
+    // The command itself reported any problem with the store or the flags already.
+    let Ok(key) = SecretKey::discover(&Path::new(".provflow").join("secret.key")) else { return };
+    let Ok(store) = SqliteStore::open(&path, key, Box::new(|| SystemClock.now())) else { return };
+    let Ok(urls) = crate::args::target_urls(&global.targets) else { return };
     let mut targets = Targets::new(urls, PathBuf::from("."));
     let _ = notify::render_pending(&store, &mut targets, SystemClock.now());
 }

@@ -90,14 +90,23 @@ pub struct Targets {
 
 impl Targets {
     pub fn new(overrides: BTreeMap<String, String>, base: PathBuf) -> Self {
+        for url in overrides.values() {
+            crate::credentials::remember(url);
+        }
         Targets { overrides, base, open: BTreeMap::new() }
     }
 
+    /// The connection string of `t` (its secrets remembered for `credentials::scrub_known`).
     fn url(&self, t: &ir::Target) -> Option<String> {
-        self.overrides
+        let url = self
+            .overrides
             .get(&t.name)
             .cloned()
-            .or_else(|| t.url_env.as_ref().and_then(|v| std::env::var(v).ok()).filter(|u| !u.is_empty()))
+            .or_else(|| t.url_env.as_ref().and_then(|v| std::env::var(v).ok()).filter(|u| !u.is_empty()));
+        if let Some(u) = &url {
+            crate::credentials::remember(u);
+        }
+        url
     }
 }
 
@@ -108,7 +117,11 @@ impl TargetProvider for Targets {
         if !self.open.contains_key(&key) {
             let opened: Box<dyn Target> = match t.dialect {
                 ir::Dialect::Sqlite => {
-                    let path = target::sqlite_path(self.url(t).as_deref(), &t.name, &self.base);
+                    let url = self.url(t);
+                    if let Some(u) = url.as_deref() {
+                        target::check_sqlite_url(&t.name, u)?;
+                    }
+                    let path = target::sqlite_path(url.as_deref(), &t.name, &self.base);
                     let procedures =
                         bundle.query_sets.get(t.query_set).map(|q| q.procedures.clone()).unwrap_or_default();
                     Box::new(SqliteTarget::open(&path, procedures)?)

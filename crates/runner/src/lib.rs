@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod credentials;
 pub mod engine;
 pub mod notify;
 pub mod recon;

@@ -51,6 +51,9 @@ pub enum ReconError {
     MissingColumn { path: String, line: u64, column: String, hint: String, expected: String },
     #[error("the recon query of `{process}`: {error}")]
     Query { process: String, error: String },
+    /// The target could not be opened: an environment error, nothing was read.
+    #[error("the recon query of `{process}`: target `{target}` cannot be reached: {error}")]
+    Unreachable { process: String, target: String, error: String },
     #[error("state store: {0}")]
     Store(String),
 }
@@ -1387,9 +1390,11 @@ pub fn reconcile(
                 .and_then(|s| s.queries.get(qi))
                 .ok_or_else(|| ReconError::NoQuery(process.name.clone()))?;
             let values = vec![Value::Null; query.params.len()];
-            let target = targets
-                .open(bundle, process.target)
-                .map_err(|e| ReconError::Query { process: process.name.clone(), error: e.to_string() })?;
+            let target = targets.open(bundle, process.target).map_err(|e| ReconError::Unreachable {
+                process: process.name.clone(),
+                target: bundle.targets.get(process.target).map(|t| t.name.clone()).unwrap_or_default(),
+                error: e.to_string(),
+            })?;
             let outcome = target
                 .call(query, &values)
                 .map_err(|e| ReconError::Query { process: process.name.clone(), error: e.to_string() })?;

@@ -135,6 +135,7 @@ fn run_one(bundle: &Bundle, s: &ir::Scenario, config: &Config) -> Verdict {
             .or_else(|| t.url_env.as_ref().and_then(|v| std::env::var(v).ok()).filter(|u| !u.is_empty()));
         match url {
             Some(u) => {
+                crate::credentials::remember(&u);
                 urls.insert(t.name.clone(), u);
             }
             None => {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::clock::Instant;
+use crate::credentials;
 use crate::secret::SecretKey;
 use crate::value::{Secret, Value};
 
@@ -442,24 +443,24 @@ pub fn synchronous() -> &'static str {
 /// the last checkpoint are what a power loss can take back, and that window stays small.
 const STORE_PAGE_SIZE: u32 = 1024;
 
-/// Parses `--state`: `sqlite:PATH`, `sqlite://PATH`, or a plain path.
+/// Parses `--state`: `sqlite:PATH`, `sqlite://PATH`, or a plain path. A PostgreSQL URL or
+/// key=value DSN is recognised (and refused until PostgreSQL stores exist); any other URL, or
+/// a string with a password in it, is refused rather than taken for a file name. Messages
+/// show the string redacted ([`credentials::redact`]), and its secrets are remembered for
+/// [`credentials::scrub_known`].
 pub fn state_path(url: &str) -> Result<PathBuf, StoreError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::PostgresNotSupported(redact_url(url)));
+    credentials::remember(url);
+    let sqlite = url.starts_with("sqlite:");
+    let postgres_dsn = !sqlite && credentials::is_key_value_dsn(url);
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") || postgres_dsn {
+        return Err(StoreError::PostgresNotSupported(credentials::redact(url)));
     }
     let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    if path.is_empty() || (path.contains("://") && !url.starts_with("sqlite")) {
-        return Err(StoreError::BadUrl(redact_url(url)));
+    let other_url = path.contains("://") && !sqlite;
+    if path.is_empty() || other_url || !credentials::Credentials::of(url).is_empty() {
+        return Err(StoreError::BadUrl(credentials::redact(url)));
     }
     Ok(PathBuf::from(path))
-}
-
-/// A URL as shown in messages: any password removed.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://****{}", &url[..scheme], &url[at..]),
-        _ => url.to_string(),
-    }
 }
 
 pub struct SqliteStore {
@@ -1150,6 +1151,30 @@ mod tests {
         assert!(
             matches!(state_path("postgres://u:pw@h/db"), Err(StoreError::PostgresNotSupported(u)) if !u.contains("pw"))
         );
+    }
+
+    #[test]
+    fn state_urls_with_passwords_are_refused_redacted() {
+        let cases = [
+            ("postgres://u@h/x?password=Pw-q1", true),
+            ("host=h user=u password=Pw-q2 dbname=x", true),
+            ("host=127.0.0.1 port=1 password='P w-q3'", true),
+            ("mysql://u:Pw-q4@h/x", false),
+            ("host=h password=Pw-q5 bogus=1", false),
+            ("postgres://u:p%40ss-q6@h/x", true),
+        ];
+        // Messages are not printed: they would show a password when the test fails.
+        for (case, (url, postgres)) in cases.into_iter().enumerate() {
+            let message = match state_path(url) {
+                Err(e @ StoreError::PostgresNotSupported(_)) if postgres => e.to_string(),
+                Err(e @ StoreError::BadUrl(_)) if !postgres => e.to_string(),
+                Err(_) => panic!("case {case}: the wrong error"),
+                Ok(_) => panic!("case {case}: taken for a file"),
+            };
+            let leaked = ["Pw-", "P w", "p@ss", "p%40ss"].iter().any(|p| message.contains(p));
+            assert!(!leaked, "case {case}: the message shows the password");
+            assert!(message.contains("********"), "case {case}: nothing masked");
+        }
     }
 
     #[test]

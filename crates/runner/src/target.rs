@@ -138,6 +138,21 @@ pub fn sqlite_path(url: Option<&str>, name: &str, base: &Path) -> PathBuf {
     }
 }
 
+/// Refuses, before anything is created, a SQLite target's URL that is another database's URL
+/// or DSN (`postgres://...`, `host=... password=...`): it would otherwise become a file name
+/// and show its password in every message naming the file.
+pub fn check_sqlite_url(name: &str, url: &str) -> Result<(), TargetError> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let other_url = !url.starts_with("sqlite:") && path.contains("://");
+    if other_url || !crate::credentials::Credentials::of(url).is_empty() {
+        return Err(TargetError::refused(format!(
+            "the sqlite target `{name}` takes `sqlite:PATH` or a file path, not `{}`",
+            crate::credentials::redact(url)
+        )));
+    }
+    Ok(())
+}
+
 /// A SQLite target. `call p(...)` runs the emulated procedure `p` of the query set.
 pub struct SqliteTarget {
     conn: rusqlite::Connection,

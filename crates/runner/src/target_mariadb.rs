@@ -19,9 +19,10 @@ use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, Segment};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use crate::credentials::Credentials;
 use crate::sql_script::{self, ExecuteStatement};
 use crate::target::{CallOutcome, Target, TargetError};
-use crate::target_pg::{coerce, named, refuse_nul, scrub, url_secrets, Timeouts};
+use crate::target_pg::{coerce, named, refuse_nul, Timeouts};
 use crate::value::{Value, MASK};
 
 /// The session's `sql_mode` flags that change how literals are read.
@@ -36,7 +37,8 @@ pub struct MariadbTarget {
     conn: Conn,
     endpoint: String,
     timeouts: Timeouts,
-    url_secrets: Vec<String>,
+    /// The secrets of the connection URL, removed from every message.
+    credentials: Credentials,
     sql_mode: SqlMode,
     last_used: Instant,
     broken: bool,
@@ -54,9 +56,9 @@ pub fn vendor_code(e: &TargetError) -> Option<&str> {
 impl MariadbTarget {
     /// Connects to `url` (`mysql://user:password@host:port/database`).
     pub fn connect(url: &str, timeouts: &Timeouts) -> Result<Self, TargetError> {
-        let url_secrets = url_secrets(url);
+        let credentials = Credentials::of(url);
         let parsed = Opts::from_url(url)
-            .map_err(|e| TargetError::refused(scrub(&format!("not a MariaDB connection URL: {e}"), &url_secrets)))?;
+            .map_err(|e| TargetError::refused(credentials.scrub(&format!("not a MariaDB connection URL: {e}"))))?;
         let endpoint = format!(
             "{}:{}/{}{}",
             parsed.get_ip_or_hostname(),
@@ -71,13 +73,13 @@ impl MariadbTarget {
             .read_timeout(Some(socket))
             .write_timeout(Some(socket))
             .into();
-        let conn = open(&opts, &endpoint, &url_secrets)?;
+        let conn = open(&opts, &endpoint, &credentials)?;
         let mut target = MariadbTarget {
             opts,
             conn,
             endpoint,
             timeouts: *timeouts,
-            url_secrets,
+            credentials,
             sql_mode: SqlMode::default(),
             last_used: Instant::now(),
             broken: false,
@@ -117,7 +119,7 @@ impl MariadbTarget {
     fn ensure_connected(&mut self) -> Result<(), TargetError> {
         let stale = self.last_used.elapsed() >= self.timeouts.idle_check;
         if self.broken || (stale && self.conn.ping().is_err()) {
-            self.conn = open(&self.opts, &self.endpoint, &self.url_secrets)?;
+            self.conn = open(&self.opts, &self.endpoint, &self.credentials)?;
             self.broken = false;
             self.set_up_session()?;
         }
@@ -138,7 +140,7 @@ impl MariadbTarget {
                 TargetError::refused(format!("MariaDB at {}: {other}", self.endpoint))
             }
         };
-        let mut message = scrub(&error.message, &self.url_secrets);
+        let mut message = self.credentials.scrub(&error.message);
         for v in values {
             if let Value::Secret(s) = v {
                 if !s.expose().is_empty() {
@@ -261,7 +263,7 @@ struct Rendered {
     outputs: Vec<(usize, String)>,
 }
 
-fn open(opts: &Opts, endpoint: &str, secrets: &[String]) -> Result<Conn, TargetError> {
+fn open(opts: &Opts, endpoint: &str, credentials: &Credentials) -> Result<Conn, TargetError> {
     Conn::new(opts.clone()).map_err(|e| {
         let (sqlstate, detail) = match &e {
             mysql::Error::MySqlError(db) => {
@@ -272,7 +274,10 @@ fn open(opts: &Opts, endpoint: &str, secrets: &[String]) -> Result<Conn, TargetE
             mysql::Error::IoError(io) => (None, io.to_string()),
             other => (None, other.to_string()),
         };
-        TargetError { sqlstate, message: scrub(&format!("cannot connect to MariaDB at {endpoint}: {detail}"), secrets) }
+        TargetError {
+            sqlstate,
+            message: credentials.scrub(&format!("cannot connect to MariaDB at {endpoint}: {detail}")),
+        }
     })
 }
 

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use crate::credentials::Credentials;
 use crate::sql_script::{self, ExecuteStatement};
 use crate::target::{quote, CallOutcome, Target, TargetError};
 use crate::value::{Value, MASK};
@@ -51,8 +52,8 @@ pub struct PostgresTarget {
     /// `host:port/database as user`, for messages.
     endpoint: String,
     timeouts: Timeouts,
-    /// Secrets of the URL, removed from every message.
-    url_secrets: Vec<String>,
+    /// The secrets of the connection string, removed from every message.
+    credentials: Credentials,
     standard_conforming_strings: bool,
     last_used: Instant,
     /// Set when a call failed with a broken connection: reconnect before the next one.
@@ -67,12 +68,12 @@ pub struct PostgresTarget {
 const MAX_PREPARED: usize = 256;
 
 impl PostgresTarget {
-    /// Connects to `url` (`postgres://user:password@host:port/database?...`).
+    /// Connects to `url`: a URL (`postgres://user:password@host:port/database?...`) or a
+    /// key=value DSN (`host=... user=... password=...`), as the `postgres` driver reads them.
     pub fn connect(url: &str, timeouts: &Timeouts) -> Result<Self, TargetError> {
-        let url_secrets = url_secrets(url);
-        let scrub_msg = |m: String| scrub(&m, &url_secrets);
+        let credentials = Credentials::of(url);
         let mut config = Config::from_str(url)
-            .map_err(|e| TargetError::refused(scrub_msg(format!("not a PostgreSQL connection URL: {e}"))))?;
+            .map_err(|e| TargetError::refused(credentials.scrub(&format!("not a PostgreSQL connection URL: {e}"))))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(timeouts.connect);
         }
@@ -82,13 +83,13 @@ impl PostgresTarget {
         // Notices (e.g. the DBUM procedures' warnings) are not errors; keep them off stderr.
         config.notice_callback(|_| {});
         let endpoint = endpoint(&config);
-        let client = open(&config, &endpoint, &url_secrets)?;
+        let client = open(&config, &endpoint, &credentials)?;
         let mut target = PostgresTarget {
             config,
             client,
             endpoint,
             timeouts: *timeouts,
-            url_secrets,
+            credentials,
             standard_conforming_strings: true,
             last_used: Instant::now(),
             broken: false,
@@ -118,7 +119,7 @@ impl PostgresTarget {
         let dead =
             self.broken || self.client.is_closed() || (stale && self.client.is_valid(self.timeouts.connect).is_err());
         if dead {
-            self.client = open(&self.config, &self.endpoint, &self.url_secrets)?;
+            self.client = open(&self.config, &self.endpoint, &self.credentials)?;
             // Statements belong to the session that prepared them.
             self.prepared.clear();
             self.broken = false;
@@ -146,7 +147,7 @@ impl PostgresTarget {
     }
 
     fn scrub(&self, message: &str, values: &[Value]) -> String {
-        let mut out = scrub(message, &self.url_secrets);
+        let mut out = self.credentials.scrub(message);
         for v in values {
             if let Value::Secret(s) = v {
                 if !s.expose().is_empty() {
@@ -293,7 +294,7 @@ impl PostgresTarget {
     }
 }
 
-fn open(config: &Config, endpoint: &str, secrets: &[String]) -> Result<Client, TargetError> {
+fn open(config: &Config, endpoint: &str, credentials: &Credentials) -> Result<Client, TargetError> {
     config.connect(NoTls).map_err(|e| {
         // The driver says only "error connecting to server"; the reason (refused, timed out,
         // unknown host) is in its source chain.
@@ -308,7 +309,7 @@ fn open(config: &Config, endpoint: &str, secrets: &[String]) -> Result<Client, T
         });
         TargetError {
             sqlstate: e.code().map(|c| c.code().to_string()),
-            message: scrub(&format!("cannot connect to PostgreSQL at {endpoint}: {detail}"), secrets),
+            message: credentials.scrub(&format!("cannot connect to PostgreSQL at {endpoint}: {detail}")),
         }
     })
 }
@@ -325,63 +326,6 @@ fn endpoint(config: &Config) -> String {
     let db = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
     let user = config.get_user().map(|u| format!(" as `{u}`")).unwrap_or_default();
     format!("{host}:{port}/{db}{user}")
-}
-
-/// The password of a connection URL, as written and percent-decoded, so that no message
-/// (including the driver's own) can show it.
-pub(crate) fn url_secrets(url: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    if let Some((userinfo, _)) = authority.rsplit_once('@') {
-        if let Some((_, password)) = userinfo.split_once(':') {
-            if !password.is_empty() {
-                out.push(password.to_string());
-                let decoded = percent_decode(password);
-                if decoded != password {
-                    out.push(decoded);
-                }
-            }
-        }
-    }
-    // `?password=...` in the query string (libpq style).
-    if let Some((_, query)) = url.split_once('?') {
-        for pair in query.split('&') {
-            if let Some(("password", v)) = pair.split_once('=') {
-                if !v.is_empty() {
-                    out.push(v.to_string());
-                    out.push(percent_decode(v));
-                }
-            }
-        }
-    }
-    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    out
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        let hex =
-            b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (c, hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            _ => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-pub(crate) fn scrub(message: &str, secrets: &[String]) -> String {
-    secrets.iter().filter(|s| !s.is_empty()).fold(message.to_string(), |m, s| m.replace(s.as_str(), MASK))
 }
 
 pub(crate) fn refuse_nul(value: &Value, name: &str) -> Result<(), TargetError> {
@@ -730,27 +674,6 @@ impl Target for PostgresTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn url_passwords_are_found_and_scrubbed() {
-        let cases = [
-            ("postgres://u:s3cr%40t@h:5432/db", vec!["s3cr%40t", "s3cr@t"]),
-            ("postgres://u@h/db?password=pw&sslmode=disable", vec!["pw"]),
-            ("postgres://u@h/db", vec![]),
-            ("mysql://root:p:w@h:3306/test", vec!["p:w"]),
-        ];
-        for (url, want) in cases {
-            let mut got = url_secrets(url);
-            got.dedup();
-            let mut want: Vec<String> = want.into_iter().map(String::from).collect();
-            want.sort_by_key(|s| std::cmp::Reverse(s.len()));
-            assert_eq!(got, want, "{url}");
-        }
-        assert_eq!(
-            scrub("failed for s3cr@t at h", &url_secrets("postgres://u:s3cr%40t@h/db")),
-            "failed for ******** at h"
-        );
-    }
 
     #[test]
     fn binary_dates_timestamps_and_numerics_format_as_text() {
