@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 
 use crate::args::{paths_or_default, Format, Global, NotificationsCommand, ReconArgs, ReconCommand, TestArgs};
 use crate::exit;
+use crate::out::{self, errln, outln};
 
 fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
-    eprintln!("error: {message}");
+    errln!("error: {message}");
     code
 }
 
@@ -125,7 +126,7 @@ fn run_recon(global: &Global, a: ReconArgs) -> Result<u8, u8> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let out = result.map_err(|e| {
+    let outcome = result.map_err(|e| {
         fail(
             match e {
                 recon::ReconError::Store(_) | recon::ReconError::Query { .. } => exit::FAILED,
@@ -134,37 +135,42 @@ fn run_recon(global: &Global, a: ReconArgs) -> Result<u8, u8> {
             e,
         )
     })?;
-    let s = &out.summary;
+    let s = &outcome.summary;
     let secs = started.elapsed().as_secs_f64();
     if global.format == Format::Json {
-        let bad: Vec<_> = out.bad_rows.iter().map(|b| json!({ "line": b.line, "error": b.error })).collect();
-        println!(
-            "{}",
-            json!({ "run": s.run, "process": process, "rows": s.rows, "created": s.created, "linked": s.linked,
-                    "updated": s.updated, "unchanged": s.unchanged, "unmatched": s.unmatched, "failed": s.failed,
-                    "bad_rows": bad, "warnings": out.warnings })
-        );
+        let bad: Vec<_> = outcome.bad_rows.iter().map(|b| json!({ "line": b.line, "error": b.error })).collect();
+        out::json(&json!({ "run": s.run, "process": process, "rows": s.rows, "created": s.created, "linked": s.linked,
+                "updated": s.updated, "unchanged": s.unchanged, "unmatched": s.unmatched, "failed": s.failed,
+                "bad_rows": bad, "warnings": outcome.warnings }));
     } else {
-        for w in &out.warnings {
-            eprintln!("warning: {w}");
+        for w in &outcome.warnings {
+            errln!("warning: {w}");
         }
         let where_ = match &a.csv {
             Some(p) => p.display().to_string(),
             None => "the target".to_string(),
         };
-        for b in &out.bad_rows {
-            eprintln!("{where_}:{}: {}", b.line, b.error);
+        for b in &outcome.bad_rows {
+            errln!("{where_}:{}: {}", b.line, b.error);
         }
-        if (s.failed as usize) > out.bad_rows.len() {
-            eprintln!(
+        if (s.failed as usize) > outcome.bad_rows.len() {
+            errln!(
                 "... and {} more; see `provflow recon events --run {}`",
-                s.failed as usize - out.bad_rows.len(),
+                s.failed as usize - outcome.bad_rows.len(),
                 s.run
             );
         }
-        println!(
+        outln!(
             "recon run {}: {} rows in {:.2}s: {} created, {} linked, {} updated, {} unchanged, {} unmatched, {} failed",
-            s.run, s.rows, secs, s.created, s.linked, s.updated, s.unchanged, s.unmatched, s.failed
+            s.run,
+            s.rows,
+            secs,
+            s.created,
+            s.linked,
+            s.updated,
+            s.unchanged,
+            s.unmatched,
+            s.failed
         );
     }
     Ok(if s.failed > 0 { exit::FAILED } else { exit::OK })
@@ -174,22 +180,22 @@ fn recon_events(global: &Global, run: Option<i64>) -> Result<u8, u8> {
     let store = open_store(global)?;
     let (run, events) = recon::events(&store, run).map_err(|e| fail(exit::USAGE, e))?;
     if global.format == Format::Json {
-        println!("{}", serde_json::to_string(&events).unwrap_or_else(|_| "[]".into()));
+        out::json(&serde_json::to_value(&events).unwrap_or_else(|_| json!([])));
         return Ok(exit::OK);
     }
     let Some(run) = run else {
-        eprintln!("no reconciliation has run yet");
+        errln!("no reconciliation has run yet");
         return Ok(exit::OK);
     };
-    println!("recon run {run}: {} events", events.len());
+    outln!("recon run {run}: {} events", events.len());
     for e in &events {
         let changes =
             if e.changes.as_object().is_some_and(|o| o.is_empty()) { String::new() } else { e.changes.to_string() };
-        println!(
-            "  line {:>6}  {:<20}  {:<18}  {}{}{}",
+        outln!(
+            "  line {:>6}  {}  {}  {}{}{}",
             e.line,
-            e.key.as_deref().unwrap_or("-"),
-            e.outcome,
+            out::pad(e.key.as_deref().unwrap_or("-"), 20),
+            out::pad(&e.outcome, 18),
             e.action,
             if changes.is_empty() { String::new() } else { format!("  {changes}") },
             e.error.as_ref().map(|x| format!("  error: {x}")).unwrap_or_default()
@@ -227,25 +233,25 @@ pub fn notifications(global: &Global, c: NotificationsCommand) -> u8 {
                                 "type": m.message_type, "status": m.status, "error": m.error })
                     })
                     .collect();
-                println!("{}", json!(v));
+                out::json(&json!(v));
             } else {
                 for m in &messages {
                     let what = match m.status.as_str() {
                         "failed" => format!("FAILED: {}", m.error.as_deref().unwrap_or("")),
                         _ => m.subject.clone().unwrap_or_default(),
                     };
-                    println!(
-                        "#{:<4} {:<18} to {:<10} {:<6} {:<5} {}",
+                    outln!(
+                        "#{:<4} {} to {} {} {} {}",
                         m.id,
-                        m.template,
-                        m.to,
-                        m.locale.as_deref().unwrap_or("-"),
-                        m.message_type.as_deref().unwrap_or("-"),
+                        out::pad(&m.template, 18),
+                        out::pad(&m.to, 10),
+                        out::pad(m.locale.as_deref().unwrap_or("-"), 6),
+                        out::pad(m.message_type.as_deref().unwrap_or("-"), 5),
                         what
                     );
                 }
                 if messages.is_empty() {
-                    eprintln!("the outbox is empty");
+                    errln!("the outbox is empty");
                 }
             }
             exit::OK
@@ -253,7 +259,7 @@ pub fn notifications(global: &Global, c: NotificationsCommand) -> u8 {
         NotificationsCommand::Export { dir } => match notify::export(&store, &dir) {
             Ok((written, skipped)) => {
                 for m in &skipped {
-                    eprintln!(
+                    errln!(
                         "skipped #{} `{}` to {}: {}",
                         m.id,
                         m.template,
@@ -263,12 +269,11 @@ pub fn notifications(global: &Global, c: NotificationsCommand) -> u8 {
                 }
                 if global.format == Format::Json {
                     let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-                    println!(
-                        "{}",
-                        json!({ "written": files, "skipped": skipped.iter().map(|m| m.id).collect::<Vec<_>>() })
+                    out::json(
+                        &json!({ "written": files, "skipped": skipped.iter().map(|m| m.id).collect::<Vec<_>>() }),
                     );
                 } else {
-                    println!("wrote {} message(s) to {}", written.len(), dir.display());
+                    outln!("wrote {} message(s) to {}", written.len(), dir.display());
                 }
                 exit::OK
             }
@@ -298,12 +303,12 @@ pub fn test(global: &Global, a: TestArgs) -> u8 {
             return;
         }
         match &r.verdict {
-            scenario::Verdict::Passed => println!("ok       {} ({:.2}s)", r.name, r.duration.as_secs_f64()),
-            scenario::Verdict::Skipped(why) => println!("skipped  {}: {why}", r.name),
+            scenario::Verdict::Passed => outln!("ok       {} ({:.2}s)", r.name, r.duration.as_secs_f64()),
+            scenario::Verdict::Skipped(why) => outln!("skipped  {}: {why}", r.name),
             scenario::Verdict::Failed(fs) => {
-                println!("FAILED   {}", r.name);
+                outln!("FAILED   {}", r.name);
                 for f in fs {
-                    println!("    {}", scenario::describe(f));
+                    outln!("    {}", scenario::describe(f));
                 }
             }
         }
@@ -317,7 +322,7 @@ pub fn test(global: &Global, a: TestArgs) -> u8 {
         }
     }
     if human {
-        println!("{passed} passed, {failed} failed, {skipped} skipped");
+        outln!("{passed} passed, {failed} failed, {skipped} skipped");
     } else {
         let v: Vec<_> = results
             .iter()
@@ -330,10 +335,10 @@ pub fn test(global: &Global, a: TestArgs) -> u8 {
                 json!({ "name": r.name, "file": r.location.file, "status": status, "details": details })
             })
             .collect();
-        println!("{}", json!({ "scenarios": v, "passed": passed, "failed": failed, "skipped": skipped }));
+        out::json(&json!({ "scenarios": v, "passed": passed, "failed": failed, "skipped": skipped }));
     }
     if results.is_empty() && human {
-        eprintln!("no Scenario in the definitions");
+        errln!("no Scenario in the definitions");
     }
     if failed > 0 {
         exit::FAILED
