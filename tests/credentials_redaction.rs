@@ -223,7 +223,7 @@ fn check_target_commands(p: &Project, form: &Form, via: Via, login: &str, expect
         (with(&["resume"]), 2),
         (with(&["recon", "ir.json", "--process", server.process, "--from-target"]), 2),
         // A scenario that cannot reach its database fails (exit 1), naming the endpoint.
-        (with(&["test"].iter().copied().chain(scenario_paths).collect::<Vec<_>>()), 1),
+        (with(&["test", "--junit", "junit.xml"].iter().copied().chain(scenario_paths).collect::<Vec<_>>()), 1),
     ];
     for (args, code) in commands {
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -234,6 +234,13 @@ fn check_target_commands(p: &Project, form: &Form, via: Via, login: &str, expect
         assert_eq!(out.code(), Some(code), "{} ({what}): exit code\n{}", form.label, masked(&out, form));
         assert!(expect(&all), "{} ({what}): the message does not say what failed\n{}", form.label, masked(&out, form));
     }
+    let junit = std::fs::read_to_string(p.dir.path().join("junit.xml")).unwrap_or_default();
+    assert!(junit.contains("<testcase"), "{}: no JUnit report", form.label);
+    assert!(
+        !form.leaks().iter().any(|leak| junit.contains(leak.as_str())),
+        "{}: the JUnit report shows the password",
+        form.label
+    );
     // Commands that may open the target but need not: still nothing shown.
     for args in [
         with(&["plan", "ir.json", "--process", server.process, "--user", login, "--secret", secret]),
@@ -285,7 +292,7 @@ fn assert_only_project_files(p: &Project) {
         .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     assert!(
-        entries.iter().all(|e| [".provflow", "definitions", "ir.json"].contains(&e.as_str())),
+        entries.iter().all(|e| [".provflow", "definitions", "ir.json", "junit.xml"].contains(&e.as_str())),
         "a connection string became a file: {} entries",
         entries.len()
     );

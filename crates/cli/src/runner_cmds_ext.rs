@@ -317,7 +317,9 @@ pub fn test(global: &Global, a: TestArgs) -> u8 {
     let failed = results.iter().filter(|r| matches!(r.verdict, scenario::Verdict::Failed(_))).count();
     let skipped = results.len() - passed - failed;
     if let Some(path) = &a.junit {
-        if let Err(e) = std::fs::write(path, scenario::junit(&results)) {
+        // The report is read in CI logs like the terminal output: no connection secret in it.
+        let xml = scenario::junit(&results);
+        if let Err(e) = std::fs::write(path, provflow_runner::credentials::scrub_known(&xml).as_bytes()) {
             return fail(exit::USAGE, format!("cannot write `{}`: {e}", path.display()));
         }
     }
