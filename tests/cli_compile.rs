@@ -197,3 +197,19 @@ fn symlink_loops_and_duplicate_links_compile_each_definition_once() {
     // The same files counted: "compile ok: 0 errors and 0 warnings in N files".
     assert_eq!(summary(&linked), summary(&plain), "{linked}");
 }
+
+/// The importer caps its input like the compiler: an endless input (`/dev/zero`) and a file
+/// over the limit are refused after reading just past the limit, under the memory ceiling.
+#[test]
+fn import_refuses_input_over_the_limit() {
+    let p = TempProject::new();
+    let entry = "CREATE_USER { Query=\"call p({__NAME__})\" Parameters=[\"__NAME__\":\"Type:String\"] }\n";
+    let big = entry.repeat(40 * 1024 * 1024 / entry.len());
+    p.write("huge.queries", big);
+    for input in ["huge.queries", "/dev/zero"] {
+        let out = p.run(&["import", "provision-queries", input, "--dialect", "sqlite"], DEADLINE);
+        assert_eq!(out.code(), Some(1), "{input}: {out}");
+        assert!(out.stderr.contains("larger than 32 MiB"), "{input}: {out}");
+        assert!(out.stdout.is_empty(), "{input}: nothing is printed on failure\n{out}");
+    }
+}

@@ -29,7 +29,7 @@ pub struct FsReader;
 
 impl SourceReader for FsReader {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        std::fs::read(path)
+        read_limited(path, crate::yaml::MAX_FILE_BYTES)
     }
 
     fn is_dir(&self, path: &Path) -> bool {
@@ -51,6 +51,17 @@ impl SourceReader for FsReader {
     fn identity(&self, path: &Path) -> PathBuf {
         std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
     }
+}
+
+/// Reads at most `limit + 1` bytes of `path`: enough for the caller to see that a file is over
+/// its limit without reading all of it (a definition linked to `/dev/zero` or a huge log).
+pub fn read_limited(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    let mut bytes = Vec::new();
+    file.take(cap).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Files held in memory, by path.

@@ -165,8 +165,7 @@ pub fn decode(bytes: &[u8]) -> Result<&str, LoadError> {
         return Err(LoadError {
             code: "PF008",
             message: format!(
-                "file is {} MiB; definition files may be at most {} MiB",
-                bytes.len() / (1024 * 1024),
+                "file is larger than {} MiB, the most a definition file may hold",
                 MAX_FILE_BYTES / (1024 * 1024)
             ),
             help: Some("split the definitions into several files".into()),
