@@ -11,6 +11,7 @@
 //!
 //! Architecture invariant: the compiler does no I/O but through the reader and never touches a
 //! database; it never panics and never stops at the first error.
+#![forbid(unsafe_code)]
 
 pub mod check;
 pub mod diagnostic;

@@ -12,6 +12,7 @@
 //! - serialising the same bundle twice gives byte-identical JSON.
 //!
 //! Bump [`IR_VERSION`] on any change that an older runner would misread.
+#![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

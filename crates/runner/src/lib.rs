@@ -1,4 +1,5 @@
 //! The provflow runner: the state store, SQL targets and the task engine (SPEC §4).
+#![forbid(unsafe_code)]
 
 pub mod catalog;
 pub mod clock;
