@@ -119,7 +119,7 @@ pub fn compile_files(reader: &dyn SourceReader, inputs: Vec<(PathBuf, Vec<u8>)>)
     let mut full: rustc_hash::FxHashMap<usize, Vec<yaml::SpanIndex>> = Default::default();
     for (doc_index, finding) in findings {
         let Some(doc) = docs.get(doc_index) else { continue };
-        let file = &files[doc.file];
+        let Some(file) = files.get(doc.file) else { continue };
         let spans = if doc.spans.covers(&finding.pointer) {
             &doc.spans
         } else {
