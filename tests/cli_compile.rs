@@ -24,7 +24,7 @@ fn the_ir_is_byte_identical_for_identical_input_and_carries_version_and_hash() {
     assert!(a == b, "two compiles of the same definitions differ");
 
     let ir: serde_json::Value = serde_json::from_slice(&a).expect("the IR is JSON");
-    assert_eq!(ir["ir_version"], 1);
+    assert_eq!(ir["ir_version"], provflow_ir::IR_VERSION);
     let hash = ir["hash"].as_str().expect("hash");
     assert_eq!(hash.len(), 64, "a SHA-256 in hex: {hash}");
     assert!(ir["processes"].as_array().is_some_and(|p| !p.is_empty()));

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The version of the IR layout. The runner refuses an IR of another version.
-pub const IR_VERSION: u32 = 1;
+pub const IR_VERSION: u32 = 2;
 
 /// A whole compiled bundle: everything `provflow compile` checked, ready to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -587,7 +587,17 @@ pub struct NotificationTemplate {
     pub default_locale: String,
     /// Sorted by locale.
     pub locales: Vec<LocalizedMessage>,
+    /// The sender of its messages; `None`: the sender the export is given (or its default).
+    pub from: Option<Mailbox>,
     pub location: Location,
+}
+
+/// A mail address with an optional display name, as checked by the compiler: the address is
+/// ASCII `local@domain`, the name has no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mailbox {
+    pub name: Option<String>,
+    pub address: String,
 }
 
 /// One locale of a template. Sources are minijinja, with legacy `$Token`s already rewritten to

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod clock;
 pub mod engine;
+pub mod html_text;
 pub mod notify;
 pub mod recon;
 pub mod scenario;
