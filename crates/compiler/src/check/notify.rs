@@ -459,7 +459,7 @@ pub fn lower_templates(
                                 variables.extend(info.names());
                             }
                         }
-                        remap_to_source(ctx, doc, &pointer, src, &mut out[first_new..]);
+                        remap_to_source(ctx, doc, &pointer, src, out.get_mut(first_new..).unwrap_or_default());
                         let first_ascii = out.len();
                         if l.encoding == EncodingName::Ascii {
                             if let Some(at) = first_non_ascii(src) {
@@ -478,7 +478,7 @@ pub fn lower_templates(
                                 ));
                             }
                         }
-                        remap_to_source(ctx, doc, &pointer, src, &mut out[first_ascii..]);
+                        remap_to_source(ctx, doc, &pointer, src, out.get_mut(first_ascii..).unwrap_or_default());
                     }
                     variables.sort();
                     variables.dedup();
