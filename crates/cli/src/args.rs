@@ -365,6 +365,10 @@ pub enum NotificationsCommand {
     Export {
         /// The directory to write to.
         dir: PathBuf,
+        /// The sender of messages whose template has no `from:`: `local@domain` or
+        /// `Display Name <local@domain>` (default: `provflow <provflow@localhost>`).
+        #[arg(long, env = "PROVFLOW_MAIL_FROM", value_name = "MAILBOX")]
+        from: Option<String>,
     },
 }
 

@@ -148,7 +148,8 @@ pub fn graph(global: &Global, args: GraphArgs) -> u8 {
 
 pub fn import(cmd: ImportCommand) -> u8 {
     let ImportCommand::ProvisionQueries { file, dialect, name } = cmd;
-    let text = match std::fs::read(&file) {
+    let limit = provflow_compiler::legacy::MAX_INPUT_BYTES;
+    let text = match provflow_compiler::source::read_limited(&file, limit) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(_) => {

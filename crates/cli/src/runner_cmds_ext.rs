@@ -2,6 +2,7 @@
 //! output only; the work is in `provflow_runner::{recon, notify, scenario}`.
 
 use provflow_ir::Bundle;
+use provflow_lex::mailbox::parse_mailbox;
 use provflow_runner::clock::{Clock, SystemClock};
 use provflow_runner::engine::Targets;
 use provflow_runner::secret::SecretKey;
@@ -207,6 +208,14 @@ fn recon_events(global: &Global, run: Option<i64>) -> Result<u8, u8> {
 // ----- notifications ------------------------------------------------------------------------
 
 pub fn notifications(global: &Global, c: NotificationsCommand) -> u8 {
+    // A bad sender is refused before anything is rendered or written.
+    let sender = match &c {
+        NotificationsCommand::Export { from: Some(text), .. } => match parse_mailbox(text) {
+            Ok(m) => m,
+            Err(e) => return fail(exit::USAGE, format!("--from (or PROVFLOW_MAIL_FROM): {e}")),
+        },
+        _ => notify::default_sender(),
+    };
     let store = match open_store(global) {
         Ok(s) => s,
         Err(c) => return c,
@@ -256,7 +265,7 @@ pub fn notifications(global: &Global, c: NotificationsCommand) -> u8 {
             }
             exit::OK
         }
-        NotificationsCommand::Export { dir } => match notify::export(&store, &dir) {
+        NotificationsCommand::Export { dir, .. } => match notify::export(&store, &dir, &sender) {
             Ok((written, skipped)) => {
                 for m in &skipped {
                     errln!(

@@ -145,9 +145,21 @@ pub fn parse_provision_queries(src: &str) -> Result<Vec<LegacyQuery>, Vec<Legacy
     }
 }
 
+/// The largest legacy file the importer reads: the compiler's limit for a definition file.
+/// Real `provision.queries` files are a few kilobytes.
+pub const MAX_INPUT_BYTES: usize = crate::yaml::MAX_FILE_BYTES;
+
 /// Parses a legacy `provision.queries` file, returning queries, errors and warnings.
 pub fn parse_provision_queries_report(src: &str) -> LegacyReport {
     let mut diags = Diags::default();
+    if src.len() > MAX_INPUT_BYTES {
+        diags.error(
+            Pos { line: 1, column: 1 },
+            format!("the file is larger than {} MiB, the most the importer reads", MAX_INPUT_BYTES / (1024 * 1024)),
+            Some("a provision.queries file is a few kilobytes: check that this is the right file".into()),
+        );
+        return LegacyReport { errors: finish(diags.errors), ..LegacyReport::default() };
+    }
     let tokens = lex(src, &mut diags);
     let entries = Parser::new(&tokens, &mut diags).parse_file();
     let no_entries = entries.is_empty();

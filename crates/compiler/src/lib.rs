@@ -11,6 +11,7 @@
 //!
 //! Architecture invariant: the compiler does no I/O but through the reader and never touches a
 //! database; it never panics and never stops at the first error.
+#![forbid(unsafe_code)]
 
 pub mod check;
 pub mod diagnostic;
@@ -118,7 +119,7 @@ pub fn compile_files(reader: &dyn SourceReader, inputs: Vec<(PathBuf, Vec<u8>)>)
     let mut full: rustc_hash::FxHashMap<usize, Vec<yaml::SpanIndex>> = Default::default();
     for (doc_index, finding) in findings {
         let Some(doc) = docs.get(doc_index) else { continue };
-        let file = &files[doc.file];
+        let Some(file) = files.get(doc.file) else { continue };
         let spans = if doc.spans.covers(&finding.pointer) {
             &doc.spans
         } else {

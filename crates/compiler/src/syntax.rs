@@ -659,6 +659,14 @@ pub struct NotificationTemplate {
     /// The locale used when the recipient's `usr_locale` has none here.
     #[schemars(length(min = 1))]
     pub default_locale: String,
+    /// The sender of this template's messages: `local@domain` or `Display Name <local@domain>`
+    /// (the name may be any text and is encoded in the message; quote it when it has a comma:
+    /// `"Doe, John" <j.doe@example.com>`). Without it, messages are sent from the sender given
+    /// to `provflow notifications export --from` (or `PROVFLOW_MAIL_FROM`), else from
+    /// `provflow <provflow@localhost>`.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub from: Option<String>,
     /// The messages by locale (e.g. `en-US`).
     pub locales: IndexMap<String, LocaleDef>,
 }

@@ -320,6 +320,11 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// The process at an index [`Engine::process_index`] returned.
+    fn process_at(bundle: &Bundle, pi: usize) -> Result<&ir::Process, EngineError> {
+        bundle.processes.get(pi).ok_or_else(|| EngineError::UnknownProcess { name: format!("#{pi}"), suggestion: None })
+    }
+
     fn process_of<'b>(bundle: &'b Bundle, account: &Account) -> Result<&'b ir::Process, EngineError> {
         bundle
             .process(&account.process)
@@ -428,7 +433,7 @@ impl<'a> Engine<'a> {
         given: &BTreeMap<String, FormInput>,
     ) -> Result<AccountId, EngineError> {
         let pi = Self::process_index(bundle, process_name)?;
-        let found = self.store.user_and_account(login, &bundle.processes[pi].name)?;
+        let found = self.store.user_and_account(login, &Self::process_at(bundle, pi)?.name)?;
         let start = self.prepare(bundle, pi, login, found, given)?;
         let ids = self.provision_prepared(bundle, pi, vec![start])?;
         ids.into_iter()
@@ -457,7 +462,7 @@ impl<'a> Engine<'a> {
         let mut problems = Vec::new();
         const SHOWN: usize = 20;
         let mut seen = std::collections::BTreeSet::new();
-        let found = self.store.users_and_accounts(logins, &bundle.processes[pi].name)?;
+        let found = self.store.users_and_accounts(logins, &Self::process_at(bundle, pi)?.name)?;
         // Read once, for the "did you mean" of the unknown logins that are shown.
         let mut known: Option<Vec<String>> = None;
         for ((line, login), found) in logins.iter().enumerate().zip(found) {
@@ -508,7 +513,7 @@ impl<'a> Engine<'a> {
         (user, existing): UserAndAccount,
         given: &BTreeMap<String, FormInput>,
     ) -> Result<Start, EngineError> {
-        let process = &bundle.processes[pi];
+        let process = Self::process_at(bundle, pi)?;
         let Some(user) = user else { return Err(self.unknown_user(login)?) };
         if user.status == "Deleted" {
             return Err(EngineError::Invalid(vec![format!(
@@ -557,7 +562,7 @@ impl<'a> Engine<'a> {
             self.bundles.insert(bundle.hash.clone(), Rc::new(bundle.clone()));
         }
         let held = self.bundle(&bundle.hash)?;
-        let process = &bundle.processes[pi];
+        let process = Self::process_at(bundle, pi)?;
         let shared = self.target_is_store(bundle, process.target);
         // A target in the store's own file makes its call inside the next step's transaction,
         // which one account at a time can own.
@@ -601,7 +606,7 @@ impl<'a> Engine<'a> {
         shared: bool,
         part: Vec<Start>,
     ) -> Result<Vec<Run>, EngineError> {
-        let process = &bundle.processes[pi];
+        let process = Self::process_at(bundle, pi)?;
         let new: Vec<NewAccount<'_>> = part
             .iter()
             .map(|s| NewAccount {
@@ -655,12 +660,12 @@ impl<'a> Engine<'a> {
         given: &BTreeMap<String, FormInput>,
     ) -> Result<Vec<PlannedTask>, EngineError> {
         let pi = Self::process_index(bundle, process_name)?;
-        let process = &bundle.processes[pi];
+        let process = Self::process_at(bundle, pi)?;
         let form = Self::build_form(process, user, given)?;
         let inserted = Self::initial_tasks(bundle, process, user, &form);
         let mut out = Vec::new();
         for &i in &inserted {
-            let task = &process.tasks[i];
+            let Some(task) = process.tasks.get(i) else { continue };
             let waiting = task.depends_on.iter().any(|d| inserted.contains(d));
             let status = if waiting { TaskStatus::Waiting } else { TaskStatus::Pending };
             let (sql, note) = match &task.action {
@@ -761,8 +766,8 @@ impl<'a> Engine<'a> {
                 }
             }
             for i in 0..runs.len() {
-                let Some(Next::Call(task)) = nexts.get(i).copied() else { continue };
-                if let Err(e) = self.call(&mut runs[i], task) {
+                let (Some(Next::Call(task)), Some(run)) = (nexts.get(i).copied(), runs.get_mut(i)) else { continue };
+                if let Err(e) = self.call(run, task) {
                     self.settle_after_failure(&mut runs, i);
                     return Err(e);
                 }
@@ -2023,7 +2028,9 @@ impl Inputs<'_> {
                     value::typed(param.ty, &text).map_err(|e| format!("the value for `{}` {}", param.name, e.to_string().replacen('`', "(`", 1).replacen("` is", "`) is", 1)))?
                 }
             };
-            values[m.param] = value;
+            if let Some(slot) = values.get_mut(m.param) {
+                *slot = value;
+            }
         }
         Ok(values)
     }

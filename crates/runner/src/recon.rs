@@ -28,8 +28,7 @@
 
 use provflow_ir::{self as ir, Bundle, ObjectStatus, ReconAction, ReconTarget, ValueType};
 use rusqlite::params;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -126,34 +125,10 @@ pub struct Options<'a> {
     pub total: &'a (dyn Fn(u64) + Sync),
 }
 
-/// FxHash. The match indexes hold a million short keys and are probed once per row; SipHash's
+/// The match indexes hold a million short keys and are probed once per row; SipHash's
 /// flooding resistance would cost a third of the matching time and the keys come from the
 /// operator's own store and file.
-#[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut h = self.0;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(c);
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-        self.0 = h;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+type FxMap<K, V> = rustc_hash::FxHashMap<K, V>;
 /// Normalised key → slot, or [`MULTIPLE`].
 type KeyIndex = FxMap<Box<str>, u32>;
 

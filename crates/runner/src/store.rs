@@ -518,24 +518,43 @@ impl SqliteStore {
         self.key.is_some()
     }
 
+    /// Applies the migrations this store lacks. Several processes may open a fresh store at
+    /// the same moment: the version is read again, and the migrations applied, inside one
+    /// write transaction, so exactly one of them migrates and the others find it done.
     fn migrate(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch(
+        let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        // The common case, an up-to-date store, takes no write lock.
+        if self.applied_version()? == Some(known) {
+            return Ok(());
+        }
+        let now = (self.now)();
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
         )?;
-        let current: i64 =
-            self.conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
-        let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        let current: i64 = tx.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
         if current > known {
             return Err(StoreError::TooNew { found: current, known });
         }
-        let now = (self.now)();
         for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
             tx.execute("INSERT INTO schema_migrations(version, applied_at) VALUES (?1, ?2)", params![version, now])?;
-            tx.commit()?;
         }
+        tx.commit()?;
         Ok(())
+    }
+
+    /// The newest applied migration, `None` for a store without the migrations table.
+    fn applied_version(&self) -> Result<Option<i64>, StoreError> {
+        let exists: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Ok(None);
+        }
+        Ok(Some(self.conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))?))
     }
 
     /// Runs `read` in one read transaction (or in the transaction already open): one lock of

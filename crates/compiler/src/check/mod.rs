@@ -280,8 +280,7 @@ fn collect<'a, T>(
     list.sort_by(|a, b| a.name.cmp(b.name).then(a.doc.cmp(&b.doc)));
     let mut kept: Vec<Named<'a, T>> = Vec::with_capacity(list.len());
     for item in list {
-        if let Some(first) = kept.last().filter(|k| k.name == item.name) {
-            let first_doc = &docs[first.doc];
+        if let Some(first_doc) = kept.last().filter(|k| k.name == item.name).and_then(|first| docs.get(first.doc)) {
             let line = first_doc.spans.get("/name").map_or(first_doc.root.line, |n| n.value.line);
             out.push((
                 item.doc,

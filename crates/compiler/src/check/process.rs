@@ -301,7 +301,7 @@ impl<'p> ProcessPass<'p> {
         let recon = self.def.recon.as_ref().map(|r| self.lower_recon(r, &form));
 
         let mut ordered: Vec<(usize, ir::Task)> =
-            tasks.into_iter().enumerate().filter_map(|(i, t)| t.map(|t| (self.position[i], t))).collect();
+            tasks.into_iter().enumerate().filter_map(|(i, t)| Some((*self.position.get(i)?, t?))).collect();
         ordered.sort_by_key(|(p, _)| *p);
         let process = ir::Process {
             name: self.def.name.clone(),
@@ -415,26 +415,33 @@ impl<'p> ProcessPass<'p> {
 
         let mut dependents: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
         let mut waiting_on: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
-        for (i, ds) in deps.iter().enumerate() {
+        for (i, (ds, waits)) in deps.iter().zip(waiting_on.iter_mut()).enumerate() {
             for &(_, k) in ds {
-                waiting_on[i].insert(k);
-                dependents[k].insert(i);
+                waits.insert(k);
+                if let Some(d) = dependents.get_mut(k) {
+                    d.insert(i);
+                }
             }
         }
-        let mut ready: BTreeSet<usize> = (0..n).filter(|&i| waiting_on[i].is_empty()).collect();
+        let mut ready: BTreeSet<usize> =
+            waiting_on.iter().enumerate().filter(|(_, w)| w.is_empty()).map(|(i, _)| i).collect();
         let mut order = Vec::with_capacity(n);
         while let Some(i) = ready.pop_first() {
             order.push(i);
-            for &d in &dependents[i] {
-                waiting_on[d].remove(&i);
-                if waiting_on[d].is_empty() {
-                    ready.insert(d);
+            for &d in dependents.get(i).into_iter().flatten() {
+                if let Some(waits) = waiting_on.get_mut(d) {
+                    waits.remove(&i);
+                    if waits.is_empty() {
+                        ready.insert(d);
+                    }
                 }
             }
         }
         if order.len() == n {
             for (pos, &i) in order.iter().enumerate() {
-                self.position[i] = pos;
+                if let Some(p) = self.position.get_mut(i) {
+                    *p = pos;
+                }
             }
         }
     }
@@ -448,32 +455,39 @@ impl<'p> ProcessPass<'p> {
             OnPath,
             Done,
         }
+        fn set_mark(marks: &mut [Mark], at: usize, to: Mark) {
+            if let Some(m) = marks.get_mut(at) {
+                *m = to;
+            }
+        }
         let n = deps.len();
         let mut mark = vec![Mark::New; n];
+        // Every index below comes from `deps`, whose entries are indexes of declared tasks.
+        let name = |t: usize| self.task_names.get(t).copied().unwrap_or("?");
         for start in 0..n {
-            if mark[start] != Mark::New {
+            if mark.get(start) != Some(&Mark::New) {
                 continue;
             }
             let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
-            mark[start] = Mark::OnPath;
+            set_mark(&mut mark, start, Mark::OnPath);
             while let Some(&mut (node, ref mut next)) = stack.last_mut() {
-                let Some(&(item, dep)) = deps[node].get(*next) else {
-                    mark[node] = Mark::Done;
+                let Some(&(item, dep)) = deps.get(node).and_then(|d| d.get(*next)) else {
+                    set_mark(&mut mark, node, Mark::Done);
                     stack.pop();
                     continue;
                 };
                 *next += 1;
-                match mark[dep] {
+                match mark.get(dep).copied().unwrap_or(Mark::Done) {
                     Mark::New => {
-                        mark[dep] = Mark::OnPath;
+                        set_mark(&mut mark, dep, Mark::OnPath);
                         stack.push((dep, 0));
                     }
                     Mark::OnPath => {
                         let from = stack.iter().position(|&(t, _)| t == dep).unwrap_or(0);
                         let mut names: Vec<String> =
-                            stack[from..].iter().map(|&(t, _)| format!("`{}`", self.task_names[t])).collect();
-                        names.push(format!("`{}`", self.task_names[dep]));
-                        let task = self.task_names[node];
+                            stack.iter().skip(from).map(|&(t, _)| format!("`{}`", name(t))).collect();
+                        names.push(format!("`{}`", name(dep)));
+                        let task = name(node);
                         self.findings.push(Finding::error(
                             "PF202",
                             format!("cycle in `depends_on`: {}", names.join(" → ")),
@@ -482,7 +496,7 @@ impl<'p> ProcessPass<'p> {
                             Some(format!(
                                 "each arrow reads \"depends on\"; none of these tasks could ever start: remove \
                                  `{}` from the `depends_on` of `{task}` or another dependency of the cycle",
-                                self.task_names[dep]
+                                name(dep)
                             )),
                         ));
                     }
@@ -497,7 +511,7 @@ impl<'p> ProcessPass<'p> {
             let updates_field = tasks.get(i).and_then(|t| t.as_ref()).is_some_and(|t| t.updates_field.is_some());
             let reachable = !def.conditional
                 || def.condition.is_some()
-                || self.inserted[i]
+                || self.inserted.get(i).copied().unwrap_or(false)
                 || def.effect != syntax::EffectName::None
                 || updates_field;
             if !reachable {
