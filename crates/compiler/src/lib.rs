@@ -158,7 +158,10 @@ impl Timings {
 
     fn lap(&self, what: &str) {
         if let Some(start) = &self.0 {
-            eprintln!("timing: {what}: {:.1} ms", start.get().elapsed().as_secs_f64() * 1000.0);
+            // A closed stderr must not stop a compile.
+            let ms = start.get().elapsed().as_secs_f64() * 1000.0;
+            let _ =
+                std::io::Write::write_fmt(&mut std::io::stderr().lock(), format_args!("timing: {what}: {ms:.1} ms\n"));
             start.set(std::time::Instant::now());
         }
     }

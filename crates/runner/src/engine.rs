@@ -1636,6 +1636,13 @@ impl<'a> Engine<'a> {
         if login.trim().is_empty() {
             return Err(EngineError::Invalid(vec!["a user needs a login".into()]));
         }
+        // A login travels into terminals, mail headers, file names and target SQL: no
+        // control characters (newlines, ESC), no bidirectional overrides.
+        if login.chars().any(|c| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')) {
+            return Err(EngineError::Invalid(vec![format!(
+                "the login {login:?} contains a control or bidirectional-override character; logins are printable text"
+            )]));
+        }
         if self.store.user(login)?.is_some() {
             return Err(EngineError::UserExists(login.to_string()));
         }

@@ -312,7 +312,12 @@ pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) 
     let t = std::env::var_os("PROVFLOW_TIMINGS").map(|_| std::time::Instant::now());
     let lap = |what: &str| {
         if let Some(t) = t {
-            eprintln!("timing:   {what}: {:.1} ms", t.elapsed().as_secs_f64() * 1000.0);
+            // A closed stderr must not stop a compile.
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr().lock(),
+                format_args!("timing:   {what}: {ms:.1} ms\n"),
+            );
         }
     };
     let user_schema = users::lower(&ctx, &mut out);
