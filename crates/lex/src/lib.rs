@@ -7,4 +7,5 @@
 
 pub mod sql;
 pub mod suggest;
+pub mod time;
 pub mod values;
