@@ -47,32 +47,12 @@ pub enum EngineError {
     Target { target: String, error: TargetError },
 }
 
-fn hint(s: &Option<String>) -> String {
-    s.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default()
+fn hint<S: AsRef<str>>(s: &Option<S>) -> String {
+    s.as_ref().map(|s| format!("; did you mean `{}`?", s.as_ref())).unwrap_or_default()
 }
 
-/// The closest of `candidates` to `name`, if close enough to be a likely typo.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    fn distance(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut prev: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut cur = vec![i + 1];
-            for (j, cb) in b.iter().enumerate() {
-                let cost = usize::from(!ca.eq_ignore_ascii_case(cb));
-                cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-            }
-            prev = cur;
-        }
-        prev.last().copied().unwrap_or(usize::MAX)
-    }
-    candidates
-        .into_iter()
-        .map(|c| (distance(name, c), c))
-        .filter(|(d, c)| *d <= (c.chars().count() / 3).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.to_string())
-}
+/// The closest of `candidates` to a misspelled name (the one helper of compiler and runner).
+pub use provflow_lex::suggest::did_you_mean;
 
 /// Opens targets by name: `--target NAME=URL`, else the Target's `url_env`, else (sqlite) the
 /// embedded default file.
@@ -296,14 +276,14 @@ impl<'a> Engine<'a> {
         let users = self.store.users()?;
         Ok(EngineError::UnknownUser {
             login: login.to_string(),
-            suggestion: did_you_mean(login, users.iter().map(|u| u.login.as_str())),
+            suggestion: did_you_mean(login, users.iter().map(|u| u.login.as_str())).map(str::to_string),
         })
     }
 
     pub fn process_index(bundle: &Bundle, name: &str) -> Result<usize, EngineError> {
         bundle.process(name).map(|(i, _)| i).ok_or_else(|| EngineError::UnknownProcess {
             name: name.to_string(),
-            suggestion: did_you_mean(name, bundle.processes.iter().map(|p| p.name.as_str())),
+            suggestion: did_you_mean(name, bundle.processes.iter().map(|p| p.name.as_str())).map(str::to_string),
         })
     }
 
@@ -458,7 +438,7 @@ impl<'a> Engine<'a> {
                         Some(u) => u,
                         None => known.insert(self.store.users()?.into_iter().map(|u| u.login).collect()),
                     };
-                    did_you_mean(login, users.iter().map(String::as_str))
+                    did_you_mean(login, users.iter().map(String::as_str)).map(str::to_string)
                 } else {
                     None
                 };
@@ -1444,7 +1424,7 @@ impl<'a> Engine<'a> {
             let mut names: Vec<&str> = accounts.iter().map(|a| a.process.as_str()).collect();
             names.dedup();
             if let Some(s) = did_you_mean(process, names) {
-                return Err(EngineError::UnknownProcess { name: process.into(), suggestion: Some(s) });
+                return Err(EngineError::UnknownProcess { name: process.into(), suggestion: Some(s.to_string()) });
             }
         }
         if self.store.user(user)?.is_none() {
