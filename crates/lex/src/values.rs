@@ -114,37 +114,37 @@ impl Invalid {
         self.ty
     }
 
-    /// What the type looks like, e.g. "Date (YYYY-MM-DD)".
+    /// What the type looks like, e.g. "a Date (YYYY-MM-DD)".
     pub fn expected(&self) -> &'static str {
         expected(self.ty)
     }
 
-    /// What is wrong with the text, e.g. "2023-02 has 28 days".
+    /// What is wrong with the text, e.g. "there is no month 13".
     pub fn reason(&self) -> &str {
         &self.reason
     }
 }
 
 impl fmt::Display for Invalid {
-    /// `not a Date (YYYY-MM-DD): 2023-02 has 28 days`
+    /// `not a Date (YYYY-MM-DD): there is no day 29 in 2023-02, which has 28 days`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "not a {}: {}", self.expected(), self.reason)
+        write!(f, "not {}: {}", self.expected(), self.reason)
     }
 }
 
 impl std::error::Error for Invalid {}
 
-/// What a value of `ty` looks like, for messages.
+/// What a value of `ty` looks like, with its article, for messages: "a Date (YYYY-MM-DD)".
 pub fn expected(ty: ValueType) -> &'static str {
     match ty {
-        ValueType::String => "String",
-        ValueType::GuardedString => "GuardedString",
-        ValueType::Long => "Long (a whole number from -9223372036854775808 to 9223372036854775807)",
-        ValueType::Integer => "Integer (a whole number from -2147483648 to 2147483647)",
-        ValueType::Double => "Double (a finite number such as 1.5 or -2e3)",
-        ValueType::Boolean => "Boolean (true or false; also yes/no, y/n, 1/0)",
-        ValueType::Date => "Date (YYYY-MM-DD)",
-        ValueType::Timestamp => "Timestamp (YYYY-MM-DDTHH:MM:SS with an optional offset or Z)",
+        ValueType::String => "a String",
+        ValueType::GuardedString => "a GuardedString",
+        ValueType::Long => "a Long (a whole number from -9223372036854775808 to 9223372036854775807)",
+        ValueType::Integer => "an Integer (a whole number from -2147483648 to 2147483647)",
+        ValueType::Double => "a Double (a finite number such as 1.5 or -2e3)",
+        ValueType::Boolean => "a Boolean (true or false; also yes/no, y/n, 1/0)",
+        ValueType::Date => "a Date (YYYY-MM-DD)",
+        ValueType::Timestamp => "a Timestamp (YYYY-MM-DDTHH:MM:SS with an optional offset or Z)",
     }
 }
 

@@ -1605,8 +1605,10 @@ impl<'a> Engine<'a> {
         attributes.insert("usr_login".into(), login.to_string());
         generate_display_name(&mut attributes);
         check_user(&bundle.user_schema, &attributes, true)?;
-        let future_start =
-            attributes.get("usr_start_date").is_some_and(|d| d.as_str() > clock::date(self.clock.now()).as_str());
+        let future_start = attributes.get("usr_start_date").and_then(|d| value::wall_clock(d)).is_some_and(|start| {
+            // Canonical dates (`YYYY-MM-DD`, years 0001 to 9999) sort as text.
+            start.date().to_string() > clock::date(self.clock.now())
+        });
         let status = if future_start { "Disabled Until Start Date" } else { "Active" };
         // A bundle this engine already holds is in the store (see `provision`).
         if !bundle.hash.is_empty() && !self.bundles.contains_key(&bundle.hash) {
@@ -2100,9 +2102,8 @@ pub fn check_user(
     let dates: Vec<(&str, &String)> = order.iter().filter_map(|k| attrs.get(*k).map(|v| (*k, v))).collect();
     for pair in dates.windows(2) {
         if let [(a, da), (b, db)] = pair {
-            let ta = da.get(..10).unwrap_or(da);
-            let tb = db.get(..10).unwrap_or(db);
-            if value::parse_date(ta).is_some() && value::parse_date(tb).is_some() && da >= db {
+            // Values that are no date were reported above.
+            if value::wall_clock(da).zip(value::wall_clock(db)).is_some_and(|(ta, tb)| ta >= tb) {
                 problems.push(format!("`{a}` ({da}) must come before `{b}` ({db})"));
             }
         }
