@@ -1,9 +1,10 @@
 //! Instants as text: an instant is whole seconds since the Unix epoch (UTC), the runner's
-//! clock unit. Dates and timestamps the runner writes (`system.date`, notes, `PROVFLOW_NOW`)
-//! and the `Date` header of a mail come from here; every calendar rule is `jiff`'s.
+//! clock unit (a mail's `Date` header takes it as is). Dates and timestamps the runner writes
+//! (`system.date`, notes) and reads (`PROVFLOW_NOW`) come from here; every calendar rule is
+//! `jiff`'s.
 
 use crate::values::{self, Stamp, Typed};
-use jiff::tz::{Offset, TimeZone};
+use jiff::tz::Offset;
 use jiff::Timestamp;
 use provflow_ir::ValueType;
 
@@ -21,14 +22,6 @@ pub fn date_of(unix_seconds: i64) -> String {
 /// `YYYY-MM-DDTHH:MM:SSZ` of an instant.
 pub fn timestamp_of(unix_seconds: i64) -> String {
     instant(unix_seconds).to_string()
-}
-
-/// The RFC 5322 (RFC 2822) date-time of an instant, in UTC, for a mail's `Date` header:
-/// `Thu, 29 Feb 2024 01:01:01 +0000`.
-pub fn rfc2822_of(unix_seconds: i64) -> String {
-    let zoned = instant(unix_seconds).to_zoned(TimeZone::UTC);
-    // Printing fails only for years before 0000, which RFC 5322 cannot write.
-    jiff::fmt::rfc2822::to_string(&zoned).unwrap_or_else(|_| "Sat, 1 Jan 0000 00:00:00 +0000".into())
 }
 
 /// The forms [`parse_instant`] accepts, for messages.
@@ -63,12 +56,9 @@ mod tests {
         assert_eq!(timestamp_of(-1), "1969-12-31T23:59:59Z");
         assert_eq!(date_of(951_782_400), "2000-02-29");
         assert_eq!(date_of(951_782_400 - 1), "2000-02-28");
-        assert_eq!(rfc2822_of(1_709_164_800 + 3661), "Thu, 29 Feb 2024 01:01:01 +0000");
-        assert_eq!(rfc2822_of(0), "Thu, 1 Jan 1970 00:00:00 +0000");
         // A broken clock still gets a text, never a panic.
         assert!(date_of(i64::MAX).starts_with("9999-12-"));
         assert!(date_of(i64::MIN).starts_with("-009999-01-"));
-        assert!(!rfc2822_of(i64::MIN).is_empty());
     }
 
     #[test]
