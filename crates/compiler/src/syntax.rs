@@ -61,13 +61,15 @@ pub enum TypeName {
     Long,
     /// A 32-bit integer.
     Integer,
-    /// A double-precision floating point number.
+    /// A finite double-precision floating point number (NaN and infinities are refused).
     Double,
-    /// `true` or `false`.
+    /// `true` or `false` (values may also be `yes`/`no`, `y`/`n` or `1`/`0`, in any case).
     Boolean,
     /// A calendar date, `YYYY-MM-DD`.
     Date,
-    /// A date and time, RFC 3339 (`2026-01-31T12:00:00Z`).
+    /// A date and time, `YYYY-MM-DDTHH:MM:SS` (or a space for `T`), an optional fraction and
+    /// an optional `Z` or `±HH:MM`: with one it is an instant, sent in UTC; without, a
+    /// wall-clock time sent as written. A bare `YYYY-MM-DD` is midnight.
     Timestamp,
 }
 

@@ -8,4 +8,5 @@
 pub mod mailbox;
 pub mod sql;
 pub mod suggest;
+pub mod time;
 pub mod values;

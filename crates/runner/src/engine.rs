@@ -47,32 +47,12 @@ pub enum EngineError {
     Target { target: String, error: TargetError },
 }
 
-fn hint(s: &Option<String>) -> String {
-    s.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default()
+fn hint<S: AsRef<str>>(s: &Option<S>) -> String {
+    s.as_ref().map(|s| format!("; did you mean `{}`?", s.as_ref())).unwrap_or_default()
 }
 
-/// The closest of `candidates` to `name`, if close enough to be a likely typo.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    fn distance(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut prev: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut cur = vec![i + 1];
-            for (j, cb) in b.iter().enumerate() {
-                let cost = usize::from(!ca.eq_ignore_ascii_case(cb));
-                cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-            }
-            prev = cur;
-        }
-        prev.last().copied().unwrap_or(usize::MAX)
-    }
-    candidates
-        .into_iter()
-        .map(|c| (distance(name, c), c))
-        .filter(|(d, c)| *d <= (c.chars().count() / 3).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.to_string())
-}
+/// The closest of `candidates` to a misspelled name (the one helper of compiler and runner).
+pub use provflow_lex::suggest::did_you_mean;
 
 /// Opens targets by name: `--target NAME=URL`, else the Target's `url_env`, else (sqlite) the
 /// embedded default file.
@@ -309,14 +289,14 @@ impl<'a> Engine<'a> {
         let users = self.store.users()?;
         Ok(EngineError::UnknownUser {
             login: login.to_string(),
-            suggestion: did_you_mean(login, users.iter().map(|u| u.login.as_str())),
+            suggestion: did_you_mean(login, users.iter().map(|u| u.login.as_str())).map(str::to_string),
         })
     }
 
     pub fn process_index(bundle: &Bundle, name: &str) -> Result<usize, EngineError> {
         bundle.process(name).map(|(i, _)| i).ok_or_else(|| EngineError::UnknownProcess {
             name: name.to_string(),
-            suggestion: did_you_mean(name, bundle.processes.iter().map(|p| p.name.as_str())),
+            suggestion: did_you_mean(name, bundle.processes.iter().map(|p| p.name.as_str())).map(str::to_string),
         })
     }
 
@@ -476,7 +456,7 @@ impl<'a> Engine<'a> {
                         Some(u) => u,
                         None => known.insert(self.store.users()?.into_iter().map(|u| u.login).collect()),
                     };
-                    did_you_mean(login, users.iter().map(String::as_str))
+                    did_you_mean(login, users.iter().map(String::as_str)).map(str::to_string)
                 } else {
                     None
                 };
@@ -1462,7 +1442,7 @@ impl<'a> Engine<'a> {
             let mut names: Vec<&str> = accounts.iter().map(|a| a.process.as_str()).collect();
             names.dedup();
             if let Some(s) = did_you_mean(process, names) {
-                return Err(EngineError::UnknownProcess { name: process.into(), suggestion: Some(s) });
+                return Err(EngineError::UnknownProcess { name: process.into(), suggestion: Some(s.to_string()) });
             }
         }
         if self.store.user(user)?.is_none() {
@@ -1650,8 +1630,10 @@ impl<'a> Engine<'a> {
         attributes.insert("usr_login".into(), login.to_string());
         generate_display_name(&mut attributes);
         check_user(&bundle.user_schema, &attributes, true)?;
-        let future_start =
-            attributes.get("usr_start_date").is_some_and(|d| d.as_str() > clock::date(self.clock.now()).as_str());
+        let future_start = attributes.get("usr_start_date").and_then(|d| value::wall_clock(d)).is_some_and(|start| {
+            // Canonical dates (`YYYY-MM-DD`, years 0001 to 9999) sort as text.
+            start.date().to_string() > clock::date(self.clock.now())
+        });
         let status = if future_start { "Disabled Until Start Date" } else { "Active" };
         // A bundle this engine already holds is in the store (see `provision`).
         if !bundle.hash.is_empty() && !self.bundles.contains_key(&bundle.hash) {
@@ -2147,9 +2129,8 @@ pub fn check_user(
     let dates: Vec<(&str, &String)> = order.iter().filter_map(|k| attrs.get(*k).map(|v| (*k, v))).collect();
     for pair in dates.windows(2) {
         if let [(a, da), (b, db)] = pair {
-            let ta = da.get(..10).unwrap_or(da);
-            let tb = db.get(..10).unwrap_or(db);
-            if value::parse_date(ta).is_some() && value::parse_date(tb).is_some() && da >= db {
+            // Values that are no date were reported above.
+            if value::wall_clock(da).zip(value::wall_clock(db)).is_some_and(|(ta, tb)| ta >= tb) {
                 problems.push(format!("`{a}` ({da}) must come before `{b}` ({db})"));
             }
         }

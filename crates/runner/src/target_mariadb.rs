@@ -8,6 +8,10 @@
 //! - Inlined values are quoted for the session's `sql_mode`, read at connect: backslashes are
 //!   doubled unless `NO_BACKSLASH_ESCAPES`; `DOUBLEQUOTES` is a string literal unless
 //!   `ANSI_QUOTES` makes `"` an identifier quote.
+//! - `Date` and `Timestamp` values are sent as their canonical text (`2024-02-29`,
+//!   `2024-02-29T10:00:00.5`). MariaDB refuses `Z` and offsets and its `DATETIME` has no time
+//!   zone, so a timestamp written with an offset is sent as its UTC date and time. Dates and
+//!   times read back are canonical text too, whichever protocol carried them.
 //! - Errors carry the SQLSTATE in `TargetError::sqlstate` and the vendor number at the end of
 //!   the message (`[MariaDB error 1396]`, see [`vendor_code`]), so an `errors` map may use
 //!   either.
@@ -15,7 +19,8 @@
 use mysql::consts::ColumnType;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
-use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, Segment};
+use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, Segment, ValueType};
+use provflow_lex::values::{self, Stamp, Typed};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -168,7 +173,7 @@ impl MariadbTarget {
                 Segment::Bind(i) => {
                     let param =
                         query.params.get(*i).ok_or_else(|| TargetError::refused("query parameter out of range"))?;
-                    let value = values.get(*i).cloned().unwrap_or(Value::Null);
+                    let value = zoneless(param.ty, values.get(*i).cloned().unwrap_or(Value::Null));
                     refuse_nul(&value, &param.name)?;
                     if is_call && param.mode == ParamMode::InOut {
                         let variable = format!("@pf_io_{}", i + 1);
@@ -183,7 +188,7 @@ impl MariadbTarget {
                 Segment::Inline(i) => {
                     let param =
                         query.params.get(*i).ok_or_else(|| TargetError::refused("query parameter out of range"))?;
-                    let value = values.get(*i).cloned().unwrap_or(Value::Null);
+                    let value = zoneless(param.ty, values.get(*i).cloned().unwrap_or(Value::Null));
                     r.sql.push_str(&quote(&value, param.quoting, self.sql_mode).map_err(|e| named(e, &param.name))?);
                 }
             }
@@ -318,6 +323,32 @@ pub fn quote(value: &Value, quoting: Quoting, mode: SqlMode) -> Result<String, T
     })
 }
 
+/// A `Timestamp` instant (`...Z`) as its UTC date and time, which MariaDB accepts; every other
+/// value as it is.
+fn zoneless(ty: ValueType, value: Value) -> Value {
+    match (ty, &value) {
+        (ValueType::Timestamp, Value::Text(s)) => match values::parse(ty, s) {
+            Ok(Typed::Timestamp(stamp @ Stamp::Instant(_))) => Value::Text(stamp.civil().to_string()),
+            _ => value,
+        },
+        _ => value,
+    }
+}
+
+/// A date or time column's text (the text protocol's `2024-02-29 10:00:00`) in canonical
+/// form; text that is no provflow date (a zero date `0000-00-00`) as MariaDB sent it.
+fn temporal_text(ty: ColumnType, text: String) -> String {
+    let as_type = match ty {
+        ColumnType::MYSQL_TYPE_DATE | ColumnType::MYSQL_TYPE_NEWDATE => ValueType::Date,
+        ColumnType::MYSQL_TYPE_DATETIME
+        | ColumnType::MYSQL_TYPE_DATETIME2
+        | ColumnType::MYSQL_TYPE_TIMESTAMP
+        | ColumnType::MYSQL_TYPE_TIMESTAMP2 => ValueType::Timestamp,
+        _ => return text,
+    };
+    values::canonical(as_type, &text).unwrap_or(text)
+}
+
 fn to_mysql(value: &Value) -> mysql::Value {
     match value {
         Value::Null => mysql::Value::NULL,
@@ -354,16 +385,24 @@ fn from_mysql(value: &mysql::Value, ty: ColumnType) -> Value {
             } else if float {
                 text.parse().map(Value::Double).unwrap_or(Value::Text(text))
             } else {
-                Value::Text(text)
+                Value::Text(temporal_text(ty, text))
             }
         }
         M::Date(y, mo, d, h, mi, s, us) => {
-            if ty == ColumnType::MYSQL_TYPE_DATE {
-                Value::Text(format!("{y:04}-{mo:02}-{d:02}"))
-            } else {
-                let fraction = if *us == 0 { String::new() } else { format!(".{us:06}") };
-                Value::Text(format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{fraction}"))
-            }
+            let date = i16::try_from(*y).ok().zip(i8::try_from(*mo).ok()).zip(i8::try_from(*d).ok());
+            let date = date.and_then(|((y, mo), d)| jiff::civil::Date::new(y, mo, d).ok());
+            let time = i8::try_from(*h).ok().zip(i8::try_from(*mi).ok()).zip(i8::try_from(*s).ok());
+            let nanos = i32::try_from(*us).ok().and_then(|us| us.checked_mul(1000));
+            let time = time.zip(nanos).and_then(|(((h, mi), s), ns)| jiff::civil::Time::new(h, mi, s, ns).ok());
+            let date_only = matches!(ty, ColumnType::MYSQL_TYPE_DATE | ColumnType::MYSQL_TYPE_NEWDATE);
+            Value::Text(match (date, time) {
+                (Some(date), _) if date_only => date.to_string(),
+                (Some(date), Some(time)) => date.to_datetime(time).to_string(),
+                // A zero or invalid date MariaDB keeps (`0000-00-00`) is no calendar date: its
+                // digits, as MariaDB shows them.
+                _ if date_only => format!("{y:04}-{mo:02}-{d:02}"),
+                _ => format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}"),
+            })
         }
         M::Time(neg, days, h, mi, s, us) => {
             let sign = if *neg { "-" } else { "" };

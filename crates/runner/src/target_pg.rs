@@ -5,9 +5,12 @@
 //!   PostgreSQL 14+ returns the OUT/INOUT values as the one row of the CALL.
 //! - Binds are typed by what the server inferred for each `$n` when preparing, so a `Long`
 //!   fits an `integer`, `bigint` or `smallint` parameter alike. `Date` and `Timestamp` values
-//!   are sent as text with a cast (`$1::text::date`): no date library needed, and the server
-//!   parses exactly the ISO text the runner validated. A parameter of a type the driver cannot
-//!   encode (`numeric`, `uuid`, a domain...) is sent as text cast to that type.
+//!   are bound as binary `date`, `timestamp` or `timestamptz` values (`$1::date`), read from
+//!   their canonical text by [`provflow_lex::values`]: a wall-clock timestamp as `timestamp`,
+//!   one with an offset as the `timestamptz` instant (the server converts it to a `timestamp`
+//!   parameter in the session's `TimeZone`). PostgreSQL keeps microseconds; finer fractions are
+//!   rounded. A parameter of a type the driver cannot encode (`numeric`, `uuid`, a domain...)
+//!   is sent as text cast to that type.
 //! - Inlined values are quoted for PostgreSQL; `QUOTES` is refused when the server runs with
 //!   `standard_conforming_strings = off` (a backslash would then escape).
 //! - Errors carry the SQLSTATE; connection errors name host, port and database, never the
@@ -24,6 +27,7 @@ use crate::credentials::Credentials;
 use crate::sql_script::{self, ExecuteStatement};
 use crate::target::{quote, CallOutcome, Target, TargetError};
 use crate::value::{Value, MASK};
+use provflow_lex::values::{self, Stamp, Typed};
 
 /// Connection and statement time limits of a network target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,8 +185,11 @@ impl PostgresTarget {
                     let n = binds.len();
                     match (cast_text.get(&n), param.ty) {
                         (Some(ty), _) => sql.push_str(&format!("${n}::text::{ty}")),
-                        (None, ValueType::Date) => sql.push_str(&format!("${n}::text::date")),
-                        (None, ValueType::Timestamp) => sql.push_str(&format!("${n}::text::timestamp")),
+                        (None, ValueType::Date) => sql.push_str(&format!("${n}::date")),
+                        (None, ValueType::Timestamp) if instant(value_of(&binds, n)) => {
+                            sql.push_str(&format!("${n}::timestamptz"))
+                        }
+                        (None, ValueType::Timestamp) => sql.push_str(&format!("${n}::timestamp")),
                         (None, _) => sql.push_str(&format!("${n}")),
                     }
                 }
@@ -382,6 +389,33 @@ fn bind(value: &Value, ty: &Type, as_text: bool) -> Bind {
     if as_text || matches!(*ty, Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN) {
         return Bind::Ready(Box::new(text(value)));
     }
+    // Dates and timestamps: the canonical text as a typed value; text that is not one of
+    // provflow's forms (a `String` parameter in a date column) is left to the server's cast.
+    let stamp = |s: &str| match values::parse(ValueType::Timestamp, s) {
+        Ok(Typed::Timestamp(stamp)) => Some(stamp),
+        _ => None,
+    };
+    match (value, ty) {
+        (Value::Null, &Type::DATE) => return Bind::Ready(Box::new(None::<jiff::civil::Date>)),
+        (Value::Null, &Type::TIMESTAMP) => return Bind::Ready(Box::new(None::<jiff::civil::DateTime>)),
+        (Value::Null, &Type::TIMESTAMPTZ) => return Bind::Ready(Box::new(None::<jiff::Timestamp>)),
+        (Value::Text(s), &Type::DATE) => {
+            if let Ok(Typed::Date(d)) = values::parse(ValueType::Date, s) {
+                return Bind::Ready(Box::new(d));
+            }
+        }
+        (Value::Text(s), &Type::TIMESTAMP) => {
+            if let Some(Stamp::Civil(dt)) = stamp(s) {
+                return Bind::Ready(Box::new(dt));
+            }
+        }
+        (Value::Text(s), &Type::TIMESTAMPTZ) => {
+            if let Some(Stamp::Instant(ts)) = stamp(s) {
+                return Bind::Ready(Box::new(ts));
+            }
+        }
+        _ => {}
+    }
     match (value, ty) {
         (Value::Null, &Type::BOOL) => Bind::Ready(Box::new(None::<bool>)),
         (Value::Null, &Type::INT2) => Bind::Ready(Box::new(None::<i16>)),
@@ -401,6 +435,17 @@ fn bind(value: &Value, ty: &Type, as_text: bool) -> Bind {
         // numeric, date, uuid, citext, domains...: the server parses the text.
         _ => Bind::CastText,
     }
+}
+
+/// Whether a `Timestamp` value is an instant (written with an offset), bound as `timestamptz`.
+fn instant(value: Option<&Value>) -> bool {
+    matches!(value, Some(Value::Text(s))
+        if matches!(values::parse(ValueType::Timestamp, s), Ok(Typed::Timestamp(Stamp::Instant(_)))))
+}
+
+/// The value of bind `$n` (1-based).
+fn value_of(binds: &[(usize, Value)], n: usize) -> Option<&Value> {
+    binds.get(n.checked_sub(1)?).map(|(_, v)| v)
 }
 
 /// `"schema"."name"` of a type, for a cast.
@@ -444,15 +489,18 @@ impl<'a> FromSql<'a> for AsText {
             raw.get(..n).ok_or_else(|| "short value".into())
         };
         match *ty {
-            Type::DATE => {
-                let days = i32::from_be_bytes(fixed(4)?.try_into()?);
-                Ok(AsText(format_date(i64::from(days))))
+            // `infinity` and `-infinity` are the largest and smallest values of the binary form.
+            Type::DATE if fixed(4)? == i32::MAX.to_be_bytes() => Ok(AsText("infinity".into())),
+            Type::DATE if fixed(4)? == i32::MIN.to_be_bytes() => Ok(AsText("-infinity".into())),
+            Type::TIMESTAMP | Type::TIMESTAMPTZ if fixed(8)? == i64::MAX.to_be_bytes() => Ok(AsText("infinity".into())),
+            Type::TIMESTAMP | Type::TIMESTAMPTZ if fixed(8)? == i64::MIN.to_be_bytes() => {
+                Ok(AsText("-infinity".into()))
             }
-            Type::TIMESTAMP | Type::TIMESTAMPTZ => {
-                let micros = i64::from_be_bytes(fixed(8)?.try_into()?);
-                let zone = if *ty == Type::TIMESTAMPTZ { "Z" } else { "" };
-                Ok(AsText(format!("{}{zone}", format_timestamp(micros))))
-            }
+            // The canonical forms of provflow_lex::values: `2024-02-29`, `2024-02-29T01:02:03.5`,
+            // and for an instant `...Z`.
+            Type::DATE => Ok(AsText(jiff::civil::Date::from_sql(ty, raw)?.to_string())),
+            Type::TIMESTAMP => Ok(AsText(jiff::civil::DateTime::from_sql(ty, raw)?.to_string())),
+            Type::TIMESTAMPTZ => Ok(AsText(jiff::Timestamp::from_sql(ty, raw)?.to_string())),
             Type::NUMERIC => Ok(AsText(format_numeric(raw).ok_or("malformed numeric")?)),
             Type::JSONB => Ok(AsText(String::from_utf8(raw.get(1..).unwrap_or_default().to_vec())?)),
             _ => Ok(AsText(String::from_utf8(raw.to_vec())?)),
@@ -476,41 +524,6 @@ impl<'a> FromSql<'a> for AsText {
                 | Type::NUMERIC
         ) || ty.name() == "citext"
     }
-}
-
-/// Days since 2000-01-01 → `YYYY-MM-DD` (proleptic Gregorian, H. Hinnant's algorithm).
-fn format_date(days_since_2000: i64) -> String {
-    if days_since_2000 == i64::from(i32::MAX) {
-        return "infinity".into();
-    }
-    if days_since_2000 == i64::from(i32::MIN) {
-        return "-infinity".into();
-    }
-    let z = days_since_2000 + 10957 + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z.rem_euclid(146097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-fn format_timestamp(micros: i64) -> String {
-    if micros == i64::MAX {
-        return "infinity".into();
-    }
-    if micros == i64::MIN {
-        return "-infinity".into();
-    }
-    let day = micros.div_euclid(86_400_000_000);
-    let rest = micros.rem_euclid(86_400_000_000);
-    let (s, us) = (rest / 1_000_000, rest % 1_000_000);
-    let time = format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
-    let fraction = if us == 0 { String::new() } else { format!(".{us:06}") };
-    format!("{}T{time}{fraction}", format_date(day))
 }
 
 fn format_numeric(raw: &[u8]) -> Option<String> {
@@ -677,10 +690,16 @@ mod tests {
 
     #[test]
     fn binary_dates_timestamps_and_numerics_format_as_text() {
-        assert_eq!(format_date(0), "2000-01-01");
-        assert_eq!(format_date(-1), "1999-12-31");
-        assert_eq!(format_date(8825), "2024-02-29");
-        assert_eq!(format_timestamp(86_400_000_000 + 3_723_000_001), "2000-01-02T01:02:03.000001");
+        let text = |ty: Type, raw: &[u8]| AsText::from_sql(&ty, raw).map(|t| t.0).ok();
+        assert_eq!(text(Type::DATE, &0i32.to_be_bytes()).as_deref(), Some("2000-01-01"));
+        assert_eq!(text(Type::DATE, &(-1i32).to_be_bytes()).as_deref(), Some("1999-12-31"));
+        assert_eq!(text(Type::DATE, &8825i32.to_be_bytes()).as_deref(), Some("2024-02-29"));
+        assert_eq!(text(Type::DATE, &i32::MAX.to_be_bytes()).as_deref(), Some("infinity"));
+        let micros = 86_400_000_000i64 + 3_723_000_001;
+        assert_eq!(text(Type::TIMESTAMP, &micros.to_be_bytes()).as_deref(), Some("2000-01-02T01:02:03.000001"));
+        assert_eq!(text(Type::TIMESTAMPTZ, &micros.to_be_bytes()).as_deref(), Some("2000-01-02T01:02:03.000001Z"));
+        assert_eq!(text(Type::TIMESTAMPTZ, &i64::MIN.to_be_bytes()).as_deref(), Some("-infinity"));
+        assert_eq!(text(Type::DATE, &[0, 1]), None, "a short value is an error, not a panic");
         // 12345.678 : ndigits 3, weight 1, sign +, dscale 3, digits [1, 2345, 6780]
         let raw: Vec<u8> = [3i16, 1, 0, 3, 1, 2345, 6780].iter().flat_map(|w| w.to_be_bytes()).collect();
         assert_eq!(format_numeric(&raw).as_deref(), Some("12345.678"));
