@@ -33,6 +33,12 @@ pub struct Credentials {
     secrets: Vec<String>,
 }
 
+impl Drop for Credentials {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secrets);
+    }
+}
+
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Credentials({} secret forms)", self.secrets.len())
@@ -149,9 +155,9 @@ pub fn remember(conn: &str) {
         return;
     }
     let mut known = KNOWN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    for s in credentials.secrets {
-        if !known.contains(&s) {
-            known.push(s);
+    for s in &credentials.secrets {
+        if !known.contains(s) {
+            known.push(s.clone());
         }
     }
     known.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));

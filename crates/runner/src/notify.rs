@@ -168,8 +168,9 @@ fn resolve(
                 target::render(&query, &values, ir::Dialect::Sqlite, false).map_err(|e| fail(e.to_string()))?;
             let mut stmt = state.prepare(&rendered.sql).map_err(|e| fail(e.to_string()))?;
             let names: Vec<String> = stmt.column_names().map(|n| n.to_string()).collect();
-            let binds: Vec<rusqlite::types::Value> = rendered.binds.iter().map(sql_value).collect();
-            stmt.query_row(rusqlite::params_from_iter(binds), |row| {
+            // Borrowed: a secret bind is not copied.
+            let binds: Vec<rusqlite::types::ToSqlOutput<'_>> = rendered.binds.iter().map(target::to_sql).collect();
+            stmt.query_row(rusqlite::params_from_iter(binds.iter()), |row| {
                 let mut m = BTreeMap::new();
                 for (i, n) in names.iter().enumerate() {
                     let v = match row.get_ref(i)? {
@@ -206,17 +207,6 @@ fn resolve(
         }
     }
     Ok(out)
-}
-
-fn sql_value(v: &Value) -> rusqlite::types::Value {
-    match v {
-        Value::Null => rusqlite::types::Value::Null,
-        Value::Text(s) => rusqlite::types::Value::Text(s.clone()),
-        Value::Int(i) => rusqlite::types::Value::Integer(*i),
-        Value::Double(d) => rusqlite::types::Value::Real(*d),
-        Value::Bool(b) => rusqlite::types::Value::Integer(i64::from(*b)),
-        Value::Secret(s) => rusqlite::types::Value::Text(s.expose().to_string()),
-    }
 }
 
 /// The whole template context of a message: entities, bare user attributes, resolver columns.

@@ -26,9 +26,10 @@ use std::time::Instant;
 
 use crate::credentials::Credentials;
 use crate::sql_script::{self, ExecuteStatement};
-use crate::target::{CallOutcome, Target, TargetError};
+use crate::target::{quoted, CallOutcome, Target, TargetError};
 use crate::target_pg::{coerce, named, refuse_nul, Timeouts};
 use crate::value::{Value, MASK};
+use zeroize::Zeroizing;
 
 /// The session's `sql_mode` flags that change how literals are read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -296,28 +297,29 @@ pub fn parse_sql_mode(mode: &str) -> SqlMode {
 }
 
 /// Quotes a value for inlining into MariaDB SQL text under `mode`.
-pub fn quote(value: &Value, quoting: Quoting, mode: SqlMode) -> Result<String, TargetError> {
+pub fn quote(value: &Value, quoting: Quoting, mode: SqlMode) -> Result<Zeroizing<String>, TargetError> {
+    let shown;
     let text = match value {
-        Value::Secret(s) => s.expose().to_string(),
+        Value::Secret(s) => s.expose(),
+        Value::Text(t) => t.as_str(),
         Value::Null => return Err(TargetError::refused("a missing value cannot be inlined into SQL text")),
-        other => other.display(),
+        other => {
+            shown = other.display();
+            shown.as_str()
+        }
     };
     if text.contains('\0') {
         return Err(TargetError::refused("a value containing a NUL character cannot be sent to the target"));
     }
-    let literal = |q: char| {
-        let doubled = text.replace(q, &format!("{q}{q}"));
-        let escaped = if mode.no_backslash_escapes { doubled } else { doubled.replace('\\', "\\\\") };
-        format!("{q}{escaped}{q}")
-    };
+    let literal = |q: char| quoted(text, q, !mode.no_backslash_escapes);
     if text.is_empty() && (quoting == Quoting::Identifier || (quoting == Quoting::DoubleQuotes && mode.ansi_quotes)) {
         return Err(TargetError::refused("an empty value is not an identifier"));
     }
     Ok(match quoting {
         Quoting::Bind => return Err(TargetError::refused("a bind parameter is never inlined")),
-        Quoting::Identifier => format!("`{}`", text.replace('`', "``")),
+        Quoting::Identifier => quoted(text, '`', false),
         // In an identifier a backslash is an ordinary character.
-        Quoting::DoubleQuotes if mode.ansi_quotes => format!("\"{}\"", text.replace('"', "\"\"")),
+        Quoting::DoubleQuotes if mode.ansi_quotes => quoted(text, '"', false),
         Quoting::DoubleQuotes => literal('"'),
         Quoting::Quotes => literal('\''),
     })
@@ -521,7 +523,7 @@ mod tests {
             (Value::Null, Quoting::Identifier, default, None),
         ];
         for (v, q, mode, want) in cases {
-            assert_eq!(quote(&v, q, mode).ok().as_deref(), want, "{v:?} {q:?} {mode:?}");
+            assert_eq!(quote(&v, q, mode).ok().as_ref().map(|s| s.as_str()), want, "{v:?} {q:?} {mode:?}");
         }
     }
 

@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 
 use crate::credentials::Credentials;
 use crate::sql_script::{self, ExecuteStatement};
-use crate::target::{quote, CallOutcome, Target, TargetError};
+use crate::target::{quote, sql_buffer, CallOutcome, Target, TargetError};
 use crate::value::{Value, MASK};
 use provflow_lex::values::{self, Stamp, Typed};
+use zeroize::Zeroizing;
 
 /// Connection and statement time limits of a network target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,8 +170,9 @@ impl PostgresTarget {
         query: &ir::Query,
         values: &[Value],
         cast_text: &BTreeMap<usize, String>,
-    ) -> Result<(String, Vec<(usize, Value)>), TargetError> {
-        let mut sql = String::new();
+    ) -> Result<(Zeroizing<String>, Binds), TargetError> {
+        // Room for `$n::"schema"."type"` casts beside each bind.
+        let mut sql = sql_buffer(query, values, 160);
         let mut binds: Vec<(usize, Value)> = Vec::new();
         for segment in &query.segments {
             match segment {
@@ -219,7 +221,7 @@ impl PostgresTarget {
         for _round in 0..2 {
             let (sql, binds) = self.render(query, values, &cast_text)?;
             let cacheable = !query.segments.iter().any(|s| matches!(s, Segment::Inline(_)));
-            let statement = match self.prepared.get(&sql) {
+            let statement = match self.prepared.get(sql.as_str()) {
                 Some(s) => s.clone(),
                 None => {
                     let s = match self.client.prepare(&sql) {
@@ -230,7 +232,7 @@ impl PostgresTarget {
                         if self.prepared.len() >= MAX_PREPARED {
                             self.prepared.clear();
                         }
-                        self.prepared.insert(sql.clone(), s.clone());
+                        self.prepared.insert(sql.as_str().to_owned(), s.clone());
                     }
                     s
                 }
@@ -263,7 +265,7 @@ impl PostgresTarget {
                 if let Err(e) = self.client.execute(&statement, &refs) {
                     // The statement may be what failed (e.g. "cached plan must not change
                     // result type" after the procedure was redefined): prepare it afresh next time.
-                    self.prepared.remove(&sql);
+                    self.prepared.remove(sql.as_str());
                     return Err(self.error(e, values));
                 }
                 return Ok(outcome);
@@ -271,7 +273,7 @@ impl PostgresTarget {
             let rows = match self.client.query(&statement, &refs) {
                 Ok(r) => r,
                 Err(e) => {
-                    self.prepared.remove(&sql);
+                    self.prepared.remove(sql.as_str());
                     return Err(self.error(e, values));
                 }
             };
@@ -380,14 +382,42 @@ enum Bind {
     Mismatch,
 }
 
+/// A rendered query's binds: the parameter index and the value of each `$n`, in order.
+type Binds = Vec<(usize, Value)>;
+
+/// A secret bound as text. The copy handed to the driver lives as long as the call's binds
+/// and is wiped when they drop; its `Debug` is masked.
+struct SecretText(Zeroizing<String>);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl ToSql for SecretText {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut postgres::types::private::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.as_str().to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as ToSql>::accepts(ty)
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
 fn bind(value: &Value, ty: &Type, as_text: bool) -> Bind {
-    let text = |v: &Value| match v {
-        Value::Secret(s) => Some(s.expose().to_string()),
-        Value::Null => None,
-        other => Some(other.display()),
-    };
     if as_text || matches!(*ty, Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN) {
-        return Bind::Ready(Box::new(text(value)));
+        return Bind::Ready(match value {
+            Value::Secret(s) => Box::new(SecretText(Zeroizing::new(s.expose().to_owned()))),
+            Value::Null => Box::new(None::<String>),
+            other => Box::new(other.display()),
+        });
     }
     // Dates and timestamps: the canonical text as a typed value; text that is not one of
     // provflow's forms (a `String` parameter in a date column) is left to the server's cast.

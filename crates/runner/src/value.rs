@@ -6,9 +6,16 @@ use provflow_lex::values::{self, Typed};
 use std::fmt;
 
 /// A secret (`GuardedString`). `Debug` and `Display` print a mask, so a secret that ends up
-/// in a log line, an error or a plan by mistake still does not leak.
+/// in a log line, an error or a plan by mistake still does not leak; its bytes are wiped when
+/// it is dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
 
 /// What every secret looks like when shown.
 pub const MASK: &str = "********";
