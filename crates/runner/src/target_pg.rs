@@ -557,7 +557,7 @@ impl<'a> FromSql<'a> for AsText {
 }
 
 fn format_numeric(raw: &[u8]) -> Option<String> {
-    let word = |k: usize| raw.get(k..k + 2).map(|b| i16::from_be_bytes([b[0], b[1]]));
+    let word = |k: usize| raw.get(k..k + 2).and_then(|b| b.try_into().ok()).map(i16::from_be_bytes);
     let (ndigits, weight, sign, dscale) = (word(0)?, word(2)?, word(4)? as u16, word(6)?);
     match sign {
         0xC000 => return Some("NaN".into()),
