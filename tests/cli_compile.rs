@@ -76,19 +76,11 @@ fn the_runner_accepts_the_ir_file_in_place_of_definitions() {
         DEADLINE,
     );
     assert_eq!(out.code(), Some(0), "{out}");
-    let out = provflow_tests::run_bounded(
-        p.provflow().env("PW", "correct horse").args([
-            "plan",
-            "ir.json",
-            "--process",
-            "DBUM Account",
-            "--user",
-            "JDOE",
-            "--secret",
-            "password=env:PW",
-        ]),
-        DEADLINE,
-    );
+    let plan = |ir: &str| {
+        let args = ["plan", ir, "--process", "DBUM Account", "--user", "JDOE", "--secret", "password=env:PW"];
+        provflow_tests::run_bounded(p.provflow().env("PW", "correct horse").args(args), DEADLINE)
+    };
+    let out = plan("ir.json");
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(out.stdout.contains("insert_package"), "{out}");
     assert!(!out.stdout.contains("correct horse") && !out.stderr.contains("correct horse"), "{out}");
@@ -105,19 +97,7 @@ fn the_runner_accepts_the_ir_file_in_place_of_definitions() {
     ir["ir_version"] = serde_json::json!(provflow_ir::OLDEST_READABLE_IR_VERSION - 1);
     p.write("older.json", serde_json::to_string(&ir).expect("json"));
     for (file, code) in [("old.json", 0), ("older.json", 2)] {
-        let out = provflow_tests::run_bounded(
-            p.provflow().env("PW", "correct horse").args([
-                "plan",
-                file,
-                "--process",
-                "DBUM Account",
-                "--user",
-                "JDOE",
-                "--secret",
-                "password=env:PW",
-            ]),
-            DEADLINE,
-        );
+        let out = plan(file);
         assert_eq!(out.code(), Some(code), "{file}: {out}");
     }
 }

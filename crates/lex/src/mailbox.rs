@@ -201,18 +201,7 @@ fn unquote(name: &str) -> Result<String, MailboxError> {
         }
         return Ok(name.to_owned());
     };
-    let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(next) = chars.next() {
-                out.push(next);
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    Ok(out.trim().to_owned())
+    Ok(crate::unescape_backslashes(inner).trim().to_owned())
 }
 
 #[cfg(test)]

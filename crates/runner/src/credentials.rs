@@ -271,7 +271,7 @@ fn parameter_values(text: &str, url: bool) -> Vec<ParamValue> {
             let stop = |c: char| c.is_whitespace() || (url && matches!(c, '&' | '#'));
             let len = value_text.find(stop).unwrap_or(value_text.len());
             let raw = value_text.get(..len).unwrap_or("");
-            ((value_start, value_start + len), raw.to_string(), unescape(raw))
+            ((value_start, value_start + len), raw.to_string(), provflow_lex::unescape_backslashes(raw))
         };
         if range.1 > range.0 {
             out.push(ParamValue { range, raw, unescaped });
@@ -298,21 +298,6 @@ fn quoted_value(text: &str) -> (usize, String) {
         }
     }
     (text.len(), value)
-}
-
-fn unescape(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(next) = chars.next() {
-                out.push(next);
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// `%XX` decoded (invalid sequences kept as written; invalid UTF-8 replaced).
