@@ -24,7 +24,7 @@ fn the_ir_is_byte_identical_for_identical_input_and_carries_version_and_hash() {
     assert!(a == b, "two compiles of the same definitions differ");
 
     let ir: serde_json::Value = serde_json::from_slice(&a).expect("the IR is JSON");
-    assert_eq!(ir["ir_version"], 1);
+    assert_eq!(ir["ir_version"], provflow_ir::IR_VERSION);
     let hash = ir["hash"].as_str().expect("hash");
     assert_eq!(hash.len(), 64, "a SHA-256 in hex: {hash}");
     assert!(ir["processes"].as_array().is_some_and(|p| !p.is_empty()));
@@ -76,22 +76,30 @@ fn the_runner_accepts_the_ir_file_in_place_of_definitions() {
         DEADLINE,
     );
     assert_eq!(out.code(), Some(0), "{out}");
-    let out = provflow_tests::run_bounded(
-        p.provflow().env("PW", "correct horse").args([
-            "plan",
-            "ir.json",
-            "--process",
-            "DBUM Account",
-            "--user",
-            "JDOE",
-            "--secret",
-            "password=env:PW",
-        ]),
-        DEADLINE,
-    );
+    let plan = |ir: &str| {
+        let args = ["plan", ir, "--process", "DBUM Account", "--user", "JDOE", "--secret", "password=env:PW"];
+        provflow_tests::run_bounded(p.provflow().env("PW", "correct horse").args(args), DEADLINE)
+    };
+    let out = plan("ir.json");
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(out.stdout.contains("insert_package"), "{out}");
     assert!(!out.stdout.contains("correct horse") && !out.stderr.contains("correct horse"), "{out}");
+
+    // An IR of the oldest readable version (before templates had a sender) still runs: state
+    // stores hold such bundles after an upgrade. One older than that is refused.
+    let mut ir: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("ir.json")).expect("ir.json")).expect("json");
+    ir["ir_version"] = serde_json::json!(provflow_ir::OLDEST_READABLE_IR_VERSION);
+    for template in ir["templates"].as_array_mut().expect("templates") {
+        template.as_object_mut().expect("template").remove("from");
+    }
+    p.write("old.json", serde_json::to_string(&ir).expect("json"));
+    ir["ir_version"] = serde_json::json!(provflow_ir::OLDEST_READABLE_IR_VERSION - 1);
+    p.write("older.json", serde_json::to_string(&ir).expect("json"));
+    for (file, code) in [("old.json", 0), ("older.json", 2)] {
+        let out = plan(file);
+        assert_eq!(out.code(), Some(code), "{file}: {out}");
+    }
 }
 
 #[test]
@@ -172,4 +180,44 @@ fn import_reports_malformed_legacy_input_by_line_and_column() {
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.stderr.contains("broken.queries:2:"), "errors must name the line\n{out}");
     assert!(out.stdout.is_empty(), "nothing is printed on failure\n{out}");
+}
+
+/// Links back into the tree (one alone repeats every file; two never end when followed) and a
+/// link to a file already in the tree: the compile finishes at once and reads each file once,
+/// so no definition is reported twice.
+#[cfg(unix)]
+#[test]
+fn symlink_loops_and_duplicate_links_compile_each_definition_once() {
+    use std::os::unix::fs::symlink;
+    let p = project_with_definitions();
+    let summary = |out: &provflow_tests::RunOutput| {
+        format!("{}{}", out.stdout, out.stderr).lines().find(|l| l.contains("compile ok")).map(str::to_string)
+    };
+    let plain = p.run(&["compile", "definitions"], DEADLINE);
+    assert_eq!(plain.code(), Some(0), "{plain}");
+
+    let defs = p.path().join("definitions");
+    symlink(".", defs.join("loop")).expect("link");
+    symlink("..", defs.join("dbum/up")).expect("link");
+    symlink("process-sqlite.yaml", defs.join("dbum/same-process.yaml")).expect("link");
+    let linked = p.run(&["compile", "definitions"], Duration::from_secs(30));
+    assert_eq!(linked.code(), Some(0), "{linked}");
+    // The same files counted: "compile ok: 0 errors and 0 warnings in N files".
+    assert_eq!(summary(&linked), summary(&plain), "{linked}");
+}
+
+/// The importer caps its input like the compiler: an endless input (`/dev/zero`) and a file
+/// over the limit are refused after reading just past the limit, under the memory ceiling.
+#[test]
+fn import_refuses_input_over_the_limit() {
+    let p = TempProject::new();
+    let entry = "CREATE_USER { Query=\"call p({__NAME__})\" Parameters=[\"__NAME__\":\"Type:String\"] }\n";
+    let big = entry.repeat(40 * 1024 * 1024 / entry.len());
+    p.write("huge.queries", big);
+    for input in ["huge.queries", "/dev/zero"] {
+        let out = p.run(&["import", "provision-queries", input, "--dialect", "sqlite"], DEADLINE);
+        assert_eq!(out.code(), Some(1), "{input}: {out}");
+        assert!(out.stderr.contains("larger than 32 MiB"), "{input}: {out}");
+        assert!(out.stdout.is_empty(), "{input}: nothing is printed on failure\n{out}");
+    }
 }

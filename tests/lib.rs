@@ -301,6 +301,29 @@ pub fn database_url(var: &str) -> Option<String> {
     }
 }
 
+/// Parses `.eml` files with Python's `email` package under `email.policy.strict`
+/// (`tests/eml_check.py`, which fails on any defect) and returns what it read, one JSON
+/// object per file. `None` when `python3` is not on PATH outside CI (said on stderr); with
+/// `CI=true` it must be there.
+pub fn python_eml_check(files: &[PathBuf]) -> Option<Vec<serde_json::Value>> {
+    let script = tests_dir().join("eml_check.py");
+    let out = match Command::new("python3").arg(&script).args(files).stdin(Stdio::null()).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("SKIPPED the Python email check: `python3` is not on PATH (with CI=true it is required)");
+            return None;
+        }
+        Err(e) => panic!("cannot run python3 {}: {e}", script.display()),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "Python's email package (strict policy) refused a message:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -325,3 +325,36 @@ fn sigkill_during_user_disable_never_loses_the_disable_task() {
     assert!(killed_running >= 20, "only {killed_running} kills landed while `user disable` ran");
     assert!(disabled > 0, "no kill let the change commit");
 }
+
+/// Eight processes open the same fresh store at once (each creating a user): every one of
+/// them succeeds, the migrations are applied once, and every user is there. Several fresh
+/// stores in a row make the race likely every time.
+#[test]
+fn eight_processes_open_a_fresh_store_at_once() {
+    let p = Project::new();
+    for round in 0..4 {
+        let state = p.path().join(format!("fresh-{round}/state.db"));
+        let state = state.to_str().unwrap_or_else(|| unreachable!());
+        let children: Vec<_> = (0..8)
+            .map(|i| {
+                let login = format!("U{round}X{i}");
+                let args = ["--state", state, "user", "create", &login, "--attr", "usr_udf_cost_center=CC"];
+                p.command(&args, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn provflow")
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().expect("wait");
+            assert!(
+                out.status.success(),
+                "round {round}: a process opening the fresh store failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let db = open_db(Path::new(state));
+        assert_eq!(count(&db, "SELECT count(*) FROM users WHERE login LIKE ?1", "U%"), 8, "round {round}");
+        let versions = count(&db, "SELECT count(*) FROM schema_migrations WHERE ?1 = ?1", "");
+        let distinct = count(&db, "SELECT count(DISTINCT version) FROM schema_migrations WHERE ?1 = ?1", "");
+        assert_eq!(versions, distinct, "round {round}: a migration was recorded twice");
+    }
+}

@@ -298,7 +298,6 @@ fn hostile_values_land_byte_exact_or_are_refused() {
         "semi;colon".into(),
         "Ünïcødé-用户-🚀".into(),
         "-- comment".into(),
-        "tab\there".into(),
         long.clone(),
     ];
     let profiles = ["it's", "\"; DELETE FROM db_users; --", "\\'\\", "", "Zürich 🏔", &long];
@@ -334,6 +333,11 @@ fn hostile_values_land_byte_exact_or_are_refused() {
     // Refused with a clear error, nothing created.
     let empty = p.expect(2, &["user", "create", "--attr", "usr_udf_cost_center=CC", "--", ""], &[]);
     assert!(empty.stderr.contains("needs a login"), "{empty}");
+    for login in ["tab\there", "new\nline", "esc\u{1b}[31m", "rtl\u{202e}txt"] {
+        let out = p.expect(2, &["user", "create", "--attr", "usr_udf_cost_center=CC", "--", login], &[]);
+        assert!(out.stderr.contains("logins are printable text"), "{out}");
+        assert!(!out.stderr.contains('\u{1b}') && !out.stderr.contains('\u{202e}'), "{out}");
+    }
     p.expect(0, &["user", "create", "FRESH", "--attr", "usr_udf_cost_center=CC"], &[]);
     let bad_field = p.expect(2, &["run", p.ir(), "--process", DBUM, "--user", "FRESH", "--form", "nosuch=1"], &[]);
     assert!(bad_field.stderr.contains("no form field `nosuch`"), "{bad_field}");

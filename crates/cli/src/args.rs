@@ -1,6 +1,8 @@
 //! Every flag of `provflow`, defined once (SPEC §5).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use provflow_runner::credentials;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -21,7 +23,13 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// The state store: `sqlite:PATH` (a shared PostgreSQL state store is not available yet).
-    #[arg(long, global = true, env = "PROVFLOW_STATE", default_value = "sqlite:.provflow/state.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVFLOW_STATE",
+        hide_env_values = true,
+        default_value = "sqlite:.provflow/state.db"
+    )]
     pub state: String,
     /// A target's connection URL, `NAME=URL` (repeatable). Overrides the target's `url_env`.
     #[arg(long = "target", global = true, value_name = "NAME=URL")]
@@ -357,6 +365,10 @@ pub enum NotificationsCommand {
     Export {
         /// The directory to write to.
         dir: PathBuf,
+        /// The sender of messages whose template has no `from:`: `local@domain` or
+        /// `Display Name <local@domain>` (default: `provflow <provflow@localhost>`).
+        #[arg(long, env = "PROVFLOW_MAIL_FROM", value_name = "MAILBOX")]
+        from: Option<String>,
     },
 }
 
@@ -391,4 +403,22 @@ pub fn paths_or_default(paths: &[PathBuf]) -> Vec<PathBuf> {
     } else {
         paths.to_vec()
     }
+}
+
+/// The `--target NAME=URL` overrides by name. A flag without `NAME=` (a bare URL or DSN,
+/// whose `password=` would otherwise split into a name and a value) is refused; the message
+/// shows it redacted.
+pub fn target_urls(flags: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut map = BTreeMap::new();
+    for flag in flags {
+        let bare = credentials::is_key_value_dsn(flag);
+        let pair = flag.split_once('=').filter(|(name, url)| {
+            !bare && !name.is_empty() && !url.is_empty() && !name.contains("://") && !name.contains('@')
+        });
+        let Some((name, url)) = pair else {
+            return Err(format!("--target takes NAME=URL, got `{}`", credentials::redact(flag)));
+        };
+        map.insert(name.to_string(), url.to_string());
+    }
+    Ok(map)
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::args::{paths_or_default, CompileArgs, Format, Global, GraphArgs, ImportCommand, SchemaArgs};
 use crate::exit;
+use crate::out::{self, errln};
 use crate::report::{print_diagnostics, summary};
 
 /// Compiles `paths` and prints the diagnostics in `format`. `None` after an I/O error (printed).
@@ -14,9 +15,9 @@ pub fn compile_and_report(paths: &[PathBuf], format: Format) -> Option<Compilati
     let compilation = match compile_paths(&FsReader, &paths) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             if paths == [PathBuf::from("definitions")] {
-                eprintln!("help: pass the definition files or directories to check, e.g. `provflow compile path/to/definitions`");
+                errln!("help: pass the definition files or directories to check, e.g. `provflow compile path/to/definitions`");
             }
             return None;
         }
@@ -31,10 +32,7 @@ pub fn compile_and_report(paths: &[PathBuf], format: Format) -> Option<Compilati
 
 pub fn compile(global: &Global, args: CompileArgs) -> u8 {
     if matches!(global.format, Format::Mermaid | Format::Dot) {
-        eprintln!(
-            "error: `--format {:?}` is for `provflow graph`; compile prints human, json or github",
-            global.format
-        );
+        errln!("error: `--format {:?}` is for `provflow graph`; compile prints human, json or github", global.format);
         return exit::USAGE;
     }
     let Some(c) = compile_and_report(&args.paths, global.format) else { return exit::USAGE };
@@ -43,7 +41,7 @@ pub fn compile(global: &Global, args: CompileArgs) -> u8 {
     if global.format == Format::Human {
         let verdict = if failed { "failed" } else { "ok" };
         let denied = if args.deny_warnings && warnings > 0 && errors == 0 { " (warnings denied)" } else { "" };
-        eprintln!("compile {verdict}: {}{denied}", summary(errors, warnings, c.files.len()));
+        errln!("compile {verdict}: {}{denied}", summary(errors, warnings, c.files.len()));
     }
     // The process ends right after this: freeing a large bundle value by value would take longer
     // than the exit that returns all of it at once.
@@ -53,11 +51,11 @@ pub fn compile(global: &Global, args: CompileArgs) -> u8 {
     }
     if let (Some(out), Some(bundle)) = (&args.out, &c.bundle) {
         if let Err(e) = write_file(out, &bundle.to_json()) {
-            eprintln!("error: cannot write the IR to `{}`: {e}", out.display());
+            errln!("error: cannot write the IR to `{}`: {e}", out.display());
             return exit::USAGE;
         }
         if global.format == Format::Human {
-            eprintln!("wrote {} (bundle {})", out.display(), &bundle.hash[..12.min(bundle.hash.len())]);
+            errln!("wrote {} (bundle {})", out.display(), &bundle.hash[..12.min(bundle.hash.len())]);
         }
     }
     exit::OK
@@ -94,34 +92,34 @@ pub fn schema(args: SchemaArgs) -> u8 {
             }
         }
         if stale.is_empty() {
-            eprintln!("schemas are up to date ({} files in {})", files.len(), args.out.display());
+            errln!("schemas are up to date ({} files in {})", files.len(), args.out.display());
             return exit::OK;
         }
         for s in &stale {
-            eprintln!("stale: {s}");
+            errln!("stale: {s}");
         }
-        eprintln!("help: run `provflow schema --out {}` and commit the result", args.out.display());
+        errln!("help: run `provflow schema --out {}` and commit the result", args.out.display());
         return exit::FAILED;
     }
     if let Err(e) = std::fs::create_dir_all(&args.out) {
-        eprintln!("error: cannot create `{}`: {e}", args.out.display());
+        errln!("error: cannot create `{}`: {e}", args.out.display());
         return exit::USAGE;
     }
     for (name, content) in &files {
         let path = args.out.join(name);
         if let Err(e) = write_file(&path, content) {
-            eprintln!("error: cannot write `{}`: {e}", path.display());
+            errln!("error: cannot write `{}`: {e}", path.display());
             return exit::USAGE;
         }
     }
-    eprintln!("wrote {} schemas to {}", files.len(), args.out.display());
+    errln!("wrote {} schemas to {}", files.len(), args.out.display());
     exit::OK
 }
 
 pub fn graph(global: &Global, args: GraphArgs) -> u8 {
     let Some(c) = compile_and_report(&args.paths, Format::Human) else { return exit::USAGE };
     let Some(bundle) = c.bundle else {
-        eprintln!(
+        errln!(
             "graph: the definitions have errors; fix them first ({})",
             summary(c.errors(), c.warnings(), c.files.len())
         );
@@ -129,10 +127,10 @@ pub fn graph(global: &Global, args: GraphArgs) -> u8 {
     };
     let Some((_, process)) = bundle.process(&args.process) else {
         let names: Vec<&str> = bundle.processes.iter().map(|p| p.name.as_str()).collect();
-        eprintln!("error: no process named `{}`", args.process);
+        errln!("error: no process named `{}`", args.process);
         match provflow_compiler::suggest::did_you_mean(&args.process, names.iter().copied()) {
-            Some(s) => eprintln!("help: did you mean `{s}`?"),
-            None => eprintln!("help: the processes are: {}", names.join(", ")),
+            Some(s) => errln!("help: did you mean `{s}`?"),
+            None => errln!("help: the processes are: {}", names.join(", ")),
         }
         return exit::USAGE;
     };
@@ -140,26 +138,27 @@ pub fn graph(global: &Global, args: GraphArgs) -> u8 {
         Format::Dot => crate::graph::dot(&bundle, process),
         Format::Mermaid | Format::Human => crate::graph::mermaid(&bundle, process),
         other => {
-            eprintln!("error: `--format {other:?}` is not a graph language; use `--format mermaid` or `--format dot`");
+            errln!("error: `--format {other:?}` is not a graph language; use `--format mermaid` or `--format dot`");
             return exit::USAGE;
         }
     };
-    print!("{text}");
+    out::text(out::Stream::Out, &text);
     exit::OK
 }
 
 pub fn import(cmd: ImportCommand) -> u8 {
     let ImportCommand::ProvisionQueries { file, dialect, name } = cmd;
-    let text = match std::fs::read(&file) {
+    let limit = provflow_compiler::legacy::MAX_INPUT_BYTES;
+    let text = match provflow_compiler::source::read_limited(&file, limit) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(_) => {
-                eprintln!("error: `{}` is not UTF-8 text", file.display());
+                errln!("error: `{}` is not UTF-8 text", file.display());
                 return exit::FAILED;
             }
         },
         Err(e) => {
-            eprintln!("error: cannot read `{}`: {e}", file.display());
+            errln!("error: cannot read `{}`: {e}", file.display());
             return exit::USAGE;
         }
     };
@@ -168,9 +167,9 @@ pub fn import(cmd: ImportCommand) -> u8 {
     });
     let report = provflow_compiler::legacy::parse_provision_queries_report(&text);
     let print = |severity: &str, e: &provflow_compiler::legacy::LegacyError| {
-        eprintln!("{}:{}:{}: {severity}: {}", file.display(), e.line, e.column, e.message);
+        errln!("{}:{}:{}: {severity}: {}", file.display(), e.line, e.column, e.message);
         if let Some(h) = &e.help {
-            eprintln!("  help: {h}");
+            errln!("  help: {h}");
         }
     };
     for w in &report.warnings {
@@ -180,9 +179,12 @@ pub fn import(cmd: ImportCommand) -> u8 {
         print("error", e);
     }
     if !report.errors.is_empty() {
-        eprintln!("import failed: {} error(s); nothing was printed", report.errors.len());
+        errln!("import failed: {} error(s); nothing was printed", report.errors.len());
         return exit::FAILED;
     }
-    print!("{}", provflow_compiler::legacy::to_connector_queries_yaml(&report.queries, &name, &dialect));
+    out::text(
+        out::Stream::Out,
+        &provflow_compiler::legacy::to_connector_queries_yaml(&report.queries, &name, &dialect),
+    );
     exit::OK
 }

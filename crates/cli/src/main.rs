@@ -1,9 +1,12 @@
 //! `provflow`: the command line. Argument parsing and output formatting only; the work is done
-//! by `provflow-compiler` and `provflow-runner`.
+//! by `provflow-compiler` and `provflow-runner`. Everything is printed through `out`.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod args;
 mod compile_cmds;
 mod graph;
+mod out;
 mod report;
 mod runner_cmds;
 mod runner_cmds_ext;
@@ -16,18 +19,6 @@ use args::{Cli, Command};
 // The compiler allocates many small values per document; mimalloc roughly halves that cost.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// `provflow task list | head` must end quietly when the reader goes away, like every Unix
-/// tool, instead of panicking on a failed write: restore the default action for SIGPIPE,
-/// which Rust's runtime sets to "ignore".
-fn restore_default_sigpipe() {
-    #[cfg(unix)]
-    // SAFETY: resetting a signal's disposition to its default takes no pointers and runs
-    // before any other thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
 
 /// A large compile allocates gigabytes of short-lived memory. With transparent huge pages the
 /// kernel may stall each fault on compacting memory into 2 MiB pages (seconds of system time
@@ -49,16 +40,32 @@ pub mod exit {
     pub const USAGE: u8 = 2;
 }
 
+// SIGPIPE stays ignored, as Rust's runtime sets it: a reader that goes away (`| head -1`)
+// makes a write fail, which `out` turns into "output closed", instead of killing the process
+// in the middle of work it has started (see `out`).
 fn main() -> ExitCode {
-    restore_default_sigpipe();
     disable_transparent_huge_pages();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // A usage error may quote what was typed: print it inert, without styling.
+            out::text(out::Stream::Err, &e.render().to_string());
+            return ExitCode::from(exit::USAGE);
+        }
         Err(e) => {
+            // --help and --version: provflow's own text.
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+            return ExitCode::from(exit::OK);
         }
     };
+    // Every message from here on is scrubbed of the connection strings' passwords.
+    provflow_runner::credentials::remember(&cli.global.state);
+    for t in &cli.global.targets {
+        provflow_runner::credentials::remember(t);
+        if let Some((_, url)) = t.split_once('=') {
+            provflow_runner::credentials::remember(url);
+        }
+    }
     let code = match cli.command {
         Command::Compile(a) => compile_cmds::compile(&cli.global, a),
         Command::Schema(a) => compile_cmds::schema(a),

@@ -3,9 +3,10 @@
 use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, Severity as MSeverity};
 use provflow_compiler::diagnostic::{Diagnostic, Severity};
 use std::fmt;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 
 use crate::args::Format;
+use crate::out::{self, Stream};
 
 /// A diagnostic adapted to miette, borrowing the source text.
 struct Rendered<'a> {
@@ -15,13 +16,13 @@ struct Rendered<'a> {
 
 impl fmt::Debug for Rendered<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.d.message)
+        f.write_str(&out::safe(&self.d.message))
     }
 }
 
 impl fmt::Display for Rendered<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.d.message)
+        f.write_str(&out::safe(&self.d.message))
     }
 }
 
@@ -40,7 +41,7 @@ impl miette::Diagnostic for Rendered<'_> {
     }
 
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        self.d.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.d.help.as_ref().map(|h| Box::new(out::safe(h).into_owned()) as Box<dyn fmt::Display>)
     }
 
     fn url<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
@@ -70,12 +71,10 @@ impl Rendered<'_> {
 
 /// Prints diagnostics in the chosen format. `sources` maps a file path to its text.
 pub fn print_diagnostics(diagnostics: &[Diagnostic], format: Format, source_of: &dyn Fn(&str) -> Option<String>) {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     match format {
         Format::Json => {
             for d in diagnostics {
-                let _ = writeln!(out, "{}", serde_json::to_string(d).unwrap_or_default());
+                out::json(&serde_json::to_value(d).unwrap_or_default());
             }
         }
         Format::Github => {
@@ -88,16 +87,18 @@ pub fn print_diagnostics(diagnostics: &[Diagnostic], format: Format, source_of: 
                 if let Some(h) = &d.help {
                     msg.push_str(&format!(" (help: {h})"));
                 }
-                let _ = writeln!(
-                    out,
-                    "::{kind} file={},line={},col={},endLine={},endColumn={},title={}::{}",
-                    escape_property(&d.file),
-                    d.line,
-                    d.column,
-                    d.end_line,
-                    d.end_column,
-                    d.code,
-                    escape_data(&msg)
+                out::line(
+                    Stream::Out,
+                    &format!(
+                        "::{kind} file={},line={},col={},endLine={},endColumn={},title={}::{}",
+                        escape_property(&d.file),
+                        d.line,
+                        d.column,
+                        d.end_line,
+                        d.end_column,
+                        d.code,
+                        escape_data(&msg)
+                    ),
                 );
             }
         }
@@ -105,18 +106,19 @@ pub fn print_diagnostics(diagnostics: &[Diagnostic], format: Format, source_of: 
             let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
             let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false);
-            let mut err = std::io::stderr().lock();
             for d in diagnostics {
                 // A credential found in a definition must not be copied into CI logs by the snippet.
                 let source = (d.code != "PF600")
                     .then(|| source_of(&d.file))
                     .flatten()
-                    .map(|text| NamedSource::new(&d.file, text));
+                    .map(|text| NamedSource::new(out::safe(&d.file), out::inert_source(&text).into_owned()));
                 let r = Rendered { d, source };
                 let mut buf = String::new();
                 if handler.render_report(&mut buf, &r).is_ok() {
-                    let _ = writeln!(err, "{}:{}:{}", d.file, d.line, d.column);
-                    let _ = write!(err, "{buf}");
+                    out::line(Stream::Err, &format!("{}:{}:{}", d.file, d.line, d.column));
+                    // The parts taken from the definitions were made inert above; the rest is
+                    // the renderer's own drawing (and colours on a terminal).
+                    out::raw(Stream::Err, &buf);
                 }
             }
         }

@@ -17,6 +17,7 @@ use crate::args::{
     TaskCommand, UserCommand,
 };
 use crate::exit;
+use crate::out::{self, errln, outln};
 
 /// A failure already explained to the person; carries the exit code.
 struct Exit(u8);
@@ -24,18 +25,36 @@ struct Exit(u8);
 type Outcome = Result<u8, Exit>;
 
 fn fail(code: u8, message: impl std::fmt::Display) -> Exit {
-    eprintln!("error: {message}");
+    errln!("error: {message}");
     Exit(code)
 }
 
 fn engine_error(e: EngineError) -> Exit {
-    if let EngineError::Invalid(problems) = &e {
-        for p in problems {
-            eprintln!("error: {p}");
+    match e {
+        EngineError::Invalid(problems) => {
+            for p in problems {
+                errln!("error: {p}");
+            }
+            Exit(exit::USAGE)
         }
-        return Exit(exit::USAGE);
+        EngineError::TargetUnavailable { target, message } => {
+            // The runner's two lines; only the target's own text in them is escaped.
+            let shown = EngineError::TargetUnavailable {
+                target: out::safe(&target).into_owned(),
+                message: out::safe(&message).into_owned(),
+            }
+            .to_string();
+            for (i, line) in shown.lines().enumerate() {
+                if i == 0 {
+                    errln!("error: {line}");
+                } else {
+                    errln!("{line}");
+                }
+            }
+            Exit(exit::USAGE)
+        }
+        other => fail(exit::USAGE, other),
     }
-    fail(exit::USAGE, e)
 }
 
 pub fn exec(global: &Global, command: Command) -> u8 {
@@ -71,13 +90,7 @@ fn open_store(global: &Global) -> Result<SqliteStore, Exit> {
 }
 
 fn targets(global: &Global) -> Result<Targets, Exit> {
-    let mut map = BTreeMap::new();
-    for t in &global.targets {
-        let Some((name, url)) = t.split_once('=').filter(|(n, u)| !n.is_empty() && !u.is_empty()) else {
-            return Err(fail(exit::USAGE, format!("--target takes NAME=URL, got `{}`", store::redact_url(t))));
-        };
-        map.insert(name.to_string(), url.to_string());
-    }
+    let map = crate::args::target_urls(&global.targets).map_err(|e| fail(exit::USAGE, e))?;
     Ok(Targets::new(map, PathBuf::from(".")))
 }
 
@@ -150,32 +163,6 @@ fn person() -> String {
 
 // ----- output -----------------------------------------------------------------------------
 
-fn print_table(headers: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  ", w = widths.get(i).copied().unwrap_or(0)));
-            }
-        }
-        println!("{}", s.trim_end());
-    };
-    line(headers.iter().map(|h| h.to_string()).collect());
-    for r in rows {
-        line(r.clone());
-    }
-}
-
 fn account_json(a: &Account) -> serde_json::Value {
     json!({ "id": a.id, "process": a.process, "user": a.user, "status": a.status.as_str() })
 }
@@ -183,10 +170,10 @@ fn account_json(a: &Account) -> serde_json::Value {
 fn print_account(global: &Global, store: &dyn StateStore, a: &Account) -> Result<Vec<TaskInstance>, Exit> {
     let tasks = store.tasks_of(a.id).map_err(|e| fail(exit::USAGE, e))?;
     if global.format == Format::Json {
-        println!("{}", account_object(a, &tasks));
+        out::json(&account_object(a, &tasks));
         return Ok(tasks);
     }
-    println!("account #{}  {}  {}  {}", a.id, a.process, a.user, a.status.as_str());
+    outln!("account #{}  {}  {}  {}", a.id, a.process, a.user, a.status.as_str());
     let rows: Vec<Vec<String>> = tasks
         .iter()
         .map(|t| {
@@ -201,7 +188,7 @@ fn print_account(global: &Global, store: &dyn StateStore, a: &Account) -> Result
             ]
         })
         .collect();
-    print_table(&["ID", "TASK", "STATUS", "RESPONSE", "ATTEMPT", "NOTE"], &rows);
+    out::table(&["ID", "TASK", "STATUS", "RESPONSE", "ATTEMPT", "NOTE"], &rows);
     Ok(tasks)
 }
 
@@ -220,7 +207,7 @@ fn report_account(global: &Global, store: &dyn StateStore, id: store::AccountId)
     let tasks = print_account(global, store, &a)?;
     if engine::has_final_rejection(&tasks) {
         if global.format == Format::Human {
-            eprintln!("a task ended Rejected with no retry left; see the RESPONSE and NOTE columns");
+            errln!("a task ended Rejected with no retry left; see the RESPONSE and NOTE columns");
         }
         return Ok(exit::FAILED);
     }
@@ -258,7 +245,7 @@ fn run(global: &Global, a: RunArgs) -> Outcome {
                 let unavailable = matches!(err, EngineError::TargetUnavailable { .. });
                 let exit = engine_error(err);
                 if unavailable {
-                    eprintln!(
+                    errln!(
                         "all {} accounts are recorded; `provflow resume` provisions them once the target is back",
                         logins.len()
                     );
@@ -269,7 +256,7 @@ fn run(global: &Global, a: RunArgs) -> Outcome {
     };
     if !store.has_key() && inputs.values().any(|v| matches!(v, FormInput::Secret(_))) && global.format == Format::Human
     {
-        eprintln!("note: no PROVFLOW_SECRET_KEY or .provflow/secret.key: secrets were used but not stored; a task that needs one later is handed to a person");
+        errln!("note: no PROVFLOW_SECRET_KEY or .provflow/secret.key: secrets were used but not stored; a task that needs one later is handed to a person");
     }
     match ids.as_slice() {
         [id] => report_account(global, &store, *id),
@@ -310,7 +297,7 @@ fn report_accounts(global: &Global, store: &dyn StateStore, process: &str, ids: 
         }
         *by_status.entry(a.status.as_str()).or_default() += 1;
         if global.format == Format::Json {
-            println!("{}", account_object(&a, &tasks));
+            out::json(&account_object(&a, &tasks));
             continue;
         }
         let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
@@ -321,9 +308,9 @@ fn report_accounts(global: &Global, store: &dyn StateStore, process: &str, ids: 
         rows.push(vec![a.id.to_string(), a.user.clone(), a.status.as_str().to_string(), summary.join(", ")]);
     }
     if global.format == Format::Human {
-        print_table(&["ID", "USER", "STATUS", "TASKS"], &rows);
+        out::table(&["ID", "USER", "STATUS", "TASKS"], &rows);
         let statuses: Vec<String> = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        println!("{} accounts of `{process}`: {}", ids.len(), statuses.join(", "));
+        outln!("{} accounts of `{process}`: {}", ids.len(), statuses.join(", "));
     }
     if failed.is_empty() {
         return Ok(exit::OK);
@@ -335,7 +322,7 @@ fn report_accounts(global: &Global, store: &dyn StateStore, process: &str, ids: 
         } else {
             String::new()
         };
-        eprintln!(
+        errln!(
             "{} account(s) have a task that ended Rejected with no retry left ({}{more}); see `provflow account show --process \"{process}\" --user LOGIN`",
             failed.len(),
             shown.join(", ")
@@ -371,16 +358,16 @@ fn plan(global: &Global, a: ProvisionArgs) -> Outcome {
             .iter()
             .map(|t| json!({ "name": t.name, "status": t.status.as_str(), "manual": t.manual, "sql": t.sql, "note": t.note }))
             .collect();
-        println!("{}", json!({ "process": a.process, "user": a.user, "tasks": tasks }));
+        out::json(&json!({ "process": a.process, "user": a.user, "tasks": tasks }));
     } else {
-        println!("plan: provision `{}` for `{}` (nothing is sent or written)", a.process, a.user);
+        outln!("plan: provision `{}` for `{}` (nothing is sent or written)", a.process, a.user);
         for t in &planned {
-            println!("  {} [{}]", t.name, t.status.as_str());
+            outln!("  {} [{}]", t.name, t.status.as_str());
             if let Some(sql) = &t.sql {
-                println!("      {sql}");
+                outln!("      {sql}");
             }
             if let Some(note) = &t.note {
-                println!("      {note}");
+                outln!("      {note}");
             }
         }
     }
@@ -397,21 +384,21 @@ fn resume(global: &Global, wait: bool, batch: usize) -> Outcome {
         let touched = e.resume().map_err(engine_error)?;
         let next = e.next_due().map_err(engine_error)?;
         if global.format == Format::Human {
-            eprintln!("resumed {} account(s)", touched.len());
+            errln!("resumed {} account(s)", touched.len());
         }
         match next {
             Some(due) if wait => {
                 let now = clock.now();
                 if due > now {
                     if global.format == Format::Human {
-                        eprintln!("waiting for the next retry, due {}", clock::timestamp(due));
+                        errln!("waiting for the next retry, due {}", clock::timestamp(due));
                     }
                     std::thread::sleep(std::time::Duration::from_secs((due - now).min(60) as u64));
                 }
             }
             Some(due) => {
                 if global.format == Format::Human {
-                    eprintln!(
+                    errln!(
                         "next retry due {}; run `provflow resume` again then, or `provflow resume --wait`",
                         clock::timestamp(due)
                     );
@@ -429,7 +416,7 @@ fn resume(global: &Global, wait: bool, batch: usize) -> Outcome {
     let any_failed = by_account.values().any(|ts| engine::has_final_rejection(ts));
     if global.format == Format::Json {
         let accounts: Vec<_> = e.store.accounts().map_err(|x| fail(exit::USAGE, x))?.iter().map(account_json).collect();
-        println!("{}", json!(accounts));
+        out::json(&json!(accounts));
     }
     Ok(if any_failed { exit::FAILED } else { exit::OK })
 }
@@ -505,7 +492,7 @@ fn user(global: &Global, c: UserCommand) -> Outcome {
                     .iter()
                     .map(|u| json!({ "login": u.login, "status": u.status, "locked": u.locked, "attributes": u.attributes }))
                     .collect();
-                println!("{}", json!(v));
+                out::json(&json!(v));
             } else {
                 let rows: Vec<Vec<String>> = users
                     .iter()
@@ -518,7 +505,7 @@ fn user(global: &Global, c: UserCommand) -> Outcome {
                         ]
                     })
                     .collect();
-                print_table(&["LOGIN", "DISPLAY NAME", "STATUS", "LOCKED"], &rows);
+                out::table(&["LOGIN", "DISPLAY NAME", "STATUS", "LOCKED"], &rows);
             }
             return Ok(exit::OK);
         }
@@ -529,13 +516,12 @@ fn user(global: &Global, c: UserCommand) -> Outcome {
     if global.format == Format::Json {
         let accounts: Vec<_> =
             touched.iter().filter_map(|id| e.store.account(*id).ok().flatten()).map(|a| account_json(&a)).collect();
-        println!(
-            "{}",
-            json!({ "user": u.as_ref().map(|u| json!({"login": u.login, "status": u.status, "locked": u.locked})), "accounts": accounts })
+        out::json(
+            &json!({ "user": u.as_ref().map(|u| json!({"login": u.login, "status": u.status, "locked": u.locked})), "accounts": accounts }),
         );
     } else {
         if let Some(u) = &u {
-            println!("user {}  {}{}", u.login, u.status, if u.locked { "  locked" } else { "" });
+            outln!("user {}  {}{}", u.login, u.status, if u.locked { "  locked" } else { "" });
         }
         for id in &touched {
             if report_account(global, &*e.store, *id)? == exit::FAILED {
@@ -592,9 +578,9 @@ fn task(global: &Global, c: TaskCommand) -> Outcome {
                 ]);
             }
             if global.format == Format::Json {
-                println!("{}", json!(items));
+                out::json(&json!(items));
             } else {
-                print_table(&["ID", "PROCESS", "USER", "TASK", "STATUS", "KIND", "NOTE"], &rows);
+                out::table(&["ID", "PROCESS", "USER", "TASK", "STATUS", "KIND", "NOTE"], &rows);
             }
             return Ok(exit::OK);
         }
@@ -617,13 +603,13 @@ fn account(global: &Global, c: AccountCommand) -> Outcome {
         AccountCommand::List => {
             let accounts = e.store.accounts().map_err(|x| fail(exit::USAGE, x))?;
             if global.format == Format::Json {
-                println!("{}", json!(accounts.iter().map(account_json).collect::<Vec<_>>()));
+                out::json(&json!(accounts.iter().map(account_json).collect::<Vec<_>>()));
             } else {
                 let rows: Vec<Vec<String>> = accounts
                     .iter()
                     .map(|a| vec![a.id.to_string(), a.process.clone(), a.user.clone(), a.status.as_str().to_string()])
                     .collect();
-                print_table(&["ID", "PROCESS", "USER", "STATUS"], &rows);
+                out::table(&["ID", "PROCESS", "USER", "STATUS"], &rows);
             }
             return Ok(exit::OK);
         }
@@ -632,11 +618,11 @@ fn account(global: &Global, c: AccountCommand) -> Outcome {
             print_account(global, &*e.store, &a)?;
             if global.format == Format::Human {
                 let form: Vec<String> = a.form.iter().map(|(k, v)| format!("{k}={}", v.display())).collect();
-                println!("form: {}", form.join("  "));
+                outln!("form: {}", form.join("  "));
                 for (table, rows) in &a.children {
                     for row in rows {
                         let cells: Vec<String> = row.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                        println!("{table}: {}", cells.join("  "));
+                        outln!("{table}: {}", cells.join("  "));
                     }
                 }
             }
@@ -685,16 +671,15 @@ fn target(global: &Global, c: TargetCommand) -> Outcome {
             .map_err(|e| fail(exit::FAILED, format!("target `{}`: `{}` failed: {e}", a.name, s.path)))?;
         if global.format == Format::Human {
             let at = file.as_ref().map(|f| format!(" ({})", f.display())).unwrap_or_default();
-            eprintln!("installed {} into {}{at}", s.path, a.name);
+            errln!("installed {} into {}{at}", s.path, a.name);
         }
     }
     if scripts.is_empty() && global.format == Format::Human {
-        eprintln!("target `{}` has no install scripts", a.name);
+        errln!("target `{}` has no install scripts", a.name);
     }
     if global.format == Format::Json {
-        println!(
-            "{}",
-            json!({ "target": a.name, "installed": scripts.iter().map(|s| s.path.clone()).collect::<Vec<_>>() })
+        out::json(
+            &json!({ "target": a.name, "installed": scripts.iter().map(|s| s.path.clone()).collect::<Vec<_>>() }),
         );
     }
     Ok(exit::OK)
@@ -752,7 +737,7 @@ fn target_check(global: &Global, a: crate::args::TargetArgs) -> Outcome {
     let calls = set.queries.iter().filter(|q| q.call.is_some()).count();
     if format == Format::Human {
         let verdict = if diagnostics.is_empty() { "ok" } else { "failed" };
-        eprintln!(
+        errln!(
             "target check {verdict}: {} mismatch(es) in {calls} procedure call(s) of `{}` against `{}`",
             diagnostics.len(),
             set.name,

@@ -2,6 +2,7 @@
 //! output only; the work is in `provflow_runner::{recon, notify, scenario}`.
 
 use provflow_ir::Bundle;
+use provflow_lex::mailbox::parse_mailbox;
 use provflow_runner::clock::{Clock, SystemClock};
 use provflow_runner::engine::Targets;
 use provflow_runner::secret::SecretKey;
@@ -14,9 +15,10 @@ use std::path::{Path, PathBuf};
 
 use crate::args::{paths_or_default, Format, Global, NotificationsCommand, ReconArgs, ReconCommand, TestArgs};
 use crate::exit;
+use crate::out::{self, errln, outln};
 
 fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
-    eprintln!("error: {message}");
+    errln!("error: {message}");
     code
 }
 
@@ -27,14 +29,7 @@ fn open_store(global: &Global) -> Result<SqliteStore, u8> {
 }
 
 fn target_urls(global: &Global) -> Result<BTreeMap<String, String>, u8> {
-    let mut map = BTreeMap::new();
-    for t in &global.targets {
-        let Some((name, url)) = t.split_once('=').filter(|(n, u)| !n.is_empty() && !u.is_empty()) else {
-            return Err(fail(exit::USAGE, format!("--target takes NAME=URL, got `{}`", store::redact_url(t))));
-        };
-        map.insert(name.to_string(), url.to_string());
-    }
-    Ok(map)
+    crate::args::target_urls(&global.targets).map_err(|e| fail(exit::USAGE, e))
 }
 
 fn load_bundle(paths: &[PathBuf]) -> Result<Bundle, u8> {
@@ -59,8 +54,10 @@ pub fn render_outbox(global: &Global) {
     if !path.exists() {
         return;
     }
-    let Ok(store) = open_store(global) else { return };
-    let Ok(urls) = target_urls(global) else { return };
+    // The command itself reported any problem with the store or the flags already.
+    let Ok(key) = SecretKey::discover(&Path::new(".provflow").join("secret.key")) else { return };
+    let Ok(store) = SqliteStore::open(&path, key, Box::new(|| SystemClock.now())) else { return };
+    let Ok(urls) = crate::args::target_urls(&global.targets) else { return };
     let mut targets = Targets::new(urls, PathBuf::from("."));
     let _ = notify::render_pending(&store, &mut targets, SystemClock.now());
 }
@@ -130,7 +127,7 @@ fn run_recon(global: &Global, a: ReconArgs) -> Result<u8, u8> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let out = result.map_err(|e| {
+    let outcome = result.map_err(|e| {
         fail(
             match e {
                 recon::ReconError::Store(_) | recon::ReconError::Query { .. } => exit::FAILED,
@@ -139,37 +136,42 @@ fn run_recon(global: &Global, a: ReconArgs) -> Result<u8, u8> {
             e,
         )
     })?;
-    let s = &out.summary;
+    let s = &outcome.summary;
     let secs = started.elapsed().as_secs_f64();
     if global.format == Format::Json {
-        let bad: Vec<_> = out.bad_rows.iter().map(|b| json!({ "line": b.line, "error": b.error })).collect();
-        println!(
-            "{}",
-            json!({ "run": s.run, "process": process, "rows": s.rows, "created": s.created, "linked": s.linked,
-                    "updated": s.updated, "unchanged": s.unchanged, "unmatched": s.unmatched, "failed": s.failed,
-                    "bad_rows": bad, "warnings": out.warnings })
-        );
+        let bad: Vec<_> = outcome.bad_rows.iter().map(|b| json!({ "line": b.line, "error": b.error })).collect();
+        out::json(&json!({ "run": s.run, "process": process, "rows": s.rows, "created": s.created, "linked": s.linked,
+                "updated": s.updated, "unchanged": s.unchanged, "unmatched": s.unmatched, "failed": s.failed,
+                "bad_rows": bad, "warnings": outcome.warnings }));
     } else {
-        for w in &out.warnings {
-            eprintln!("warning: {w}");
+        for w in &outcome.warnings {
+            errln!("warning: {w}");
         }
         let where_ = match &a.csv {
             Some(p) => p.display().to_string(),
             None => "the target".to_string(),
         };
-        for b in &out.bad_rows {
-            eprintln!("{where_}:{}: {}", b.line, b.error);
+        for b in &outcome.bad_rows {
+            errln!("{where_}:{}: {}", b.line, b.error);
         }
-        if (s.failed as usize) > out.bad_rows.len() {
-            eprintln!(
+        if (s.failed as usize) > outcome.bad_rows.len() {
+            errln!(
                 "... and {} more; see `provflow recon events --run {}`",
-                s.failed as usize - out.bad_rows.len(),
+                s.failed as usize - outcome.bad_rows.len(),
                 s.run
             );
         }
-        println!(
+        outln!(
             "recon run {}: {} rows in {:.2}s: {} created, {} linked, {} updated, {} unchanged, {} unmatched, {} failed",
-            s.run, s.rows, secs, s.created, s.linked, s.updated, s.unchanged, s.unmatched, s.failed
+            s.run,
+            s.rows,
+            secs,
+            s.created,
+            s.linked,
+            s.updated,
+            s.unchanged,
+            s.unmatched,
+            s.failed
         );
     }
     Ok(if s.failed > 0 { exit::FAILED } else { exit::OK })
@@ -179,22 +181,22 @@ fn recon_events(global: &Global, run: Option<i64>) -> Result<u8, u8> {
     let store = open_store(global)?;
     let (run, events) = recon::events(&store, run).map_err(|e| fail(exit::USAGE, e))?;
     if global.format == Format::Json {
-        println!("{}", serde_json::to_string(&events).unwrap_or_else(|_| "[]".into()));
+        out::json(&serde_json::to_value(&events).unwrap_or_else(|_| json!([])));
         return Ok(exit::OK);
     }
     let Some(run) = run else {
-        eprintln!("no reconciliation has run yet");
+        errln!("no reconciliation has run yet");
         return Ok(exit::OK);
     };
-    println!("recon run {run}: {} events", events.len());
+    outln!("recon run {run}: {} events", events.len());
     for e in &events {
         let changes =
             if e.changes.as_object().is_some_and(|o| o.is_empty()) { String::new() } else { e.changes.to_string() };
-        println!(
-            "  line {:>6}  {:<20}  {:<18}  {}{}{}",
+        outln!(
+            "  line {:>6}  {}  {}  {}{}{}",
             e.line,
-            e.key.as_deref().unwrap_or("-"),
-            e.outcome,
+            out::pad(e.key.as_deref().unwrap_or("-"), 20),
+            out::pad(&e.outcome, 18),
             e.action,
             if changes.is_empty() { String::new() } else { format!("  {changes}") },
             e.error.as_ref().map(|x| format!("  error: {x}")).unwrap_or_default()
@@ -206,6 +208,14 @@ fn recon_events(global: &Global, run: Option<i64>) -> Result<u8, u8> {
 // ----- notifications ------------------------------------------------------------------------
 
 pub fn notifications(global: &Global, c: NotificationsCommand) -> u8 {
+    // A bad sender is refused before anything is rendered or written.
+    let sender = match &c {
+        NotificationsCommand::Export { from: Some(text), .. } => match parse_mailbox(text) {
+            Ok(m) => m,
+            Err(e) => return fail(exit::USAGE, format!("--from (or PROVFLOW_MAIL_FROM): {e}")),
+        },
+        _ => notify::default_sender(),
+    };
     let store = match open_store(global) {
         Ok(s) => s,
         Err(c) => return c,
@@ -232,33 +242,33 @@ pub fn notifications(global: &Global, c: NotificationsCommand) -> u8 {
                                 "type": m.message_type, "status": m.status, "error": m.error })
                     })
                     .collect();
-                println!("{}", json!(v));
+                out::json(&json!(v));
             } else {
                 for m in &messages {
                     let what = match m.status.as_str() {
                         "failed" => format!("FAILED: {}", m.error.as_deref().unwrap_or("")),
                         _ => m.subject.clone().unwrap_or_default(),
                     };
-                    println!(
-                        "#{:<4} {:<18} to {:<10} {:<6} {:<5} {}",
+                    outln!(
+                        "#{:<4} {} to {} {} {} {}",
                         m.id,
-                        m.template,
-                        m.to,
-                        m.locale.as_deref().unwrap_or("-"),
-                        m.message_type.as_deref().unwrap_or("-"),
+                        out::pad(&m.template, 18),
+                        out::pad(&m.to, 10),
+                        out::pad(m.locale.as_deref().unwrap_or("-"), 6),
+                        out::pad(m.message_type.as_deref().unwrap_or("-"), 5),
                         what
                     );
                 }
                 if messages.is_empty() {
-                    eprintln!("the outbox is empty");
+                    errln!("the outbox is empty");
                 }
             }
             exit::OK
         }
-        NotificationsCommand::Export { dir } => match notify::export(&store, &dir) {
+        NotificationsCommand::Export { dir, .. } => match notify::export(&store, &dir, &sender) {
             Ok((written, skipped)) => {
                 for m in &skipped {
-                    eprintln!(
+                    errln!(
                         "skipped #{} `{}` to {}: {}",
                         m.id,
                         m.template,
@@ -268,12 +278,11 @@ pub fn notifications(global: &Global, c: NotificationsCommand) -> u8 {
                 }
                 if global.format == Format::Json {
                     let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-                    println!(
-                        "{}",
-                        json!({ "written": files, "skipped": skipped.iter().map(|m| m.id).collect::<Vec<_>>() })
+                    out::json(
+                        &json!({ "written": files, "skipped": skipped.iter().map(|m| m.id).collect::<Vec<_>>() }),
                     );
                 } else {
-                    println!("wrote {} message(s) to {}", written.len(), dir.display());
+                    outln!("wrote {} message(s) to {}", written.len(), dir.display());
                 }
                 exit::OK
             }
@@ -303,12 +312,12 @@ pub fn test(global: &Global, a: TestArgs) -> u8 {
             return;
         }
         match &r.verdict {
-            scenario::Verdict::Passed => println!("ok       {} ({:.2}s)", r.name, r.duration.as_secs_f64()),
-            scenario::Verdict::Skipped(why) => println!("skipped  {}: {why}", r.name),
+            scenario::Verdict::Passed => outln!("ok       {} ({:.2}s)", r.name, r.duration.as_secs_f64()),
+            scenario::Verdict::Skipped(why) => outln!("skipped  {}: {why}", r.name),
             scenario::Verdict::Failed(fs) => {
-                println!("FAILED   {}", r.name);
+                outln!("FAILED   {}", r.name);
                 for f in fs {
-                    println!("    {}", scenario::describe(f));
+                    outln!("    {}", scenario::describe(f));
                 }
             }
         }
@@ -317,12 +326,14 @@ pub fn test(global: &Global, a: TestArgs) -> u8 {
     let failed = results.iter().filter(|r| matches!(r.verdict, scenario::Verdict::Failed(_))).count();
     let skipped = results.len() - passed - failed;
     if let Some(path) = &a.junit {
-        if let Err(e) = std::fs::write(path, scenario::junit(&results)) {
+        // The report is read in CI logs like the terminal output: no connection secret in it.
+        let xml = scenario::junit(&results);
+        if let Err(e) = std::fs::write(path, provflow_runner::credentials::scrub_known(&xml).as_bytes()) {
             return fail(exit::USAGE, format!("cannot write `{}`: {e}", path.display()));
         }
     }
     if human {
-        println!("{passed} passed, {failed} failed, {skipped} skipped");
+        outln!("{passed} passed, {failed} failed, {skipped} skipped");
     } else {
         let v: Vec<_> = results
             .iter()
@@ -335,10 +346,10 @@ pub fn test(global: &Global, a: TestArgs) -> u8 {
                 json!({ "name": r.name, "file": r.location.file, "status": status, "details": details })
             })
             .collect();
-        println!("{}", json!({ "scenarios": v, "passed": passed, "failed": failed, "skipped": skipped }));
+        out::json(&json!({ "scenarios": v, "passed": passed, "failed": failed, "skipped": skipped }));
     }
     if results.is_empty() && human {
-        eprintln!("no Scenario in the definitions");
+        errln!("no Scenario in the definitions");
     }
     if failed > 0 {
         exit::FAILED

@@ -145,9 +145,21 @@ pub fn parse_provision_queries(src: &str) -> Result<Vec<LegacyQuery>, Vec<Legacy
     }
 }
 
+/// The largest legacy file the importer reads: the compiler's limit for a definition file.
+/// Real `provision.queries` files are a few kilobytes.
+pub const MAX_INPUT_BYTES: usize = crate::yaml::MAX_FILE_BYTES;
+
 /// Parses a legacy `provision.queries` file, returning queries, errors and warnings.
 pub fn parse_provision_queries_report(src: &str) -> LegacyReport {
     let mut diags = Diags::default();
+    if src.len() > MAX_INPUT_BYTES {
+        diags.error(
+            Pos { line: 1, column: 1 },
+            format!("the file is larger than {} MiB, the most the importer reads", MAX_INPUT_BYTES / (1024 * 1024)),
+            Some("a provision.queries file is a few kilobytes: check that this is the right file".into()),
+        );
+        return LegacyReport { errors: finish(diags.errors), ..LegacyReport::default() };
+    }
     let tokens = lex(src, &mut diags);
     let entries = Parser::new(&tokens, &mut diags).parse_file();
     let no_entries = entries.is_empty();
@@ -1515,33 +1527,15 @@ fn parse_spec(name: &str, spec: Chars<'_>, spec_pos: Pos, d: &mut Diags) -> (Opt
 // ---------------------------------------------------------------------------------------------
 // "Did you mean"
 
-/// The candidate the input most likely meant: same letters in another case, the last segment of
-/// a dotted Java name, a prefix, or a small edit distance.
+/// The candidate the input most likely meant ([`crate::suggest::did_you_mean`]), the input
+/// itself included (a right word in the wrong place); a dotted Java name (`java.lang.String`)
+/// is matched by its last segment.
 fn did_you_mean<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let lower = input.to_lowercase();
-    if let Some(c) = candidates.iter().find(|c| c.to_lowercase() == lower) {
-        return Some(c);
+    let last = input.rsplit('.').next().filter(|l| !l.is_empty()).unwrap_or(input);
+    match candidates.iter().find(|c| **c == last) {
+        Some(c) => Some(c),
+        None => crate::suggest::did_you_mean(last, candidates.iter().copied()),
     }
-    if let Some(last) = input.rsplit('.').next().filter(|l| l.len() < input.len() && !l.is_empty()) {
-        return did_you_mean(last, candidates);
-    }
-    if input.chars().count() > 64 {
-        return None;
-    }
-    if lower.chars().count() >= 3 {
-        if let Some(c) = candidates.iter().find(|c| c.to_lowercase().starts_with(&lower)) {
-            return Some(c);
-        }
-    }
-    let mut best: Option<(usize, &'a str)> = None;
-    for c in candidates {
-        let distance = strsim::levenshtein(&lower, &c.to_lowercase());
-        let limit = (lower.chars().count().min(c.chars().count()) / 3).max(1);
-        if distance <= limit && best.is_none_or(|(b, _)| distance < b) {
-            best = Some((distance, c));
-        }
-    }
-    best.map(|(_, c)| c)
 }
 
 fn did_you_mean_type(input: &str) -> Option<&'static str> {

@@ -11,6 +11,7 @@
 //!
 //! Architecture invariant: the compiler does no I/O but through the reader and never touches a
 //! database; it never panics and never stops at the first error.
+#![forbid(unsafe_code)]
 
 pub mod check;
 pub mod diagnostic;
@@ -118,7 +119,7 @@ pub fn compile_files(reader: &dyn SourceReader, inputs: Vec<(PathBuf, Vec<u8>)>)
     let mut full: rustc_hash::FxHashMap<usize, Vec<yaml::SpanIndex>> = Default::default();
     for (doc_index, finding) in findings {
         let Some(doc) = docs.get(doc_index) else { continue };
-        let file = &files[doc.file];
+        let Some(file) = files.get(doc.file) else { continue };
         let spans = if doc.spans.covers(&finding.pointer) {
             &doc.spans
         } else {
@@ -157,7 +158,10 @@ impl Timings {
 
     fn lap(&self, what: &str) {
         if let Some(start) = &self.0 {
-            eprintln!("timing: {what}: {:.1} ms", start.get().elapsed().as_secs_f64() * 1000.0);
+            // A closed stderr must not stop a compile.
+            let ms = start.get().elapsed().as_secs_f64() * 1000.0;
+            let _ =
+                std::io::Write::write_fmt(&mut std::io::stderr().lock(), format_args!("timing: {what}: {ms:.1} ms\n"));
             start.set(std::time::Instant::now());
         }
     }

@@ -61,13 +61,15 @@ pub enum TypeName {
     Long,
     /// A 32-bit integer.
     Integer,
-    /// A double-precision floating point number.
+    /// A finite double-precision floating point number (NaN and infinities are refused).
     Double,
-    /// `true` or `false`.
+    /// `true` or `false` (values may also be `yes`/`no`, `y`/`n` or `1`/`0`, in any case).
     Boolean,
     /// A calendar date, `YYYY-MM-DD`.
     Date,
-    /// A date and time, RFC 3339 (`2026-01-31T12:00:00Z`).
+    /// A date and time, `YYYY-MM-DDTHH:MM:SS` (or a space for `T`), an optional fraction and
+    /// an optional `Z` or `±HH:MM`: with one it is an instant, sent in UTC; without, a
+    /// wall-clock time sent as written. A bare `YYYY-MM-DD` is midnight.
     Timestamp,
 }
 
@@ -659,6 +661,14 @@ pub struct NotificationTemplate {
     /// The locale used when the recipient's `usr_locale` has none here.
     #[schemars(length(min = 1))]
     pub default_locale: String,
+    /// The sender of this template's messages: `local@domain` or `Display Name <local@domain>`
+    /// (the name may be any text and is encoded in the message; quote it when it has a comma:
+    /// `"Doe, John" <j.doe@example.com>`). Without it, messages are sent from the sender given
+    /// to `provflow notifications export --from` (or `PROVFLOW_MAIL_FROM`), else from
+    /// `provflow <provflow@localhost>`.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub from: Option<String>,
     /// The messages by locale (e.g. `en-US`).
     pub locales: IndexMap<String, LocaleDef>,
 }

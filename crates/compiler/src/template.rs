@@ -123,8 +123,8 @@ fn rewrite(src: &str) -> (String, Vec<Replacement>) {
     let mut i = 0;
     // Copied verbatim up to here.
     let mut copied = 0;
-    while i < bytes.len() {
-        match bytes[i] {
+    while let Some(&byte) = bytes.get(i) {
+        match byte {
             b'{' if matches!(bytes.get(i + 1), Some(b'{' | b'%' | b'#')) => {
                 let close: &[u8] = match bytes.get(i + 1) {
                     Some(b'{') => b"}}",
@@ -140,7 +140,7 @@ fn rewrite(src: &str) -> (String, Vec<Replacement>) {
                 while bytes.get(end).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.') {
                     end += 1;
                 }
-                while end > start && bytes[end - 1] == b'.' {
+                while end > start && bytes.get(end - 1) == Some(&b'.') {
                     end -= 1;
                 }
                 let name = &src[start..end];

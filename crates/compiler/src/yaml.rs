@@ -165,8 +165,7 @@ pub fn decode(bytes: &[u8]) -> Result<&str, LoadError> {
         return Err(LoadError {
             code: "PF008",
             message: format!(
-                "file is {} MiB; definition files may be at most {} MiB",
-                bytes.len() / (1024 * 1024),
+                "file is larger than {} MiB, the most a definition file may hold",
                 MAX_FILE_BYTES / (1024 * 1024)
             ),
             help: Some("split the definitions into several files".into()),
@@ -174,15 +173,20 @@ pub fn decode(bytes: &[u8]) -> Result<&str, LoadError> {
         });
     }
     std::str::from_utf8(bytes).map_err(|e| {
-        let valid = &bytes[..e.valid_up_to()];
+        let valid = bytes.get(..e.valid_up_to()).unwrap_or_default();
         let line = valid.iter().filter(|&&b| b == b'\n').count() as u32 + 1;
         let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         // The valid prefix is UTF-8, so counting its characters is safe.
-        let column = std::str::from_utf8(&valid[line_start..]).map_or(0, |s| s.chars().count()) as u32 + 1;
+        let column = std::str::from_utf8(valid.get(line_start..).unwrap_or_default()).map_or(0, |s| s.chars().count())
+            as u32
+            + 1;
         let at = e.valid_up_to();
         LoadError {
             code: "PF001",
-            message: format!("the file is not valid UTF-8 (byte 0x{:02x} at offset {at})", bytes[at]),
+            message: format!(
+                "the file is not valid UTF-8 (byte 0x{:02x} at offset {at})",
+                bytes.get(at).copied().unwrap_or_default()
+            ),
             help: Some(
                 "definition files must be UTF-8 text; is this a binary file, or saved in another encoding?".into(),
             ),

@@ -11,13 +11,22 @@
 //! - queries are pre-split into [`Segment`]s for their dialect;
 //! - serialising the same bundle twice gives byte-identical JSON.
 //!
-//! Bump [`IR_VERSION`] on any change that an older runner would misread.
+//! Bump [`IR_VERSION`] on any change that an older runner would misread. Keep
+//! [`OLDEST_READABLE_IR_VERSION`] where it is as long as an older IR still reads correctly
+//! into today's types (fields added since then are optional), so the bundles that state
+//! stores hold keep working after an upgrade.
+#![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The version of the IR layout. The runner refuses an IR of another version.
-pub const IR_VERSION: u32 = 1;
+/// The version of the IR layout this provflow writes. Version 2 added the notification
+/// template's sender (`from`).
+pub const IR_VERSION: u32 = 2;
+
+/// The oldest IR layout this provflow still reads: every version from this one to
+/// [`IR_VERSION`] reads into today's types, with what was added since left empty.
+pub const OLDEST_READABLE_IR_VERSION: u32 = 1;
 
 /// A whole compiled bundle: everything `provflow compile` checked, ready to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -586,7 +595,17 @@ pub struct NotificationTemplate {
     pub default_locale: String,
     /// Sorted by locale.
     pub locales: Vec<LocalizedMessage>,
+    /// The sender of its messages; `None`: the sender the export is given (or its default).
+    pub from: Option<Mailbox>,
     pub location: Location,
+}
+
+/// A mail address with an optional display name, as checked by the compiler: the address is
+/// ASCII `local@domain`, the name has no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mailbox {
+    pub name: Option<String>,
+    pub address: String,
 }
 
 /// One locale of a template. Sources are minijinja, with legacy `$Token`s already rewritten to
@@ -762,7 +781,7 @@ impl std::fmt::Display for LoadError {
             LoadError::Json(e) => write!(f, "not a provflow IR file: {e}"),
             LoadError::Version { found } => write!(
                 f,
-                "IR version {found} is not supported (this provflow reads version {IR_VERSION}); recompile the definitions with this provflow"
+                "IR version {found} is not supported (this provflow reads versions {OLDEST_READABLE_IR_VERSION} to {IR_VERSION}); recompile the definitions with this provflow"
             ),
         }
     }
@@ -770,14 +789,14 @@ impl std::fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// Reads an IR file's JSON, refusing other IR versions before looking at the rest.
+/// Reads an IR file's JSON, refusing versions it cannot read before looking at the rest.
 pub fn load(json: &str) -> Result<Bundle, LoadError> {
     #[derive(Deserialize)]
     struct Header {
         ir_version: u32,
     }
     let header: Header = serde_json::from_str(json).map_err(LoadError::Json)?;
-    if header.ir_version != IR_VERSION {
+    if !(OLDEST_READABLE_IR_VERSION..=IR_VERSION).contains(&header.ir_version) {
         return Err(LoadError::Version { found: header.ir_version });
     }
     serde_json::from_str(json).map_err(LoadError::Json)

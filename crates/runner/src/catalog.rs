@@ -198,13 +198,9 @@ pub fn verify(set: &ir::QuerySet, catalog: &[Signature], dialect: Dialect) -> Ve
         };
         let name = lookup_name(&call.procedure, dialect);
         let Some(candidates) = by_name.get(&name) else {
-            let near = by_name
-                .keys()
-                .map(|k| (strsim_distance(&name, k), k))
-                .filter(|(d, k)| *d <= (k.len() / 3).max(2))
-                .min();
+            let near = provflow_lex::suggest::did_you_mean(&name, by_name.keys().map(String::as_str));
             let help = match near {
-                Some((_, k)) => format!("did you mean `{k}`?"),
+                Some(k) => format!("did you mean `{k}`?"),
                 None => "run `provflow target install` to create it, or check the name and the connection's database/search_path".into(),
             };
             finding(
@@ -290,23 +286,6 @@ fn describe(s: &Signature) -> String {
         .map(|p| format!("{} {} {}", mode_word(p.mode), p.name, p.type_name).replace("  ", " "))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Levenshtein distance (names are short).
-fn strsim_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev.get(j).copied().unwrap_or(0) + usize::from(ca != *cb);
-            let del = prev.get(j + 1).copied().unwrap_or(0) + 1;
-            let ins = cur.get(j).copied().unwrap_or(0) + 1;
-            cur.push(sub.min(del).min(ins));
-        }
-        prev = cur;
-    }
-    prev.last().copied().unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -47,32 +47,12 @@ pub enum EngineError {
     Target { target: String, error: TargetError },
 }
 
-fn hint(s: &Option<String>) -> String {
-    s.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default()
+fn hint<S: AsRef<str>>(s: &Option<S>) -> String {
+    s.as_ref().map(|s| format!("; did you mean `{}`?", s.as_ref())).unwrap_or_default()
 }
 
-/// The closest of `candidates` to `name`, if close enough to be a likely typo.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    fn distance(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut prev: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut cur = vec![i + 1];
-            for (j, cb) in b.iter().enumerate() {
-                let cost = usize::from(!ca.eq_ignore_ascii_case(cb));
-                cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-            }
-            prev = cur;
-        }
-        prev.last().copied().unwrap_or(usize::MAX)
-    }
-    candidates
-        .into_iter()
-        .map(|c| (distance(name, c), c))
-        .filter(|(d, c)| *d <= (c.chars().count() / 3).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.to_string())
-}
+/// The closest of `candidates` to a misspelled name (the one helper of compiler and runner).
+pub use provflow_lex::suggest::did_you_mean;
 
 /// Opens targets by name: `--target NAME=URL`, else the Target's `url_env`, else (sqlite) the
 /// embedded default file.
@@ -90,14 +70,23 @@ pub struct Targets {
 
 impl Targets {
     pub fn new(overrides: BTreeMap<String, String>, base: PathBuf) -> Self {
+        for url in overrides.values() {
+            crate::credentials::remember(url);
+        }
         Targets { overrides, base, open: BTreeMap::new() }
     }
 
+    /// The connection string of `t` (its secrets remembered for `credentials::scrub_known`).
     fn url(&self, t: &ir::Target) -> Option<String> {
-        self.overrides
+        let url = self
+            .overrides
             .get(&t.name)
             .cloned()
-            .or_else(|| t.url_env.as_ref().and_then(|v| std::env::var(v).ok()).filter(|u| !u.is_empty()))
+            .or_else(|| t.url_env.as_ref().and_then(|v| std::env::var(v).ok()).filter(|u| !u.is_empty()));
+        if let Some(u) = &url {
+            crate::credentials::remember(u);
+        }
+        url
     }
 }
 
@@ -108,7 +97,11 @@ impl TargetProvider for Targets {
         if !self.open.contains_key(&key) {
             let opened: Box<dyn Target> = match t.dialect {
                 ir::Dialect::Sqlite => {
-                    let path = target::sqlite_path(self.url(t).as_deref(), &t.name, &self.base);
+                    let url = self.url(t);
+                    if let Some(u) = url.as_deref() {
+                        target::check_sqlite_url(&t.name, u)?;
+                    }
+                    let path = target::sqlite_path(url.as_deref(), &t.name, &self.base);
                     let procedures =
                         bundle.query_sets.get(t.query_set).map(|q| q.procedures.clone()).unwrap_or_default();
                     Box::new(SqliteTarget::open(&path, procedures)?)
@@ -296,15 +289,20 @@ impl<'a> Engine<'a> {
         let users = self.store.users()?;
         Ok(EngineError::UnknownUser {
             login: login.to_string(),
-            suggestion: did_you_mean(login, users.iter().map(|u| u.login.as_str())),
+            suggestion: did_you_mean(login, users.iter().map(|u| u.login.as_str())).map(str::to_string),
         })
     }
 
     pub fn process_index(bundle: &Bundle, name: &str) -> Result<usize, EngineError> {
         bundle.process(name).map(|(i, _)| i).ok_or_else(|| EngineError::UnknownProcess {
             name: name.to_string(),
-            suggestion: did_you_mean(name, bundle.processes.iter().map(|p| p.name.as_str())),
+            suggestion: did_you_mean(name, bundle.processes.iter().map(|p| p.name.as_str())).map(str::to_string),
         })
+    }
+
+    /// The process at an index [`Engine::process_index`] returned.
+    fn process_at(bundle: &Bundle, pi: usize) -> Result<&ir::Process, EngineError> {
+        bundle.processes.get(pi).ok_or_else(|| EngineError::UnknownProcess { name: format!("#{pi}"), suggestion: None })
     }
 
     fn process_of<'b>(bundle: &'b Bundle, account: &Account) -> Result<&'b ir::Process, EngineError> {
@@ -415,7 +413,7 @@ impl<'a> Engine<'a> {
         given: &BTreeMap<String, FormInput>,
     ) -> Result<AccountId, EngineError> {
         let pi = Self::process_index(bundle, process_name)?;
-        let found = self.store.user_and_account(login, &bundle.processes[pi].name)?;
+        let found = self.store.user_and_account(login, &Self::process_at(bundle, pi)?.name)?;
         let start = self.prepare(bundle, pi, login, found, given)?;
         let ids = self.provision_prepared(bundle, pi, vec![start])?;
         ids.into_iter()
@@ -444,7 +442,7 @@ impl<'a> Engine<'a> {
         let mut problems = Vec::new();
         const SHOWN: usize = 20;
         let mut seen = std::collections::BTreeSet::new();
-        let found = self.store.users_and_accounts(logins, &bundle.processes[pi].name)?;
+        let found = self.store.users_and_accounts(logins, &Self::process_at(bundle, pi)?.name)?;
         // Read once, for the "did you mean" of the unknown logins that are shown.
         let mut known: Option<Vec<String>> = None;
         for ((line, login), found) in logins.iter().enumerate().zip(found) {
@@ -458,7 +456,7 @@ impl<'a> Engine<'a> {
                         Some(u) => u,
                         None => known.insert(self.store.users()?.into_iter().map(|u| u.login).collect()),
                     };
-                    did_you_mean(login, users.iter().map(String::as_str))
+                    did_you_mean(login, users.iter().map(String::as_str)).map(str::to_string)
                 } else {
                     None
                 };
@@ -495,7 +493,7 @@ impl<'a> Engine<'a> {
         (user, existing): UserAndAccount,
         given: &BTreeMap<String, FormInput>,
     ) -> Result<Start, EngineError> {
-        let process = &bundle.processes[pi];
+        let process = Self::process_at(bundle, pi)?;
         let Some(user) = user else { return Err(self.unknown_user(login)?) };
         if user.status == "Deleted" {
             return Err(EngineError::Invalid(vec![format!(
@@ -544,7 +542,7 @@ impl<'a> Engine<'a> {
             self.bundles.insert(bundle.hash.clone(), Rc::new(bundle.clone()));
         }
         let held = self.bundle(&bundle.hash)?;
-        let process = &bundle.processes[pi];
+        let process = Self::process_at(bundle, pi)?;
         let shared = self.target_is_store(bundle, process.target);
         // A target in the store's own file makes its call inside the next step's transaction,
         // which one account at a time can own.
@@ -588,7 +586,7 @@ impl<'a> Engine<'a> {
         shared: bool,
         part: Vec<Start>,
     ) -> Result<Vec<Run>, EngineError> {
-        let process = &bundle.processes[pi];
+        let process = Self::process_at(bundle, pi)?;
         let new: Vec<NewAccount<'_>> = part
             .iter()
             .map(|s| NewAccount {
@@ -642,12 +640,12 @@ impl<'a> Engine<'a> {
         given: &BTreeMap<String, FormInput>,
     ) -> Result<Vec<PlannedTask>, EngineError> {
         let pi = Self::process_index(bundle, process_name)?;
-        let process = &bundle.processes[pi];
+        let process = Self::process_at(bundle, pi)?;
         let form = Self::build_form(process, user, given)?;
         let inserted = Self::initial_tasks(bundle, process, user, &form);
         let mut out = Vec::new();
         for &i in &inserted {
-            let task = &process.tasks[i];
+            let Some(task) = process.tasks.get(i) else { continue };
             let waiting = task.depends_on.iter().any(|d| inserted.contains(d));
             let status = if waiting { TaskStatus::Waiting } else { TaskStatus::Pending };
             let (sql, note) = match &task.action {
@@ -748,8 +746,8 @@ impl<'a> Engine<'a> {
                 }
             }
             for i in 0..runs.len() {
-                let Some(Next::Call(task)) = nexts.get(i).copied() else { continue };
-                if let Err(e) = self.call(&mut runs[i], task) {
+                let (Some(Next::Call(task)), Some(run)) = (nexts.get(i).copied(), runs.get_mut(i)) else { continue };
+                if let Err(e) = self.call(run, task) {
                     self.settle_after_failure(&mut runs, i);
                     return Err(e);
                 }
@@ -1444,7 +1442,7 @@ impl<'a> Engine<'a> {
             let mut names: Vec<&str> = accounts.iter().map(|a| a.process.as_str()).collect();
             names.dedup();
             if let Some(s) = did_you_mean(process, names) {
-                return Err(EngineError::UnknownProcess { name: process.into(), suggestion: Some(s) });
+                return Err(EngineError::UnknownProcess { name: process.into(), suggestion: Some(s.to_string()) });
             }
         }
         if self.store.user(user)?.is_none() {
@@ -1618,6 +1616,13 @@ impl<'a> Engine<'a> {
         if login.trim().is_empty() {
             return Err(EngineError::Invalid(vec!["a user needs a login".into()]));
         }
+        // A login travels into terminals, mail headers, file names and target SQL: no
+        // control characters (newlines, ESC), no bidirectional overrides.
+        if login.chars().any(|c| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')) {
+            return Err(EngineError::Invalid(vec![format!(
+                "the login {login:?} contains a control or bidirectional-override character; logins are printable text"
+            )]));
+        }
         if self.store.user(login)?.is_some() {
             return Err(EngineError::UserExists(login.to_string()));
         }
@@ -1625,8 +1630,10 @@ impl<'a> Engine<'a> {
         attributes.insert("usr_login".into(), login.to_string());
         generate_display_name(&mut attributes);
         check_user(&bundle.user_schema, &attributes, true)?;
-        let future_start =
-            attributes.get("usr_start_date").is_some_and(|d| d.as_str() > clock::date(self.clock.now()).as_str());
+        let future_start = attributes.get("usr_start_date").and_then(|d| value::wall_clock(d)).is_some_and(|start| {
+            // Canonical dates (`YYYY-MM-DD`, years 0001 to 9999) sort as text.
+            start.date().to_string() > clock::date(self.clock.now())
+        });
         let status = if future_start { "Disabled Until Start Date" } else { "Active" };
         // A bundle this engine already holds is in the store (see `provision`).
         if !bundle.hash.is_empty() && !self.bundles.contains_key(&bundle.hash) {
@@ -2010,7 +2017,9 @@ impl Inputs<'_> {
                     value::typed(param.ty, &text).map_err(|e| format!("the value for `{}` {}", param.name, e.to_string().replacen('`', "(`", 1).replacen("` is", "`) is", 1)))?
                 }
             };
-            values[m.param] = value;
+            if let Some(slot) = values.get_mut(m.param) {
+                *slot = value;
+            }
         }
         Ok(values)
     }
@@ -2120,9 +2129,8 @@ pub fn check_user(
     let dates: Vec<(&str, &String)> = order.iter().filter_map(|k| attrs.get(*k).map(|v| (*k, v))).collect();
     for pair in dates.windows(2) {
         if let [(a, da), (b, db)] = pair {
-            let ta = da.get(..10).unwrap_or(da);
-            let tb = db.get(..10).unwrap_or(db);
-            if value::parse_date(ta).is_some() && value::parse_date(tb).is_some() && da >= db {
+            // Values that are no date were reported above.
+            if value::wall_clock(da).zip(value::wall_clock(db)).is_some_and(|(ta, tb)| ta >= tb) {
                 problems.push(format!("`{a}` ({da}) must come before `{b}` ({db})"));
             }
         }

@@ -197,6 +197,7 @@ fn bundle() -> Bundle {
             event: 0,
             default_locale: "en-US".into(),
             locales: vec![],
+            from: None,
             location: Location::default(),
         }],
         user_schema: UserSchema { name: None, attributes: vec![] },

@@ -1,8 +1,11 @@
 //! The provflow runner: the state store, SQL targets and the task engine (SPEC §4).
+#![forbid(unsafe_code)]
 
 pub mod catalog;
 pub mod clock;
+pub mod credentials;
 pub mod engine;
+pub mod html_text;
 pub mod notify;
 pub mod recon;
 pub mod scenario;

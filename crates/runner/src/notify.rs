@@ -8,15 +8,29 @@
 //!
 //! Secrets never reach a template: `GuardedString` user attributes are left out of every
 //! variable, and no form field is exposed at all.
+//!
+//! What a rendered message may contain: line breaks in a subject or short message become
+//! spaces (they are one line); a CR or CR LF in a body becomes a line break; any other control
+//! character (NUL, ESC, ...) fails the render, as does an RFC 2047 encoded word in a subject,
+//! which mail readers would show decoded instead of as written. The `.eml` export
+//! ([`export`]) writes messages with `mail-builder` and checks the stored text the same way.
 
+use mail_builder::headers::address::Address;
+use mail_builder::headers::content_type::ContentType;
+use mail_builder::headers::date::Date;
+use mail_builder::headers::text::Text;
+use mail_builder::mime::MimePart;
+use mail_builder::MessageBuilder;
 use minijinja::AutoEscape;
-use provflow_ir::{self as ir, Bundle, Encoding, MessageType, ResolverTarget};
+use provflow_ir::{self as ir, Bundle, Encoding, Mailbox, MessageType, ResolverTarget};
+use provflow_lex::mailbox::{has_encoded_word, name_fits, parse_address, parse_mailbox, shorten_name};
 use rusqlite::{params, OptionalExtension};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::clock::{self, Instant};
+use crate::clock::Instant;
 use crate::engine::TargetProvider;
+use crate::html_text;
 use crate::store::{Account, SqliteStore, StateStore, StoreError, TaskInstance, UserRecord};
 use crate::target::{self, Target};
 use crate::value::{self, Value};
@@ -33,6 +47,10 @@ pub enum RenderError {
     Template { template: String, locale: String, part: &'static str, message: String },
     #[error("template `{template}` ({locale}) is ASCII but its {part} renders `{character}` (U+{code:04X}) at character {position}; use a UTF-8 locale or keep free text out of it")]
     NotAscii { template: String, locale: String, part: &'static str, character: char, code: u32, position: usize },
+    #[error("template `{template}` ({locale}): its {part} renders the control character U+{code:04X} at character {position}; a value it inserts holds it")]
+    Control { template: String, locale: String, part: &'static str, code: u32, position: usize },
+    #[error("template `{template}` ({locale}): its {part} renders an RFC 2047 encoded word (`=?...?=`), which mail readers would show decoded; a value it inserts holds it")]
+    EncodedWord { template: String, locale: String, part: &'static str },
     #[error("the resolver of event `{event}`: {message}")]
     Resolver { event: String, message: String },
     #[error("{0}")]
@@ -150,8 +168,9 @@ fn resolve(
                 target::render(&query, &values, ir::Dialect::Sqlite, false).map_err(|e| fail(e.to_string()))?;
             let mut stmt = state.prepare(&rendered.sql).map_err(|e| fail(e.to_string()))?;
             let names: Vec<String> = stmt.column_names().map(|n| n.to_string()).collect();
-            let binds: Vec<rusqlite::types::Value> = rendered.binds.iter().map(sql_value).collect();
-            stmt.query_row(rusqlite::params_from_iter(binds), |row| {
+            // Borrowed: a secret bind is not copied.
+            let binds: Vec<rusqlite::types::ToSqlOutput<'_>> = rendered.binds.iter().map(target::to_sql).collect();
+            stmt.query_row(rusqlite::params_from_iter(binds.iter()), |row| {
                 let mut m = BTreeMap::new();
                 for (i, n) in names.iter().enumerate() {
                     let v = match row.get_ref(i)? {
@@ -188,17 +207,6 @@ fn resolve(
         }
     }
     Ok(out)
-}
-
-fn sql_value(v: &Value) -> rusqlite::types::Value {
-    match v {
-        Value::Null => rusqlite::types::Value::Null,
-        Value::Text(s) => rusqlite::types::Value::Text(s.clone()),
-        Value::Int(i) => rusqlite::types::Value::Integer(*i),
-        Value::Double(d) => rusqlite::types::Value::Real(*d),
-        Value::Bool(b) => rusqlite::types::Value::Integer(i64::from(*b)),
-        Value::Secret(s) => rusqlite::types::Value::Text(s.expose().to_string()),
-    }
 }
 
 /// The whole template context of a message: entities, bare user attributes, resolver columns.
@@ -278,6 +286,19 @@ pub fn render_template(
             part,
             message: e.to_string(),
         })?;
+        let one_line = part != "long message";
+        let out = clean_text(&out, one_line).map_err(|problem| match problem {
+            TextProblem::Control { code, position } => RenderError::Control {
+                template: template.name.clone(),
+                locale: loc.locale.clone(),
+                part,
+                code,
+                position,
+            },
+            TextProblem::EncodedWord => {
+                RenderError::EncodedWord { template: template.name.clone(), locale: loc.locale.clone(), part }
+            }
+        })?;
         if loc.encoding == Encoding::Ascii {
             if let Some((position, character)) = out.chars().enumerate().find(|(_, c)| !c.is_ascii()) {
                 return Err(RenderError::NotAscii {
@@ -321,10 +342,94 @@ pub fn render_message(
     render_template(template, data.user, &ctx)
 }
 
+/// Why a text cannot go into a message as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextProblem {
+    /// A control character other than a line break or a tab (1-based character position).
+    Control { code: u32, position: usize },
+    /// An RFC 2047 encoded word in one-line text.
+    EncodedWord,
+}
+
+impl std::fmt::Display for TextProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TextProblem::Control { code, position } => {
+                write!(f, "the control character U+{code:04X} at character {position}")
+            }
+            TextProblem::EncodedWord => write!(f, "an RFC 2047 encoded word (`=?...?=`)"),
+        }
+    }
+}
+
+/// `text` as it may go into a message: CR LF and lone CRs become LF; for `one_line` text
+/// (a subject, a short message) line breaks and tabs become spaces. Any other control
+/// character is refused, and so is an encoded word in one-line text.
+pub fn clean_text(text: &str, one_line: bool) -> Result<String, TextProblem> {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let c = match c {
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                '\n'
+            }
+            c => c,
+        };
+        match c {
+            '\n' | '\t' if one_line => out.push(' '),
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => {
+                let position = out.chars().count() + 1;
+                return Err(TextProblem::Control { code: u32::from(c), position });
+            }
+            c => out.push(c),
+        }
+    }
+    if one_line && has_encoded_word(&out) {
+        return Err(TextProblem::EncodedWord);
+    }
+    Ok(out)
+}
+
+/// Where a user's mail goes: `usr_email` (when it is an address), else `<login>@localhost`;
+/// named by `usr_display_name`, else first and last name. Control characters in the name
+/// become spaces; a name too long to stay one encoded word is shortened with `…`; a name with
+/// an encoded word in it is left out.
+pub fn recipient_of(user: &UserRecord) -> Mailbox {
+    let attr = |name: &str| user.attributes.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let name = attr("usr_display_name").map(str::to_owned).or_else(|| {
+        let parts: Vec<&str> = [attr("usr_first_name"), attr("usr_last_name")].into_iter().flatten().collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    });
+    let name = name
+        .map(|n| {
+            let spaced: String = n.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            shorten_name(&spaced.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
+        .filter(|n| !n.is_empty() && !has_encoded_word(n));
+    Mailbox { name, address: address_of(user) }
+}
+
+/// A mailbox as one text, `"Name" <address>` or `address`: what the outbox's `to_address`
+/// holds. [`parse_mailbox`] reads it back.
+pub fn format_mailbox(m: &Mailbox) -> String {
+    match &m.name {
+        None => m.address.clone(),
+        Some(name) => {
+            let quoted: String =
+                name.chars().flat_map(|c| if c == '"' || c == '\\' { vec!['\\', c] } else { vec![c] }).collect();
+            format!("\"{quoted}\" <{}>", m.address)
+        }
+    }
+}
+
 /// The address a user's mail goes to: `usr_email`, else `<login>@localhost`.
 pub fn address_of(user: &UserRecord) -> String {
-    if let Some(e) = user.attributes.get("usr_email").map(|e| e.trim()).filter(|e| is_address(e)) {
-        return e.to_string();
+    if let Some(e) = user.attributes.get("usr_email").and_then(|e| parse_address(e).ok()) {
+        return e;
     }
     let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
     let dot_atom =
@@ -341,12 +446,6 @@ pub fn address_of(user: &UserRecord) -> String {
             .collect();
         format!("\"{quoted}\"@localhost")
     }
-}
-
-fn is_address(s: &str) -> bool {
-    s.is_ascii()
-        && !s.chars().any(|c| c.is_ascii_control() || c.is_whitespace() || "<>,;\"".contains(c))
-        && s.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'))
 }
 
 /// Renders every queued outbox row. Returns how many were rendered or marked failed.
@@ -398,7 +497,7 @@ pub fn render_pending(
                     .and_then(|ti| render_message(bundle, ti, &data, conn, targets))
             }
         };
-        let to = user.as_ref().map(address_of);
+        let to = user.as_ref().map(|u| format_mailbox(&recipient_of(u)));
         match result {
             Ok(m) => conn.execute(
                 "UPDATE outbox SET status = 'rendered', locale = ?2, message_type = ?3, subject = ?4, short = ?5, body = ?6,
@@ -450,12 +549,16 @@ pub struct Message {
     pub error: Option<String>,
     pub task_status: String,
     pub created_at: Instant,
+    /// The bundle the message was queued with, and its template's index there.
+    pub bundle_hash: String,
+    pub template_index: i64,
 }
 
 pub fn messages(store: &SqliteStore) -> Result<Vec<Message>, StoreError> {
     let conn = store.connection();
     let mut stmt = conn.prepare(
-        "SELECT id, template, recipient, to_address, locale, message_type, subject, short, body, status, error, task_status, created_at
+        "SELECT id, template, recipient, to_address, locale, message_type, subject, short, body, status, error, task_status, created_at,
+                bundle_hash, template_index
          FROM outbox ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -482,6 +585,8 @@ pub fn messages(store: &SqliteStore) -> Result<Vec<Message>, StoreError> {
             error: r.get(10)?,
             task_status: r.get(11)?,
             created_at: r.get(12)?,
+            bundle_hash: r.get(13)?,
+            template_index: r.get(14)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -489,150 +594,195 @@ pub fn messages(store: &SqliteStore) -> Result<Vec<Message>, StoreError> {
 
 // ----- .eml export ----------------------------------------------------------------------------
 
-/// The sender of every message.
-pub const FROM: &str = "provflow <provflow@localhost>";
+/// The sender when neither the template (`from:`) nor the export (`--from`,
+/// `PROVFLOW_MAIL_FROM`) names one.
+pub const DEFAULT_FROM: &str = "provflow <provflow@localhost>";
 
-/// RFC 5322 date-time of an instant (UTC).
-pub fn rfc5322_date(at: Instant) -> String {
-    let days = at.div_euclid(86_400);
-    let secs = at.rem_euclid(86_400);
-    let date = clock::date(at);
-    let mut parts = date.split('-');
-    let (y, m, d) = (parts.next().unwrap_or("1970"), parts.next().unwrap_or("01"), parts.next().unwrap_or("01"));
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let weekday = WEEKDAYS.get(days.rem_euclid(7) as usize).copied().unwrap_or("Thu");
-    let month = m.parse::<usize>().ok().and_then(|m| MONTHS.get(m.wrapping_sub(1))).copied().unwrap_or("Jan");
-    let day = d.trim_start_matches('0');
-    format!("{weekday}, {day} {month} {y} {:02}:{:02}:{:02} +0000", secs / 3600, secs % 3600 / 60, secs % 60)
+/// [`DEFAULT_FROM`] as a mailbox.
+pub fn default_sender() -> Mailbox {
+    Mailbox { name: Some("provflow".into()), address: "provflow@localhost".into() }
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(B64[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// Everything an exported message says; [`write_message`] turns it into RFC 5322 bytes.
+#[derive(Debug, Clone)]
+pub struct Mail<'a> {
+    pub from: &'a Mailbox,
+    pub to: &'a [Mailbox],
+    pub subject: &'a str,
+    /// Seconds since the Unix epoch (UTC), from the injectable clock.
+    pub date: Instant,
+    /// The Message-ID without its angle brackets.
+    pub message_id: &'a str,
+    pub message_type: MessageType,
+    pub body: &'a str,
+    /// Written as `X-Provflow-Template`.
+    pub template: &'a str,
 }
 
-/// A header value: as is when short printable ASCII, else RFC 2047 encoded words (UTF-8,
-/// base64) folded onto continuation lines. Line breaks in the value never reach the header.
-pub fn encode_header(value: &str) -> String {
-    let flat: String = value.chars().map(|c| if c == '\r' || c == '\n' || c == '\t' { ' ' } else { c }).collect();
-    let plain = flat.chars().all(|c| (' '..='~').contains(&c)) && flat.len() <= 900 && !flat.contains("=?");
-    if plain {
-        return flat;
-    }
-    // At most 45 bytes per word: 60 base64 characters + 12 of framing stays under 76.
-    let mut words = Vec::new();
-    let mut current = String::new();
-    for c in flat.chars() {
-        if current.len() + c.len_utf8() > 45 {
-            words.push(format!("=?utf-8?B?{}?=", base64(current.as_bytes())));
-            current.clear();
-        }
-        current.push(c);
-    }
-    if !current.is_empty() {
-        words.push(format!("=?utf-8?B?{}?=", base64(current.as_bytes())));
-    }
-    words.join("\r\n ")
+/// Why a stored message cannot be exported: it was stored before the render checks existed,
+/// or the store was edited. The export skips it and says why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EmlError {
+    #[error("its {part} cannot be written: it holds {problem}")]
+    Text { part: &'static str, problem: TextProblem },
+    #[error("the display name `{0}...` is too long to stay one piece in a mail header")]
+    NameTooLong(String),
+    #[error("its recipient `{0}` is not a mail address")]
+    Recipient(String),
+    #[error("the message could not be written: {0}")]
+    Write(String),
 }
 
-/// Quoted-printable (RFC 2045) with CRLF line breaks and soft breaks before 76 characters.
-pub fn quoted_printable(text: &str) -> String {
-    let mut out = String::new();
-    let lines: Vec<&str> = text.split('\n').collect();
-    for (n, line) in lines.iter().enumerate() {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        let bytes = line.as_bytes();
-        let mut width = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let last = i + 1 == bytes.len();
-            let literal = (b == b' ' || b == b'\t') && !last || (33..=126).contains(&b) && b != b'=';
-            let piece = if literal { char::from(b).to_string() } else { format!("={b:02X}") };
-            if width + piece.len() > 75 {
-                out.push_str("=\r\n");
-                width = 0;
-            }
-            width += piece.len();
-            out.push_str(&piece);
-        }
-        if n + 1 < lines.len() {
-            out.push_str("\r\n");
-        }
-    }
-    out
+fn mailbox_address(m: &Mailbox) -> Address<'_> {
+    Address::new_address(m.name.as_deref(), m.address.as_str())
 }
 
-/// A message as an RFC 5322 / MIME document with CRLF line endings.
-pub fn to_eml(m: &Message, host_id: &str) -> String {
-    let body = m.body.clone().unwrap_or_default();
-    let to = m.to_address.clone().unwrap_or_else(|| format!("{}@localhost", m.to));
-    let subtype = if m.message_type.as_deref() == Some("html") { "html" } else { "plain" };
-    let ascii_lines = body.is_ascii() && body.lines().all(|l| l.len() <= 998);
-    let (charset, encoding, encoded) = if ascii_lines {
-        let crlf: Vec<&str> = body.lines().collect();
-        let mut text = crlf.join("\r\n");
-        if body.ends_with('\n') {
-            text.push_str("\r\n");
-        }
-        (if m.ascii || body.is_ascii() { "us-ascii" } else { "utf-8" }, "7bit", text)
-    } else {
-        ("utf-8", "quoted-printable", quoted_printable(&body))
+/// `text/<subtype>` with the narrowest charset that holds `text`.
+fn text_part<'a>(subtype: &str, text: String) -> MimePart<'a> {
+    let charset = if text.is_ascii() { "us-ascii" } else { "utf-8" };
+    MimePart::new(ContentType::new(format!("text/{subtype}")).attribute("charset", charset), text)
+}
+
+/// A multipart boundary derived from the Message-ID (so that the same message is written to
+/// the same bytes) that occurs in none of `texts`; a transfer encoding never creates one
+/// either (quoted-printable keeps `-` and letters as they are, base64 has no `-`).
+fn boundary(message_id: &str, texts: &[&str]) -> String {
+    let base: String =
+        message_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).take(48).collect();
+    (0u32..)
+        .map(|n| format!("=_pf-{base}-{n}"))
+        .find(|b| !texts.iter().any(|t| t.contains(b.as_str())))
+        .unwrap_or_else(|| format!("=_pf-{base}"))
+}
+
+/// A message as RFC 5322 / MIME bytes (CRLF line endings), written by `mail-builder`: encoded
+/// words of at most 75 characters, header lines folded, 7bit bodies only when every line is
+/// short and plain ASCII (quoted-printable or base64 otherwise). An HTML message is
+/// `multipart/alternative`: a plain-text rendering first, then the HTML.
+pub fn write_message(mail: &Mail<'_>) -> Result<Vec<u8>, EmlError> {
+    let text = |part: &'static str, value: &str, one_line: bool| {
+        clean_text(value, one_line).map_err(|problem| EmlError::Text { part, problem })
     };
-    let mut out = String::new();
-    let mut header = |name: &str, value: &str| {
-        out.push_str(name);
-        out.push_str(": ");
-        out.push_str(value);
-        out.push_str("\r\n");
-    };
-    header("From", FROM);
-    header("To", &format!("<{to}>"));
-    header("Subject", &encode_header(m.subject.as_deref().unwrap_or("")));
-    header("Date", &rfc5322_date(m.created_at));
-    header("Message-ID", &format!("<outbox-{}.{}@{host_id}>", m.id, m.created_at));
-    header("MIME-Version", "1.0");
-    header("Content-Type", &format!("text/{subtype}; charset={charset}"));
-    header("Content-Transfer-Encoding", encoding);
-    header("X-Provflow-Template", &encode_header(&m.template));
-    out.push_str("\r\n");
-    out.push_str(&encoded);
-    if !out.ends_with("\r\n") {
-        out.push_str("\r\n");
+    let subject = text("subject", mail.subject, true)?;
+    let template = text("template name", mail.template, true)?;
+    let body = text("body", mail.body, false)?;
+    for m in std::iter::once(mail.from).chain(mail.to) {
+        // Names and addresses come from the parser or from `recipient_of`; checked again so
+        // that no caller can put a line break into a header.
+        let name = m.name.as_deref().unwrap_or("");
+        let problem = match name.chars().enumerate().find(|(_, c)| c.is_control()) {
+            Some((i, c)) => Some(TextProblem::Control { code: u32::from(c), position: i + 1 }),
+            None => has_encoded_word(name).then_some(TextProblem::EncodedWord),
+        };
+        if let Some(problem) = problem {
+            return Err(EmlError::Text { part: "display name", problem });
+        }
+        if !name_fits(name) {
+            return Err(EmlError::NameTooLong(name.chars().take(20).collect()));
+        }
+        parse_address(&m.address).map_err(|_| EmlError::Recipient(m.address.clone()))?;
     }
-    out
+    let to: Vec<Address<'_>> = mail.to.iter().map(mailbox_address).collect();
+    let builder = MessageBuilder::new()
+        .from(mailbox_address(mail.from))
+        .to(Address::new_list(to))
+        .subject(Text::new(subject))
+        .date(Date::new(mail.date))
+        .message_id(mail.message_id)
+        .header("X-Provflow-Template", Text::new(template));
+    let builder = match mail.message_type {
+        MessageType::Text => builder.body(text_part("plain", body)),
+        MessageType::Html => {
+            let plain = html_text::to_text(&body);
+            let plain = text("plain-text rendering", &plain, false)?;
+            let boundary = boundary(mail.message_id, &[&plain, &body]);
+            let alternative = ContentType::new("multipart/alternative").attribute("boundary", boundary);
+            builder.body(MimePart::new(alternative, vec![text_part("plain", plain), text_part("html", body)]))
+        }
+    };
+    builder.write_to_vec().map_err(|e| EmlError::Write(e.to_string()))
 }
 
-/// Writes one `.eml` per rendered message into `dir`; failed and queued messages are skipped
-/// and returned so that the caller can report them.
-pub fn export(store: &SqliteStore, dir: &Path) -> Result<(Vec<PathBuf>, Vec<Message>), ExportError> {
+/// The Message-ID of an outbox row: the row, its time and its bundle, at the sender's domain.
+/// The same row always gets the same ID, so a receiving system that sees an export twice can
+/// tell.
+pub fn message_id(m: &Message, from: &Mailbox) -> String {
+    let domain = from.address.rsplit_once('@').map_or("localhost", |(_, d)| d);
+    let bundle: String = m.bundle_hash.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
+    format!("outbox-{}.{}.{bundle}@{domain}", m.id, m.created_at)
+}
+
+/// An outbox row as a message from `from`.
+pub fn to_eml(m: &Message, from: &Mailbox) -> Result<Vec<u8>, EmlError> {
+    let to = match &m.to_address {
+        Some(stored) => parse_mailbox(stored).map_err(|_| EmlError::Recipient(m.to.clone()))?,
+        None => Mailbox {
+            name: None,
+            address: parse_address(&format!("{}@localhost", m.to)).map_err(|_| EmlError::Recipient(m.to.clone()))?,
+        },
+    };
+    let message_type = if m.message_type.as_deref() == Some("html") { MessageType::Html } else { MessageType::Text };
+    let id = message_id(m, from);
+    write_message(&Mail {
+        from,
+        to: std::slice::from_ref(&to),
+        subject: m.subject.as_deref().unwrap_or(""),
+        date: m.created_at,
+        message_id: &id,
+        message_type,
+        body: m.body.as_deref().unwrap_or(""),
+        template: &m.template,
+    })
+}
+
+/// The sender of a message: its template's `from:`, else `default`.
+fn sender<'a>(
+    store: &SqliteStore,
+    bundles: &'a mut BTreeMap<String, Option<Bundle>>,
+    m: &Message,
+    default: &'a Mailbox,
+) -> Result<&'a Mailbox, StoreError> {
+    if !bundles.contains_key(&m.bundle_hash) {
+        let bundle = store.bundle(&m.bundle_hash)?;
+        bundles.insert(m.bundle_hash.clone(), bundle);
+    }
+    let from = bundles
+        .get(&m.bundle_hash)
+        .and_then(Option::as_ref)
+        .and_then(|b| usize::try_from(m.template_index).ok().and_then(|i| b.templates.get(i)))
+        .and_then(|t| t.from.as_ref());
+    Ok(from.unwrap_or(default))
+}
+
+/// Writes one `.eml` per rendered message into `dir`, each from its template's sender or else
+/// from `default_from`. Failed and queued messages, and messages that cannot be written, are
+/// skipped and returned (with the reason in `error`) so that the caller can report them.
+pub fn export(
+    store: &SqliteStore,
+    dir: &Path,
+    default_from: &Mailbox,
+) -> Result<(Vec<PathBuf>, Vec<Message>), ExportError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| ExportError::Io { path: dir.display().to_string(), error: e.to_string() })?;
     let mut written = Vec::new();
     let mut skipped = Vec::new();
-    for m in messages(store)? {
+    let mut bundles = BTreeMap::new();
+    for mut m in messages(store)? {
         if m.status != "rendered" {
             skipped.push(m);
             continue;
         }
+        let from = sender(store, &mut bundles, &m, default_from)?;
+        let bytes = match to_eml(&m, from) {
+            Ok(b) => b,
+            Err(e) => {
+                m.error = Some(e.to_string());
+                skipped.push(m);
+                continue;
+            }
+        };
         let path = dir.join(format!("outbox-{:06}.eml", m.id));
-        std::fs::write(&path, to_eml(&m, "provflow.localhost"))
+        std::fs::write(&path, bytes)
             .map_err(|e| ExportError::Io { path: path.display().to_string(), error: e.to_string() })?;
         written.push(path);
     }

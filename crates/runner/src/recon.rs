@@ -28,8 +28,7 @@
 
 use provflow_ir::{self as ir, Bundle, ObjectStatus, ReconAction, ReconTarget, ValueType};
 use rusqlite::params;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -51,6 +50,9 @@ pub enum ReconError {
     MissingColumn { path: String, line: u64, column: String, hint: String, expected: String },
     #[error("the recon query of `{process}`: {error}")]
     Query { process: String, error: String },
+    /// The target could not be opened: an environment error, nothing was read.
+    #[error("the recon query of `{process}`: target `{target}` cannot be reached: {error}")]
+    Unreachable { process: String, target: String, error: String },
     #[error("state store: {0}")]
     Store(String),
 }
@@ -123,34 +125,10 @@ pub struct Options<'a> {
     pub total: &'a (dyn Fn(u64) + Sync),
 }
 
-/// FxHash. The match indexes hold a million short keys and are probed once per row; SipHash's
+/// The match indexes hold a million short keys and are probed once per row; SipHash's
 /// flooding resistance would cost a third of the matching time and the keys come from the
 /// operator's own store and file.
-#[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut h = self.0;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(c);
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-        self.0 = h;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+type FxMap<K, V> = rustc_hash::FxHashMap<K, V>;
 /// Normalised key → slot, or [`MULTIPLE`].
 type KeyIndex = FxMap<Box<str>, u32>;
 
@@ -1387,9 +1365,11 @@ pub fn reconcile(
                 .and_then(|s| s.queries.get(qi))
                 .ok_or_else(|| ReconError::NoQuery(process.name.clone()))?;
             let values = vec![Value::Null; query.params.len()];
-            let target = targets
-                .open(bundle, process.target)
-                .map_err(|e| ReconError::Query { process: process.name.clone(), error: e.to_string() })?;
+            let target = targets.open(bundle, process.target).map_err(|e| ReconError::Unreachable {
+                process: process.name.clone(),
+                target: bundle.targets.get(process.target).map(|t| t.name.clone()).unwrap_or_default(),
+                error: e.to_string(),
+            })?;
             let outcome = target
                 .call(query, &values)
                 .map_err(|e| ReconError::Query { process: process.name.clone(), error: e.to_string() })?;

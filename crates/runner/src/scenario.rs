@@ -135,6 +135,7 @@ fn run_one(bundle: &Bundle, s: &ir::Scenario, config: &Config) -> Verdict {
             .or_else(|| t.url_env.as_ref().and_then(|v| std::env::var(v).ok()).filter(|u| !u.is_empty()));
         match url {
             Some(u) => {
+                crate::credentials::remember(&u);
                 urls.insert(t.name.clone(), u);
             }
             None => {
@@ -515,6 +516,10 @@ impl Run<'_> {
     }
 }
 
+/// Text escaped for an XML 1.0 attribute value or element. Characters XML 1.0 cannot carry at
+/// all, not even as a reference (most C0 controls, U+FFFE, U+FFFF), become U+FFFD; tab, line
+/// feed and carriage return are written as references, which a parser keeps as they are
+/// (written raw, a parser would fold them to spaces in attributes and CR LF to LF in text).
 fn xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -524,12 +529,19 @@ fn xml(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            // XML 1.0 cannot carry most control characters, even escaped.
-            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') => out.push('\u{fffd}'),
-            c => out.push(c),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c if is_xml_char(c) => out.push(c),
+            _ => out.push('\u{fffd}'),
         }
     }
     out
+}
+
+/// XML 1.0's `Char` production (surrogates cannot occur in a Rust string).
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
 }
 
 /// A failure as one line: `file:line: message`.

@@ -38,3 +38,44 @@ fn failed_expectations_point_at_their_step_and_junit_reports_them() {
     b.scenarios.retain(|s| s.name.starts_with("DBUM on PostgreSQL"));
     assert!(run_all(&b, &strict, |_| {}).iter().all(|r| matches!(r.verdict, Verdict::Failed(_))));
 }
+
+/// Names and failure messages carry whatever scenario files and databases say: every
+/// character survives a strict XML 1.0 parser, exactly, except those XML 1.0 cannot carry at
+/// all, which become U+FFFD.
+#[test]
+fn junit_is_well_formed_xml_for_any_text() {
+    let hostile = "a\u{0}b\u{1b}[31m\u{7}c\u{fffe}\u{ffff}d <e> & \"f\" 'g' ]]> \t\r\n\u{202e}h \u{1f600}\u{85}";
+    let kept = "a\u{fffd}b\u{fffd}[31m\u{fffd}c\u{fffd}\u{fffd}d <e> & \"f\" 'g' ]]> \t\r\n\u{202e}h \u{1f600}\u{85}";
+    let at = |file: &str| ir::Location { file: file.into(), line: 3, column: 1 };
+    let results = vec![
+        ScenarioResult {
+            name: hostile.into(),
+            location: at(&format!("defs/{hostile}.yaml")),
+            verdict: Verdict::Failed(vec![Failure { location: at("defs/s.yaml"), message: hostile.into() }]),
+            duration: Duration::from_millis(5),
+        },
+        ScenarioResult {
+            name: "skipped".into(),
+            location: at("defs/s.yaml"),
+            verdict: Verdict::Skipped(hostile.into()),
+            duration: Duration::ZERO,
+        },
+    ];
+    let xml = junit(&results);
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("not XML 1.0: {e}\n{xml}"));
+    let cases: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
+    assert_eq!(cases.len(), 2);
+    assert_eq!(cases[0].attribute("name"), Some(kept));
+    assert_eq!(cases[0].attribute("file"), Some(format!("defs/{kept}.yaml").as_str()));
+    let failure = cases[0].children().find(|n| n.has_tag_name("failure")).unwrap();
+    let one_line = format!("defs/s.yaml:3: {kept}");
+    assert_eq!(failure.attribute("message"), Some(one_line.as_str()));
+    assert_eq!(failure.text(), Some(one_line.as_str()));
+    let skipped = cases[1].children().find(|n| n.has_tag_name("skipped")).unwrap();
+    assert_eq!(skipped.attribute("message"), Some(kept));
+    let suite = doc.root_element();
+    assert_eq!(
+        (suite.attribute("tests"), suite.attribute("failures"), suite.attribute("skipped")),
+        (Some("2"), Some("1"), Some("1"))
+    );
+}

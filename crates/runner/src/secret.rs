@@ -1,9 +1,12 @@
 //! Secrets at rest: XChaCha20-Poly1305 with a key from `PROVFLOW_SECRET_KEY` or
 //! `.provflow/secret.key`. Without a key, secrets are not persisted at all.
 
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::path::Path;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::value::Secret;
 
@@ -18,8 +21,9 @@ pub enum KeyError {
     Unreadable { path: String, error: std::io::Error },
 }
 
-/// The key that seals secrets. Its bytes never leave this module.
-#[derive(Clone)]
+/// The key that seals secrets. Its bytes never leave this module and are wiped when it is
+/// dropped.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct SecretKey([u8; 32]);
 
 impl std::fmt::Debug for SecretKey {
@@ -37,20 +41,24 @@ impl SecretKey {
     pub fn parse(text: &str, source_name: &str) -> Result<Self, KeyError> {
         let text = text.trim();
         let bytes = decode_hex(text).or_else(|| decode_base64(text));
-        match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
-            Some(k) => Ok(SecretKey(k)),
-            None => Err(KeyError::Malformed { source_name: source_name.to_string() }),
+        let mut key = SecretKey([0; 32]);
+        match bytes {
+            Some(b) if b.len() == key.0.len() => {
+                key.0.copy_from_slice(&b);
+                Ok(key)
+            }
+            _ => Err(KeyError::Malformed { source_name: source_name.to_string() }),
         }
     }
 
     /// The key from the environment, else from `key_file` if it exists; `None` when neither.
     pub fn discover(key_file: &Path) -> Result<Option<Self>, KeyError> {
-        if let Ok(text) = std::env::var(KEY_ENV) {
+        if let Ok(text) = std::env::var(KEY_ENV).map(Zeroizing::new) {
             if !text.trim().is_empty() {
                 return SecretKey::parse(&text, KEY_ENV).map(Some);
             }
         }
-        match std::fs::read_to_string(key_file) {
+        match std::fs::read_to_string(key_file).map(Zeroizing::new) {
             Ok(text) => SecretKey::parse(&text, &key_file.display().to_string()).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(KeyError::Unreadable { path: key_file.display().to_string(), error }),
@@ -68,68 +76,43 @@ impl SecretKey {
             .ok()?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
-        Some(encode_base64(&out))
+        Some(STANDARD.encode(&out))
     }
 
     /// Opens what [`SecretKey::seal`] produced; `None` when the key or context is wrong.
     pub fn open(&self, sealed: &str, context: &str) -> Option<Secret> {
-        let bytes = decode_base64(sealed)?;
-        if bytes.len() < 24 {
-            return None;
-        }
-        let (nonce, body) = bytes.split_at(24);
+        let bytes = STANDARD.decode(sealed).ok()?;
+        let (nonce, body) = bytes.split_at_checked(24)?;
         let cipher = XChaCha20Poly1305::new((&self.0).into());
         let clear = cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: context.as_bytes() }).ok()?;
-        String::from_utf8(clear).ok().map(Secret::new)
-    }
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn encode_base64(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
+        // On success the buffer becomes the secret itself (wiped when it drops); a plaintext
+        // that is not UTF-8 is wiped here.
+        match String::from_utf8(clear) {
+            Ok(text) => Some(Secret::new(text)),
+            Err(e) => {
+                e.into_bytes().zeroize();
+                None
             }
         }
     }
-    out
 }
 
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.trim_end_matches('=').bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
+/// Key bytes from hex; the buffer is wiped when dropped.
+fn decode_hex(text: &str) -> Option<Zeroizing<Vec<u8>>> {
+    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
     }
-    Some(out)
+    let bytes: Option<Vec<u8>> =
+        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect();
+    bytes.map(Zeroizing::new)
+}
+
+/// Key bytes from standard or URL-safe base64, padded or not; the buffer is wiped when dropped.
+fn decode_base64(text: &str) -> Option<Zeroizing<Vec<u8>>> {
+    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(text).ok())
+        .map(Zeroizing::new)
 }
 
 #[cfg(test)]
@@ -150,16 +133,21 @@ mod tests {
     fn parses_hex_and_base64_keys() {
         let hex = "00".repeat(31) + "ff";
         assert!(SecretKey::parse(&hex, "k").is_ok());
-        assert!(SecretKey::parse(&encode_base64(&[1; 32]), "k").is_ok());
+        for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
+            // 0xfb… encodes to `+` / `-` and `/` / `_`: each alphabet is really exercised.
+            assert!(SecretKey::parse(&engine.encode([0xfb; 32]), "k").is_ok());
+        }
         assert!(SecretKey::parse("abc", "k").is_err());
         assert!(SecretKey::parse(&"00".repeat(16), "k").is_err());
     }
 
     #[test]
-    fn base64_round_trip() {
-        for n in 0..10 {
-            let bytes: Vec<u8> = (0..n).map(|i: u8| i.wrapping_mul(97)).collect();
-            assert_eq!(decode_base64(&encode_base64(&bytes)).unwrap(), bytes);
-        }
+    fn sealed_values_are_standard_padded_base64() {
+        // The format stores already hold: standard alphabet, padded.
+        let key = SecretKey::from_bytes([7; 32]);
+        let sealed = key.seal(&Secret::new("x"), "c").unwrap();
+        assert!(STANDARD.decode(&sealed).is_ok(), "{sealed}");
+        assert!(key.open("not base64!", "c").is_none());
+        assert!(key.open(&STANDARD.encode([0u8; 10]), "c").is_none(), "shorter than a nonce");
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::clock::Instant;
+use crate::credentials;
 use crate::secret::SecretKey;
 use crate::value::{Secret, Value};
 
@@ -442,24 +443,24 @@ pub fn synchronous() -> &'static str {
 /// the last checkpoint are what a power loss can take back, and that window stays small.
 const STORE_PAGE_SIZE: u32 = 1024;
 
-/// Parses `--state`: `sqlite:PATH`, `sqlite://PATH`, or a plain path.
+/// Parses `--state`: `sqlite:PATH`, `sqlite://PATH`, or a plain path. A PostgreSQL URL or
+/// key=value DSN is recognised (and refused until PostgreSQL stores exist); any other URL, or
+/// a string with a password in it, is refused rather than taken for a file name. Messages
+/// show the string redacted ([`credentials::redact`]), and its secrets are remembered for
+/// [`credentials::scrub_known`].
 pub fn state_path(url: &str) -> Result<PathBuf, StoreError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::PostgresNotSupported(redact_url(url)));
+    credentials::remember(url);
+    let sqlite = url.starts_with("sqlite:");
+    let postgres_dsn = !sqlite && credentials::is_key_value_dsn(url);
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") || postgres_dsn {
+        return Err(StoreError::PostgresNotSupported(credentials::redact(url)));
     }
     let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    if path.is_empty() || (path.contains("://") && !url.starts_with("sqlite")) {
-        return Err(StoreError::BadUrl(redact_url(url)));
+    let other_url = path.contains("://") && !sqlite;
+    if path.is_empty() || other_url || !credentials::Credentials::of(url).is_empty() {
+        return Err(StoreError::BadUrl(credentials::redact(url)));
     }
     Ok(PathBuf::from(path))
-}
-
-/// A URL as shown in messages: any password removed.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://****{}", &url[..scheme], &url[at..]),
-        _ => url.to_string(),
-    }
 }
 
 pub struct SqliteStore {
@@ -517,24 +518,43 @@ impl SqliteStore {
         self.key.is_some()
     }
 
+    /// Applies the migrations this store lacks. Several processes may open a fresh store at
+    /// the same moment: the version is read again, and the migrations applied, inside one
+    /// write transaction, so exactly one of them migrates and the others find it done.
     fn migrate(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch(
+        let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        // The common case, an up-to-date store, takes no write lock.
+        if self.applied_version()? == Some(known) {
+            return Ok(());
+        }
+        let now = (self.now)();
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
         )?;
-        let current: i64 =
-            self.conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
-        let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        let current: i64 = tx.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
         if current > known {
             return Err(StoreError::TooNew { found: current, known });
         }
-        let now = (self.now)();
         for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
             tx.execute("INSERT INTO schema_migrations(version, applied_at) VALUES (?1, ?2)", params![version, now])?;
-            tx.commit()?;
         }
+        tx.commit()?;
         Ok(())
+    }
+
+    /// The newest applied migration, `None` for a store without the migrations table.
+    fn applied_version(&self) -> Result<Option<i64>, StoreError> {
+        let exists: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Ok(None);
+        }
+        Ok(Some(self.conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))?))
     }
 
     /// Runs `read` in one read transaction (or in the transaction already open): one lock of
@@ -1150,6 +1170,30 @@ mod tests {
         assert!(
             matches!(state_path("postgres://u:pw@h/db"), Err(StoreError::PostgresNotSupported(u)) if !u.contains("pw"))
         );
+    }
+
+    #[test]
+    fn state_urls_with_passwords_are_refused_redacted() {
+        let cases = [
+            ("postgres://u@h/x?password=Pw-q1", true),
+            ("host=h user=u password=Pw-q2 dbname=x", true),
+            ("host=127.0.0.1 port=1 password='P w-q3'", true),
+            ("mysql://u:Pw-q4@h/x", false),
+            ("host=h password=Pw-q5 bogus=1", false),
+            ("postgres://u:p%40ss-q6@h/x", true),
+        ];
+        // Messages are not printed: they would show a password when the test fails.
+        for (case, (url, postgres)) in cases.into_iter().enumerate() {
+            let message = match state_path(url) {
+                Err(e @ StoreError::PostgresNotSupported(_)) if postgres => e.to_string(),
+                Err(e @ StoreError::BadUrl(_)) if !postgres => e.to_string(),
+                Err(_) => panic!("case {case}: the wrong error"),
+                Ok(_) => panic!("case {case}: taken for a file"),
+            };
+            let leaked = ["Pw-", "P w", "p@ss", "p%40ss"].iter().any(|p| message.contains(p));
+            assert!(!leaked, "case {case}: the message shows the password");
+            assert!(message.contains("********"), "case {case}: nothing masked");
+        }
     }
 
     #[test]

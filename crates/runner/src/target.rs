@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::value::{Value, MASK};
+use zeroize::Zeroizing;
 
 /// A failed target operation. `message` never holds a bound value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -55,7 +56,8 @@ pub trait Target {
 /// A query rendered for one dialect: SQL text with numbered bind parameters and their values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
-    pub sql: String,
+    /// May hold an inlined secret: wiped when dropped.
+    pub sql: Zeroizing<String>,
     pub binds: Vec<Value>,
 }
 
@@ -63,7 +65,7 @@ impl Rendered {
     /// The SQL and binds as shown in plans: secrets masked, never in the text.
     pub fn display(&self) -> String {
         if self.binds.is_empty() {
-            return self.sql.clone();
+            return self.sql.as_str().to_owned();
         }
         let binds: Vec<String> = self
             .binds
@@ -74,33 +76,54 @@ impl Rendered {
                 other => format!("?{}={}", i + 1, other.display()),
             })
             .collect();
-        format!("{}   -- {}", self.sql, binds.join(", "))
+        format!("{}   -- {}", self.sql.as_str(), binds.join(", "))
     }
 }
 
 /// Quotes `value` for inlining into SQL text. This is the only path from a value into SQL text.
-pub fn quote(value: &Value, quoting: Quoting, dialect: Dialect) -> Result<String, TargetError> {
+pub fn quote(value: &Value, quoting: Quoting, dialect: Dialect) -> Result<Zeroizing<String>, TargetError> {
+    let shown;
     let text = match value {
-        Value::Secret(s) => s.expose().to_string(),
+        Value::Secret(s) => s.expose(),
+        Value::Text(t) => t.as_str(),
         Value::Null => return Err(TargetError::refused("a missing value cannot be inlined into SQL text")),
-        other => other.display(),
+        other => {
+            shown = other.display();
+            shown.as_str()
+        }
     };
     if text.contains('\0') {
         return Err(TargetError::refused("a value containing a NUL character cannot be sent to the target"));
     }
     Ok(match (quoting, dialect) {
         (Quoting::Bind, _) => return Err(TargetError::refused("a bind parameter is never inlined")),
-        (Quoting::Identifier, Dialect::Mariadb) => format!("`{}`", text.replace('`', "``")),
-        (Quoting::Identifier | Quoting::DoubleQuotes, _) => format!("\"{}\"", text.replace('"', "\"\"")),
-        (Quoting::Quotes, Dialect::Mariadb) => format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''")),
-        (Quoting::Quotes, _) => format!("'{}'", text.replace('\'', "''")),
+        (Quoting::Identifier, Dialect::Mariadb) => quoted(text, '`', false),
+        (Quoting::Identifier | Quoting::DoubleQuotes, _) => quoted(text, '"', false),
+        (Quoting::Quotes, Dialect::Mariadb) => quoted(text, '\'', true),
+        (Quoting::Quotes, _) => quoted(text, '\'', false),
     })
+}
+
+/// `text` between two `q`s, every `q` inside doubled (and with `backslash`, every `\`). The
+/// buffer is sized for the worst case up front and wiped when dropped: an inlined secret is
+/// never left behind in an allocation the text outgrew.
+pub(crate) fn quoted(text: &str, q: char, backslash: bool) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(2 * text.len() + 2 * q.len_utf8()));
+    out.push(q);
+    for c in text.chars() {
+        if c == q || (backslash && c == '\\') {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push(q);
+    out
 }
 
 /// Renders a query's segments: binds become `?N` (`$N` on PostgreSQL), inlined values are
 /// quoted. With `mask`, inlined secrets show as `'********'` (for plans).
 pub fn render(query: &ir::Query, values: &[Value], dialect: Dialect, mask: bool) -> Result<Rendered, TargetError> {
-    let mut sql = String::new();
+    let mut sql = sql_buffer(query, values, 8);
     let mut binds = Vec::new();
     for segment in &query.segments {
         match segment {
@@ -129,6 +152,32 @@ pub fn render(query: &ir::Query, values: &[Value], dialect: Dialect, mask: bool)
     Ok(Rendered { sql, binds })
 }
 
+/// An empty buffer for a query's SQL text, sized for the worst case up front (each inlined
+/// value quoted with every character doubled, each bind marker up to `per_bind` bytes): the
+/// text never reallocates, so an inlined secret is not left behind in an allocation it
+/// outgrew, and the buffer is wiped when dropped.
+pub(crate) fn sql_buffer(query: &ir::Query, values: &[Value], per_bind: usize) -> Zeroizing<String> {
+    let capacity: usize = query
+        .segments
+        .iter()
+        .map(|segment| match segment {
+            Segment::Text(t) => t.len(),
+            Segment::Bind(_) | Segment::Out(_) => per_bind,
+            Segment::Inline(i) => values.get(*i).map_or(0, inlined_len).max(MASK.len()) * 2 + 8,
+        })
+        .sum();
+    Zeroizing::new(String::with_capacity(capacity))
+}
+
+/// The length of a value's text before quoting.
+fn inlined_len(value: &Value) -> usize {
+    match value {
+        Value::Secret(s) => s.expose().len(),
+        Value::Text(t) => t.len(),
+        other => other.display().len(),
+    }
+}
+
 /// Where a SQLite target lives: the `url` given (`sqlite:PATH` or a plain path), else the
 /// embedded default `.provflow/targets/<name>.db` under `base`.
 pub fn sqlite_path(url: Option<&str>, name: &str, base: &Path) -> PathBuf {
@@ -136,6 +185,21 @@ pub fn sqlite_path(url: Option<&str>, name: &str, base: &Path) -> PathBuf {
         Some(u) => PathBuf::from(u.strip_prefix("sqlite://").or_else(|| u.strip_prefix("sqlite:")).unwrap_or(u)),
         None => base.join(".provflow").join("targets").join(format!("{name}.db")),
     }
+}
+
+/// Refuses, before anything is created, a SQLite target's URL that is another database's URL
+/// or DSN (`postgres://...`, `host=... password=...`): it would otherwise become a file name
+/// and show its password in every message naming the file.
+pub fn check_sqlite_url(name: &str, url: &str) -> Result<(), TargetError> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let other_url = !url.starts_with("sqlite:") && path.contains("://");
+    if other_url || !crate::credentials::Credentials::of(url).is_empty() {
+        return Err(TargetError::refused(format!(
+            "the sqlite target `{name}` takes `sqlite:PATH` or a file path, not `{}`",
+            crate::credentials::redact(url)
+        )));
+    }
+    Ok(())
 }
 
 /// A SQLite target. `call p(...)` runs the emulated procedure `p` of the query set.
@@ -284,7 +348,7 @@ fn run_statement(conn: &rusqlite::Connection, query: &ir::Query, values: &[Value
     Ok(outcome)
 }
 
-fn to_sql(value: &Value) -> ToSqlOutput<'_> {
+pub(crate) fn to_sql(value: &Value) -> ToSqlOutput<'_> {
     match value {
         Value::Null => ToSqlOutput::Owned(SqlValue::Null),
         Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
@@ -408,7 +472,7 @@ mod tests {
             (Value::Null, Quoting::Quotes, Dialect::Sqlite, None),
         ];
         for (v, q, d, want) in cases {
-            assert_eq!(quote(&v, q, d).ok().as_deref(), want, "{v:?} {q:?} {d:?}");
+            assert_eq!(quote(&v, q, d).ok().as_ref().map(|s| s.as_str()), want, "{v:?} {q:?} {d:?}");
         }
     }
 
@@ -430,9 +494,31 @@ mod tests {
         );
         let values = [Value::Text("bob".into()), Value::Secret(Secret::new("pw'1"))];
         let shown = render(&q, &values, Dialect::Postgres, true).unwrap();
-        assert_eq!(shown.sql, "CREATE ROLE \"bob\" PASSWORD '********'");
+        assert_eq!(shown.sql.as_str(), "CREATE ROLE \"bob\" PASSWORD '********'");
         let sent = render(&q, &values, Dialect::Postgres, false).unwrap();
-        assert_eq!(sent.sql, "CREATE ROLE \"bob\" PASSWORD 'pw''1'");
+        assert_eq!(sent.sql.as_str(), "CREATE ROLE \"bob\" PASSWORD 'pw''1'");
+    }
+
+    /// A text holding an inlined secret is written into a buffer sized up front: it never
+    /// grows (growing would leave a copy of the secret in the allocation it left, unwiped).
+    #[test]
+    fn texts_holding_secrets_never_reallocate() {
+        let nasty = "'\\`\"".repeat(50);
+        for (q, backslash) in [('\'', true), ('\'', false), ('"', false), ('`', false)] {
+            let out = quoted(&nasty, q, backslash);
+            assert_eq!(out.capacity(), String::with_capacity(2 * nasty.len() + 2).capacity(), "{q}");
+        }
+        let q = query(
+            "Q",
+            vec![Segment::Text("ALTER ROLE x PASSWORD ".into()), Segment::Inline(0), Segment::Bind(1)],
+            vec![param("p", ValueType::GuardedString, Quoting::Quotes), param("b", ValueType::String, Quoting::Bind)],
+            None,
+        );
+        let values = [Value::Secret(Secret::new(nasty.clone())), Value::Text("b".into())];
+        for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::Mariadb] {
+            let sent = render(&q, &values, dialect, false).unwrap();
+            assert_eq!(sent.sql.capacity(), sql_buffer(&q, &values, 8).capacity(), "{dialect:?}");
+        }
     }
 
     #[test]

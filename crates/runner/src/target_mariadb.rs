@@ -8,6 +8,10 @@
 //! - Inlined values are quoted for the session's `sql_mode`, read at connect: backslashes are
 //!   doubled unless `NO_BACKSLASH_ESCAPES`; `DOUBLEQUOTES` is a string literal unless
 //!   `ANSI_QUOTES` makes `"` an identifier quote.
+//! - `Date` and `Timestamp` values are sent as their canonical text (`2024-02-29`,
+//!   `2024-02-29T10:00:00.5`). MariaDB refuses `Z` and offsets and its `DATETIME` has no time
+//!   zone, so a timestamp written with an offset is sent as its UTC date and time. Dates and
+//!   times read back are canonical text too, whichever protocol carried them.
 //! - Errors carry the SQLSTATE in `TargetError::sqlstate` and the vendor number at the end of
 //!   the message (`[MariaDB error 1396]`, see [`vendor_code`]), so an `errors` map may use
 //!   either.
@@ -15,14 +19,17 @@
 use mysql::consts::ColumnType;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
-use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, Segment};
+use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, Segment, ValueType};
+use provflow_lex::values::{self, Stamp, Typed};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use crate::credentials::Credentials;
 use crate::sql_script::{self, ExecuteStatement};
-use crate::target::{CallOutcome, Target, TargetError};
-use crate::target_pg::{coerce, named, refuse_nul, scrub, url_secrets, Timeouts};
+use crate::target::{quoted, CallOutcome, Target, TargetError};
+use crate::target_pg::{coerce, named, refuse_nul, Timeouts};
 use crate::value::{Value, MASK};
+use zeroize::Zeroizing;
 
 /// The session's `sql_mode` flags that change how literals are read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,7 +43,8 @@ pub struct MariadbTarget {
     conn: Conn,
     endpoint: String,
     timeouts: Timeouts,
-    url_secrets: Vec<String>,
+    /// The secrets of the connection URL, removed from every message.
+    credentials: Credentials,
     sql_mode: SqlMode,
     last_used: Instant,
     broken: bool,
@@ -54,9 +62,9 @@ pub fn vendor_code(e: &TargetError) -> Option<&str> {
 impl MariadbTarget {
     /// Connects to `url` (`mysql://user:password@host:port/database`).
     pub fn connect(url: &str, timeouts: &Timeouts) -> Result<Self, TargetError> {
-        let url_secrets = url_secrets(url);
+        let credentials = Credentials::of(url);
         let parsed = Opts::from_url(url)
-            .map_err(|e| TargetError::refused(scrub(&format!("not a MariaDB connection URL: {e}"), &url_secrets)))?;
+            .map_err(|e| TargetError::refused(credentials.scrub(&format!("not a MariaDB connection URL: {e}"))))?;
         let endpoint = format!(
             "{}:{}/{}{}",
             parsed.get_ip_or_hostname(),
@@ -71,13 +79,13 @@ impl MariadbTarget {
             .read_timeout(Some(socket))
             .write_timeout(Some(socket))
             .into();
-        let conn = open(&opts, &endpoint, &url_secrets)?;
+        let conn = open(&opts, &endpoint, &credentials)?;
         let mut target = MariadbTarget {
             opts,
             conn,
             endpoint,
             timeouts: *timeouts,
-            url_secrets,
+            credentials,
             sql_mode: SqlMode::default(),
             last_used: Instant::now(),
             broken: false,
@@ -117,7 +125,7 @@ impl MariadbTarget {
     fn ensure_connected(&mut self) -> Result<(), TargetError> {
         let stale = self.last_used.elapsed() >= self.timeouts.idle_check;
         if self.broken || (stale && self.conn.ping().is_err()) {
-            self.conn = open(&self.opts, &self.endpoint, &self.url_secrets)?;
+            self.conn = open(&self.opts, &self.endpoint, &self.credentials)?;
             self.broken = false;
             self.set_up_session()?;
         }
@@ -138,7 +146,7 @@ impl MariadbTarget {
                 TargetError::refused(format!("MariaDB at {}: {other}", self.endpoint))
             }
         };
-        let mut message = scrub(&error.message, &self.url_secrets);
+        let mut message = self.credentials.scrub(&error.message);
         for v in values {
             if let Value::Secret(s) = v {
                 if !s.expose().is_empty() {
@@ -166,7 +174,7 @@ impl MariadbTarget {
                 Segment::Bind(i) => {
                     let param =
                         query.params.get(*i).ok_or_else(|| TargetError::refused("query parameter out of range"))?;
-                    let value = values.get(*i).cloned().unwrap_or(Value::Null);
+                    let value = zoneless(param.ty, values.get(*i).cloned().unwrap_or(Value::Null));
                     refuse_nul(&value, &param.name)?;
                     if is_call && param.mode == ParamMode::InOut {
                         let variable = format!("@pf_io_{}", i + 1);
@@ -181,7 +189,7 @@ impl MariadbTarget {
                 Segment::Inline(i) => {
                     let param =
                         query.params.get(*i).ok_or_else(|| TargetError::refused("query parameter out of range"))?;
-                    let value = values.get(*i).cloned().unwrap_or(Value::Null);
+                    let value = zoneless(param.ty, values.get(*i).cloned().unwrap_or(Value::Null));
                     r.sql.push_str(&quote(&value, param.quoting, self.sql_mode).map_err(|e| named(e, &param.name))?);
                 }
             }
@@ -261,7 +269,7 @@ struct Rendered {
     outputs: Vec<(usize, String)>,
 }
 
-fn open(opts: &Opts, endpoint: &str, secrets: &[String]) -> Result<Conn, TargetError> {
+fn open(opts: &Opts, endpoint: &str, credentials: &Credentials) -> Result<Conn, TargetError> {
     Conn::new(opts.clone()).map_err(|e| {
         let (sqlstate, detail) = match &e {
             mysql::Error::MySqlError(db) => {
@@ -272,7 +280,10 @@ fn open(opts: &Opts, endpoint: &str, secrets: &[String]) -> Result<Conn, TargetE
             mysql::Error::IoError(io) => (None, io.to_string()),
             other => (None, other.to_string()),
         };
-        TargetError { sqlstate, message: scrub(&format!("cannot connect to MariaDB at {endpoint}: {detail}"), secrets) }
+        TargetError {
+            sqlstate,
+            message: credentials.scrub(&format!("cannot connect to MariaDB at {endpoint}: {detail}")),
+        }
     })
 }
 
@@ -286,31 +297,58 @@ pub fn parse_sql_mode(mode: &str) -> SqlMode {
 }
 
 /// Quotes a value for inlining into MariaDB SQL text under `mode`.
-pub fn quote(value: &Value, quoting: Quoting, mode: SqlMode) -> Result<String, TargetError> {
+pub fn quote(value: &Value, quoting: Quoting, mode: SqlMode) -> Result<Zeroizing<String>, TargetError> {
+    let shown;
     let text = match value {
-        Value::Secret(s) => s.expose().to_string(),
+        Value::Secret(s) => s.expose(),
+        Value::Text(t) => t.as_str(),
         Value::Null => return Err(TargetError::refused("a missing value cannot be inlined into SQL text")),
-        other => other.display(),
+        other => {
+            shown = other.display();
+            shown.as_str()
+        }
     };
     if text.contains('\0') {
         return Err(TargetError::refused("a value containing a NUL character cannot be sent to the target"));
     }
-    let literal = |q: char| {
-        let doubled = text.replace(q, &format!("{q}{q}"));
-        let escaped = if mode.no_backslash_escapes { doubled } else { doubled.replace('\\', "\\\\") };
-        format!("{q}{escaped}{q}")
-    };
+    let literal = |q: char| quoted(text, q, !mode.no_backslash_escapes);
     if text.is_empty() && (quoting == Quoting::Identifier || (quoting == Quoting::DoubleQuotes && mode.ansi_quotes)) {
         return Err(TargetError::refused("an empty value is not an identifier"));
     }
     Ok(match quoting {
         Quoting::Bind => return Err(TargetError::refused("a bind parameter is never inlined")),
-        Quoting::Identifier => format!("`{}`", text.replace('`', "``")),
+        Quoting::Identifier => quoted(text, '`', false),
         // In an identifier a backslash is an ordinary character.
-        Quoting::DoubleQuotes if mode.ansi_quotes => format!("\"{}\"", text.replace('"', "\"\"")),
+        Quoting::DoubleQuotes if mode.ansi_quotes => quoted(text, '"', false),
         Quoting::DoubleQuotes => literal('"'),
         Quoting::Quotes => literal('\''),
     })
+}
+
+/// A `Timestamp` instant (`...Z`) as its UTC date and time, which MariaDB accepts; every other
+/// value as it is.
+fn zoneless(ty: ValueType, value: Value) -> Value {
+    match (ty, &value) {
+        (ValueType::Timestamp, Value::Text(s)) => match values::parse(ty, s) {
+            Ok(Typed::Timestamp(stamp @ Stamp::Instant(_))) => Value::Text(stamp.civil().to_string()),
+            _ => value,
+        },
+        _ => value,
+    }
+}
+
+/// A date or time column's text (the text protocol's `2024-02-29 10:00:00`) in canonical
+/// form; text that is no provflow date (a zero date `0000-00-00`) as MariaDB sent it.
+fn temporal_text(ty: ColumnType, text: String) -> String {
+    let as_type = match ty {
+        ColumnType::MYSQL_TYPE_DATE | ColumnType::MYSQL_TYPE_NEWDATE => ValueType::Date,
+        ColumnType::MYSQL_TYPE_DATETIME
+        | ColumnType::MYSQL_TYPE_DATETIME2
+        | ColumnType::MYSQL_TYPE_TIMESTAMP
+        | ColumnType::MYSQL_TYPE_TIMESTAMP2 => ValueType::Timestamp,
+        _ => return text,
+    };
+    values::canonical(as_type, &text).unwrap_or(text)
 }
 
 fn to_mysql(value: &Value) -> mysql::Value {
@@ -349,16 +387,24 @@ fn from_mysql(value: &mysql::Value, ty: ColumnType) -> Value {
             } else if float {
                 text.parse().map(Value::Double).unwrap_or(Value::Text(text))
             } else {
-                Value::Text(text)
+                Value::Text(temporal_text(ty, text))
             }
         }
         M::Date(y, mo, d, h, mi, s, us) => {
-            if ty == ColumnType::MYSQL_TYPE_DATE {
-                Value::Text(format!("{y:04}-{mo:02}-{d:02}"))
-            } else {
-                let fraction = if *us == 0 { String::new() } else { format!(".{us:06}") };
-                Value::Text(format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{fraction}"))
-            }
+            let date = i16::try_from(*y).ok().zip(i8::try_from(*mo).ok()).zip(i8::try_from(*d).ok());
+            let date = date.and_then(|((y, mo), d)| jiff::civil::Date::new(y, mo, d).ok());
+            let time = i8::try_from(*h).ok().zip(i8::try_from(*mi).ok()).zip(i8::try_from(*s).ok());
+            let nanos = i32::try_from(*us).ok().and_then(|us| us.checked_mul(1000));
+            let time = time.zip(nanos).and_then(|(((h, mi), s), ns)| jiff::civil::Time::new(h, mi, s, ns).ok());
+            let date_only = matches!(ty, ColumnType::MYSQL_TYPE_DATE | ColumnType::MYSQL_TYPE_NEWDATE);
+            Value::Text(match (date, time) {
+                (Some(date), _) if date_only => date.to_string(),
+                (Some(date), Some(time)) => date.to_datetime(time).to_string(),
+                // A zero or invalid date MariaDB keeps (`0000-00-00`) is no calendar date: its
+                // digits, as MariaDB shows them.
+                _ if date_only => format!("{y:04}-{mo:02}-{d:02}"),
+                _ => format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}"),
+            })
         }
         M::Time(neg, days, h, mi, s, us) => {
             let sign = if *neg { "-" } else { "" };
@@ -475,7 +521,7 @@ mod tests {
             (Value::Null, Quoting::Identifier, default, None),
         ];
         for (v, q, mode, want) in cases {
-            assert_eq!(quote(&v, q, mode).ok().as_deref(), want, "{v:?} {q:?} {mode:?}");
+            assert_eq!(quote(&v, q, mode).ok().as_ref().map(|s| s.as_str()), want, "{v:?} {q:?} {mode:?}");
         }
     }
 

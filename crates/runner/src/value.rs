@@ -2,12 +2,20 @@
 //! be printed.
 
 use provflow_ir::ValueType;
+use provflow_lex::values::{self, Typed};
 use std::fmt;
 
 /// A secret (`GuardedString`). `Debug` and `Display` print a mask, so a secret that ends up
-/// in a log line, an error or a plan by mistake still does not leak.
+/// in a log line, an error or a plan by mistake still does not leak; its bytes are wiped when
+/// it is dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
 
 /// What every secret looks like when shown.
 pub const MASK: &str = "********";
@@ -86,63 +94,42 @@ impl Value {
 
 /// Why a text could not become a value of a declared type.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("`{text}` is not a {expected}")]
+#[error("`{text}` is not {expected}: {reason}")]
 pub struct TypeMismatch {
     /// The offending text; never a secret (secrets are not parsed).
     pub text: String,
+    /// What the type looks like, e.g. "a Date (YYYY-MM-DD)".
     pub expected: &'static str,
+    /// What is wrong with the text, e.g. "there is no month 13".
+    pub reason: String,
 }
 
-/// Converts text (a form field, a user attribute, a literal) to a value of `ty`.
+/// Converts text (a form field, a user attribute, a CSV cell, a literal) to a value of `ty`
+/// by the rules of [`provflow_lex::values`], the same the compiler checks literals with.
+/// Dates and timestamps become their canonical text.
 pub fn typed(ty: ValueType, text: &str) -> Result<Value, TypeMismatch> {
-    let mismatch = |expected| TypeMismatch { text: text.to_string(), expected };
-    match ty {
-        ValueType::String => Ok(Value::Text(text.to_string())),
-        ValueType::GuardedString => Ok(Value::Secret(Secret::new(text))),
-        ValueType::Long | ValueType::Integer => {
-            let n: i64 = text.trim().parse().map_err(|_| mismatch(ty.as_str()))?;
-            if ty == ValueType::Integer && i32::try_from(n).is_err() {
-                return Err(mismatch("Integer (32-bit)"));
-            }
-            Ok(Value::Int(n))
-        }
-        ValueType::Double => text.trim().parse::<f64>().map(Value::Double).map_err(|_| mismatch("Double")),
-        ValueType::Boolean => match text.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "y" => Ok(Value::Bool(true)),
-            "false" | "0" | "no" | "n" => Ok(Value::Bool(false)),
-            _ => Err(mismatch("Boolean (true or false)")),
-        },
-        ValueType::Date => {
-            parse_date(text).ok_or_else(|| mismatch("Date (YYYY-MM-DD)"))?;
-            Ok(Value::Text(text.trim().to_string()))
-        }
-        ValueType::Timestamp => {
-            let t = text.trim();
-            let date = t.get(..10).unwrap_or(t);
-            parse_date(date).ok_or_else(|| mismatch("Timestamp (YYYY-MM-DDTHH:MM:SS)"))?;
-            Ok(Value::Text(t.to_string()))
-        }
-    }
+    let parsed = values::parse(ty, text).map_err(|e| TypeMismatch {
+        text: text.to_string(),
+        expected: e.expected(),
+        reason: e.reason().to_string(),
+    })?;
+    Ok(match parsed {
+        Typed::Text(t) if ty.is_secret() => Value::Secret(Secret::new(t)),
+        Typed::Text(t) => Value::Text(t.to_string()),
+        Typed::Int(i) => Value::Int(i),
+        Typed::Double(d) => Value::Double(d),
+        Typed::Boolean(b) => Value::Bool(b),
+        date @ (Typed::Date(_) | Typed::Timestamp(_)) => Value::Text(date.to_string()),
+    })
 }
 
-/// Parses `YYYY-MM-DD` into (year, month, day), checking the day exists.
-pub fn parse_date(text: &str) -> Option<(i64, u32, u32)> {
-    let t = text.trim();
-    let mut parts = t.split('-');
-    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || y.len() != 4 || m.len() != 2 || d.len() != 2 {
-        return None;
+/// A `Date` or `Timestamp` text as a wall-clock date and time (an instant's in UTC), to put
+/// dates in order; `None` when the text is neither.
+pub fn wall_clock(text: &str) -> Option<jiff::civil::DateTime> {
+    match values::parse(ValueType::Timestamp, text) {
+        Ok(Typed::Timestamp(stamp)) => Some(stamp.civil()),
+        _ => None,
     }
-    let (y, m, d): (i64, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return None,
-    };
-    (1..=days).contains(&d).then_some((y, m, d))
 }
 
 #[cfg(test)]
@@ -169,10 +156,21 @@ mod tests {
             (ValueType::Date, "2024-02-29", Some(Value::Text("2024-02-29".into()))),
             (ValueType::Date, "2023-02-29", None),
             (ValueType::Date, "2023-2-1", None),
+            (ValueType::Timestamp, "2024-01-01garbage", None),
+            (ValueType::Timestamp, "2024-01-01 10:00:00+02:00", Some(Value::Text("2024-01-01T08:00:00Z".into()))),
             (ValueType::Double, "1.5", Some(Value::Double(1.5))),
+            (ValueType::Double, "1e400", None),
+            (ValueType::String, " as is ", Some(Value::Text(" as is ".into()))),
+            (ValueType::GuardedString, " pw ", Some(Value::Secret(Secret::new(" pw ")))),
         ];
         for (ty, text, want) in cases {
             assert_eq!(typed(*ty, text).ok(), *want, "{ty:?} {text}");
         }
+    }
+
+    #[test]
+    fn mismatches_say_what_and_why() {
+        let e = typed(ValueType::Date, "2024-13-01").err().map(|e| e.to_string());
+        assert_eq!(e.as_deref(), Some("`2024-13-01` is not a Date (YYYY-MM-DD): there is no month 13"));
     }
 }

@@ -280,8 +280,7 @@ fn collect<'a, T>(
     list.sort_by(|a, b| a.name.cmp(b.name).then(a.doc.cmp(&b.doc)));
     let mut kept: Vec<Named<'a, T>> = Vec::with_capacity(list.len());
     for item in list {
-        if let Some(first) = kept.last().filter(|k| k.name == item.name) {
-            let first_doc = &docs[first.doc];
+        if let Some(first_doc) = kept.last().filter(|k| k.name == item.name).and_then(|first| docs.get(first.doc)) {
             let line = first_doc.spans.get("/name").map_or(first_doc.root.line, |n| n.value.line);
             out.push((
                 item.doc,
@@ -313,7 +312,12 @@ pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) 
     let t = std::env::var_os("PROVFLOW_TIMINGS").map(|_| std::time::Instant::now());
     let lap = |what: &str| {
         if let Some(t) = t {
-            eprintln!("timing:   {what}: {:.1} ms", t.elapsed().as_secs_f64() * 1000.0);
+            // A closed stderr must not stop a compile.
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr().lock(),
+                format_args!("timing:   {what}: {ms:.1} ms\n"),
+            );
         }
     };
     let user_schema = users::lower(&ctx, &mut out);

@@ -400,6 +400,23 @@ pub fn lower_templates(
                 out.push((doc, f));
             }
 
+            let from = def.from.as_deref().and_then(|text| match provflow_lex::mailbox::parse_mailbox(text) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    out.push((
+                        doc,
+                        Finding::error(
+                            "PF521",
+                            format!("`from` is not a usable sender: {e}"),
+                            "/from",
+                            Part::Value,
+                            Some("write `local@domain` or `Display Name <local@domain>`, e.g. `Identity and Access Management <iam@example.com>`".into()),
+                        ),
+                    ));
+                    None
+                }
+            });
+
             let mut locales: Vec<ir::LocalizedMessage> = def
                 .locales
                 .iter()
@@ -442,7 +459,7 @@ pub fn lower_templates(
                                 variables.extend(info.names());
                             }
                         }
-                        remap_to_source(ctx, doc, &pointer, src, &mut out[first_new..]);
+                        remap_to_source(ctx, doc, &pointer, src, out.get_mut(first_new..).unwrap_or_default());
                         let first_ascii = out.len();
                         if l.encoding == EncodingName::Ascii {
                             if let Some(at) = first_non_ascii(src) {
@@ -461,7 +478,7 @@ pub fn lower_templates(
                                 ));
                             }
                         }
-                        remap_to_source(ctx, doc, &pointer, src, &mut out[first_ascii..]);
+                        remap_to_source(ctx, doc, &pointer, src, out.get_mut(first_ascii..).unwrap_or_default());
                     }
                     variables.sort();
                     variables.dedup();
@@ -488,6 +505,7 @@ pub fn lower_templates(
                 event: event.unwrap_or(0),
                 default_locale: def.default_locale.clone(),
                 locales,
+                from,
                 location: ctx.location(doc, ""),
             };
             (template, found)
@@ -587,6 +605,13 @@ resolver:
             // default_locale and locale keys.
             (template("default_locale: en-GB\n", "  en-US: { subject: x, long: y }\n"), vec![("PF505", 18, 17)]),
             (template("default_locale: en_us\n", "  en_us: { subject: x, long: y }\n"), vec![("PF506", L, 3)]),
+            // A sender that is not a mailbox, one that would inject a header, a good one.
+            (template("default_locale: en-US\nfrom: iam at example.com\n", "  en-US: { subject: x, long: y }\n"), vec![("PF521", 19, 7)]),
+            (
+                template("default_locale: en-US\nfrom: \"IAM <iam@example.com>\\r\\nBcc: x@evil.example\"\n", "  en-US: { subject: x, long: y }\n"),
+                vec![("PF521", 19, 7)],
+            ),
+            (template("default_locale: en-US\nfrom: Gestion des accès <iam@example.com>\n", "  en-US: { subject: x, long: y }\n"), vec![]),
             // Unknown event.
             (
                 template(dl, "  en-US: { subject: x, long: y }\n").replace("event: Account Provisioned", "event: Account Provisoned"),
@@ -679,5 +704,28 @@ resolver:
         assert_eq!(t.locales[0].encoding, provflow_ir::Encoding::Ascii);
         assert_eq!(t.locales[1].message_type, provflow_ir::MessageType::Html);
         assert_eq!(t.locales[1].variables, vec!["Account_Count", "First_Name", "Resource_Info"]);
+        assert_eq!(t.from, None);
+
+        let yaml = template(
+            "default_locale: en-US\nfrom: '\"Doe, Jo\" <jo@example.com>'\n",
+            "  en-US: { subject: x, long: y }\n",
+        );
+        let c = compile_bytes("t.yaml", yaml.as_bytes());
+        assert_eq!(c.diagnostics, vec![]);
+        let from = c.bundle.expect("compiles").templates[0].from.clone();
+        assert_eq!(from, Some(provflow_ir::Mailbox { name: Some("Doe, Jo".into()), address: "jo@example.com".into() }));
+    }
+
+    #[test]
+    fn a_bad_sender_says_why_without_echoing_it() {
+        let yaml = template(
+            "default_locale: en-US\nfrom: \"IAM\\e[31m <iam@example.com>\"\n",
+            "  en-US: { subject: x, long: y }\n",
+        );
+        let found = check(&yaml);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let (code, _, _, message) = &found[0];
+        assert_eq!(*code, "PF521");
+        assert!(message.contains("U+001B") && !message.contains('\u{1b}'), "{message}");
     }
 }

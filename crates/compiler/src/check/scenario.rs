@@ -354,38 +354,16 @@ impl Pass<'_, '_> {
     }
 }
 
-/// Why a text value does not fit a user attribute, if it does not.
-fn value_problem(attr: &ir::UserAttribute, text: &str) -> Option<&'static str> {
+/// Why a text value does not fit a user attribute, if it does not. Types are read by
+/// [`provflow_lex::values::parse`], as the runner reads them.
+fn value_problem(attr: &ir::UserAttribute, text: &str) -> Option<String> {
     if !attr.allowed_values.is_empty() && !attr.allowed_values.iter().any(|v| v == text) {
-        return Some("not one of the allowed values");
+        return Some("not one of the allowed values".into());
     }
     if attr.max_size.is_some_and(|max| text.chars().count() > max as usize) {
-        return Some("longer than `max_size`");
+        return Some("longer than `max_size`".into());
     }
-    let ok = match attr.ty {
-        ir::ValueType::Long | ir::ValueType::Integer => text.parse::<i64>().is_ok(),
-        ir::ValueType::Double => text.parse::<f64>().is_ok(),
-        ir::ValueType::Boolean => matches!(text, "true" | "false"),
-        ir::ValueType::Date => is_date(text),
-        _ => true,
-    };
-    if ok {
-        None
-    } else {
-        Some(match attr.ty {
-            ir::ValueType::Boolean => "expected `true` or `false`",
-            ir::ValueType::Date => "expected a date `YYYY-MM-DD`",
-            _ => "expected a number",
-        })
-    }
-}
-
-fn is_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
-        && matches!(s.get(5..7).and_then(|m| m.parse::<u8>().ok()), Some(1..=12))
-        && matches!(s.get(8..10).and_then(|d| d.parse::<u8>().ok()), Some(1..=31))
+    provflow_lex::values::parse(attr.ty, text).err().map(|e| format!("{}; expected {}", e.reason(), e.expected()))
 }
 
 #[cfg(test)]
