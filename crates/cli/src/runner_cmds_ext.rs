@@ -77,6 +77,8 @@ fn run_recon(global: &Global, a: ReconArgs) -> Result<u8, u8> {
     if let Some(ReconCommand::Events { run }) = a.command {
         return recon_events(global, run);
     }
+    // Refused before anything is read: reconciliation needs a SQLite store for now.
+    store::state_path(&global.state, "`provflow recon`").map_err(|e| fail(exit::USAGE, e))?;
     let process = a.process.clone().unwrap_or_default();
     let source = match (&a.csv, a.from_target) {
         (Some(p), false) => recon::Source::Csv(p.clone()),

@@ -15,8 +15,12 @@ use crate::credentials;
 use crate::secret::SecretKey;
 use crate::value::{Secret, Value};
 
+#[cfg(test)]
+mod conformance;
+mod postgres;
 mod sqlite;
 
+pub use self::postgres::PgStore;
 pub use self::sqlite::{synchronous, SqliteStore, SYNC_ENV};
 
 pub type AccountId = i64;
@@ -32,7 +36,7 @@ pub enum StoreError {
     #[error("{what} does not work on a PostgreSQL state store (`{url}`) yet; use `--state sqlite:PATH` for it")]
     PostgresNotSupported { what: String, url: String },
     /// The PostgreSQL server of the store cannot be reached or refused the login.
-    #[error("cannot reach the PostgreSQL state store at {endpoint}: {error}\n  check that the server is running and accepts connections there, and the user, database and password of `--state` (or PROVFLOW_STATE)")]
+    #[error("cannot reach the PostgreSQL state store at {endpoint}: {error}; check that its server runs and accepts connections there, and the user, database and password of `--state` (or PROVFLOW_STATE)")]
     Unreachable { endpoint: String, error: String },
     /// A PostgreSQL error, its message scrubbed of the connection string's secrets.
     #[error("state store (PostgreSQL): {0}")]
@@ -350,12 +354,7 @@ pub fn open(
 ) -> Result<Box<dyn StateStore + Send>, StoreError> {
     Ok(match location(url)? {
         Location::Sqlite(path) => Box::new(SqliteStore::open(&path, key, now)?),
-        Location::Postgres(url) => {
-            return Err(StoreError::PostgresNotSupported {
-                what: "this provflow".into(),
-                url: credentials::redact(&url),
-            })
-        }
+        Location::Postgres(url) => Box::new(PgStore::open(&url, key, now)?),
     })
 }
 
