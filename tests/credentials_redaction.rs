@@ -44,7 +44,7 @@ const PG: &Server = &Server {
     url_env: "DBUM_PG_URL",
     process: "DBUM Account PG",
     scenario: "definitions/scenarios/dbum-postgres.yaml",
-    as_state: "PostgreSQL state stores",
+    as_state: "PostgreSQL state store",
 };
 
 const MARIADB: &Server = &Server {
@@ -311,7 +311,8 @@ fn a_bare_url_as_target_is_refused_redacted() {
 }
 
 /// `--state` and `PROVFLOW_STATE` with every form, on every command that opens the store:
-/// PostgreSQL URLs and DSNs are recognised (not supported yet), others are not a store URL;
+/// PostgreSQL URLs and DSNs are recognised (and their server is unreachable, or the command
+/// refuses PostgreSQL stores), others are not a store URL;
 /// none becomes a file name, and none is shown.
 #[test]
 fn state_urls_never_show_their_password() {

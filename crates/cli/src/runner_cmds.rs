@@ -6,7 +6,7 @@ use provflow_ir::{Bundle, TaskAction, TaskStatus};
 use provflow_runner::clock::{self, Clock, CommandClock};
 use provflow_runner::engine::{self, Engine, EngineError, FormInput, TargetProvider, Targets};
 use provflow_runner::secret::SecretKey;
-use provflow_runner::store::{self, Account, SqliteStore, StateStore, TaskInstance, UserRecord};
+use provflow_runner::store::{self, Account, StateStore, TaskInstance, UserRecord};
 use provflow_runner::value::Secret;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -82,11 +82,12 @@ fn key_file() -> PathBuf {
     Path::new(".provflow").join("secret.key")
 }
 
-fn open_store(global: &Global) -> Result<SqliteStore, Exit> {
-    let path = store::state_path(&global.state).map_err(|e| fail(exit::USAGE, e))?;
+/// The store of `--state` (a SQLite file or a PostgreSQL database), opened and migrated.
+fn open_store(global: &Global) -> Result<Box<dyn StateStore + Send>, Exit> {
+    store::location(&global.state).map_err(|e| fail(exit::USAGE, e))?;
     let key = SecretKey::discover(&key_file()).map_err(|e| fail(exit::USAGE, e))?;
     CommandClock::check().map_err(|e| fail(exit::USAGE, e))?;
-    SqliteStore::open(&path, key, Box::new(|| CommandClock.now())).map_err(|e| fail(exit::USAGE, e))
+    store::open(&global.state, key, Box::new(|| CommandClock.now())).map_err(|e| fail(exit::USAGE, e))
 }
 
 fn targets(global: &Global) -> Result<Targets, Exit> {
@@ -231,7 +232,7 @@ fn run(global: &Global, a: RunArgs) -> Outcome {
         }
     };
     let ids = {
-        let mut e = Engine::new(&mut store, &mut targets, &clock);
+        let mut e = Engine::new(&mut *store, &mut targets, &clock);
         e.batch = a.batch.size;
         if let [login] = logins.as_slice() {
             vec![e.provision(&bundle, &a.process, login, &inputs).map_err(engine_error)?]
@@ -259,8 +260,8 @@ fn run(global: &Global, a: RunArgs) -> Outcome {
         errln!("note: no PROVFLOW_SECRET_KEY or .provflow/secret.key: secrets were used but not stored; a task that needs one later is handed to a person");
     }
     match ids.as_slice() {
-        [id] => report_account(global, &store, *id),
-        _ => report_accounts(global, &store, &a.process, &ids),
+        [id] => report_account(global, &*store, *id),
+        _ => report_accounts(global, &*store, &a.process, &ids),
     }
 }
 
@@ -334,10 +335,13 @@ fn report_accounts(global: &Global, store: &dyn StateStore, process: &str, ids: 
 fn plan(global: &Global, a: ProvisionArgs) -> Outcome {
     let inputs = form_inputs(&a.form, &a.secrets)?;
     let bundle = load_bundle(&paths_or_default(&a.paths))?;
-    // A plan writes nothing: a missing state store is not created, and the user must exist.
-    let path = store::state_path(&global.state).map_err(|e| fail(exit::USAGE, e))?;
-    if !path.exists() {
-        return Err(fail(exit::USAGE, format!("unknown user `{}`: the state store `{}` does not exist yet; create the user with `provflow user create {}`", a.user, path.display(), a.user)));
+    // A plan writes nothing: a missing state file is not created, and the user must exist.
+    // (A PostgreSQL database exists already; opening it only applies missing migrations.)
+    let location = store::location(&global.state).map_err(|e| fail(exit::USAGE, e))?;
+    if let store::Location::Sqlite(path) = &location {
+        if !path.exists() {
+            return Err(fail(exit::USAGE, format!("unknown user `{}`: the state store `{}` does not exist yet; create the user with `provflow user create {}`", a.user, path.display(), a.user)));
+        }
     }
     let mut store = open_store(global)?;
     let user: UserRecord = match store.user(&a.user).map_err(|e| fail(exit::USAGE, e))? {
@@ -351,7 +355,7 @@ fn plan(global: &Global, a: ProvisionArgs) -> Outcome {
     };
     let mut targets = targets(global)?;
     let clock = CommandClock;
-    let e = Engine::new(&mut store, &mut targets, &clock);
+    let e = Engine::new(&mut *store, &mut targets, &clock);
     let planned = e.plan(&bundle, &a.process, &user, &inputs).map_err(engine_error)?;
     if global.format == Format::Json {
         let tasks: Vec<_> = planned
@@ -378,7 +382,7 @@ fn resume(global: &Global, wait: bool, batch: usize) -> Outcome {
     let mut store = open_store(global)?;
     let mut targets = targets(global)?;
     let clock = CommandClock;
-    let mut e = Engine::new(&mut store, &mut targets, &clock);
+    let mut e = Engine::new(&mut *store, &mut targets, &clock);
     e.batch = batch;
     loop {
         let touched = e.resume().map_err(engine_error)?;
@@ -423,7 +427,7 @@ fn resume(global: &Global, wait: bool, batch: usize) -> Outcome {
 
 /// The user schema's bundle: `--definitions`, else the newest in the store, else
 /// `definitions/` if it exists, else the built-in attributes only.
-fn schema_bundle(store: &SqliteStore, definitions: &Option<PathBuf>) -> Result<Bundle, Exit> {
+fn schema_bundle(store: &dyn StateStore, definitions: &Option<PathBuf>) -> Result<Bundle, Exit> {
     if let Some(p) = definitions {
         return load_bundle(std::slice::from_ref(p));
     }
@@ -449,12 +453,12 @@ fn schema_bundle(store: &SqliteStore, definitions: &Option<PathBuf>) -> Result<B
 fn user(global: &Global, c: UserCommand) -> Outcome {
     let mut store = open_store(global)?;
     let bundle = match &c {
-        UserCommand::Create(a) | UserCommand::Modify(a) => Some(schema_bundle(&store, &a.definitions)?),
+        UserCommand::Create(a) | UserCommand::Modify(a) => Some(schema_bundle(&*store, &a.definitions)?),
         _ => None,
     };
     let mut targets = targets(global)?;
     let clock = CommandClock;
-    let mut e = Engine::new(&mut store, &mut targets, &clock);
+    let mut e = Engine::new(&mut *store, &mut targets, &clock);
     e.actor = person();
     let (login, touched) = match (c, bundle) {
         (UserCommand::Create(a), Some(b)) => {
@@ -541,7 +545,7 @@ fn task(global: &Global, c: TaskCommand) -> Outcome {
     let mut store = open_store(global)?;
     let mut targets = targets(global)?;
     let clock = CommandClock;
-    let mut e = Engine::new(&mut store, &mut targets, &clock);
+    let mut e = Engine::new(&mut *store, &mut targets, &clock);
     e.actor = person();
     let account = match c {
         TaskCommand::List { status } => {
@@ -597,7 +601,7 @@ fn account(global: &Global, c: AccountCommand) -> Outcome {
     let mut store = open_store(global)?;
     let mut targets = targets(global)?;
     let clock = CommandClock;
-    let mut e = Engine::new(&mut store, &mut targets, &clock);
+    let mut e = Engine::new(&mut *store, &mut targets, &clock);
     e.actor = person();
     let id = match c {
         AccountCommand::List => {

@@ -22,8 +22,10 @@ fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
     code
 }
 
-fn open_store(global: &Global) -> Result<SqliteStore, u8> {
-    let path = store::state_path(&global.state).map_err(|e| fail(exit::USAGE, e))?;
+/// The SQLite store of `--state`; `what` names the command when the store is PostgreSQL,
+/// which reconciliation and notifications do not work on yet.
+fn open_store(global: &Global, what: &str) -> Result<SqliteStore, u8> {
+    let path = store::state_path(&global.state, what).map_err(|e| fail(exit::USAGE, e))?;
     let key = SecretKey::discover(&Path::new(".provflow").join("secret.key")).map_err(|e| fail(exit::USAGE, e))?;
     SqliteStore::open(&path, key, Box::new(|| SystemClock.now())).map_err(|e| fail(exit::USAGE, e))
 }
@@ -50,7 +52,8 @@ fn load_bundle(paths: &[PathBuf]) -> Result<Bundle, u8> {
 /// Renders queued notifications after a runner command. Best effort and silent: a message
 /// that cannot be rendered is marked failed on its row; `notifications list` shows it.
 pub fn render_outbox(global: &Global) {
-    let Ok(path) = store::state_path(&global.state) else { return };
+    // Not on a PostgreSQL store yet: its outbox stays queued (see `notifications`).
+    let Ok(path) = store::state_path(&global.state, "rendering notifications") else { return };
     if !path.exists() {
         return;
     }
@@ -74,6 +77,8 @@ fn run_recon(global: &Global, a: ReconArgs) -> Result<u8, u8> {
     if let Some(ReconCommand::Events { run }) = a.command {
         return recon_events(global, run);
     }
+    // Refused before anything is read: reconciliation needs a SQLite store for now.
+    store::state_path(&global.state, "`provflow recon`").map_err(|e| fail(exit::USAGE, e))?;
     let process = a.process.clone().unwrap_or_default();
     let source = match (&a.csv, a.from_target) {
         (Some(p), false) => recon::Source::Csv(p.clone()),
@@ -91,7 +96,7 @@ fn run_recon(global: &Global, a: ReconArgs) -> Result<u8, u8> {
             format!("unknown process `{process}`{}", s.map(|s| format!("; did you mean `{s}`?")).unwrap_or_default()),
         ));
     }
-    let mut store = open_store(global)?;
+    let mut store = open_store(global, "`provflow recon`")?;
     store.save_bundle(&bundle).map_err(|e| fail(exit::USAGE, e))?;
     let path = store.path().to_path_buf();
     drop(store);
@@ -178,7 +183,7 @@ fn run_recon(global: &Global, a: ReconArgs) -> Result<u8, u8> {
 }
 
 fn recon_events(global: &Global, run: Option<i64>) -> Result<u8, u8> {
-    let store = open_store(global)?;
+    let store = open_store(global, "`provflow recon events`")?;
     let (run, events) = recon::events(&store, run).map_err(|e| fail(exit::USAGE, e))?;
     if global.format == Format::Json {
         out::json(&serde_json::to_value(&events).unwrap_or_else(|_| json!([])));
@@ -216,7 +221,7 @@ pub fn notifications(global: &Global, c: NotificationsCommand) -> u8 {
         },
         _ => notify::default_sender(),
     };
-    let store = match open_store(global) {
+    let store = match open_store(global, "`provflow notifications`") {
         Ok(s) => s,
         Err(c) => return c,
     };

@@ -1104,9 +1104,12 @@ impl<'a> Engine<'a> {
                 .and_then(|t| bundle.query_sets.get(t.query_set))
                 .map(|q| q.procedures.as_slice())
                 .unwrap_or_default();
-            let result = self.store.call_in_step(procedures, query, &values)?;
+            let mut result = None;
+            self.store.call_in_step(&mut |conn| {
+                result = Some(crate::target::call_sqlite(conn, procedures, query, &values));
+            })?;
             test_pause();
-            result
+            result.ok_or(StoreError::NoSharedTransactions)?
         } else {
             if let Err(e) = self.targets.open(bundle, process.target) {
                 // Nothing reached the target: the task is not an attempt, it waits for `resume`.

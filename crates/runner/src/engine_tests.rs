@@ -454,6 +454,9 @@ struct Counting<'s> {
 }
 
 impl StateStore for Counting<'_> {
+    fn has_key(&self) -> bool {
+        self.inner.has_key()
+    }
     fn save_bundle(&mut self, bundle: &Bundle) -> Result<(), StoreError> {
         self.writes.push("save_bundle");
         self.inner.save_bundle(bundle)

@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod engine;
 pub mod html_text;
 pub mod notify;
+mod pg_conn;
 pub mod recon;
 pub mod scenario;
 pub mod secret;

@@ -24,6 +24,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use crate::credentials::Credentials;
+use crate::pg_conn;
 use crate::sql_script::{self, ExecuteStatement};
 use crate::target::{quote, sql_buffer, CallOutcome, Target, TargetError};
 use crate::value::{Value, MASK};
@@ -87,7 +88,7 @@ impl PostgresTarget {
         }
         // Notices (e.g. the DBUM procedures' warnings) are not errors; keep them off stderr.
         config.notice_callback(|_| {});
-        let endpoint = endpoint(&config);
+        let endpoint = pg_conn::endpoint(&config);
         let client = open(&config, &endpoint, &credentials)?;
         let mut target = PostgresTarget {
             config,
@@ -304,37 +305,10 @@ impl PostgresTarget {
 }
 
 fn open(config: &Config, endpoint: &str, credentials: &Credentials) -> Result<Client, TargetError> {
-    config.connect(NoTls).map_err(|e| {
-        // The driver says only "error connecting to server"; the reason (refused, timed out,
-        // unknown host) is in its source chain.
-        let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            text
-        });
-        TargetError {
-            sqlstate: e.code().map(|c| c.code().to_string()),
-            message: credentials.scrub(&format!("cannot connect to PostgreSQL at {endpoint}: {detail}")),
-        }
+    config.connect(NoTls).map_err(|e| TargetError {
+        sqlstate: e.code().map(|c| c.code().to_string()),
+        message: credentials.scrub(&format!("cannot connect to PostgreSQL at {endpoint}: {}", pg_conn::failure(&e))),
     })
-}
-
-fn endpoint(config: &Config) -> String {
-    use postgres::config::Host;
-    let host = match config.get_hosts().first() {
-        Some(Host::Tcp(h)) => h.clone(),
-        #[cfg(unix)]
-        Some(Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".to_string(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let db = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
-    let user = config.get_user().map(|u| format!(" as `{u}`")).unwrap_or_default();
-    format!("{host}:{port}/{db}{user}")
 }
 
 pub(crate) fn refuse_nul(value: &Value, name: &str) -> Result<(), TargetError> {

@@ -1,290 +1,18 @@
-//! The state store: users, accounts (process instances), task instances with every attempt,
-//! the append-only audit trail and the notification outbox. One trait; SQLite implements it.
+//! The SQLite state store: one file, WAL, versioned migrations applied in one IMMEDIATE
+//! transaction, the audit trail append-only by trigger.
 
-use provflow_ir::{Bundle, ObjectStatus, TaskStatus};
+use provflow_ir::{Bundle, TaskStatus};
 use rusqlite::{params, OptionalExtension};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::{
+    audit_entry, encode_values, form_context, map_json, status_text, user_record, why_refused, Account, AccountId,
+    AccountRow, AuditEntry, Change, NewAccount, NewTask, OutboxEntry, OutboxRow, StateStore, Step, StoreError, TaskId,
+    TaskInstance, TaskRow, UserAndAccount, UserRecord, ACCOUNT_COLUMNS, AUDIT_COLUMNS, OUTBOX_COLUMNS, SCHEMA_VERSION,
+    TASK_COLUMNS,
+};
 use crate::clock::Instant;
-use crate::credentials;
 use crate::secret::SecretKey;
-use crate::value::{Secret, Value};
-
-pub type AccountId = i64;
-pub type TaskId = i64;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("the state store `{path}` cannot be opened: {error}")]
-    Open { path: String, error: String },
-    #[error("`{0}` is not a state store URL; use `sqlite:PATH` (e.g. `sqlite:.provflow/state.db`)")]
-    BadUrl(String),
-    #[error("PostgreSQL state stores (`{0}`) are not supported yet; use `--state sqlite:PATH`")]
-    PostgresNotSupported(String),
-    #[error("the state store is newer than this provflow (schema version {found}, this provflow knows {known}); upgrade provflow")]
-    TooNew { found: i64, known: i64 },
-    #[error("state store: {0}")]
-    Sql(#[from] rusqlite::Error),
-    #[error("the state store holds a damaged record ({0}); it was not written by this provflow")]
-    Corrupt(String),
-    #[error("this state store cannot run a target's calls in its own transactions")]
-    NoSharedTransactions,
-    /// An account was refused in the transaction that would have created it: another
-    /// command changed its user or created its account since the run checked them.
-    #[error("{0}; nothing of this batch of accounts was created")]
-    Conflict(String),
-}
-
-/// A person or system known to the identity manager.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserRecord {
-    pub login: String,
-    pub attributes: BTreeMap<String, String>,
-    /// `Active`, `Disabled`, `Deleted` or `Disabled Until Start Date`.
-    pub status: String,
-    pub locked: bool,
-}
-
-/// Form data: plain text values and secrets. A secret that could not be kept (no key) is
-/// absent after a reload.
-pub type FormData = BTreeMap<String, Value>;
-pub type ChildRow = BTreeMap<String, String>;
-
-/// A process instance: one account of one user.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Account {
-    pub id: AccountId,
-    pub process: String,
-    pub user: String,
-    pub bundle_hash: String,
-    pub status: ObjectStatus,
-    pub form: FormData,
-    pub children: BTreeMap<String, Vec<ChildRow>>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskInstance {
-    pub id: TaskId,
-    pub account: AccountId,
-    pub task_index: usize,
-    pub task_name: String,
-    pub status: TaskStatus,
-    pub response: Option<String>,
-    pub attempt: u32,
-    /// A Pending instance does not run before this instant (retries).
-    pub due_at: Option<Instant>,
-    /// A target call was started and its outcome is not recorded yet.
-    pub calling: bool,
-    /// Waits for a person (manual tasks, and automatic ones the runner gave up on).
-    pub held: bool,
-    pub note: Option<String>,
-    /// The child-table row of an `on_insert`/`on_delete` task.
-    pub child: ChildRow,
-    /// OUT values of the call, for `tasks.<name>.outputs.<name>` mappings.
-    pub outputs: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewTask {
-    pub task_index: usize,
-    pub task_name: String,
-    pub status: TaskStatus,
-    pub attempt: u32,
-    pub due_at: Option<Instant>,
-    pub held: bool,
-    pub note: Option<String>,
-    pub child: ChildRow,
-    /// Inserted as Pending because its dependencies already hold: the audit records the
-    /// Waiting it starts in and its promotion, as if promoted by a step of its own.
-    pub promoted: bool,
-    /// The engine calls it right after this commit (see [`Step::calling`]).
-    pub calling: bool,
-}
-
-/// A user as the store has it, and its newest account of a process.
-pub type UserAndAccount = (Option<UserRecord>, Option<Account>);
-
-/// An account to create, with its first tasks (see [`StateStore::create_accounts`]).
-#[derive(Debug, Clone, Copy)]
-pub struct NewAccount<'a> {
-    pub process: &'a str,
-    pub user: &'a str,
-    pub bundle_hash: &'a str,
-    pub status: ObjectStatus,
-    pub form: &'a FormData,
-    pub tasks: &'a [NewTask],
-}
-
-/// A status change of one task instance.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Transition {
-    pub task: TaskId,
-    pub to: TaskStatus,
-    pub response: Option<String>,
-    pub note: Option<String>,
-    pub held: bool,
-    pub outputs: BTreeMap<String, String>,
-}
-
-/// A notification to render and send later.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NotifyRequest {
-    pub task: Option<TaskId>,
-    pub template_index: usize,
-    pub template: String,
-    pub task_status: TaskStatus,
-    pub recipient: String,
-}
-
-/// Everything one engine step changes, committed in one transaction.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Step {
-    pub account: AccountId,
-    pub actor: String,
-    pub transitions: Vec<Transition>,
-    pub new_tasks: Vec<NewTask>,
-    pub account_status: Option<ObjectStatus>,
-    pub notify: Vec<NotifyRequest>,
-    /// The task whose target call starts right after this commit: its `calling` mark is
-    /// committed with the step instead of in a transaction of its own.
-    pub calling: Option<TaskId>,
-}
-
-impl Step {
-    /// Whether committing it would change nothing.
-    pub fn is_empty(&self) -> bool {
-        self.transitions.is_empty()
-            && self.new_tasks.is_empty()
-            && self.account_status.is_none()
-            && self.notify.is_empty()
-            && self.calling.is_none()
-    }
-}
-
-/// A change to a user or to an account's form, committed in one transaction with the steps
-/// (inserted tasks) it causes: a crash cannot keep the change and lose its tasks.
-#[derive(Debug, Clone, Default)]
-pub struct Change<'c> {
-    pub user: Option<&'c UserRecord>,
-    pub form: Option<&'c Account>,
-    pub steps: Vec<Step>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditEntry {
-    pub task: TaskId,
-    pub at: Instant,
-    pub actor: String,
-    pub from: Option<TaskStatus>,
-    pub to: TaskStatus,
-    pub response: Option<String>,
-    pub note: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxEntry {
-    pub id: i64,
-    pub account: AccountId,
-    pub task: Option<TaskId>,
-    pub template_index: usize,
-    pub template: String,
-    pub task_status: TaskStatus,
-    pub recipient: String,
-    pub bundle_hash: String,
-    pub created_at: Instant,
-}
-
-/// The runner's durable memory. Every method commits before it returns.
-pub trait StateStore {
-    fn save_bundle(&mut self, bundle: &Bundle) -> Result<(), StoreError>;
-    fn bundle(&self, hash: &str) -> Result<Option<Bundle>, StoreError>;
-    /// The bundle stored last, for commands that take no definitions.
-    fn latest_bundle(&self) -> Result<Option<Bundle>, StoreError>;
-
-    fn insert_user(&mut self, user: &UserRecord) -> Result<(), StoreError>;
-    fn update_user(&mut self, user: &UserRecord) -> Result<(), StoreError>;
-    fn user(&self, login: &str) -> Result<Option<UserRecord>, StoreError>;
-    fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
-
-    /// Creates accounts, each with its first tasks, in one transaction; each account's id and
-    /// its tasks' ids, in order.
-    fn create_accounts(
-        &mut self,
-        actor: &str,
-        accounts: &[NewAccount<'_>],
-    ) -> Result<Vec<(AccountId, Vec<TaskId>)>, StoreError>;
-    /// [`StateStore::create_accounts`] for one account.
-    #[allow(clippy::too_many_arguments)]
-    fn create_account(
-        &mut self,
-        process: &str,
-        user: &str,
-        bundle_hash: &str,
-        status: ObjectStatus,
-        form: &FormData,
-        actor: &str,
-        tasks: &[NewTask],
-    ) -> Result<(AccountId, Vec<TaskId>), StoreError> {
-        let account = NewAccount { process, user, bundle_hash, status, form, tasks };
-        self.create_accounts(actor, &[account])?
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("creating an account returned no id".into()))
-    }
-    fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError>;
-    /// The newest account of `user` for `process`.
-    fn find_account(&self, process: &str, user: &str) -> Result<Option<Account>, StoreError>;
-    fn accounts(&self) -> Result<Vec<Account>, StoreError>;
-    /// [`StateStore::user`] and [`StateStore::find_account`] together, as provisioning needs
-    /// them.
-    fn user_and_account(&self, login: &str, process: &str) -> Result<UserAndAccount, StoreError> {
-        Ok((self.user(login)?, self.find_account(process, login)?))
-    }
-    /// [`StateStore::user_and_account`] for each of `logins`, read together.
-    fn users_and_accounts(&self, logins: &[String], process: &str) -> Result<Vec<UserAndAccount>, StoreError> {
-        logins.iter().map(|l| self.user_and_account(l, process)).collect()
-    }
-    fn save_form(&mut self, account: &Account) -> Result<(), StoreError>;
-
-    fn task(&self, id: TaskId) -> Result<Option<TaskInstance>, StoreError>;
-    fn tasks_of(&self, account: AccountId) -> Result<Vec<TaskInstance>, StoreError>;
-    fn tasks(&self, status: Option<TaskStatus>) -> Result<Vec<TaskInstance>, StoreError>;
-    /// Records that a target call is about to start (or finished without a transition).
-    fn set_calling(&mut self, task: TaskId, calling: bool) -> Result<(), StoreError>;
-    /// Commits steps (of one account or of several) in one transaction; after
-    /// [`StateStore::call_in_step`], in the transaction that made the call. The ids of each
-    /// step's new tasks, in order.
-    fn commit_steps(&mut self, steps: &[Step]) -> Result<Vec<Vec<TaskId>>, StoreError>;
-    /// [`StateStore::commit_steps`] for one step.
-    fn commit(&mut self, step: &Step) -> Result<Vec<TaskId>, StoreError> {
-        Ok(self.commit_steps(std::slice::from_ref(step))?.pop().unwrap_or_default())
-    }
-    /// Commits a user or form change and its steps in one transaction; the ids of each step's
-    /// new tasks, in order.
-    fn commit_change(&mut self, change: &Change<'_>) -> Result<Vec<Vec<TaskId>>, StoreError>;
-
-    /// The file of an embedded SQLite store: a SQLite target in the same file shares its
-    /// transactions (see [`StateStore::call_in_step`]).
-    fn sqlite_file(&self) -> Option<&Path> {
-        None
-    }
-    /// Opens the transaction of the next step and makes a target call inside it, on a target
-    /// that is this store's own database. The call and the transition that the next
-    /// [`StateStore::commit`] records then commit together or not at all, so no `calling`
-    /// mark is needed: after a crash the call simply did not happen.
-    fn call_in_step(
-        &mut self,
-        procedures: &[provflow_ir::Procedure],
-        query: &provflow_ir::Query,
-        values: &[Value],
-    ) -> Result<Result<crate::target::CallOutcome, crate::target::TargetError>, StoreError> {
-        let _ = (procedures, query, values);
-        Err(StoreError::NoSharedTransactions)
-    }
-
-    fn audit(&self, task: TaskId) -> Result<Vec<AuditEntry>, StoreError>;
-    fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError>;
-}
 
 /// The migrations, applied in order on open; `schema_migrations` records each version.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -443,26 +171,6 @@ pub fn synchronous() -> &'static str {
 /// the last checkpoint are what a power loss can take back, and that window stays small.
 const STORE_PAGE_SIZE: u32 = 1024;
 
-/// Parses `--state`: `sqlite:PATH`, `sqlite://PATH`, or a plain path. A PostgreSQL URL or
-/// key=value DSN is recognised (and refused until PostgreSQL stores exist); any other URL, or
-/// a string with a password in it, is refused rather than taken for a file name. Messages
-/// show the string redacted ([`credentials::redact`]), and its secrets are remembered for
-/// [`credentials::scrub_known`].
-pub fn state_path(url: &str) -> Result<PathBuf, StoreError> {
-    credentials::remember(url);
-    let sqlite = url.starts_with("sqlite:");
-    let postgres_dsn = !sqlite && credentials::is_key_value_dsn(url);
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") || postgres_dsn {
-        return Err(StoreError::PostgresNotSupported(credentials::redact(url)));
-    }
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    let other_url = path.contains("://") && !sqlite;
-    if path.is_empty() || other_url || !credentials::Credentials::of(url).is_empty() {
-        return Err(StoreError::BadUrl(credentials::redact(url)));
-    }
-    Ok(PathBuf::from(path))
-}
-
 pub struct SqliteStore {
     conn: rusqlite::Connection,
     path: PathBuf,
@@ -470,14 +178,6 @@ pub struct SqliteStore {
     now: Box<dyn Fn() -> Instant + Send>,
     /// A transaction opened by `call_in_step` that the next `commit` finishes.
     step_open: bool,
-}
-
-fn status_text(s: TaskStatus) -> &'static str {
-    s.as_str()
-}
-
-fn parse_task_status(s: &str) -> Result<TaskStatus, StoreError> {
-    TaskStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("task status `{s}`")))
 }
 
 impl SqliteStore {
@@ -514,15 +214,11 @@ impl SqliteStore {
         &self.conn
     }
 
-    pub fn has_key(&self) -> bool {
-        self.key.is_some()
-    }
-
     /// Applies the migrations this store lacks. Several processes may open a fresh store at
     /// the same moment: the version is read again, and the migrations applied, inside one
     /// write transaction, so exactly one of them migrates and the others find it done.
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        let known = SCHEMA_VERSION;
         // The common case, an up-to-date store, takes no write lock.
         if self.applied_version()? == Some(known) {
             return Ok(());
@@ -591,86 +287,21 @@ impl SqliteStore {
         result
     }
 
-    /// Encodes a form: plain values as strings, secrets sealed (or dropped without a key).
-    fn encode_values(&self, values: &FormData, context: &str) -> String {
-        encode_values(self.key.as_ref(), values, context)
-    }
-}
-
-fn encode_values(key: Option<&SecretKey>, values: &FormData, context: &str) -> String {
-    {
-        let mut out = serde_json::Map::new();
-        for (name, value) in values {
-            match value {
-                Value::Secret(s) => {
-                    if let Some(sealed) = key.and_then(|k| k.seal(s, &format!("{context}/{name}"))) {
-                        out.insert(name.clone(), serde_json::json!({ "sealed": sealed }));
-                    }
-                }
-                Value::Null => {
-                    out.insert(name.clone(), serde_json::Value::Null);
-                }
-                other => {
-                    out.insert(name.clone(), serde_json::Value::String(other.display()));
-                }
-            }
-        }
-        serde_json::Value::Object(out).to_string()
-    }
-}
-
-impl SqliteStore {
-    fn decode_values(&self, json: &str, context: &str) -> Result<FormData, StoreError> {
-        let value: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("form data: {e}")))?;
-        let mut out = FormData::new();
-        if let serde_json::Value::Object(map) = value {
-            for (name, v) in map {
-                match v {
-                    serde_json::Value::String(s) => {
-                        out.insert(name, Value::Text(s));
-                    }
-                    serde_json::Value::Object(o) => {
-                        let opened = o
-                            .get("sealed")
-                            .and_then(|s| s.as_str())
-                            .and_then(|s| self.key.as_ref().and_then(|k| k.open(s, &format!("{context}/{name}"))));
-                        if let Some(secret) = opened {
-                            out.insert(name, Value::Secret(secret));
-                        }
-                    }
-                    _ => {
-                        out.insert(name, Value::Null);
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn read_account(&self, row: &rusqlite::Row<'_>) -> Result<Account, StoreError> {
-        let id: AccountId = row.get(0)?;
-        let status: String = row.get(4)?;
-        let form: String = row.get(5)?;
-        let children: String = row.get(6)?;
-        Ok(Account {
-            id,
-            process: row.get(1)?,
-            user: row.get(2)?,
-            bundle_hash: row.get(3)?,
-            status: ObjectStatus::parse(&status)
-                .ok_or_else(|| StoreError::Corrupt(format!("account status `{status}`")))?,
-            form: self.decode_values(&form, &format!("account/{id}"))?,
-            children: serde_json::from_str(&children).map_err(|e| StoreError::Corrupt(format!("child rows: {e}")))?,
-        })
-    }
-
     fn query_accounts(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Account>, StoreError> {
         let mut stmt = self.conn.prepare_cached(sql)?;
         let mut rows = stmt.query(params)?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(self.read_account(row)?);
+        while let Some(r) = rows.next()? {
+            let row = AccountRow {
+                id: r.get(0)?,
+                process: r.get(1)?,
+                user: r.get(2)?,
+                bundle_hash: r.get(3)?,
+                status: r.get(4)?,
+                form: r.get(5)?,
+                children: r.get(6)?,
+            };
+            out.push(row.into_account(self.key.as_ref())?);
         }
         Ok(out)
     }
@@ -679,26 +310,23 @@ impl SqliteStore {
         let mut stmt = self.conn.prepare_cached(sql)?;
         let mut rows = stmt.query(params)?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let status: String = row.get(4)?;
-            let child: String = row.get(11)?;
-            let outputs: String = row.get(12)?;
-            let task_index: i64 = row.get(2)?;
-            out.push(TaskInstance {
-                id: row.get(0)?,
-                account: row.get(1)?,
-                task_index: usize::try_from(task_index).map_err(|_| StoreError::Corrupt("task index".into()))?,
-                task_name: row.get(3)?,
-                status: parse_task_status(&status)?,
-                response: row.get(5)?,
-                attempt: row.get(6)?,
-                due_at: row.get(7)?,
-                calling: row.get(8)?,
-                held: row.get(9)?,
-                note: row.get(10)?,
-                child: serde_json::from_str(&child).map_err(|e| StoreError::Corrupt(format!("child row: {e}")))?,
-                outputs: serde_json::from_str(&outputs).map_err(|e| StoreError::Corrupt(format!("outputs: {e}")))?,
-            });
+        while let Some(r) = rows.next()? {
+            let row = TaskRow {
+                id: r.get(0)?,
+                account: r.get(1)?,
+                task_index: r.get(2)?,
+                task_name: r.get(3)?,
+                status: r.get(4)?,
+                response: r.get(5)?,
+                attempt: r.get(6)?,
+                due_at: r.get(7)?,
+                calling: r.get(8)?,
+                held: r.get(9)?,
+                note: r.get(10)?,
+                child: r.get(11)?,
+                outputs: r.get(12)?,
+            };
+            out.push(row.into_task()?);
         }
         Ok(out)
     }
@@ -710,11 +338,7 @@ impl SqliteStore {
         actor: &str,
         now: Instant,
     ) -> Result<TaskId, StoreError> {
-        let child = if t.child.is_empty() {
-            "{}".to_string()
-        } else {
-            serde_json::to_string(&t.child).unwrap_or_else(|_| "{}".into())
-        };
+        let child = map_json(&t.child);
         tx.prepare_cached(
             "INSERT INTO task_instances(account_id, task_index, task_name, status, attempt, due_at, held, note, child, calling, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
@@ -752,11 +376,7 @@ impl SqliteStore {
             .prepare_cached("SELECT status FROM users WHERE login = ?1")?
             .query_row([a.user], |r| r.get(0))
             .optional()?;
-        Ok(match user.as_deref() {
-            None => format!("user `{}` no longer exists", a.user),
-            Some("Deleted") => format!("user `{}` was deleted meanwhile", a.user),
-            Some(_) => format!("`{}` got a `{}` account from another command meanwhile", a.user, a.process),
-        })
+        Ok(why_refused(a, user.as_deref()))
     }
 
     fn write_user(tx: &rusqlite::Connection, user: &UserRecord, now: Instant) -> Result<(), StoreError> {
@@ -779,7 +399,7 @@ impl SqliteStore {
         account: &Account,
         now: Instant,
     ) -> Result<(), StoreError> {
-        let encoded = encode_values(key, &account.form, &format!("account/{}", account.id));
+        let encoded = encode_values(key, &account.form, &form_context(account.id));
         let children = serde_json::to_string(&account.children).unwrap_or_else(|_| "{}".into());
         tx.prepare_cached("UPDATE accounts SET form = ?2, children = ?3, updated_at = ?4 WHERE id = ?1")?
             .execute(params![account.id, encoded, children, now])?;
@@ -797,11 +417,7 @@ fn apply_step(tx: &rusqlite::Connection, step: &Step, now: Instant) -> Result<Ve
              SELECT id, ?2, ?3, status, ?4, ?5, ?6 FROM task_instances WHERE id = ?1",
         )?
         .execute(params![t.task, now, step.actor, status_text(t.to), t.response, t.note])?;
-        let outputs = if t.outputs.is_empty() {
-            "{}".to_string()
-        } else {
-            serde_json::to_string(&t.outputs).unwrap_or_else(|_| "{}".into())
-        };
+        let outputs = map_json(&t.outputs);
         tx.prepare_cached(
             "UPDATE task_instances SET status = ?2, response = coalesce(?3, response), note = ?4, held = ?5,
                outputs = CASE WHEN ?6 = '{}' THEN outputs ELSE ?6 END, calling = 0, updated_at = ?7 WHERE id = ?1",
@@ -833,11 +449,11 @@ fn apply_step(tx: &rusqlite::Connection, step: &Step, now: Instant) -> Result<Ve
     Ok(ids)
 }
 
-const ACCOUNT_COLUMNS: &str = "id, process, user_login, bundle_hash, status, form, children";
-const TASK_COLUMNS: &str =
-    "id, account_id, task_index, task_name, status, response, attempt, due_at, calling, held, note, child, outputs";
-
 impl StateStore for SqliteStore {
+    fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
     fn save_bundle(&mut self, bundle: &Bundle) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT OR IGNORE INTO bundles(hash, ir, stored_at) VALUES (?1, ?2, ?3)",
@@ -907,7 +523,7 @@ impl StateStore for SqliteStore {
             let first: AccountId =
                 tx.prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM accounts")?.query_row([], |r| r.get(0))?;
             for (id, a) in (first..).zip(accounts) {
-                let encoded = encode_values(key.as_ref(), a.form, &format!("account/{id}"));
+                let encoded = encode_values(key.as_ref(), a.form, &form_context(id));
                 // Checked again under the write lock, by the insert itself: another command may
                 // have deleted the user or provisioned the same account since the run looked.
                 // `usr_key` given, so the trigger that fills a missing one has nothing to do.
@@ -968,7 +584,7 @@ impl StateStore for SqliteStore {
     }
 
     fn save_form(&mut self, account: &Account) -> Result<(), StoreError> {
-        let encoded = self.encode_values(&account.form, &format!("account/{}", account.id));
+        let encoded = encode_values(self.key.as_ref(), &account.form, &form_context(account.id));
         let children = serde_json::to_string(&account.children).unwrap_or_else(|_| "{}".into());
         self.conn.execute(
             "UPDATE accounts SET form = ?2, children = ?3, updated_at = ?4 WHERE id = ?1",
@@ -1058,63 +674,46 @@ impl StateStore for SqliteStore {
         Some(&self.path)
     }
 
-    fn call_in_step(
-        &mut self,
-        procedures: &[provflow_ir::Procedure],
-        query: &provflow_ir::Query,
-        values: &[Value],
-    ) -> Result<Result<crate::target::CallOutcome, crate::target::TargetError>, StoreError> {
+    fn call_in_step(&mut self, call: &mut dyn FnMut(&rusqlite::Connection)) -> Result<(), StoreError> {
         if self.step_open {
             // A step left open by an earlier call that was never committed: it did not happen.
             self.conn.execute_batch("ROLLBACK")?;
         }
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         self.step_open = true;
-        Ok(crate::target::call_sqlite(&self.conn, procedures, query, values))
+        call(&self.conn);
+        Ok(())
     }
 
     fn audit(&self, task: TaskId) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT task_id, at, actor, from_status, to_status, response, note FROM task_audit WHERE task_id = ?1 ORDER BY id",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM task_audit WHERE task_id = ?1 ORDER BY id"))?;
         let mut rows = stmt.query([task])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let from: Option<String> = r.get(3)?;
-            let to: String = r.get(4)?;
-            out.push(AuditEntry {
-                task: r.get(0)?,
-                at: r.get(1)?,
-                actor: r.get(2)?,
-                from: from.as_deref().map(parse_task_status).transpose()?,
-                to: parse_task_status(&to)?,
-                response: r.get(5)?,
-                note: r.get(6)?,
-            });
+            out.push(audit_entry((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))?);
         }
         Ok(out)
     }
 
     fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, account_id, task_id, template_index, template, task_status, recipient, bundle_hash, created_at FROM outbox ORDER BY id",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id"))?;
         let mut rows = stmt.query([])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let status: String = r.get(5)?;
-            let index: i64 = r.get(3)?;
-            out.push(OutboxEntry {
+            let row = OutboxRow {
                 id: r.get(0)?,
                 account: r.get(1)?,
                 task: r.get(2)?,
-                template_index: usize::try_from(index).map_err(|_| StoreError::Corrupt("template index".into()))?,
+                template_index: r.get(3)?,
                 template: r.get(4)?,
-                task_status: parse_task_status(&status)?,
+                task_status: r.get(5)?,
                 recipient: r.get(6)?,
                 bundle_hash: r.get(7)?,
                 created_at: r.get(8)?,
-            });
+            };
+            out.push(row.into_entry()?);
         }
         Ok(out)
     }
@@ -1128,24 +727,18 @@ impl SqliteStore {
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             let attributes: String = r.get(1)?;
-            out.push(UserRecord {
-                login: r.get(0)?,
-                attributes: serde_json::from_str(&attributes)
-                    .map_err(|e| StoreError::Corrupt(format!("user attributes: {e}")))?,
-                status: r.get(2)?,
-                locked: r.get(3)?,
-            });
+            out.push(user_record(r.get(0)?, &attributes, r.get(2)?, r.get(3)?)?);
         }
         Ok(out)
     }
 }
 
-/// Secrets kept for the current process only, for stores without a key.
-pub type SecretCache = BTreeMap<(AccountId, String), Secret>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{FormData, Transition};
+    use provflow_ir::ObjectStatus;
+    use std::collections::BTreeMap;
 
     /// A user with no attributes, as accounts need one.
     fn add_user(s: &mut SqliteStore, login: &str) {
@@ -1159,64 +752,13 @@ mod tests {
     }
 
     #[test]
-    fn migrations_apply_once_and_urls_parse() {
+    fn migrations_apply_once() {
         let dir = tempfile::tempdir().unwrap();
         drop(open(dir.path(), None));
         let s = open(dir.path(), None);
         let n: i64 = s.conn.query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
         assert_eq!(n, MIGRATIONS.len() as i64);
-        assert_eq!(state_path("sqlite:a/b.db").unwrap(), PathBuf::from("a/b.db"));
-        assert_eq!(state_path("x.db").unwrap(), PathBuf::from("x.db"));
-        assert!(
-            matches!(state_path("postgres://u:pw@h/db"), Err(StoreError::PostgresNotSupported(u)) if !u.contains("pw"))
-        );
-    }
-
-    #[test]
-    fn state_urls_with_passwords_are_refused_redacted() {
-        let cases = [
-            ("postgres://u@h/x?password=Pw-q1", true),
-            ("host=h user=u password=Pw-q2 dbname=x", true),
-            ("host=127.0.0.1 port=1 password='P w-q3'", true),
-            ("mysql://u:Pw-q4@h/x", false),
-            ("host=h password=Pw-q5 bogus=1", false),
-            ("postgres://u:p%40ss-q6@h/x", true),
-        ];
-        // Messages are not printed: they would show a password when the test fails.
-        for (case, (url, postgres)) in cases.into_iter().enumerate() {
-            let message = match state_path(url) {
-                Err(e @ StoreError::PostgresNotSupported(_)) if postgres => e.to_string(),
-                Err(e @ StoreError::BadUrl(_)) if !postgres => e.to_string(),
-                Err(_) => panic!("case {case}: the wrong error"),
-                Ok(_) => panic!("case {case}: taken for a file"),
-            };
-            let leaked = ["Pw-", "P w", "p@ss", "p%40ss"].iter().any(|p| message.contains(p));
-            assert!(!leaked, "case {case}: the message shows the password");
-            assert!(message.contains("********"), "case {case}: nothing masked");
-        }
-    }
-
-    #[test]
-    fn secrets_are_sealed_at_rest_or_not_kept() {
-        for key in [Some(SecretKey::from_bytes([3; 32])), None] {
-            let dir = tempfile::tempdir().unwrap();
-            let mut s = open(dir.path(), key.clone());
-            let with_key = key.is_some();
-            s.conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
-            let form: FormData = [
-                ("username".to_string(), Value::Text("JDOE".into())),
-                ("password".to_string(), Value::Secret(Secret::new("topsecret"))),
-            ]
-            .into();
-            add_user(&mut s, "JDOE");
-            let (id, _) = s.create_account("P", "JDOE", "h", ObjectStatus::Provisioning, &form, "t", &[]).unwrap();
-            let raw: String = s.conn.query_row("SELECT form FROM accounts WHERE id = ?1", [id], |r| r.get(0)).unwrap();
-            assert!(!raw.contains("topsecret"), "{raw}");
-            assert_eq!(raw.contains("sealed"), with_key);
-            let back = s.account(id).unwrap().unwrap();
-            assert_eq!(back.form.contains_key("password"), with_key);
-            assert_eq!(back.form.get("username"), Some(&Value::Text("JDOE".into())));
-        }
+        assert_eq!(MIGRATIONS.last().map(|m| m.0), Some(SCHEMA_VERSION));
     }
 
     #[test]
@@ -1254,18 +796,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = open(dir.path(), None);
         s.conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
-        let task = |i: usize, status| NewTask {
-            task_index: i,
-            task_name: format!("T{i}"),
-            status,
-            attempt: 1,
-            due_at: None,
-            held: false,
-            note: None,
-            child: ChildRow::new(),
-            promoted: false,
-            calling: false,
-        };
+        let task = crate::store::conformance::task;
         add_user(&mut s, "A");
         let (id, ids) = s
             .create_account(
@@ -1311,14 +842,5 @@ mod tests {
         // The audit's `from` is the stored status before the transition.
         let audit = s.audit(ids[0]).unwrap();
         assert_eq!(audit.last().map(|a| (a.from, a.to)), Some((Some(TaskStatus::Pending), TaskStatus::Completed)));
-    }
-
-    #[test]
-    fn audit_trail_is_append_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = open(dir.path(), None);
-        s.conn.execute_batch("PRAGMA foreign_keys = OFF; INSERT INTO task_audit(task_id, at, actor, to_status) VALUES (1, 1, 'a', 'Pending');").unwrap();
-        assert!(s.conn.execute("DELETE FROM task_audit", []).is_err());
-        assert!(s.conn.execute("UPDATE task_audit SET actor = 'b'", []).is_err());
     }
 }

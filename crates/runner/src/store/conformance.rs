@@ -1,0 +1,519 @@
+//! One suite of store tests, written once against `dyn StateStore`, run against every store:
+//! SQLite always, PostgreSQL when `PROVFLOW_TEST_PG_URL` names a server (an admin URL: each
+//! test creates a database of its own there and drops it at the end). With
+//! `PROVFLOW_REQUIRE_DATABASES=1` a missing URL fails the PostgreSQL half instead of skipping.
+
+use provflow_ir::{Bundle, ObjectStatus, TaskStatus};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use super::*;
+use crate::value::{Secret, Value};
+
+/// A store under test, and raw access to its database that bypasses the store.
+trait Backend: Sync {
+    fn open(&self, key: Option<SecretKey>, now: Box<dyn Fn() -> Instant + Send>) -> Box<dyn StateStore + Send>;
+    /// Runs one statement directly on the database.
+    fn execute(&self, sql: &str) -> Result<u64, String>;
+    /// Every row of every table, as text, for grepping.
+    fn dump(&self) -> String;
+    fn migrations(&self) -> i64;
+}
+
+struct Sqlite {
+    dir: tempfile::TempDir,
+}
+
+impl Sqlite {
+    fn new() -> Self {
+        Sqlite { dir: tempfile::tempdir().unwrap() }
+    }
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("sub/state.db")
+    }
+    fn raw(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(self.path()).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
+        c
+    }
+}
+
+impl Backend for Sqlite {
+    fn open(&self, key: Option<SecretKey>, now: Box<dyn Fn() -> Instant + Send>) -> Box<dyn StateStore + Send> {
+        Box::new(SqliteStore::open(&self.path(), key, now).unwrap())
+    }
+    fn execute(&self, sql: &str) -> Result<u64, String> {
+        self.raw().execute(sql, []).map(|n| n as u64).map_err(|e| e.to_string())
+    }
+    fn dump(&self) -> String {
+        let c = self.raw();
+        let tables: Vec<String> = c
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut out = String::new();
+        for t in tables {
+            let mut stmt = c.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
+            let n = stmt.column_count();
+            let mut rows = stmt.query([]).unwrap();
+            while let Some(r) = rows.next().unwrap() {
+                for i in 0..n {
+                    match r.get_ref(i).unwrap() {
+                        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                            out.push_str(&String::from_utf8_lossy(t))
+                        }
+                        other => out.push_str(&format!("{other:?}")),
+                    }
+                    out.push('\t');
+                }
+                out.push('\n');
+            }
+        }
+        out
+    }
+    fn migrations(&self) -> i64 {
+        self.raw().query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0)).unwrap()
+    }
+}
+
+/// A database of its own on the test server, dropped at the end.
+struct Postgres {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+static DATABASES: AtomicUsize = AtomicUsize::new(0);
+
+/// `url` with its database replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    let start = url.find("://").map(|i| i + 3).unwrap();
+    let path = url[start..].find('/').map(|i| start + i).unwrap_or(url.len());
+    let query = url[path..].find('?').map(|i| &url[path + i..]).unwrap_or("");
+    format!("{}/{db}{query}", &url[..path])
+}
+
+impl Postgres {
+    /// `None` (the test skips) without `PROVFLOW_TEST_PG_URL`.
+    fn new() -> Option<Self> {
+        let admin = match std::env::var("PROVFLOW_TEST_PG_URL") {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ => {
+                if std::env::var("PROVFLOW_REQUIRE_DATABASES").is_ok_and(|v| v == "1") {
+                    panic!("PROVFLOW_REQUIRE_DATABASES=1 but PROVFLOW_TEST_PG_URL is not set");
+                }
+                eprintln!("SKIPPED: PROVFLOW_TEST_PG_URL not set (start PostgreSQL and set it to run the PostgreSQL store tests)");
+                return None;
+            }
+        };
+        let name = format!("pf_store_{}_{}", std::process::id(), DATABASES.fetch_add(1, Ordering::SeqCst));
+        let mut c = ::postgres::Client::connect(&admin, ::postgres::NoTls).unwrap();
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let url = with_database(&admin, &name);
+        Some(Postgres { admin, name, url })
+    }
+    fn raw(&self) -> ::postgres::Client {
+        ::postgres::Client::connect(&self.url, ::postgres::NoTls).unwrap()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Ok(mut c) = ::postgres::Client::connect(&self.admin, ::postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+impl Backend for Postgres {
+    fn open(&self, key: Option<SecretKey>, now: Box<dyn Fn() -> Instant + Send>) -> Box<dyn StateStore + Send> {
+        Box::new(PgStore::open(&self.url, key, now).unwrap())
+    }
+    fn execute(&self, sql: &str) -> Result<u64, String> {
+        self.raw().execute(sql, &[]).map_err(|e| e.to_string())
+    }
+    fn dump(&self) -> String {
+        let mut c = self.raw();
+        let tables: Vec<String> = c
+            .query("SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut out = String::new();
+        for t in tables {
+            for r in c.query(&format!("SELECT t::text FROM \"{t}\" t"), &[]).unwrap() {
+                out.push_str(r.get::<_, &str>(0));
+                out.push('\n');
+            }
+        }
+        out
+    }
+    fn migrations(&self) -> i64 {
+        self.raw().query_one("SELECT count(*) FROM schema_migrations", &[]).unwrap().get(0)
+    }
+}
+
+/// A clock that ticks one second per reading, so every write has its own instant.
+fn ticking() -> Box<dyn Fn() -> Instant + Send> {
+    let t = Arc::new(AtomicI64::new(1_800_000_000));
+    Box::new(move || t.fetch_add(1, Ordering::SeqCst))
+}
+
+fn bundle(hash: &str) -> Bundle {
+    Bundle {
+        ir_version: provflow_ir::IR_VERSION,
+        hash: hash.into(),
+        targets: vec![],
+        query_sets: vec![],
+        processes: vec![],
+        events: vec![],
+        templates: vec![],
+        user_schema: provflow_ir::UserSchema { name: None, attributes: vec![] },
+        scenarios: vec![],
+    }
+}
+
+fn user(login: &str) -> UserRecord {
+    UserRecord { login: login.into(), attributes: BTreeMap::new(), status: "Active".into(), locked: false }
+}
+
+pub(super) fn task(i: usize, status: TaskStatus) -> NewTask {
+    NewTask {
+        task_index: i,
+        task_name: format!("T{i}"),
+        status,
+        attempt: 1,
+        due_at: None,
+        held: false,
+        note: None,
+        child: ChildRow::new(),
+        promoted: false,
+        calling: false,
+    }
+}
+
+fn completes(account: AccountId, task: TaskId) -> Step {
+    Step {
+        account,
+        actor: "t".into(),
+        transitions: vec![Transition {
+            task,
+            to: TaskStatus::Completed,
+            response: Some("SUCCESS".into()),
+            note: None,
+            held: false,
+            outputs: [("id".to_string(), "42".to_string())].into(),
+        }],
+        ..Step::default()
+    }
+}
+
+/// A store with bundle `h` and users `A`, `B`.
+fn seeded(b: &dyn Backend) -> Box<dyn StateStore + Send> {
+    let mut s = b.open(None, ticking());
+    s.save_bundle(&bundle("h")).unwrap();
+    s.insert_user(&user("A")).unwrap();
+    s.insert_user(&user("B")).unwrap();
+    s
+}
+
+fn account(process: &'static str, login: &'static str, tasks: &'static [NewTask]) -> NewAccount<'static> {
+    static EMPTY: std::sync::OnceLock<FormData> = std::sync::OnceLock::new();
+    NewAccount {
+        process,
+        user: login,
+        bundle_hash: "h",
+        status: ObjectStatus::Provisioning,
+        form: EMPTY.get_or_init(FormData::new),
+        tasks,
+    }
+}
+
+fn two_tasks() -> &'static [NewTask] {
+    static TASKS: std::sync::OnceLock<Vec<NewTask>> = std::sync::OnceLock::new();
+    TASKS.get_or_init(|| vec![task(0, TaskStatus::Pending), task(1, TaskStatus::Waiting)])
+}
+
+// ----- the suite ------------------------------------------------------------------------------
+
+fn migrations_apply_once(b: &dyn Backend) {
+    drop(b.open(None, ticking()));
+    drop(b.open(None, ticking()));
+    assert_eq!(b.migrations(), SCHEMA_VERSION);
+}
+
+fn fresh_store_opened_by_eight_at_once(b: &dyn Backend) {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let s = b.open(None, ticking());
+                    s.users().unwrap().len()
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), 0);
+        }
+    });
+    assert_eq!(b.migrations(), SCHEMA_VERSION);
+}
+
+fn bundles_by_hash(b: &dyn Backend) {
+    let mut s = b.open(None, ticking());
+    assert_eq!(s.latest_bundle().unwrap(), None);
+    s.save_bundle(&bundle("a")).unwrap();
+    s.save_bundle(&bundle("b")).unwrap();
+    assert_eq!(s.bundle("a").unwrap().map(|x| x.hash), Some("a".into()));
+    assert_eq!(s.bundle("zz").unwrap(), None);
+    assert_eq!(s.latest_bundle().unwrap().map(|x| x.hash), Some("b".into()));
+    // Used again: the newest use wins.
+    s.save_bundle(&bundle("a")).unwrap();
+    assert_eq!(s.latest_bundle().unwrap().map(|x| x.hash), Some("a".into()));
+}
+
+fn users_insert_update_read(b: &dyn Backend) {
+    let mut s = b.open(None, ticking());
+    let mut u = user("b");
+    u.attributes.insert("usr_first_name".into(), "Bé".into());
+    s.insert_user(&u).unwrap();
+    s.insert_user(&user("B")).unwrap();
+    s.insert_user(&user("a")).unwrap();
+    assert!(s.insert_user(&user("a")).is_err(), "a login is unique");
+    u.status = "Disabled".into();
+    u.locked = true;
+    s.update_user(&u).unwrap();
+    assert_eq!(s.user("b").unwrap(), Some(u));
+    assert_eq!(s.user("nobody").unwrap(), None);
+    // Byte order on every store.
+    let logins: Vec<String> = s.users().unwrap().into_iter().map(|u| u.login).collect();
+    assert_eq!(logins, ["B", "a", "b"]);
+}
+
+fn accounts_are_created_with_their_tasks_or_not_at_all(b: &dyn Backend) {
+    let mut s = seeded(b);
+    // The second account's user does not exist: the first is not created either.
+    let refused = s.create_accounts("t", &[account("P", "A", two_tasks()), account("P", "nobody", two_tasks())]);
+    assert!(matches!(&refused, Err(StoreError::Conflict(m)) if m.contains("nobody")), "{refused:?}");
+    assert!(s.accounts().unwrap().is_empty());
+    assert!(s.tasks(None).unwrap().is_empty());
+
+    let made = s.create_accounts("t", &[account("P", "A", two_tasks()), account("P", "B", two_tasks())]).unwrap();
+    assert_eq!(made.len(), 2);
+    for (id, tasks) in &made {
+        let listed: Vec<TaskId> = s.tasks_of(*id).unwrap().iter().map(|t| t.id).collect();
+        assert_eq!(&listed, tasks);
+        let first = s.task(tasks[0]).unwrap().unwrap();
+        assert_eq!((first.task_name.as_str(), first.status, first.attempt), ("T0", TaskStatus::Pending, 1));
+        assert_eq!(s.audit(tasks[0]).unwrap().len(), 1);
+    }
+    // A second live account of the same process is refused; after a revoke a new one is made.
+    let again = s.create_account("P", "A", "h", ObjectStatus::Provisioning, &FormData::new(), "t", &[]);
+    assert!(matches!(&again, Err(StoreError::Conflict(m)) if m.contains("meanwhile")), "{again:?}");
+    let (a_id, _) = made[0].clone();
+    s.commit(&Step {
+        account: a_id,
+        actor: "t".into(),
+        account_status: Some(ObjectStatus::Revoked),
+        ..Step::default()
+    })
+    .unwrap();
+    let (newer, _) = s.create_account("P", "A", "h", ObjectStatus::Provisioning, &FormData::new(), "t", &[]).unwrap();
+    assert_eq!(s.find_account("P", "A").unwrap().map(|a| a.id), Some(newer));
+    assert_eq!(s.find_account("Q", "A").unwrap(), None);
+    assert_eq!(s.account(a_id).unwrap().map(|a| a.status), Some(ObjectStatus::Revoked));
+    let both = s.users_and_accounts(&["A".into(), "zz".into()], "P").unwrap();
+    assert_eq!(
+        both.iter().map(|(u, a)| (u.is_some(), a.is_some())).collect::<Vec<_>>(),
+        [(true, true), (false, false)]
+    );
+}
+
+fn steps_of_several_accounts_commit_together(b: &dyn Backend) {
+    let mut s = seeded(b);
+    let made = s.create_accounts("t", &[account("P", "A", two_tasks()), account("P", "B", two_tasks())]).unwrap();
+    let ((a, a_tasks), (b_id, b_tasks)) = (made[0].clone(), made[1].clone());
+    // The second step inserts a task of an account that does not exist: nothing is kept.
+    let bad =
+        Step { account: 999_999, actor: "t".into(), new_tasks: vec![task(5, TaskStatus::Pending)], ..Step::default() };
+    assert!(s.commit_steps(&[completes(a, a_tasks[0]), bad]).is_err());
+    assert_eq!(s.task(a_tasks[0]).unwrap().map(|t| t.status), Some(TaskStatus::Pending));
+    assert_eq!(s.audit(a_tasks[0]).unwrap().len(), 1);
+    // A change and its steps too.
+    let mut changed = user("A");
+    changed.status = "Disabled".into();
+    let bad =
+        Step { account: 999_999, actor: "t".into(), new_tasks: vec![task(5, TaskStatus::Pending)], ..Step::default() };
+    let change = Change { user: Some(&changed), form: None, steps: vec![completes(a, a_tasks[0]), bad] };
+    assert!(s.commit_change(&change).is_err());
+    assert_eq!(s.user("A").unwrap().map(|u| u.status), Some("Active".into()));
+
+    let mut second = completes(b_id, b_tasks[0]);
+    second.new_tasks.push(task(2, TaskStatus::Pending));
+    second.calling = Some(b_tasks[1]);
+    let ids = s.commit_steps(&[completes(a, a_tasks[0]), second]).unwrap();
+    assert_eq!(ids.len(), 2);
+    assert!(ids[0].is_empty());
+    assert_eq!(ids[1].len(), 1);
+    let done = s.task(a_tasks[0]).unwrap().unwrap();
+    assert_eq!((done.status, done.response.as_deref()), (TaskStatus::Completed, Some("SUCCESS")));
+    assert_eq!(done.outputs.get("id").map(String::as_str), Some("42"));
+    assert!(s.task(b_tasks[1]).unwrap().unwrap().calling);
+    let audit = s.audit(a_tasks[0]).unwrap();
+    assert_eq!(audit.last().map(|e| (e.from, e.to)), Some((Some(TaskStatus::Pending), TaskStatus::Completed)));
+
+    let change = Change { user: Some(&changed), form: None, steps: vec![] };
+    s.commit_change(&change).unwrap();
+    assert_eq!(s.user("A").unwrap().map(|u| u.status), Some("Disabled".into()));
+    s.set_calling(b_tasks[1], false).unwrap();
+    assert!(!s.task(b_tasks[1]).unwrap().unwrap().calling);
+}
+
+fn the_audit_trail_is_append_only(b: &dyn Backend) {
+    let mut s = seeded(b);
+    let (_, tasks) =
+        s.create_account("P", "A", "h", ObjectStatus::Provisioning, &FormData::new(), "t", two_tasks()).unwrap();
+    let before = s.audit(tasks[0]).unwrap();
+    assert!(!before.is_empty());
+    assert!(b.execute("UPDATE task_audit SET actor = 'someone else'").is_err());
+    assert!(b.execute("DELETE FROM task_audit").is_err());
+    assert_eq!(s.audit(tasks[0]).unwrap(), before);
+}
+
+fn secrets_are_sealed_at_rest_or_not_kept(b: &dyn Backend) {
+    let key = SecretKey::from_bytes([3; 32]);
+    let mut s = b.open(Some(key.clone()), ticking());
+    s.save_bundle(&bundle("h")).unwrap();
+    s.insert_user(&user("A")).unwrap();
+    let form: FormData = [
+        ("username".to_string(), Value::Text("JDOE".into())),
+        ("password".to_string(), Value::Secret(Secret::new("top-secret-9"))),
+    ]
+    .into();
+    let (id, _) = s.create_account("P", "A", "h", ObjectStatus::Provisioning, &form, "t", &[]).unwrap();
+    let mut account = s.account(id).unwrap().unwrap();
+    account.form.insert("other".into(), Value::Secret(Secret::new("second-secret-7")));
+    s.save_form(&account).unwrap();
+    drop(s);
+    let raw = b.dump();
+    assert!(!raw.contains("top-secret-9") && !raw.contains("second-secret-7"), "a secret is stored in plain text");
+    assert!(raw.contains("sealed"));
+    let back = b.open(Some(key), ticking()).account(id).unwrap().unwrap();
+    let opened = match back.form.get("password") {
+        Some(Value::Secret(s)) => s.expose().to_string(),
+        other => panic!("the secret did not open: {:?}", other.map(Value::is_secret)),
+    };
+    assert_eq!(opened, "top-secret-9");
+    assert!(back.form.contains_key("other"));
+    let keyless = b.open(None, ticking()).account(id).unwrap().unwrap();
+    assert!(!keyless.form.contains_key("password"));
+    assert_eq!(keyless.form.get("username"), Some(&Value::Text("JDOE".into())));
+
+    // Without a key a secret is not kept at all.
+    let mut s = b.open(None, ticking());
+    s.insert_user(&user("B")).unwrap();
+    let (id, _) = s.create_account("P", "B", "h", ObjectStatus::Provisioning, &form, "t", &[]).unwrap();
+    assert!(!s.account(id).unwrap().unwrap().form.contains_key("password"));
+    assert!(!b.dump().contains("top-secret-9"));
+}
+
+fn notifications_wait_in_the_outbox(b: &dyn Backend) {
+    let mut s = seeded(b);
+    let (id, tasks) =
+        s.create_account("P", "A", "h", ObjectStatus::Provisioning, &FormData::new(), "t", two_tasks()).unwrap();
+    let mut step = completes(id, tasks[0]);
+    step.notify.push(NotifyRequest {
+        task: Some(tasks[0]),
+        template_index: 2,
+        template: "Welcome".into(),
+        task_status: TaskStatus::Completed,
+        recipient: "A".into(),
+    });
+    s.commit(&step).unwrap();
+    let outbox = s.outbox().unwrap();
+    assert_eq!(outbox.len(), 1);
+    let e = &outbox[0];
+    assert_eq!(
+        (
+            e.account,
+            e.task,
+            e.template_index,
+            e.template.as_str(),
+            e.task_status,
+            e.recipient.as_str(),
+            e.bundle_hash.as_str()
+        ),
+        (id, Some(tasks[0]), 2, "Welcome", TaskStatus::Completed, "A", "h")
+    );
+}
+
+fn tasks_are_found_by_status(b: &dyn Backend) {
+    let mut s = seeded(b);
+    let tasks = [task(0, TaskStatus::Pending), task(1, TaskStatus::Waiting), task(2, TaskStatus::Pending)];
+    let (id, ids) = s.create_account("P", "A", "h", ObjectStatus::Provisioning, &FormData::new(), "t", &tasks).unwrap();
+    s.commit(&completes(id, ids[0])).unwrap();
+    let of = |s: &dyn StateStore, st| s.tasks(Some(st)).unwrap().iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(of(&*s, TaskStatus::Pending), vec![ids[2]]);
+    assert_eq!(of(&*s, TaskStatus::Waiting), vec![ids[1]]);
+    assert_eq!(of(&*s, TaskStatus::Completed), vec![ids[0]]);
+    assert_eq!(s.tasks(None).unwrap().len(), 3);
+    // A promoted task records the Waiting it starts in.
+    let mut promoted = task(3, TaskStatus::Pending);
+    promoted.promoted = true;
+    let new = s.commit(&Step { account: id, actor: "t".into(), new_tasks: vec![promoted], ..Step::default() }).unwrap();
+    let audit = s.audit(new[0]).unwrap();
+    assert_eq!(
+        audit.iter().map(|a| (a.from, a.to)).collect::<Vec<_>>(),
+        [(None, TaskStatus::Waiting), (Some(TaskStatus::Waiting), TaskStatus::Pending)]
+    );
+}
+
+fn only_a_sqlite_store_shares_its_transactions(b: &dyn Backend) {
+    let mut s = b.open(None, ticking());
+    let mut called = false;
+    let shared = s.call_in_step(&mut |_| called = true);
+    assert_eq!(shared.is_ok(), s.sqlite_file().is_some());
+    assert_eq!(called, s.sqlite_file().is_some());
+    if shared.is_ok() {
+        s.commit_steps(&[]).unwrap();
+    }
+}
+
+/// Each case as one test per store.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $case() { super::$case(&super::Sqlite::new()) } )*
+        }
+        mod postgres {
+            $( #[test] fn $case() { if let Some(b) = super::Postgres::new() { super::$case(&b) } } )*
+        }
+    };
+}
+
+conformance!(
+    migrations_apply_once,
+    fresh_store_opened_by_eight_at_once,
+    bundles_by_hash,
+    users_insert_update_read,
+    accounts_are_created_with_their_tasks_or_not_at_all,
+    steps_of_several_accounts_commit_together,
+    the_audit_trail_is_append_only,
+    secrets_are_sealed_at_rest_or_not_kept,
+    notifications_wait_in_the_outbox,
+    tasks_are_found_by_status,
+    only_a_sqlite_store_shares_its_transactions,
+);
+
+#[test]
+fn database_urls_are_rewritten() {
+    assert_eq!(with_database("postgres://u@h:5/a", "b"), "postgres://u@h:5/b");
+    assert_eq!(with_database("postgres://u@h/a?x=1", "b"), "postgres://u@h/b?x=1");
+    assert_eq!(with_database("postgres://u@h", "b"), "postgres://u@h/b");
+}

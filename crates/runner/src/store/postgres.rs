@@ -1,0 +1,641 @@
+//! The PostgreSQL state store: the tables and meaning of the SQLite store, in a PostgreSQL
+//! database, for runners on several machines. Migrations run on open in one transaction that
+//! holds a transaction-scoped advisory lock, so processes opening a fresh database together
+//! migrate it once; the audit trail is append-only by trigger; every write is one transaction.
+//!
+//! Types: ids and timestamps are `bigint` (timestamps are seconds since the Unix epoch, as on
+//! SQLite), JSON columns are `text` holding the same JSON the SQLite store writes, flags are
+//! `boolean`. A copy between stores maps columns one to one.
+
+use postgres::types::ToSql;
+use postgres::{Client, Config, NoTls, Row, Transaction};
+use provflow_ir::{Bundle, TaskStatus};
+use std::cell::RefCell;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::{
+    audit_entry, encode_values, form_context, map_json, status_text, user_record, why_refused, Account, AccountId,
+    AccountRow, AuditEntry, Change, NewAccount, NewTask, OutboxEntry, OutboxRow, StateStore, Step, StoreError, TaskId,
+    TaskInstance, TaskRow, UserRecord, ACCOUNT_COLUMNS, AUDIT_COLUMNS, OUTBOX_COLUMNS, SCHEMA_VERSION, TASK_COLUMNS,
+};
+use crate::clock::Instant;
+use crate::credentials::{self, Credentials};
+use crate::pg_conn;
+use crate::secret::SecretKey;
+
+/// The key of the advisory lock that migrations hold: "provflow" in ASCII. Advisory locks are
+/// per database, so stores in other databases of the same server never wait for each other.
+const MIGRATION_LOCK: i64 = 0x7072_6f76_666c_6f77;
+
+/// How long opening the store waits for the server when the URL sets no `connect_timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The migrations, with the numbers and meaning of the SQLite store's (`sqlite.rs`).
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
+CREATE TABLE bundles (
+    hash      text PRIMARY KEY,
+    ir        text NOT NULL,
+    stored_at bigint NOT NULL,
+    -- Insertion order, as SQLite's rowid: breaks ties of `stored_at` for `latest_bundle`.
+    seq       bigserial NOT NULL
+);
+CREATE TABLE users (
+    login      text PRIMARY KEY,
+    attributes text NOT NULL,
+    status     text NOT NULL,
+    locked     boolean NOT NULL DEFAULT false,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL
+);
+CREATE TABLE accounts (
+    id          bigserial PRIMARY KEY,
+    process     text NOT NULL,
+    user_login  text NOT NULL REFERENCES users(login),
+    bundle_hash text NOT NULL REFERENCES bundles(hash),
+    status      text NOT NULL,
+    form        text NOT NULL,
+    children    text NOT NULL DEFAULT '{}',
+    created_at  bigint NOT NULL,
+    updated_at  bigint NOT NULL
+);
+CREATE INDEX accounts_by_user ON accounts(user_login, process);
+CREATE TABLE task_instances (
+    id         bigserial PRIMARY KEY,
+    account_id bigint NOT NULL REFERENCES accounts(id),
+    task_index bigint NOT NULL,
+    task_name  text NOT NULL,
+    status     text NOT NULL,
+    response   text,
+    attempt    bigint NOT NULL DEFAULT 1,
+    due_at     bigint,
+    calling    boolean NOT NULL DEFAULT false,
+    held       boolean NOT NULL DEFAULT false,
+    note       text,
+    child      text NOT NULL DEFAULT '{}',
+    outputs    text NOT NULL DEFAULT '{}',
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL
+);
+CREATE INDEX task_instances_by_account ON task_instances(account_id);
+CREATE INDEX task_instances_by_status ON task_instances(status, due_at);
+CREATE TABLE task_audit (
+    id          bigserial PRIMARY KEY,
+    task_id     bigint NOT NULL REFERENCES task_instances(id),
+    at          bigint NOT NULL,
+    actor       text NOT NULL,
+    from_status text,
+    to_status   text NOT NULL,
+    response    text,
+    note        text
+);
+CREATE FUNCTION task_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the audit trail is append-only' USING ERRCODE = 'integrity_constraint_violation';
+END $$;
+CREATE TRIGGER task_audit_no_change BEFORE UPDATE OR DELETE ON task_audit
+    FOR EACH ROW EXECUTE FUNCTION task_audit_append_only();
+CREATE TRIGGER task_audit_no_truncate BEFORE TRUNCATE ON task_audit
+    FOR EACH STATEMENT EXECUTE FUNCTION task_audit_append_only();
+CREATE TABLE outbox (
+    id             bigserial PRIMARY KEY,
+    account_id     bigint NOT NULL REFERENCES accounts(id),
+    task_id        bigint REFERENCES task_instances(id),
+    template_index bigint NOT NULL,
+    template       text NOT NULL,
+    task_status    text NOT NULL,
+    recipient      text NOT NULL,
+    bundle_hash    text NOT NULL,
+    created_at     bigint NOT NULL,
+    -- Filled when the message is rendered (later); secrets never reach these columns.
+    locale         text,
+    message_type   text,
+    subject        text,
+    body           text,
+    rendered_at    bigint
+);
+"#,
+    ),
+    (
+        2,
+        // Notifications, reconciliation runs and events, and the stable `usr_key` (SQLite's
+        // rowid of the user; here a sequence).
+        r#"
+ALTER TABLE users ADD COLUMN usr_key bigint;
+CREATE SEQUENCE users_usr_key_seq OWNED BY users.usr_key;
+UPDATE users SET usr_key = nextval('users_usr_key_seq');
+ALTER TABLE users ALTER COLUMN usr_key SET DEFAULT nextval('users_usr_key_seq');
+ALTER TABLE accounts ADD COLUMN usr_key bigint;
+UPDATE accounts SET usr_key = (SELECT u.usr_key FROM users u WHERE u.login = accounts.user_login);
+CREATE INDEX accounts_by_usr_key ON accounts(usr_key);
+ALTER TABLE outbox ADD COLUMN short text;
+ALTER TABLE outbox ADD COLUMN to_address text;
+-- queued (not rendered yet) | rendered | failed (see `error`)
+ALTER TABLE outbox ADD COLUMN status text NOT NULL DEFAULT 'queued';
+ALTER TABLE outbox ADD COLUMN error text;
+CREATE TABLE recon_runs (
+    id          bigserial PRIMARY KEY,
+    process     text NOT NULL,
+    source      text NOT NULL,
+    started_at  bigint NOT NULL,
+    finished_at bigint,
+    summary     text
+);
+CREATE TABLE recon_events (
+    id         bigserial PRIMARY KEY,
+    run_id     bigint NOT NULL,
+    line       bigint NOT NULL,
+    key        text,
+    outcome    text NOT NULL,
+    action     text NOT NULL,
+    account_id bigint,
+    changes    text NOT NULL DEFAULT '{}',
+    error      text,
+    at         bigint NOT NULL
+);
+CREATE INDEX recon_events_by_run ON recon_events(run_id, line);
+"#,
+    ),
+    (
+        3,
+        // Only Pending work is looked up by status.
+        r#"
+DROP INDEX task_instances_by_status;
+CREATE INDEX task_instances_pending ON task_instances(due_at) WHERE status = 'Pending';
+"#,
+    ),
+];
+
+pub struct PgStore {
+    /// The driver's calls take `&mut`; the trait's reads take `&self`.
+    client: RefCell<Client>,
+    key: Option<SecretKey>,
+    now: Box<dyn Fn() -> Instant + Send>,
+}
+
+/// A driver error as a store error: SQLSTATE and the server's message, or the driver's own;
+/// any secret of a connection string this process has seen removed.
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        let text = match e.as_db_error() {
+            Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+            None => pg_conn::failure(&e),
+        };
+        StoreError::Postgres(credentials::scrub_known(&text).into_owned())
+    }
+}
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+impl PgStore {
+    /// Connects to `url` (a `postgres://` URL or a key=value DSN) and applies the migrations
+    /// the database lacks. The database must exist; its tables are created on first open.
+    pub fn open(url: &str, key: Option<SecretKey>, now: Box<dyn Fn() -> Instant + Send>) -> Result<Self, StoreError> {
+        credentials::remember(url);
+        let secrets = Credentials::of(url);
+        let mut config = Config::from_str(url).map_err(|e| StoreError::Open {
+            path: credentials::redact(url),
+            error: secrets.scrub(&format!("not a PostgreSQL connection URL: {e}")),
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("provflow");
+        }
+        config.notice_callback(|_| {});
+        let endpoint = pg_conn::endpoint(&config);
+        let client = config
+            .connect(NoTls)
+            .map_err(|e| StoreError::Unreachable { endpoint, error: secrets.scrub(&pg_conn::failure(&e)) })?;
+        let mut store = PgStore { client: RefCell::new(client), key, now };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Applies the migrations this database lacks, in one transaction holding the advisory
+    /// lock [`MIGRATION_LOCK`]: of processes opening a fresh database together, one migrates
+    /// and the others, once it commits, read the version again and find nothing to do.
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let known = SCHEMA_VERSION;
+        let now = (self.now)();
+        let client = self.client.get_mut();
+        // The common case, an up-to-date store, takes no lock.
+        if let Some(found) = applied_version(client)? {
+            if found == known {
+                return Ok(());
+            }
+            if found > known {
+                return Err(StoreError::TooNew { found, known });
+            }
+        }
+        let mut tx = client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version bigint PRIMARY KEY, applied_at bigint NOT NULL)",
+        )?;
+        let current: i64 = tx.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])?.try_get(0)?;
+        if current > known {
+            return Err(StoreError::TooNew { found: current, known });
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            tx.batch_execute(sql)?;
+            tx.execute("INSERT INTO schema_migrations(version, applied_at) VALUES ($1, $2)", &[version, &now])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
+        Ok(self.client.borrow_mut().query(sql, params)?)
+    }
+
+    fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
+        Ok(self.client.borrow_mut().execute(sql, params)?)
+    }
+
+    /// Runs `write` in one transaction and commits it; an error rolls it all back.
+    fn write<T>(&self, write: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut client = self.client.borrow_mut();
+        let mut tx = client.transaction()?;
+        let value = write(&mut tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    fn query_accounts(&self, sql: &str, params: Params<'_>) -> Result<Vec<Account>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.query(sql, params)? {
+            let row = AccountRow {
+                id: r.try_get(0)?,
+                process: r.try_get(1)?,
+                user: r.try_get(2)?,
+                bundle_hash: r.try_get(3)?,
+                status: r.try_get(4)?,
+                form: r.try_get(5)?,
+                children: r.try_get(6)?,
+            };
+            out.push(row.into_account(self.key.as_ref())?);
+        }
+        Ok(out)
+    }
+
+    fn query_tasks(&self, sql: &str, params: Params<'_>) -> Result<Vec<TaskInstance>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.query(sql, params)? {
+            let row = TaskRow {
+                id: r.try_get(0)?,
+                account: r.try_get(1)?,
+                task_index: r.try_get(2)?,
+                task_name: r.try_get(3)?,
+                status: r.try_get(4)?,
+                response: r.try_get(5)?,
+                attempt: r.try_get(6)?,
+                due_at: r.try_get(7)?,
+                calling: r.try_get(8)?,
+                held: r.try_get(9)?,
+                note: r.try_get(10)?,
+                child: r.try_get(11)?,
+                outputs: r.try_get(12)?,
+            };
+            out.push(row.into_task()?);
+        }
+        Ok(out)
+    }
+
+    fn users_where(&self, clause: &str, params: Params<'_>) -> Result<Vec<UserRecord>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.query(&format!("SELECT login, attributes, status, locked FROM users {clause}"), params)? {
+            let attributes: String = r.try_get(1)?;
+            out.push(user_record(r.try_get(0)?, &attributes, r.try_get(2)?, r.try_get(3)?)?);
+        }
+        Ok(out)
+    }
+
+    fn bundle_where(&self, sql: &str, params: Params<'_>, what: &str) -> Result<Option<Bundle>, StoreError> {
+        let Some(row) = self.query(sql, params)?.into_iter().next() else { return Ok(None) };
+        let json: String = row.try_get(0)?;
+        provflow_ir::load(&json).map(Some).map_err(|e| StoreError::Corrupt(format!("bundle {what}: {e}")))
+    }
+}
+
+/// The newest applied migration; `None` for a database without the migrations table.
+fn applied_version(client: &mut Client) -> Result<Option<i64>, StoreError> {
+    let exists: bool = client.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?.try_get(0)?;
+    if !exists {
+        return Ok(None);
+    }
+    Ok(Some(client.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])?.try_get(0)?))
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn insert_task(
+    tx: &mut Transaction<'_>,
+    account: AccountId,
+    t: &NewTask,
+    actor: &str,
+    now: Instant,
+) -> Result<TaskId, StoreError> {
+    let id: TaskId = tx
+        .query_one(
+            "INSERT INTO task_instances(account_id, task_index, task_name, status, attempt, due_at, held, note, child, calling, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
+            &[
+                &account,
+                &to_i64(t.task_index),
+                &t.task_name,
+                &status_text(t.status),
+                &i64::from(t.attempt),
+                &t.due_at,
+                &t.held,
+                &t.note,
+                &map_json(&t.child),
+                &t.calling,
+                &now,
+            ],
+        )?
+        .try_get(0)?;
+    let audit =
+        "INSERT INTO task_audit(task_id, at, actor, from_status, to_status, note) VALUES ($1, $2, $3, $4, $5, $6)";
+    let none: Option<&str> = None;
+    if t.promoted {
+        tx.execute(audit, &[&id, &now, &actor, &none, &status_text(TaskStatus::Waiting), &none])?;
+        tx.execute(
+            audit,
+            &[&id, &now, &actor, &Some(status_text(TaskStatus::Waiting)), &status_text(t.status), &t.note],
+        )?;
+    } else {
+        tx.execute(audit, &[&id, &now, &actor, &none, &status_text(t.status), &t.note])?;
+    }
+    Ok(id)
+}
+
+fn write_user(tx: &mut Transaction<'_>, user: &UserRecord, now: Instant) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE users SET attributes = $2, status = $3, locked = $4, updated_at = $5 WHERE login = $1",
+        &[&user.login, &map_json(&user.attributes), &user.status, &user.locked, &now],
+    )?;
+    Ok(())
+}
+
+fn write_form(
+    tx: &mut Transaction<'_>,
+    key: Option<&SecretKey>,
+    account: &Account,
+    now: Instant,
+) -> Result<(), StoreError> {
+    let encoded = encode_values(key, &account.form, &form_context(account.id));
+    let children = serde_json::to_string(&account.children).unwrap_or_else(|_| "{}".into());
+    tx.execute(
+        "UPDATE accounts SET form = $2, children = $3, updated_at = $4 WHERE id = $1",
+        &[&account.id, &encoded, &children, &now],
+    )?;
+    Ok(())
+}
+
+/// Writes one step (see the SQLite store's `apply_step`). The caller owns the transaction.
+fn apply_step(tx: &mut Transaction<'_>, step: &Step, now: Instant) -> Result<Vec<TaskId>, StoreError> {
+    for t in &step.transitions {
+        // The audit row takes its `from` from the stored row, before the update below.
+        tx.execute(
+            "INSERT INTO task_audit(task_id, at, actor, from_status, to_status, response, note)
+             SELECT id, $2, $3, status, $4, $5, $6 FROM task_instances WHERE id = $1",
+            &[&t.task, &now, &step.actor, &status_text(t.to), &t.response, &t.note],
+        )?;
+        tx.execute(
+            "UPDATE task_instances SET status = $2, response = coalesce($3, response), note = $4, held = $5,
+               outputs = CASE WHEN $6::text = '{}' THEN outputs ELSE $6::text END, calling = false, updated_at = $7
+             WHERE id = $1",
+            &[&t.task, &status_text(t.to), &t.response, &t.note, &t.held, &map_json(&t.outputs), &now],
+        )?;
+    }
+    let mut ids = Vec::with_capacity(step.new_tasks.len());
+    for t in &step.new_tasks {
+        ids.push(insert_task(tx, step.account, t, &step.actor, now)?);
+    }
+    if let Some(status) = step.account_status {
+        tx.execute(
+            "UPDATE accounts SET status = $2, updated_at = $3 WHERE id = $1",
+            &[&step.account, &status.as_str(), &now],
+        )?;
+    }
+    if let Some(task) = step.calling {
+        tx.execute("UPDATE task_instances SET calling = true, updated_at = $2 WHERE id = $1", &[&task, &now])?;
+    }
+    for n in &step.notify {
+        tx.execute(
+            "INSERT INTO outbox(account_id, task_id, template_index, template, task_status, recipient, bundle_hash, created_at)
+             SELECT id, $2, $3, $4, $5, $6, bundle_hash, $7 FROM accounts WHERE id = $1",
+            &[
+                &step.account,
+                &n.task,
+                &to_i64(n.template_index),
+                &n.template,
+                &status_text(n.task_status),
+                &n.recipient,
+                &now,
+            ],
+        )?;
+    }
+    Ok(ids)
+}
+
+impl StateStore for PgStore {
+    fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    fn save_bundle(&mut self, bundle: &Bundle) -> Result<(), StoreError> {
+        // The newest use wins for `latest_bundle`, even for a bundle stored before.
+        self.execute(
+            "INSERT INTO bundles(hash, ir, stored_at) VALUES ($1, $2, $3)
+             ON CONFLICT (hash) DO UPDATE SET stored_at = EXCLUDED.stored_at",
+            &[&bundle.hash, &bundle.to_json(), &(self.now)()],
+        )?;
+        Ok(())
+    }
+
+    fn bundle(&self, hash: &str) -> Result<Option<Bundle>, StoreError> {
+        self.bundle_where("SELECT ir FROM bundles WHERE hash = $1", &[&hash], hash)
+    }
+
+    fn latest_bundle(&self) -> Result<Option<Bundle>, StoreError> {
+        self.bundle_where("SELECT ir FROM bundles ORDER BY stored_at DESC, seq DESC LIMIT 1", &[], "(newest)")
+    }
+
+    fn insert_user(&mut self, user: &UserRecord) -> Result<(), StoreError> {
+        let now = (self.now)();
+        self.execute(
+            "INSERT INTO users(login, attributes, status, locked, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+            &[&user.login, &map_json(&user.attributes), &user.status, &user.locked, &now],
+        )?;
+        Ok(())
+    }
+
+    fn update_user(&mut self, user: &UserRecord) -> Result<(), StoreError> {
+        let now = (self.now)();
+        self.write(|tx| write_user(tx, user, now))
+    }
+
+    fn user(&self, login: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.users_where("WHERE login = $1", &[&login])?.into_iter().next())
+    }
+
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        // Byte order, as SQLite sorts: the database's collation may sort otherwise.
+        self.users_where("ORDER BY login COLLATE \"C\"", &[])
+    }
+
+    fn create_accounts(
+        &mut self,
+        actor: &str,
+        accounts: &[NewAccount<'_>],
+    ) -> Result<Vec<(AccountId, Vec<TaskId>)>, StoreError> {
+        let now = (self.now)();
+        let key = self.key.as_ref();
+        self.write(|tx| {
+            let mut out = Vec::with_capacity(accounts.len());
+            for a in accounts {
+                // The user's row locked: another command creating an account for the same user,
+                // or deleting the user, waits for this transaction, and the insert below sees
+                // what such a command committed before.
+                let user = tx.query_opt("SELECT status FROM users WHERE login = $1 FOR UPDATE", &[&a.user])?;
+                let status: Option<String> = user.map(|r| r.try_get(0)).transpose()?;
+                // The id first: the form is sealed with it as context.
+                let id: AccountId =
+                    tx.query_one("SELECT nextval(pg_get_serial_sequence('accounts', 'id'))", &[])?.try_get(0)?;
+                let encoded = encode_values(key, a.form, &form_context(id));
+                let inserted = tx.execute(
+                    "INSERT INTO accounts(id, process, user_login, bundle_hash, status, form, usr_key, created_at, updated_at)
+                     SELECT $1, $2, u.login, $4, $5, $6, u.usr_key, $7, $7 FROM users u
+                     WHERE u.login = $3 AND u.status <> 'Deleted' AND NOT EXISTS (
+                       SELECT 1 FROM accounts a WHERE a.user_login = $3 AND a.process = $2 AND a.status <> 'Revoked')",
+                    &[&id, &a.process, &a.user, &a.bundle_hash, &a.status.as_str(), &encoded, &now],
+                )?;
+                if inserted == 0 {
+                    return Err(StoreError::Conflict(why_refused(a, status.as_deref())));
+                }
+                let mut ids = Vec::with_capacity(a.tasks.len());
+                for t in a.tasks {
+                    ids.push(insert_task(tx, id, t, actor, now)?);
+                }
+                out.push((id, ids));
+            }
+            Ok(out)
+        })
+    }
+
+    fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
+        Ok(self.query_accounts(&sql, &[&id])?.into_iter().next())
+    }
+
+    fn find_account(&self, process: &str, user: &str) -> Result<Option<Account>, StoreError> {
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE user_login = $2 AND process = $1 ORDER BY id DESC LIMIT 1"
+        );
+        Ok(self.query_accounts(&sql, &[&process, &user])?.into_iter().next())
+    }
+
+    fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.query_accounts(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"), &[])
+    }
+
+    fn save_form(&mut self, account: &Account) -> Result<(), StoreError> {
+        let now = (self.now)();
+        let key = self.key.as_ref();
+        self.write(|tx| write_form(tx, key, account, now))
+    }
+
+    fn task(&self, id: TaskId) -> Result<Option<TaskInstance>, StoreError> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE id = $1");
+        Ok(self.query_tasks(&sql, &[&id])?.into_iter().next())
+    }
+
+    fn tasks_of(&self, account: AccountId) -> Result<Vec<TaskInstance>, StoreError> {
+        self.query_tasks(
+            &format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE account_id = $1 ORDER BY id"),
+            &[&account],
+        )
+    }
+
+    fn tasks(&self, status: Option<TaskStatus>) -> Result<Vec<TaskInstance>, StoreError> {
+        match status {
+            Some(s) => self.query_tasks(
+                &format!("SELECT {TASK_COLUMNS} FROM task_instances WHERE status = $1 ORDER BY id"),
+                &[&status_text(s)],
+            ),
+            None => self.query_tasks(&format!("SELECT {TASK_COLUMNS} FROM task_instances ORDER BY id"), &[]),
+        }
+    }
+
+    fn set_calling(&mut self, task: TaskId, calling: bool) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE task_instances SET calling = $2, updated_at = $3 WHERE id = $1",
+            &[&task, &calling, &(self.now)()],
+        )?;
+        Ok(())
+    }
+
+    fn commit_steps(&mut self, steps: &[Step]) -> Result<Vec<Vec<TaskId>>, StoreError> {
+        let now = (self.now)();
+        self.write(|tx| steps.iter().map(|step| apply_step(tx, step, now)).collect())
+    }
+
+    fn commit_change(&mut self, change: &Change<'_>) -> Result<Vec<Vec<TaskId>>, StoreError> {
+        let now = (self.now)();
+        let key = self.key.as_ref();
+        self.write(|tx| {
+            if let Some(user) = change.user {
+                write_user(tx, user, now)?;
+            }
+            if let Some(account) = change.form {
+                write_form(tx, key, account, now)?;
+            }
+            change.steps.iter().map(|step| apply_step(tx, step, now)).collect()
+        })
+    }
+
+    fn audit(&self, task: TaskId) -> Result<Vec<AuditEntry>, StoreError> {
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM task_audit WHERE task_id = $1 ORDER BY id");
+        self.query(&sql, &[&task])?
+            .iter()
+            .map(|r| {
+                audit_entry((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                    r.try_get(5)?,
+                    r.try_get(6)?,
+                ))
+            })
+            .collect()
+    }
+
+    fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id"), &[])? {
+            let row = OutboxRow {
+                id: r.try_get(0)?,
+                account: r.try_get(1)?,
+                task: r.try_get(2)?,
+                template_index: r.try_get(3)?,
+                template: r.try_get(4)?,
+                task_status: r.try_get(5)?,
+                recipient: r.try_get(6)?,
+                bundle_hash: r.try_get(7)?,
+                created_at: r.try_get(8)?,
+            };
+            out.push(row.into_entry()?);
+        }
+        Ok(out)
+    }
+}
