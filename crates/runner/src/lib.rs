@@ -12,6 +12,7 @@ pub mod recon;
 pub mod scenario;
 pub mod secret;
 pub mod sql_script;
+pub mod sqlite_conn;
 pub mod store;
 pub mod target;
 pub mod target_mariadb;

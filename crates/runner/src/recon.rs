@@ -1283,10 +1283,9 @@ fn bind_events(stmt: &mut rusqlite::CachedStatement<'_>, group: &[Event]) -> rus
 }
 
 fn open_conn(path: &Path) -> Result<rusqlite::Connection, ReconError> {
-    let conn = rusqlite::Connection::open(path).map_err(|e| ReconError::Store(e.to_string()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(60))?;
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
-    Ok(conn)
+    let pragmas = "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
+    crate::sqlite_conn::open_wal(path, std::time::Duration::from_secs(60), "", pragmas)
+        .map_err(|e| ReconError::Store(e.to_string()))
 }
 
 /// Reconciles `process` from `source` into the state store at `state`. The bundle must

@@ -216,16 +216,11 @@ impl SqliteTarget {
                 TargetError::refused(format!("cannot create the directory `{}`: {e}", parent.display()))
             })?;
         }
-        let conn = rusqlite::Connection::open(path)
+        // The same durability as the state store (see `sqlite_conn::synchronous`): WAL, where
+        // a committed call survives a killed process without an fsync per commit.
+        let pragmas = format!("PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;", crate::sqlite_conn::synchronous());
+        let conn = crate::sqlite_conn::open_wal(path, std::time::Duration::from_secs(10), "", &pragmas)
             .map_err(|e| TargetError::refused(format!("cannot open the SQLite target `{}`: {e}", path.display())))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(map_error)?;
-        // The same durability as the state store (see `store::synchronous`): WAL, where a
-        // committed call survives a killed process without an fsync per commit.
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
-            crate::store::synchronous()
-        ))
-        .map_err(map_error)?;
         Ok(SqliteTarget { conn, procedures, path: path.to_path_buf() })
     }
 

@@ -149,18 +149,7 @@ CREATE INDEX task_instances_pending ON task_instances(due_at) WHERE status = 'Pe
     ),
 ];
 
-/// Chooses fsync on every commit (`full`) over durability against killed processes only
-/// (`normal`, the default), for the state store and SQLite targets alike.
-pub const SYNC_ENV: &str = "PROVFLOW_SQLITE_SYNC";
-
-/// The `PRAGMA synchronous` value of every SQLite file provflow opens (see [`SYNC_ENV`]).
-pub fn synchronous() -> &'static str {
-    static VALUE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
-    VALUE.get_or_init(|| match std::env::var(SYNC_ENV) {
-        Ok(v) if v.trim().eq_ignore_ascii_case("full") => "FULL",
-        _ => "NORMAL",
-    })
-}
+pub use crate::sqlite_conn::{synchronous, SYNC_ENV};
 
 /// The page size of a new state store (an existing file keeps its own). A commit writes every
 /// page it touches to the WAL in full; the store's rows are small, so 1 KiB pages write a
@@ -187,17 +176,16 @@ impl SqliteStore {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| open_err(e.to_string()))?;
         }
-        let conn = rusqlite::Connection::open(path).map_err(|e| open_err(e.to_string()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| open_err(e.to_string()))?;
         // WAL with synchronous=NORMAL (see bench/runner/README.md, "Durability decision"): a
         // commit is in the WAL file when COMMIT returns, so it survives a killed process;
         // only a power loss can take back the newest commits. `PROVFLOW_SQLITE_SYNC=full`
         // fsyncs every commit instead.
-        conn.execute_batch(&format!(
-            "PRAGMA page_size = {STORE_PAGE_SIZE}; PRAGMA journal_mode = WAL; PRAGMA synchronous = {};
-             PRAGMA foreign_keys = ON;",
-            synchronous()
-        ))
+        let conn = crate::sqlite_conn::open_wal(
+            path,
+            std::time::Duration::from_secs(30),
+            &format!("PRAGMA page_size = {STORE_PAGE_SIZE};"),
+            &format!("PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;", synchronous()),
+        )
         .map_err(|e| open_err(e.to_string()))?;
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = SqliteStore { conn, path: path.to_path_buf(), key, now, step_open: false };

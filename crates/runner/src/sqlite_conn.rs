@@ -1,0 +1,80 @@
+//! What the SQLite state store, SQLite targets and reconciliation share about opening a file:
+//! WAL mode, the durability setting, and waiting out other processes that open it at the
+//! same moment. Neither the store nor the targets import each other.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Chooses fsync on every commit (`full`) over durability against killed processes only
+/// (`normal`, the default), for the state store and SQLite targets alike.
+pub const SYNC_ENV: &str = "PROVFLOW_SQLITE_SYNC";
+
+/// The `PRAGMA synchronous` value of every SQLite file provflow opens (see [`SYNC_ENV`]).
+pub fn synchronous() -> &'static str {
+    static VALUE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    VALUE.get_or_init(|| match std::env::var(SYNC_ENV) {
+        Ok(v) if v.trim().eq_ignore_ascii_case("full") => "FULL",
+        _ => "NORMAL",
+    })
+}
+
+/// Opens `path` in WAL mode with `pragmas` (run after `journal_mode`), waiting up to `busy`
+/// for other connections.
+///
+/// Switching a file to WAL needs it to itself for a moment, and SQLite answers "database is
+/// locked" at once, without calling the busy handler, when another process is doing the same
+/// (several workers or commands opening a fresh file together). That answer is retried here
+/// until `busy` has passed; any other error is returned as it is.
+pub fn open_wal(path: &Path, busy: Duration, before: &str, pragmas: &str) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(busy)?;
+    let deadline = Instant::now() + busy;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match conn.execute_batch(&format!("{before} PRAGMA journal_mode = WAL; {pragmas}")) {
+            Ok(()) => return Ok(conn),
+            Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Eight threads switch one fresh file to WAL at the same moment: all succeed.
+    #[test]
+    fn a_fresh_file_opened_by_eight_at_once() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(format!("f{round}.db"));
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        open_wal(
+                            &path,
+                            Duration::from_secs(10),
+                            "PRAGMA page_size = 1024;",
+                            "PRAGMA foreign_keys = ON;",
+                        )
+                        .map(|_| ())
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap().unwrap();
+            }
+        }
+    }
+}
