@@ -5,9 +5,9 @@
 mod cli_db;
 
 use cli_db::Db;
+use provflow_runner::target::mariadb::MariadbTarget;
+use provflow_runner::target::postgres::Timeouts;
 use provflow_runner::target::Target;
-use provflow_runner::target_mariadb::MariadbTarget;
-use provflow_runner::target_pg::Timeouts;
 use provflow_runner::value::Value;
 use provflow_tests::database_url;
 

@@ -6,8 +6,8 @@ mod cli_db;
 mod pg_scram;
 
 use cli_db::Db;
+use provflow_runner::target::postgres::{PostgresTarget, Timeouts};
 use provflow_runner::target::Target;
-use provflow_runner::target_pg::{PostgresTarget, Timeouts};
 use provflow_tests::database_url;
 
 const VAR: &str = "PROVFLOW_TEST_PG_URL";

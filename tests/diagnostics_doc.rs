@@ -57,7 +57,7 @@ fn emitted_codes() -> BTreeSet<String> {
     rust_files(&workspace().join("crates/compiler/src"), &mut files);
     assert!(!files.is_empty(), "no source under crates/compiler/src");
     // `provflow target check` reports the live catalog's findings as diagnostics too.
-    files.push(workspace().join("crates/runner/src/catalog.rs"));
+    files.push(workspace().join("crates/runner/src/target/catalog.rs"));
     files
         .iter()
         .filter_map(|f| fs::read_to_string(f).ok())

@@ -4,10 +4,10 @@
 //! the values try to drop is intact afterwards.
 
 use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, Segment, ValueType};
-use provflow_runner::sql_script::ExecuteStatement;
+use provflow_runner::target::install::ExecuteStatement;
+use provflow_runner::target::mariadb::MariadbTarget;
+use provflow_runner::target::postgres::{PostgresTarget, Timeouts};
 use provflow_runner::target::{SqliteTarget, Target, TargetError};
-use provflow_runner::target_mariadb::MariadbTarget;
-use provflow_runner::target_pg::{PostgresTarget, Timeouts};
 use provflow_runner::value::{typed, Secret, Value};
 use provflow_tests::database_url;
 use std::collections::BTreeMap;

@@ -5,10 +5,10 @@
 //!
 //! Server objects carry this process's id and are dropped at the end.
 
-use provflow_runner::sql_script::ExecuteStatement;
+use provflow_runner::target::install::ExecuteStatement;
+use provflow_runner::target::mariadb::MariadbTarget;
+use provflow_runner::target::postgres::{PostgresTarget, Timeouts};
 use provflow_runner::target::{SqliteTarget, Target};
-use provflow_runner::target_mariadb::MariadbTarget;
-use provflow_runner::target_pg::{PostgresTarget, Timeouts};
 use provflow_tests::database_url;
 
 fn scalar(t: &mut dyn Target, sql: &str) -> Option<String> {

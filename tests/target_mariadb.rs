@@ -6,10 +6,10 @@
 //! Accounts are server-wide, so every name carries this process's id and is dropped at the end.
 
 use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, Segment, ValueType};
-use provflow_runner::sql_script::{self, ExecuteStatement};
+use provflow_runner::target::install::{self, ExecuteStatement};
+use provflow_runner::target::mariadb::{vendor_code, MariadbTarget};
+use provflow_runner::target::postgres::Timeouts;
 use provflow_runner::target::{Target, TargetError};
-use provflow_runner::target_mariadb::{vendor_code, MariadbTarget};
-use provflow_runner::target_pg::Timeouts;
 use provflow_runner::value::{Secret, Value};
 use provflow_tests::database_url;
 use std::collections::BTreeMap;
@@ -61,19 +61,19 @@ fn dbum_procedures_provision_a_mariadb_account() {
         ],
     };
     for _ in 0..2 {
-        let n = sql_script::install_script(&mut t, "dbum-mariadb.sql", &script, Dialect::Mariadb)
+        let n = install::install_script(&mut t, "dbum-mariadb.sql", &script, Dialect::Mariadb)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(n >= 15, "{n} statements");
     }
 
     // The live catalog matches every call of the query set; a misspelled call does not.
-    let findings = provflow_runner::catalog::check(&mut t, &set).unwrap();
+    let findings = provflow_runner::target::catalog::check(&mut t, &set).unwrap();
     assert_eq!(findings, vec![], "catalog findings");
     let mut broken = set.clone();
     if let Some(call) = broken.queries.iter_mut().find(|q| q.name == "ENABLE_USER").and_then(|q| q.call.as_mut()) {
         call.procedure = "enable_usr".into();
     }
-    let findings = provflow_runner::catalog::check(&mut t, &broken).unwrap();
+    let findings = provflow_runner::target::catalog::check(&mut t, &broken).unwrap();
     assert_eq!(findings.len(), 1, "{findings:?}");
     assert_eq!(findings[0].help.as_deref(), Some("did you mean `enable_user`?"));
 
@@ -211,7 +211,7 @@ fn install_errors_name_the_file_and_line() {
     let Some(url) = database_url(VAR) else { return };
     let mut t = connect(&url);
     let script = "# comment\nselect 1;\nDELIMITER //\nselect 2; //\nDELIMITER ;\nCREATE TABLE (;\nselect 3;";
-    let err = sql_script::install_script(&mut t, "dbum-mariadb.sql", script, Dialect::Mariadb).unwrap_err();
+    let err = install::install_script(&mut t, "dbum-mariadb.sql", script, Dialect::Mariadb).unwrap_err();
     assert_eq!(err.line, 6, "{err}");
     assert!(err.to_string().starts_with("dbum-mariadb.sql:6: You have an error in your SQL syntax"), "{err}");
     assert_eq!(err.error.sqlstate.as_deref(), Some("42000"));

@@ -5,9 +5,9 @@
 //! Roles are cluster-wide, so every name carries this process's id and is dropped at the end.
 
 use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, Segment, ValueType};
-use provflow_runner::sql_script::{self, ExecuteStatement};
+use provflow_runner::target::install::{self, ExecuteStatement};
+use provflow_runner::target::postgres::{PostgresTarget, Timeouts};
 use provflow_runner::target::{Target, TargetError};
-use provflow_runner::target_pg::{PostgresTarget, Timeouts};
 use provflow_runner::value::{Secret, Value};
 use provflow_tests::database_url;
 use std::collections::BTreeMap;
@@ -67,20 +67,20 @@ fn dbum_procedures_provision_a_postgres_role() {
 
     // Installing twice is harmless.
     for _ in 0..2 {
-        let n = sql_script::install_script(&mut t, "dbum-postgres.sql", &script, Dialect::Postgres)
+        let n = install::install_script(&mut t, "dbum-postgres.sql", &script, Dialect::Postgres)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(n >= 10, "{n} statements");
     }
     t.install(&script).unwrap();
 
     // The live catalog matches every call of the query set; a misspelled call does not.
-    let findings = provflow_runner::catalog::check(&mut t, &set).unwrap();
+    let findings = provflow_runner::target::catalog::check(&mut t, &set).unwrap();
     assert_eq!(findings, vec![], "catalog findings");
     let mut broken = set.clone();
     if let Some(call) = broken.queries.iter_mut().find(|q| q.name == "ENABLE_USER").and_then(|q| q.call.as_mut()) {
         call.procedure = "enable_usr".into();
     }
-    let findings = provflow_runner::catalog::check(&mut t, &broken).unwrap();
+    let findings = provflow_runner::target::catalog::check(&mut t, &broken).unwrap();
     assert_eq!(findings.len(), 1, "{findings:?}");
     assert_eq!(findings[0].help.as_deref(), Some("did you mean `enable_user`?"));
 
@@ -238,7 +238,7 @@ fn install_errors_name_the_file_and_line() {
     let Some(url) = database_url(VAR) else { return };
     let mut t = connect(&url);
     let script = "-- a comment\nselect 1;\n\nselect $$;$$;\nCREATE TABLE (;\nselect 2;";
-    let err = sql_script::install_script(&mut t, "dbum-postgres.sql", script, Dialect::Postgres).unwrap_err();
+    let err = install::install_script(&mut t, "dbum-postgres.sql", script, Dialect::Postgres).unwrap_err();
     assert_eq!(err.line, 5);
     assert!(err.to_string().starts_with("dbum-postgres.sql:5: syntax error at or near \"(\""), "{err}");
     assert_eq!(err.error.sqlstate.as_deref(), Some("42601"));

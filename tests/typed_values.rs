@@ -8,9 +8,9 @@
 //! (through typed procedure parameters on PostgreSQL and MariaDB) with the same meaning. Each
 //! run creates its own table and procedure, named after the process id, and drops them.
 
+use provflow_runner::target::mariadb::MariadbTarget;
+use provflow_runner::target::postgres::{PostgresTarget, Timeouts};
 use provflow_runner::target::{SqliteTarget, Target};
-use provflow_runner::target_mariadb::MariadbTarget;
-use provflow_runner::target_pg::{PostgresTarget, Timeouts};
 use provflow_runner::value::Value;
 use provflow_tests::{database_url, RunOutput, TempProject};
 use std::time::Duration;

@@ -711,7 +711,7 @@ fn target_check(global: &Global, a: crate::args::TargetArgs) -> Outcome {
     };
     let mut targets = targets(global)?;
     let opened = targets.open(bundle, index).map_err(|e| fail(exit::USAGE, format!("target `{}`: {e}", a.name)))?;
-    let findings = provflow_runner::catalog::check(opened, set)
+    let findings = provflow_runner::target::catalog::check(opened, set)
         .map_err(|e| fail(exit::USAGE, format!("target `{}`: cannot read the catalog: {e}", a.name)))?;
     let text_of = |file: &str| c.files.iter().find(|f| f.path == file).and_then(|f| f.text.clone());
     let diagnostics: Vec<provflow_compiler::diagnostic::Diagnostic> = findings

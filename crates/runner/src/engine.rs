@@ -116,11 +116,11 @@ impl TargetProvider for Targets {
                             t.name
                         ))
                     })?;
-                    let timeouts = crate::target_pg::Timeouts::default();
+                    let timeouts = crate::target::postgres::Timeouts::default();
                     if dialect == ir::Dialect::Postgres {
-                        Box::new(crate::target_pg::PostgresTarget::connect(&url, &timeouts)?)
+                        Box::new(crate::target::postgres::PostgresTarget::connect(&url, &timeouts)?)
                     } else {
-                        Box::new(crate::target_mariadb::MariadbTarget::connect(&url, &timeouts)?)
+                        Box::new(crate::target::mariadb::MariadbTarget::connect(&url, &timeouts)?)
                     }
                 }
             };

@@ -1,7 +1,6 @@
 //! The provflow runner: the state store, SQL targets and the task engine (SPEC §4).
 #![forbid(unsafe_code)]
 
-pub mod catalog;
 pub mod clock;
 pub mod credentials;
 pub mod engine;
@@ -11,12 +10,9 @@ mod pg_conn;
 pub mod recon;
 pub mod scenario;
 pub mod secret;
-pub mod sql_script;
 pub mod sqlite_conn;
 pub mod store;
 pub mod target;
-pub mod target_mariadb;
-pub mod target_pg;
 pub mod value;
 
 #[cfg(test)]

@@ -169,7 +169,8 @@ fn resolve(
             let mut stmt = state.prepare(&rendered.sql).map_err(|e| fail(e.to_string()))?;
             let names: Vec<String> = stmt.column_names().map(|n| n.to_string()).collect();
             // Borrowed: a secret bind is not copied.
-            let binds: Vec<rusqlite::types::ToSqlOutput<'_>> = rendered.binds.iter().map(target::to_sql).collect();
+            let binds: Vec<rusqlite::types::ToSqlOutput<'_>> =
+                rendered.binds.iter().map(target::sqlite::to_sql).collect();
             stmt.query_row(rusqlite::params_from_iter(binds.iter()), |row| {
                 let mut m = BTreeMap::new();
                 for (i, n) in names.iter().enumerate() {

@@ -25,9 +25,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::credentials::Credentials;
-use crate::sql_script::{self, ExecuteStatement};
+use crate::target::install::{self, ExecuteStatement};
+use crate::target::postgres::{coerce, named, refuse_nul, Timeouts};
 use crate::target::{quoted, CallOutcome, Target, TargetError};
-use crate::target_pg::{coerce, named, refuse_nul, Timeouts};
 use crate::value::{Value, MASK};
 use zeroize::Zeroizing;
 
@@ -465,7 +465,7 @@ impl Target for MariadbTarget {
     /// Runs the script statement by statement (`DELIMITER` directives understood); an error
     /// names the statement's line.
     fn install(&mut self, sql: &str) -> Result<(), TargetError> {
-        let result = sql_script::install_lines(self, sql, Dialect::Mariadb);
+        let result = install::install_lines(self, sql, Dialect::Mariadb);
         // A script may change the session's sql_mode (dbum-mariadb.sql does), and quoting
         // depends on it.
         self.refresh_sql_mode()?;

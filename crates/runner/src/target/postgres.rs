@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::credentials::Credentials;
 use crate::pg_conn;
-use crate::sql_script::{self, ExecuteStatement};
+use crate::target::install::{self, ExecuteStatement};
 use crate::target::{quote, sql_buffer, CallOutcome, Target, TargetError};
 use crate::value::{Value, MASK};
 use provflow_lex::values::{self, Stamp, Typed};
@@ -669,7 +669,7 @@ impl Target for PostgresTarget {
     fn install(&mut self, sql: &str) -> Result<(), TargetError> {
         // The script may redefine the procedures the prepared statements call.
         self.prepared.clear();
-        sql_script::install_lines(self, sql, Dialect::Postgres)
+        install::install_lines(self, sql, Dialect::Postgres)
     }
 
     fn query_scalar(&mut self, sql: &str) -> Result<Option<Value>, TargetError> {
