@@ -27,7 +27,7 @@ use std::time::Instant;
 use crate::credentials::Credentials;
 use crate::target::install::{self, ExecuteStatement};
 use crate::target::postgres::{coerce, named, refuse_nul, Timeouts};
-use crate::target::{quoted, CallOutcome, Target, TargetError};
+use crate::target::{inline_text, quoted, CallOutcome, Target, TargetError};
 use crate::value::{Value, MASK};
 use zeroize::Zeroizing;
 
@@ -298,19 +298,8 @@ pub fn parse_sql_mode(mode: &str) -> SqlMode {
 
 /// Quotes a value for inlining into MariaDB SQL text under `mode`.
 pub fn quote(value: &Value, quoting: Quoting, mode: SqlMode) -> Result<Zeroizing<String>, TargetError> {
-    let shown;
-    let text = match value {
-        Value::Secret(s) => s.expose(),
-        Value::Text(t) => t.as_str(),
-        Value::Null => return Err(TargetError::refused("a missing value cannot be inlined into SQL text")),
-        other => {
-            shown = other.display();
-            shown.as_str()
-        }
-    };
-    if text.contains('\0') {
-        return Err(TargetError::refused("a value containing a NUL character cannot be sent to the target"));
-    }
+    let text = inline_text(value)?;
+    let text = text.as_ref();
     let literal = |q: char| quoted(text, q, !mode.no_backslash_escapes);
     if text.is_empty() && (quoting == Quoting::Identifier || (quoting == Quoting::DoubleQuotes && mode.ansi_quotes)) {
         return Err(TargetError::refused("an empty value is not an identifier"));

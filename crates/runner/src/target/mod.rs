@@ -89,21 +89,25 @@ impl Rendered {
     }
 }
 
-/// Quotes `value` for inlining into SQL text. This is the only path from a value into SQL text.
-pub fn quote(value: &Value, quoting: Quoting, dialect: Dialect) -> Result<Zeroizing<String>, TargetError> {
-    let shown;
+/// The text `value` is inlined as, borrowed (a secret is not copied): NULL cannot be inlined
+/// and NUL cannot be sent.
+pub(crate) fn inline_text(value: &Value) -> Result<std::borrow::Cow<'_, str>, TargetError> {
     let text = match value {
-        Value::Secret(s) => s.expose(),
-        Value::Text(t) => t.as_str(),
+        Value::Secret(s) => std::borrow::Cow::Borrowed(s.expose()),
+        Value::Text(t) => std::borrow::Cow::Borrowed(t.as_str()),
         Value::Null => return Err(TargetError::refused("a missing value cannot be inlined into SQL text")),
-        other => {
-            shown = other.display();
-            shown.as_str()
-        }
+        other => std::borrow::Cow::Owned(other.display()),
     };
     if text.contains('\0') {
         return Err(TargetError::refused("a value containing a NUL character cannot be sent to the target"));
     }
+    Ok(text)
+}
+
+/// Quotes `value` for inlining into SQL text. This is the only path from a value into SQL text.
+pub fn quote(value: &Value, quoting: Quoting, dialect: Dialect) -> Result<Zeroizing<String>, TargetError> {
+    let text = inline_text(value)?;
+    let text = text.as_ref();
     Ok(match (quoting, dialect) {
         (Quoting::Bind, _) => return Err(TargetError::refused("a bind parameter is never inlined")),
         (Quoting::Identifier, Dialect::Mariadb) => quoted(text, '`', false),
