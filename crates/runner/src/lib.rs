@@ -14,6 +14,3 @@ pub mod sqlite_conn;
 pub mod store;
 pub mod target;
 pub mod value;
-
-#[cfg(test)]
-mod engine_tests;

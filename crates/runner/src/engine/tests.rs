@@ -767,3 +767,95 @@ fn a_call_failing_mid_round_keeps_the_outcomes_already_made_and_no_stale_marks()
         assert_eq!(state(&store, login), (ObjectStatus::Provisioned, TaskStatus::Completed, false, false), "{login}");
     }
 }
+
+/// The rules alone: a process, an account's tasks in memory and a moment — no store, no
+/// target, no clock. What they decide is only added to a step and to the tasks in memory.
+mod rules_alone {
+    use super::*;
+    use crate::engine::rules::{instance, new_task, next_call, Rules};
+    use crate::store::ChildRow;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn account() -> Account {
+        Account {
+            id: 1,
+            process: "DB Account".into(),
+            user: "JDOE".into(),
+            bundle_hash: "test-bundle".into(),
+            status: ObjectStatus::Provisioning,
+            form: BTreeMap::new(),
+            children: BTreeMap::new(),
+        }
+    }
+
+    fn at(p: &Process, id: TaskId, index: usize, status: TaskStatus, attempt: u32) -> TaskInstance {
+        instance(1, id, new_task(p, index, status, attempt, None, ChildRow::new()))
+    }
+
+    #[test]
+    fn a_rejection_with_retries_left_schedules_the_next_attempt_after_its_period() {
+        let b = bundle();
+        let p = &b.processes[0];
+        let rules = Rules { bundle: &b, process: p, now: NOW, actor: "test" };
+        let first = vec![at(p, 10, 0, TaskStatus::Rejected, 1)];
+        let mut step = rules.step(&account());
+        rules.on_status(&account(), &first, &first[0], TaskStatus::Rejected, &mut step);
+        let retry = step.new_tasks.first().expect("a retry");
+        assert_eq!((retry.task_index, retry.status, retry.attempt), (0, TaskStatus::Pending, 2));
+        assert_eq!(retry.due_at, Some(NOW + 30 * 60), "due after `period_minutes`");
+
+        // `count: 2` counts attempts: after the second rejection nothing is retried.
+        let second = vec![at(p, 11, 0, TaskStatus::Rejected, 2)];
+        let mut step = rules.step(&account());
+        rules.on_status(&account(), &second, &second[0], TaskStatus::Rejected, &mut step);
+        assert!(step.new_tasks.is_empty(), "{:?}", step.new_tasks);
+    }
+
+    #[test]
+    fn completed_dependencies_make_a_waiting_task_pending_and_the_account_provisioned() {
+        let b = bundle();
+        let p = &b.processes[0];
+        let rules = Rules { bundle: &b, process: p, now: NOW, actor: "test" };
+        let mut account = account();
+        let mut tasks = vec![at(p, 10, 0, TaskStatus::Completed, 1), at(p, 11, 5, TaskStatus::Waiting, 1)];
+        let mut step = rules.step(&account);
+        rules.derive(&mut account, &mut tasks, &mut step);
+        assert!(step.transitions.iter().any(|t| t.task == 11 && t.to == TaskStatus::Pending), "{:?}", step.transitions);
+        assert_eq!(tasks[1].status, TaskStatus::Pending, "applied in memory at once");
+        assert_eq!(step.account_status, Some(ObjectStatus::Provisioned), "every required task completed");
+        assert_eq!(account.status, ObjectStatus::Provisioned);
+    }
+
+    #[test]
+    fn a_cancellation_inserts_the_undo_task_ready_to_run_and_revokes() {
+        let b = bundle();
+        let p = &b.processes[0];
+        let rules = Rules { bundle: &b, process: p, now: NOW, actor: "test" };
+        let tasks = vec![at(p, 10, 0, TaskStatus::Cancelled, 1)];
+        let mut step = rules.step(&account());
+        rules.on_status(&account(), &tasks, &tasks[0], TaskStatus::Cancelled, &mut step);
+        assert_eq!(step.account_status, Some(ObjectStatus::Revoked));
+        let undo = step.new_tasks.first().expect("the undo task");
+        assert_eq!((undo.task_name.as_str(), undo.status), ("Delete User", TaskStatus::Pending));
+    }
+
+    #[test]
+    fn the_next_call_is_the_marked_task_else_the_first_due_unheld_pending_adapter_task() {
+        let b = bundle();
+        let p = &b.processes[0];
+        let mut held = at(p, 1, 0, TaskStatus::Pending, 1);
+        held.held = true;
+        let mut calling = at(p, 2, 2, TaskStatus::Pending, 1);
+        calling.calling = true;
+        let mut later = at(p, 3, 3, TaskStatus::Pending, 1);
+        later.due_at = Some(NOW + 1);
+        let manual = at(p, 4, 4, TaskStatus::Pending, 1);
+        let due = at(p, 5, 1, TaskStatus::Pending, 1);
+        let tasks = vec![held, calling, later, manual, due];
+        assert_eq!(next_call(p, &tasks, None, NOW), Some(5));
+        assert_eq!(next_call(p, &tasks, Some(2), NOW), Some(2), "this engine's own mark");
+        assert_eq!(next_call(p, &tasks, None, NOW + 1), Some(3), "due now");
+        assert_eq!(next_call(p, &tasks[..4], None, NOW), None, "held, someone else's call, not due, manual");
+    }
+}

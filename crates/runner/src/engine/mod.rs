@@ -4,16 +4,30 @@
 
 use provflow_ir::{self as ir, Bundle, Effect, ObjectStatus, TaskAction, TaskStatus};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::rc::Rc;
 
 use crate::clock::{self, Clock};
 use crate::store::{
-    Account, AccountId, Change, ChildRow, FormData, NewAccount, NewTask, NotifyRequest, SecretCache, StateStore, Step,
-    StoreError, TaskId, TaskInstance, Transition, UserAndAccount, UserRecord,
+    Account, AccountId, Change, ChildRow, FormData, NewAccount, NewTask, SecretCache, StateStore, Step, StoreError,
+    TaskId, TaskInstance, Transition, UserAndAccount, UserRecord,
 };
-use crate::target::{self, CallOutcome, SqliteTarget, Target, TargetError};
+use crate::target::{self, CallOutcome, TargetError};
 use crate::value::{self, Secret, Value};
+
+mod inputs;
+mod rules;
+mod targets;
+#[cfg(test)]
+mod tests;
+mod users;
+
+use inputs::{condition_holds, query_of, Inputs};
+pub use targets::{TargetProvider, Targets};
+pub use users::check_user;
+use users::{generate_display_name, normalize_attrs};
+
+pub use rules::has_final_rejection;
+use rules::{apply_in_memory, effect_tasks, instance, is_open, new_task, next_call, revoke_path, start_pending, Rules};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -47,96 +61,12 @@ pub enum EngineError {
     Target { target: String, error: TargetError },
 }
 
-fn hint<S: AsRef<str>>(s: &Option<S>) -> String {
+pub(super) fn hint<S: AsRef<str>>(s: &Option<S>) -> String {
     s.as_ref().map(|s| format!("; did you mean `{}`?", s.as_ref())).unwrap_or_default()
 }
 
 /// The closest of `candidates` to a misspelled name (the one helper of compiler and runner).
 pub use provflow_lex::suggest::did_you_mean;
-
-/// Opens targets by name: `--target NAME=URL`, else the Target's `url_env`, else (sqlite) the
-/// embedded default file.
-pub trait TargetProvider {
-    fn open(&mut self, bundle: &Bundle, target: usize) -> Result<&mut dyn Target, TargetError>;
-    /// The file of a sqlite target, to tell whether it is the state store itself.
-    fn sqlite_file(&self, bundle: &Bundle, target: usize) -> Option<PathBuf>;
-}
-
-pub struct Targets {
-    overrides: BTreeMap<String, String>,
-    base: PathBuf,
-    open: BTreeMap<(String, usize), Box<dyn Target>>,
-}
-
-impl Targets {
-    pub fn new(overrides: BTreeMap<String, String>, base: PathBuf) -> Self {
-        for url in overrides.values() {
-            crate::credentials::remember(url);
-        }
-        Targets { overrides, base, open: BTreeMap::new() }
-    }
-
-    /// The connection string of `t` (its secrets remembered for `credentials::scrub_known`).
-    fn url(&self, t: &ir::Target) -> Option<String> {
-        let url = self
-            .overrides
-            .get(&t.name)
-            .cloned()
-            .or_else(|| t.url_env.as_ref().and_then(|v| std::env::var(v).ok()).filter(|u| !u.is_empty()));
-        if let Some(u) = &url {
-            crate::credentials::remember(u);
-        }
-        url
-    }
-}
-
-impl TargetProvider for Targets {
-    fn open(&mut self, bundle: &Bundle, index: usize) -> Result<&mut dyn Target, TargetError> {
-        let t = bundle.targets.get(index).ok_or_else(|| TargetError::refused("target index out of range"))?;
-        let key = (bundle.hash.clone(), index);
-        if !self.open.contains_key(&key) {
-            let opened: Box<dyn Target> = match t.dialect {
-                ir::Dialect::Sqlite => {
-                    let url = self.url(t);
-                    if let Some(u) = url.as_deref() {
-                        target::check_sqlite_url(&t.name, u)?;
-                    }
-                    let path = target::sqlite_path(url.as_deref(), &t.name, &self.base);
-                    let procedures =
-                        bundle.query_sets.get(t.query_set).map(|q| q.procedures.clone()).unwrap_or_default();
-                    Box::new(SqliteTarget::open(&path, procedures)?)
-                }
-                dialect => {
-                    let url = self.url(t).ok_or_else(|| {
-                        let var = t.url_env.as_deref().map_or(String::new(), |v| format!("set ${v} or "));
-                        TargetError::refused(format!(
-                            "{} target `{}` needs a URL: {var}pass --target {}=URL",
-                            dialect.as_str(),
-                            t.name,
-                            t.name
-                        ))
-                    })?;
-                    let timeouts = crate::target::postgres::Timeouts::default();
-                    if dialect == ir::Dialect::Postgres {
-                        Box::new(crate::target::postgres::PostgresTarget::connect(&url, &timeouts)?)
-                    } else {
-                        Box::new(crate::target::mariadb::MariadbTarget::connect(&url, &timeouts)?)
-                    }
-                }
-            };
-            self.open.insert(key.clone(), opened);
-        }
-        match self.open.get_mut(&key) {
-            Some(t) => Ok(t.as_mut()),
-            None => Err(TargetError::refused("target could not be opened")),
-        }
-    }
-
-    fn sqlite_file(&self, bundle: &Bundle, index: usize) -> Option<PathBuf> {
-        let t = bundle.targets.get(index)?;
-        (t.dialect == ir::Dialect::Sqlite).then(|| target::sqlite_path(self.url(t).as_deref(), &t.name, &self.base))
-    }
-}
 
 /// A form value given on the command line.
 #[derive(Debug, Clone)]
@@ -233,25 +163,6 @@ struct Start {
     tasks: Vec<NewTask>,
     /// Which of `tasks` is marked `calling`: the first call.
     marked: Option<usize>,
-}
-
-/// Whether `status` ends an instance's life as far as insertion rules go.
-fn is_open(status: TaskStatus) -> bool {
-    !status.is_final()
-}
-
-/// The newest instance of each task index.
-fn latest(tasks: &[TaskInstance]) -> BTreeMap<usize, &TaskInstance> {
-    let mut out = BTreeMap::new();
-    for t in tasks {
-        out.insert(t.task_index, t);
-    }
-    out
-}
-
-/// Whether a task ended Rejected with no retry coming: the run failed.
-pub fn has_final_rejection(tasks: &[TaskInstance]) -> bool {
-    latest(tasks).values().any(|t| t.status == TaskStatus::Rejected)
 }
 
 impl<'a> Engine<'a> {
@@ -787,11 +698,11 @@ impl<'a> Engine<'a> {
             // New tasks have no ids yet: they commit before the next round looks further,
             // with the next call's `calling` mark when nothing else follows from them.
             if !run.shared {
-                self.mark_with_inserts(&bundle, process, &run.account, &run.tasks, run.marked, &mut step);
+                self.rules(&bundle, process).mark_with_inserts(&run.account, &run.tasks, run.marked, &mut step);
             }
             return (step, Next::Again);
         }
-        self.derive(&bundle, process, &mut run.account, &mut run.tasks, &mut step);
+        self.rules(&bundle, process).derive(&mut run.account, &mut run.tasks, &mut step);
         let found = next_call(process, &run.tasks, run.marked, self.clock.now());
         if let Some(t) = found.filter(|t| !run.shared && run.marked != Some(*t)) {
             // Committed before the call: after a crash, `resume` knows the call may have happened.
@@ -810,250 +721,14 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Marks `calling`, in `step` that inserts tasks, the task the next round would call, when
-    /// that round would commit nothing but the mark: the mark then shares the inserts'
-    /// transaction instead of taking one of its own. The call still starts only after the
-    /// commit. The next round finds the task marked and calls it; anything else, it decides
-    /// as before.
-    fn mark_with_inserts(
-        &self,
-        bundle: &Bundle,
-        process: &ir::Process,
-        account: &Account,
-        tasks: &[TaskInstance],
-        marked: Option<TaskId>,
-        step: &mut Step,
-    ) {
-        // The inserted tasks as the next round would see them, under ids no stored task has.
-        let placeholder = |k: usize| -1 - k as TaskId;
-        let mut next_tasks: Vec<TaskInstance> = tasks.to_vec();
-        next_tasks
-            .extend(step.new_tasks.iter().enumerate().map(|(k, t)| instance(account.id, placeholder(k), t.clone())));
-        let mut next_account = account.clone();
-        let mut next = self.step(account);
-        self.derive(bundle, process, &mut next_account, &mut next_tasks, &mut next);
-        if !next.is_empty() {
-            return;
-        }
-        match next_call(process, &next_tasks, marked, self.clock.now()) {
-            Some(id) if id < 0 => {
-                if let Some(t) = usize::try_from(-1 - id).ok().and_then(|k| step.new_tasks.get_mut(k)) {
-                    t.calling = true;
-                }
-            }
-            Some(id) if marked != Some(id) => step.calling = Some(id),
-            _ => {}
-        }
+    /// The engine's rules for `process` of `bundle`, at this moment, for this actor.
+    fn rules<'x>(&'x self, bundle: &'x Bundle, process: &'x ir::Process) -> Rules<'x> {
+        Rules { bundle, process, now: self.clock.now(), actor: &self.actor }
     }
 
-    /// Adds to `step` what follows from the account's current state: waiting tasks whose
-    /// dependencies now hold become Pending, rejected tasks whose recovery completed become
-    /// Unsuccessfully Completed, a finished provisioning makes the account Provisioned. Each
-    /// change is applied to `account` and `tasks` at once.
-    fn derive(
-        &self,
-        bundle: &Bundle,
-        process: &ir::Process,
-        account: &mut Account,
-        tasks: &mut [TaskInstance],
-        step: &mut Step,
-    ) {
-        // Each round only moves tasks forward; the bound guards against a cycle all the same.
-        for _ in 0..64 {
-            let before = (step.transitions.len(), step.account_status);
-            let from = step.transitions.len();
-            self.promote(bundle, process, account, tasks, step);
-            self.settle_recovery(bundle, process, account, tasks, step);
-            apply_transitions(tasks, step.transitions.get(from..).unwrap_or_default());
-            if let Some(s) = step.account_status {
-                account.status = s;
-            }
-            Self::settle_completion(process, account, tasks, step);
-            if let Some(s) = step.account_status {
-                account.status = s;
-            }
-            if (step.transitions.len(), step.account_status) == before {
-                return;
-            }
-        }
-    }
-
-    fn deps_satisfied(task: &ir::Task, tasks: &[TaskInstance]) -> bool {
-        let latest = latest(tasks);
-        task.depends_on.iter().all(|d| latest.get(d).is_none_or(|t| t.status.satisfies_dependency()))
-    }
-
-    fn promote(
-        &self,
-        bundle: &Bundle,
-        process: &ir::Process,
-        account: &Account,
-        tasks: &[TaskInstance],
-        step: &mut Step,
-    ) {
-        for t in tasks.iter().filter(|t| t.status == TaskStatus::Waiting) {
-            let Some(def) = process.tasks.get(t.task_index) else { continue };
-            if Self::deps_satisfied(def, tasks) {
-                let (held, note) = match &def.action {
-                    TaskAction::Manual { assignee } => (
-                        true,
-                        Some(format!(
-                            "waiting for {}: `provflow task complete {}` or `provflow task reject {}`",
-                            assignee.as_deref().unwrap_or("a person"),
-                            t.id,
-                            t.id
-                        )),
-                    ),
-                    TaskAction::Adapter(_) => (false, None),
-                };
-                step.transitions.push(Transition {
-                    task: t.id,
-                    to: TaskStatus::Pending,
-                    response: None,
-                    note,
-                    held,
-                    outputs: BTreeMap::new(),
-                });
-                self.on_status(bundle, process, account, tasks, t, TaskStatus::Pending, step);
-            }
-        }
-    }
-
-    /// A Rejected task with `complete_on_recovery` becomes Unsuccessfully Completed once all
-    /// its recovery tasks have completed.
-    fn settle_recovery(
-        &self,
-        bundle: &Bundle,
-        process: &ir::Process,
-        account: &Account,
-        tasks: &[TaskInstance],
-        step: &mut Step,
-    ) {
-        let latest = latest(tasks);
-        for t in latest.values().filter(|t| t.status == TaskStatus::Rejected) {
-            let Some(def) = process.tasks.get(t.task_index) else { continue };
-            if !def.complete_on_recovery || def.recovery.is_empty() {
-                continue;
-            }
-            let recovered = def.recovery.iter().all(|r| {
-                tasks
-                    .iter()
-                    .rfind(|x| x.task_index == *r && x.id > t.id)
-                    .is_some_and(|x| x.status.satisfies_dependency())
-            });
-            if recovered {
-                step.transitions.push(Transition {
-                    task: t.id,
-                    to: TaskStatus::UnsuccessfullyCompleted,
-                    response: None,
-                    note: Some("its recovery tasks completed".into()),
-                    held: false,
-                    outputs: BTreeMap::new(),
-                });
-                self.on_status(bundle, process, account, tasks, t, TaskStatus::UnsuccessfullyCompleted, step);
-            }
-        }
-    }
-
-    /// A provisioning account is Provisioned once every required-for-completion task is
-    /// Completed (or Manually Completed), unless a status map already moved it elsewhere.
-    fn settle_completion(process: &ir::Process, account: &Account, tasks: &[TaskInstance], step: &mut Step) {
-        if account.status != ObjectStatus::Provisioning {
-            return;
-        }
-        let latest = latest(tasks);
-        let mut required = process.tasks.iter().enumerate().filter(|(_, t)| t.required_for_completion).peekable();
-        let done = required.peek().is_some()
-            && required.all(|(i, _)| {
-                latest
-                    .get(&i)
-                    .is_some_and(|t| matches!(t.status, TaskStatus::Completed | TaskStatus::ManuallyCompleted))
-            });
-        if done {
-            step.account_status = Some(ObjectStatus::Provisioned);
-        }
-    }
-
+    /// A new step for `account`, in this actor's name.
     fn step(&self, account: &Account) -> Step {
         Step { account: account.id, actor: self.actor.clone(), ..Step::default() }
-    }
-
-    /// Everything a status change causes besides itself: the status map, notifications,
-    /// retries, recovery and undo.
-    #[allow(clippy::too_many_arguments)]
-    fn on_status(
-        &self,
-        bundle: &Bundle,
-        process: &ir::Process,
-        account: &Account,
-        tasks: &[TaskInstance],
-        inst: &TaskInstance,
-        status: TaskStatus,
-        step: &mut Step,
-    ) {
-        let Some(def) = process.tasks.get(inst.task_index) else { return };
-        if let Some(s) = def.status_map.get(&status).filter(|s| **s != ObjectStatus::None) {
-            step.account_status = Some(*s);
-        }
-        if let Some(&template_index) = def.notify.get(&status) {
-            step.notify.push(NotifyRequest {
-                task: Some(inst.id),
-                template_index,
-                template: bundle.templates.get(template_index).map(|t| t.name.clone()).unwrap_or_default(),
-                task_status: status,
-                recipient: account.user.clone(),
-            });
-        }
-        match status {
-            TaskStatus::Rejected => {
-                let retry = def.retry.filter(|r| inst.attempt < r.count);
-                if let Some(r) = retry {
-                    let due = self.clock.now().saturating_add((r.period_minutes as i64).saturating_mul(60));
-                    let mut t = new_task(
-                        process,
-                        inst.task_index,
-                        TaskStatus::Pending,
-                        inst.attempt + 1,
-                        Some(due),
-                        inst.child.clone(),
-                    );
-                    t.note = Some(format!(
-                        "retry {} of {} after a rejection; due {}",
-                        inst.attempt,
-                        r.count.saturating_sub(1),
-                        clock::timestamp(due)
-                    ));
-                    step.new_tasks.push(t);
-                } else {
-                    self.insert(process, tasks, &def.recovery, &inst.child, step);
-                }
-            }
-            TaskStatus::Cancelled => self.insert(process, tasks, &def.undo, &inst.child, step),
-            _ => {}
-        }
-    }
-
-    /// Inserts tasks (Waiting, or Pending at once when their dependencies hold), honouring
-    /// `allow_multiple_instances`.
-    fn insert(
-        &self,
-        process: &ir::Process,
-        tasks: &[TaskInstance],
-        indices: &[usize],
-        child: &ChildRow,
-        step: &mut Step,
-    ) {
-        let from = step.new_tasks.len();
-        for &i in indices {
-            let Some(def) = process.tasks.get(i) else { continue };
-            let open_exists = tasks.iter().any(|t| t.task_index == i && is_open(t.status))
-                || step.new_tasks.iter().any(|t| t.task_index == i);
-            if open_exists && !def.allow_multiple_instances {
-                continue;
-            }
-            step.new_tasks.push(new_task(process, i, TaskStatus::Waiting, 1, None, child.clone()));
-        }
-        start_pending(process, tasks, step, from);
     }
 
     /// Runs one pending adapter task of `run` against its target and returns the step that
@@ -1165,9 +840,9 @@ impl<'a> Engine<'a> {
             outputs,
         });
         if let Some(r) = response {
-            self.insert(process, tasks, &r.generate, &inst.child, &mut step);
+            self.rules(bundle, process).insert(tasks, &r.generate, &inst.child, &mut step);
         }
-        self.on_status(bundle, process, account, tasks, inst, status, &mut step);
+        self.rules(bundle, process).on_status(account, tasks, inst, status, &mut step);
         Ok(step)
     }
 
@@ -1340,9 +1015,9 @@ impl<'a> Engine<'a> {
             outputs: BTreeMap::new(),
         });
         if let Some(r) = declared {
-            self.insert(process, &tasks, &r.generate, &inst.child, &mut step);
+            self.rules(&bundle, process).insert(&tasks, &r.generate, &inst.child, &mut step);
         }
-        self.on_status(&bundle, process, &account, &tasks, &inst, status, &mut step);
+        self.rules(&bundle, process).on_status(&account, &tasks, &inst, status, &mut step);
         self.store.commit(&step)?;
         self.run_account(account.id)?;
         Ok(account.id)
@@ -1377,7 +1052,7 @@ impl<'a> Engine<'a> {
             held: false,
             outputs: BTreeMap::new(),
         });
-        self.on_status(&bundle, process, &account, &tasks, &inst, TaskStatus::Cancelled, &mut step);
+        self.rules(&bundle, process).on_status(&account, &tasks, &inst, TaskStatus::Cancelled, &mut step);
         self.store.commit(&step)?;
         self.run_account(account.id)?;
         Ok(account.id)
@@ -1536,7 +1211,7 @@ impl<'a> Engine<'a> {
             .map(|(i, _)| i)
             .collect();
         let mut step = self.step(&account);
-        self.insert(def, &tasks, &indices, &ChildRow::new(), &mut step);
+        self.rules(&bundle, def).insert(&tasks, &indices, &ChildRow::new(), &mut step);
         // The new form and the tasks it causes commit together: a crash keeps both or neither.
         self.store.commit_change(&Change { user: None, form: Some(&account), steps: vec![step] })?;
         self.run_account(account.id)?;
@@ -1600,7 +1275,7 @@ impl<'a> Engine<'a> {
         let tasks = self.store.tasks_of(account.id)?;
         let mut step = self.step(&account);
         if let Some(i) = task {
-            self.insert(def, &tasks, &[i], &row, &mut step);
+            self.rules(&bundle, def).insert(&tasks, &[i], &row, &mut step);
         }
         // The row and the task it causes commit together: a crash keeps both or neither.
         self.store.commit_change(&Change { user: None, form: Some(&account), steps: vec![step] })?;
@@ -1758,7 +1433,7 @@ impl<'a> Engine<'a> {
             let tasks = self.store.tasks_of(account.id)?;
             let indices = pick(process, &account, &tasks);
             let mut step = self.step(&account);
-            self.insert(process, &tasks, &indices, &ChildRow::new(), &mut step);
+            self.rules(&bundle, process).insert(&tasks, &indices, &ChildRow::new(), &mut step);
             if step.new_tasks.is_empty() && indices.is_empty() && account.status != ObjectStatus::Revoked {
                 step.account_status = fallback;
             }
@@ -1790,358 +1465,6 @@ fn test_pause() {
     });
     if let Some(d) = delay {
         std::thread::sleep(*d);
-    }
-}
-
-fn effect_tasks(process: &ir::Process, effect: Effect) -> Vec<usize> {
-    process
-        .tasks
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| t.effect == effect)
-        .map(|(i, t)| {
-            let _ = t;
-            i
-        })
-        .collect()
-}
-
-/// The undo tasks of the account's completed provisioning work; else the tasks whose status
-/// map revokes the account.
-fn revoke_path(process: &ir::Process, tasks: &[TaskInstance]) -> Vec<usize> {
-    let mut undo: Vec<usize> = Vec::new();
-    for t in tasks.iter().filter(|t| matches!(t.status, TaskStatus::Completed | TaskStatus::ManuallyCompleted)) {
-        if let Some(def) = process.tasks.get(t.task_index) {
-            for u in &def.undo {
-                if !undo.contains(u) {
-                    undo.push(*u);
-                }
-            }
-        }
-    }
-    if undo.is_empty() {
-        undo = process
-            .tasks
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.status_map.get(&TaskStatus::Completed) == Some(&ObjectStatus::Revoked))
-            .map(|(i, _)| i)
-            .collect();
-    }
-    undo
-}
-
-/// Makes the tasks `step` inserts (from `from` on) Pending at once when nothing holds them
-/// back, saving each a promotion step of its own: automatic tasks whose dependencies already
-/// hold (none of them inserted by the same step), with nothing bound to their Pending status.
-/// Manual tasks keep their promotion step, whose note names the task's id.
-fn start_pending(process: &ir::Process, tasks: &[TaskInstance], step: &mut Step, from: usize) {
-    let latest = latest(tasks);
-    let inserted: Vec<usize> = step.new_tasks.iter().map(|t| t.task_index).collect();
-    let status_of =
-        |t: &TaskInstance| step.transitions.iter().rev().find(|x| x.task == t.id).map_or(t.status, |x| x.to);
-    let ready: Vec<bool> =
-        step.new_tasks
-            .iter()
-            .skip(from)
-            .map(|t| {
-                let Some(def) = process.tasks.get(t.task_index) else { return false };
-                t.status == TaskStatus::Waiting
-                    && matches!(def.action, TaskAction::Adapter(_))
-                    && !def.status_map.contains_key(&TaskStatus::Pending)
-                    && !def.notify.contains_key(&TaskStatus::Pending)
-                    && def.depends_on.iter().all(|d| {
-                        !inserted.contains(d) && latest.get(d).is_none_or(|x| status_of(x).satisfies_dependency())
-                    })
-            })
-            .collect();
-    for (t, ready) in step.new_tasks.iter_mut().skip(from).zip(ready) {
-        if ready {
-            t.status = TaskStatus::Pending;
-            t.promoted = true;
-        }
-    }
-}
-
-/// The task the run calls next: the one whose `calling` mark this engine committed, else the
-/// first Pending adapter task that is due and not held or being called.
-fn next_call(
-    process: &ir::Process,
-    tasks: &[TaskInstance],
-    marked: Option<TaskId>,
-    now: clock::Instant,
-) -> Option<TaskId> {
-    let runnable = |t: &&TaskInstance| {
-        t.status == TaskStatus::Pending
-            && !t.held
-            && (!t.calling || marked == Some(t.id))
-            && t.due_at.is_none_or(|d| d <= now)
-            && matches!(process.tasks.get(t.task_index).map(|x| &x.action), Some(TaskAction::Adapter(_)))
-    };
-    tasks.iter().find(|t| marked == Some(t.id) && runnable(t)).or_else(|| tasks.iter().find(runnable)).map(|t| t.id)
-}
-
-/// A task instance as `step` inserted it, with the id its commit gave it.
-fn instance(account: AccountId, id: TaskId, t: NewTask) -> TaskInstance {
-    TaskInstance {
-        id,
-        account,
-        task_index: t.task_index,
-        task_name: t.task_name,
-        status: t.status,
-        response: None,
-        attempt: t.attempt,
-        due_at: t.due_at,
-        calling: t.calling,
-        held: t.held,
-        note: t.note,
-        child: t.child,
-        outputs: BTreeMap::new(),
-    }
-}
-
-/// Applies transitions to tasks held in memory, as the store applies them.
-fn apply_transitions(tasks: &mut [TaskInstance], transitions: &[Transition]) {
-    for x in transitions {
-        if let Some(t) = tasks.iter_mut().find(|t| t.id == x.task) {
-            t.status = x.to;
-            if x.response.is_some() {
-                t.response = x.response.clone();
-            }
-            t.note = x.note.clone();
-            t.held = x.held;
-            if !x.outputs.is_empty() {
-                t.outputs = x.outputs.clone();
-            }
-            t.calling = false;
-        }
-    }
-}
-
-/// Applies a step not committed yet to the account and tasks held in memory (its new tasks
-/// join them when the commit gives them ids).
-fn apply_in_memory(account: &mut Account, tasks: &mut [TaskInstance], step: &Step) {
-    apply_transitions(tasks, &step.transitions);
-    if let Some(s) = step.account_status {
-        account.status = s;
-    }
-}
-
-fn new_task(
-    process: &ir::Process,
-    index: usize,
-    status: TaskStatus,
-    attempt: u32,
-    due_at: Option<i64>,
-    child: ChildRow,
-) -> NewTask {
-    NewTask {
-        task_index: index,
-        task_name: process.tasks.get(index).map(|t| t.name.clone()).unwrap_or_default(),
-        status,
-        attempt,
-        due_at,
-        held: false,
-        note: None,
-        child,
-        promoted: false,
-        calling: false,
-    }
-}
-
-fn query_of<'b>(
-    bundle: &'b Bundle,
-    process: &ir::Process,
-    adapter: &ir::Adapter,
-) -> Option<(&'b ir::Query, ir::Dialect)> {
-    let target = bundle.targets.get(process.target)?;
-    let set = bundle.query_sets.get(target.query_set)?;
-    set.queries.get(adapter.query).map(|q| (q, target.dialect))
-}
-
-/// The data an adapter's mappings read from.
-struct Inputs<'x> {
-    bundle: &'x Bundle,
-    process: &'x ir::Process,
-    user: &'x UserRecord,
-    form: &'x FormData,
-    child: &'x ChildRow,
-    tasks: &'x [TaskInstance],
-    today: String,
-}
-
-impl Inputs<'_> {
-    /// The value of every query parameter (OUT ones `Null`), typed by the parameter's type.
-    /// `Err` says, for a person, why the task cannot run.
-    fn values(&self, adapter: &ir::Adapter) -> Result<Vec<Value>, String> {
-        let Some((query, _)) = query_of(self.bundle, self.process, adapter) else {
-            return Err("the task's query is missing from the bundle".into());
-        };
-        let mut values = vec![Value::Null; query.params.len()];
-        for m in &adapter.map {
-            let Some(param) = query.params.get(m.param) else { continue };
-            let raw: Option<Value> = match &m.source {
-                ir::Source::Form(f) => self.form.get(f).cloned(),
-                ir::Source::Child(f) => self.child.get(f).cloned().map(Value::Text),
-                ir::Source::User(a) => {
-                    if a == "usr_login" {
-                        Some(Value::Text(self.user.login.clone()))
-                    } else {
-                        self.user.attributes.get(a).cloned().map(Value::Text)
-                    }
-                }
-                ir::Source::Target(p) => self
-                    .bundle
-                    .targets
-                    .get(self.process.target)
-                    .and_then(|t| t.properties.get(p).cloned())
-                    .map(Value::Text),
-                ir::Source::Literal(l) => Some(Value::Text(l.clone())),
-                ir::Source::SystemDate => Some(Value::Text(self.today.clone())),
-                ir::Source::TaskOutput { task, output } => self
-                    .tasks
-                    .iter()
-                    .rfind(|t| t.task_index == *task)
-                    .and_then(|t| t.outputs.get(output).cloned())
-                    .map(Value::Text),
-            };
-            let value = match raw {
-                None if param.ty.is_secret() => {
-                    return Err(format!(
-                        "the secret for `{}` is not available (secrets are kept across runs only with PROVFLOW_SECRET_KEY or .provflow/secret.key)",
-                        param.name
-                    ))
-                }
-                None | Some(Value::Null) => Value::Null,
-                Some(Value::Secret(s)) if param.ty.is_secret() => Value::Secret(s),
-                Some(Value::Secret(_)) => return Err(format!("a secret cannot feed the plain parameter `{}`", param.name)),
-                Some(v) => {
-                    let text = v.display();
-                    value::typed(param.ty, &text).map_err(|e| format!("the value for `{}` {}", param.name, e.to_string().replacen('`', "(`", 1).replacen("` is", "`) is", 1)))?
-                }
-            };
-            if let Some(slot) = values.get_mut(m.param) {
-                *slot = value;
-            }
-        }
-        Ok(values)
-    }
-}
-
-/// Evaluates a task's `condition` over `user`, `form` (secrets left out) and `target`.
-/// A condition that fails to evaluate does not hold.
-fn condition_holds(expr: &str, bundle: &Bundle, process: &ir::Process, user: &UserRecord, form: &FormData) -> bool {
-    let env = minijinja::Environment::new();
-    let Ok(compiled) = env.compile_expression(expr) else { return false };
-    let mut user_attrs = user.attributes.clone();
-    // Custom attributes answer to their short name too (`cost_center` for `usr_udf_cost_center`).
-    let short: Vec<(String, String)> =
-        user_attrs.iter().filter_map(|(k, v)| k.strip_prefix("usr_udf_").map(|s| (s.to_string(), v.clone()))).collect();
-    for (k, v) in short {
-        user_attrs.entry(k).or_insert(v);
-    }
-    user_attrs.insert("usr_login".into(), user.login.clone());
-    user_attrs.insert("usr_status".into(), user.status.clone());
-    let form_plain: BTreeMap<String, String> =
-        form.iter().filter_map(|(k, v)| v.as_plain_text().map(|t| (k.clone(), t))).collect();
-    let target = bundle.targets.get(process.target).map(|t| t.properties.clone()).unwrap_or_default();
-    compiled
-        .eval(minijinja::context! { user => user_attrs, form => form_plain, target => target })
-        .map(|v| v.is_true())
-        .unwrap_or(false)
-}
-
-/// Custom attributes may be given by their short name: `cost_center` for `usr_udf_cost_center`.
-fn normalize_attrs(schema: &ir::UserSchema, attrs: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    attrs
-        .iter()
-        .map(|(k, v)| {
-            let known = |n: &str| schema.attributes.iter().any(|a| a.name == n);
-            let udf = format!("usr_udf_{k}");
-            if !known(k) && known(&udf) {
-                (udf, v.clone())
-            } else {
-                (k.clone(), v.clone())
-            }
-        })
-        .collect()
-}
-
-fn generate_display_name(attrs: &mut BTreeMap<String, String>) {
-    if attrs.get("usr_display_name").is_some_and(|d| !d.trim().is_empty()) {
-        return;
-    }
-    let parts: Vec<&str> = ["usr_first_name", "usr_last_name"]
-        .iter()
-        .filter_map(|k| attrs.get(*k).map(|s| s.trim()).filter(|s| !s.is_empty()))
-        .collect();
-    if !parts.is_empty() {
-        attrs.insert("usr_display_name".into(), parts.join(" "));
-    }
-}
-
-/// Attributes the runner manages itself; never required from the person creating a user.
-const MANAGED: &[&str] = &["usr_key", "usr_login", "usr_status", "usr_locked", "usr_display_name"];
-
-/// Checks attributes against the user schema: names, types, allowed values, sizes, required
-/// ones, and the date order start < provisioning < deprovisioning < end. All problems at once.
-pub fn check_user(
-    schema: &ir::UserSchema,
-    attrs: &BTreeMap<String, String>,
-    creating: bool,
-) -> Result<(), EngineError> {
-    let mut problems = Vec::new();
-    for (name, value) in attrs {
-        if name == "usr_status" || name == "usr_locked" {
-            problems.push(format!(
-                "`{name}` is managed by provflow: use `provflow user enable|disable|delete|lock|unlock`"
-            ));
-            continue;
-        }
-        if schema.attributes.is_empty() {
-            continue;
-        }
-        let Some(attr) = schema.attributes.iter().find(|a| &a.name == name) else {
-            let s = did_you_mean(name, schema.attributes.iter().map(|a| a.name.as_str()));
-            problems.push(format!("unknown user attribute `{name}`{}", hint(&s)));
-            continue;
-        };
-        if let Err(e) = value::typed(attr.ty, value) {
-            problems.push(format!("user attribute `{name}`: {e}"));
-        }
-        if !attr.allowed_values.is_empty() && !attr.allowed_values.contains(value) {
-            problems.push(format!("user attribute `{name}` must be one of {}", attr.allowed_values.join(", ")));
-        }
-        if let Some(max) = attr.max_size {
-            if value.chars().count() > max as usize {
-                problems.push(format!("user attribute `{name}` is longer than its {max} characters"));
-            }
-        }
-    }
-    if creating {
-        for a in schema.attributes.iter().filter(|a| a.required && !MANAGED.contains(&a.name.as_str())) {
-            if attrs.get(&a.name).is_none_or(|v| v.trim().is_empty()) {
-                problems.push(format!(
-                    "user attribute `{}` ({}) is required: add --attr {}=VALUE",
-                    a.name, a.label, a.name
-                ));
-            }
-        }
-    }
-    let order = ["usr_start_date", "usr_provisioning_date", "usr_deprovisioning_date", "usr_end_date"];
-    let dates: Vec<(&str, &String)> = order.iter().filter_map(|k| attrs.get(*k).map(|v| (*k, v))).collect();
-    for pair in dates.windows(2) {
-        if let [(a, da), (b, db)] = pair {
-            // Values that are no date were reported above.
-            if value::wall_clock(da).zip(value::wall_clock(db)).is_some_and(|(ta, tb)| ta >= tb) {
-                problems.push(format!("`{a}` ({da}) must come before `{b}` ({db})"));
-            }
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(EngineError::Invalid(problems))
     }
 }
 
