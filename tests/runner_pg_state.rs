@@ -1,7 +1,8 @@
 //! The runner with its state store in PostgreSQL (`--state postgres://…`), driving the
 //! `provflow` binary: the DBUM SQLite target provisioned for one user and for several, the
-//! account and task lists, a disable, `resume`, the rows in PostgreSQL, the commands that
-//! refuse a PostgreSQL store, and a state URL's password in no output. Each test gets a fresh
+//! account and task lists, a disable, `resume`, the rows in PostgreSQL, the notifications
+//! rendered, listed and exported, reconciliation from a CSV file and its events, and a state
+//! URL's password in no output. Each test gets a fresh
 //! database on the server of `PROVFLOW_TEST_PG_URL` (skipped without it, unless
 //! `PROVFLOW_REQUIRE_DATABASES=1`).
 
@@ -139,11 +140,107 @@ fn dbum_lifecycle_with_the_state_in_postgres() {
     assert!(forms.iter().all(|f| !f.contains("pg-st8-Secret") && f.contains("sealed")), "{forms:?}");
     assert!(c.execute("delete from task_audit", &[]).is_err());
 
-    // Reconciliation and notifications do not work on a PostgreSQL store yet: refused, named.
-    for args in [&["notifications", "list"][..], &["recon", p.ir(), "--process", DBUM, "--from-target"][..]] {
-        let out = p.expect(2, args, &[]);
-        assert!(out.stderr.contains("does not work on a PostgreSQL state store"), "{out}");
+    notifications_from_postgres(&p, &db);
+    reconciliation_in_postgres(&p, &db);
+}
+
+/// The notifications the lifecycle above queued: rendered after each command (the resolver's
+/// `Account_Count` answered by PostgreSQL), listed, exported and read back.
+fn notifications_from_postgres(p: &Project, db: &Database) {
+    assert_eq!(db.count("select count(*) from outbox where status = 'queued'"), 0, "rendered after each command");
+    assert_eq!(db.count("select count(*) from outbox where status = 'failed'"), 0);
+    let list = p.json(0, &["notifications", "list"], &[]);
+    let rows = list.as_array().expect("a list");
+    let of = |template: &str| rows.iter().filter(|m| m["template"] == template).count();
+    assert_eq!((of("Account Created"), of("Account Disabled")), (4, 1), "{list}");
+    assert!(rows.iter().all(|m| m["status"] == "rendered"), "{list}");
+
+    let out = p.expect(0, &["notifications", "export", "mail"], &[]);
+    assert!(out.stdout.contains("wrote 5 message(s)"), "{out}");
+    let mut files: Vec<_> = std::fs::read_dir(p.path().join("mail")).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 5);
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("pg-st8-Secret"), "{}", f.display());
+        let m = mail_parser::MessageParser::default().parse(&bytes).expect("mail-parser reads it");
+        let template = m.header_raw("X-Provflow-Template").unwrap_or_default().trim().to_owned();
+        let to = m.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or_default().to_owned();
+        let text = m.body_text(0).unwrap_or_default().replace("\r\n", "\n");
+        match template.as_str() {
+            "Account Created" => {
+                assert_eq!(m.subject(), Some("Your DBUM Account account is ready"));
+                // The resolver counted this user's accounts in PostgreSQL: one.
+                assert!(text.contains("It is your first account."), "{to}: {text}");
+            }
+            "Account Disabled" => {
+                assert_eq!(to, "JDOE@localhost");
+                assert_eq!(m.subject(), Some("Your DBUM Account account has been disabled"));
+            }
+            other => panic!("unexpected template `{other}` in {}", f.display()),
+        }
     }
+}
+
+/// `recon --csv` with good and bad rows, twice, and its events, in PostgreSQL.
+fn reconciliation_in_postgres(p: &Project, db: &Database) {
+    p.create_user("LINKME");
+    std::fs::write(
+        p.path().join("accounts.csv"),
+        "username,enabled\njdoe,true\nNH001,false\nLINKME,true\n,true\nNH003,maybe\nGHOST,true\n",
+    )
+    .unwrap();
+    let recon = ["recon", p.ir(), "--process", DBUM, "--csv", "accounts.csv"];
+    let counts = |v: &serde_json::Value| {
+        ["rows", "created", "linked", "updated", "unchanged", "unmatched", "failed"]
+            .map(|k| v[k].as_u64().unwrap_or(99))
+    };
+    let first = p.json(1, &recon, &[]);
+    assert_eq!(counts(&first), [6, 0, 1, 2, 0, 1, 2], "{first}");
+    let bad: Vec<u64> = first["bad_rows"].as_array().unwrap().iter().map(|b| b["line"].as_u64().unwrap()).collect();
+    assert_eq!(bad, [5, 6], "{first}");
+    let human = p.expect(1, &recon, &[]);
+    assert!(human.stderr.contains("accounts.csv:5: the key `username` is empty"), "{human}");
+    assert!(human.stderr.contains("accounts.csv:6: `enabled`"), "{human}");
+    assert!(human.stdout.contains("0 updated, 3 unchanged, 1 unmatched, 2 failed"), "{human}");
+    let again = p.json(1, &recon, &[]);
+    assert_eq!(counts(&again), [6, 0, 0, 0, 3, 1, 2], "a third run changes nothing: {again}");
+
+    // What the first run wrote, and nothing of the bad rows.
+    let status = |login: &str| -> String {
+        db.client()
+            .query_one("select status from accounts where user_login = $1 order by id desc limit 1", &[&login])
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(status("JDOE"), "Enabled");
+    assert_eq!(status("NH001"), "Disabled");
+    assert_eq!(status("LINKME"), "Enabled");
+    assert_eq!(status("NH003"), "Provisioned");
+    assert_eq!(db.count("select count(*) from recon_runs where finished_at is not null"), 3);
+    assert_eq!(db.count("select count(*) from recon_events"), 18);
+
+    let events = p.json(0, &["recon", "events", "--run", &first["run"].to_string()], &[]);
+    let lines: Vec<(i64, String, String)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (e["line"].as_i64().unwrap(), e["outcome"].as_str().unwrap().into(), e["action"].as_str().unwrap().into())
+        })
+        .collect();
+    let expected = [
+        (2, "one process match", "update"),
+        (3, "one process match", "update"),
+        (4, "one entity match", "link"),
+        (5, "bad row", "skipped"),
+        (6, "bad row", "skipped"),
+        (7, "no match", "none"),
+    ];
+    assert_eq!(lines, expected.map(|(l, o, a)| (l, o.to_string(), a.to_string())), "{events}");
+    assert_eq!(events[0]["changes"]["OIM_OBJECT_STATUS"]["to"], "Enabled", "{events}");
+    let newest = p.expect(0, &["recon", "events"], &[]);
+    assert!(newest.stdout.starts_with(&format!("recon run {}: 6 events", again["run"])), "{newest}");
 }
 
 #[test]

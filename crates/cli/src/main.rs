@@ -79,7 +79,7 @@ fn main() -> ExitCode {
             let renders = !matches!(other, Command::Plan(_));
             let code = runner_cmds::exec(&cli.global, other);
             if renders {
-                runner_cmds_ext::render_outbox(&cli.global);
+                runner_cmds_ext::render_outbox(&cli.global, code);
             }
             code
         }

@@ -6,7 +6,7 @@ use provflow_lex::mailbox::parse_mailbox;
 use provflow_runner::clock::{Clock, SystemClock};
 use provflow_runner::engine::Targets;
 use provflow_runner::secret::SecretKey;
-use provflow_runner::store::{self, SqliteStore, StateStore};
+use provflow_runner::store::{self, StateStore};
 use provflow_runner::{notify, recon, scenario};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -22,12 +22,11 @@ fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
     code
 }
 
-/// The SQLite store of `--state`; `what` names the command when the store is PostgreSQL,
-/// which reconciliation and notifications do not work on yet.
-fn open_store(global: &Global, what: &str) -> Result<SqliteStore, u8> {
-    let path = store::state_path(&global.state, what).map_err(|e| fail(exit::USAGE, e))?;
+/// The store of `--state`, SQLite or PostgreSQL, opened and migrated.
+fn open_store(global: &Global) -> Result<Box<dyn StateStore + Send>, u8> {
+    store::location(&global.state).map_err(|e| fail(exit::USAGE, e))?;
     let key = SecretKey::discover(&Path::new(".provflow").join("secret.key")).map_err(|e| fail(exit::USAGE, e))?;
-    SqliteStore::open(&path, key, Box::new(|| SystemClock.now())).map_err(|e| fail(exit::USAGE, e))
+    store::open(&global.state, key, Box::new(|| SystemClock.now())).map_err(|e| fail(exit::USAGE, e))
 }
 
 fn target_urls(global: &Global) -> Result<BTreeMap<String, String>, u8> {
@@ -49,20 +48,25 @@ fn load_bundle(paths: &[PathBuf]) -> Result<Bundle, u8> {
     }
 }
 
-/// Renders queued notifications after a runner command. Best effort and silent: a message
-/// that cannot be rendered is marked failed on its row; `notifications list` shows it.
-pub fn render_outbox(global: &Global) {
-    // Not on a PostgreSQL store yet: its outbox stays queued (see `notifications`).
-    let Ok(path) = store::state_path(&global.state, "rendering notifications") else { return };
-    if !path.exists() {
-        return;
+/// Renders queued notifications after a runner command that exited with `code`. Best effort
+/// and silent: a message that cannot be rendered is marked failed on its row; `notifications
+/// list` shows it.
+pub fn render_outbox(global: &Global, code: u8) {
+    let Ok(location) = store::location(&global.state) else { return };
+    match location {
+        // A SQLite store the command did not create is not created here.
+        store::Location::Sqlite(path) if !path.exists() => return,
+        // A PostgreSQL store the command could not open (exit 2: refused or unreachable) is
+        // not tried again: that would only wait for the same timeout twice.
+        store::Location::Postgres(_) if code == exit::USAGE => return,
+        _ => {}
     }
     // The command itself reported any problem with the store or the flags already.
     let Ok(key) = SecretKey::discover(&Path::new(".provflow").join("secret.key")) else { return };
-    let Ok(store) = SqliteStore::open(&path, key, Box::new(|| SystemClock.now())) else { return };
+    let Ok(mut store) = store::open(&global.state, key, Box::new(|| SystemClock.now())) else { return };
     let Ok(urls) = crate::args::target_urls(&global.targets) else { return };
     let mut targets = Targets::new(urls, PathBuf::from("."));
-    let _ = notify::render_pending(&store, &mut targets, SystemClock.now());
+    let _ = notify::render_pending(store.as_mut(), &mut targets, SystemClock.now());
 }
 
 // ----- recon ------------------------------------------------------------------------------
@@ -77,8 +81,8 @@ fn run_recon(global: &Global, a: ReconArgs) -> Result<u8, u8> {
     if let Some(ReconCommand::Events { run }) = a.command {
         return recon_events(global, run);
     }
-    // Refused before anything is read: reconciliation needs a SQLite store for now.
-    store::state_path(&global.state, "`provflow recon`").map_err(|e| fail(exit::USAGE, e))?;
+    // A bad `--state` is refused before anything is read.
+    let location = store::location(&global.state).map_err(|e| fail(exit::USAGE, e))?;
     let process = a.process.clone().unwrap_or_default();
     let source = match (&a.csv, a.from_target) {
         (Some(p), false) => recon::Source::Csv(p.clone()),
@@ -96,10 +100,26 @@ fn run_recon(global: &Global, a: ReconArgs) -> Result<u8, u8> {
             format!("unknown process `{process}`{}", s.map(|s| format!("; did you mean `{s}`?")).unwrap_or_default()),
         ));
     }
-    let mut store = open_store(global, "`provflow recon`")?;
-    store.save_bundle(&bundle).map_err(|e| fail(exit::USAGE, e))?;
-    let path = store.path().to_path_buf();
-    drop(store);
+    // The bundle is saved first: the accounts a run creates reference it.
+    enum Opened {
+        Sqlite(PathBuf),
+        Postgres(Box<store::PgStore>),
+    }
+    let mut opened = match location {
+        store::Location::Sqlite(path) => {
+            let mut store = open_store(global)?;
+            store.save_bundle(&bundle).map_err(|e| fail(exit::USAGE, e))?;
+            Opened::Sqlite(path)
+        }
+        store::Location::Postgres(url) => {
+            let key =
+                SecretKey::discover(&Path::new(".provflow").join("secret.key")).map_err(|e| fail(exit::USAGE, e))?;
+            let mut store =
+                store::PgStore::open(&url, key, Box::new(|| SystemClock.now())).map_err(|e| fail(exit::USAGE, e))?;
+            store.save_bundle(&bundle).map_err(|e| fail(exit::USAGE, e))?;
+            Opened::Postgres(Box::new(store))
+        }
+    };
     let mut targets = Targets::new(target_urls(global)?, PathBuf::from("."));
 
     // A bar on a terminal only; piped output gets the summary and nothing else.
@@ -128,7 +148,11 @@ fn run_recon(global: &Global, a: ReconArgs) -> Result<u8, u8> {
     };
     let options = recon::Options { threads: a.threads, now: SystemClock.now(), progress: &progress, total: &total };
     let started = std::time::Instant::now();
-    let result = recon::reconcile(&path, &bundle, &process, source, &mut targets, &options);
+    let state = match &mut opened {
+        Opened::Sqlite(path) => recon::State::Sqlite(path),
+        Opened::Postgres(pg) => recon::State::Postgres(pg),
+    };
+    let result = recon::reconcile(state, &bundle, &process, source, &mut targets, &options);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
@@ -183,8 +207,8 @@ fn run_recon(global: &Global, a: ReconArgs) -> Result<u8, u8> {
 }
 
 fn recon_events(global: &Global, run: Option<i64>) -> Result<u8, u8> {
-    let store = open_store(global, "`provflow recon events`")?;
-    let (run, events) = recon::events(&store, run).map_err(|e| fail(exit::USAGE, e))?;
+    let store = open_store(global)?;
+    let (run, events) = recon::events(store.as_ref(), run).map_err(|e| fail(exit::USAGE, e))?;
     if global.format == Format::Json {
         out::json(&serde_json::to_value(&events).unwrap_or_else(|_| json!([])));
         return Ok(exit::OK);
@@ -221,7 +245,7 @@ pub fn notifications(global: &Global, c: NotificationsCommand) -> u8 {
         },
         _ => notify::default_sender(),
     };
-    let store = match open_store(global, "`provflow notifications`") {
+    let mut store = match open_store(global) {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -230,12 +254,12 @@ pub fn notifications(global: &Global, c: NotificationsCommand) -> u8 {
         Err(c) => return c,
     };
     let mut targets = Targets::new(urls, PathBuf::from("."));
-    if let Err(e) = notify::render_pending(&store, &mut targets, SystemClock.now()) {
+    if let Err(e) = notify::render_pending(store.as_mut(), &mut targets, SystemClock.now()) {
         return fail(exit::USAGE, e);
     }
     match c {
         NotificationsCommand::List => {
-            let messages = match notify::messages(&store) {
+            let messages = match notify::messages(store.as_ref()) {
                 Ok(m) => m,
                 Err(e) => return fail(exit::USAGE, e),
             };
@@ -270,7 +294,7 @@ pub fn notifications(global: &Global, c: NotificationsCommand) -> u8 {
             }
             exit::OK
         }
-        NotificationsCommand::Export { dir, .. } => match notify::export(&store, &dir, &sender) {
+        NotificationsCommand::Export { dir, .. } => match notify::export(store.as_ref(), &dir, &sender) {
             Ok((written, skipped)) => {
                 for m in &skipped {
                     errln!(

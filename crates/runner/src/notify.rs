@@ -24,14 +24,14 @@ use mail_builder::MessageBuilder;
 use minijinja::AutoEscape;
 use provflow_ir::{self as ir, Bundle, Encoding, Mailbox, MessageType, ResolverTarget};
 use provflow_lex::mailbox::{has_encoded_word, name_fits, parse_address, parse_mailbox, shorten_name};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::OptionalExtension;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::clock::Instant;
 use crate::engine::TargetProvider;
 use crate::html_text;
-use crate::store::{Account, SqliteStore, StateStore, StoreError, TaskInstance, UserRecord};
+use crate::store::{Account, Database, OutboxMessage, OutboxRender, StateStore, StoreError, TaskInstance, UserRecord};
 use crate::target::{self, Target};
 use crate::value::{self, Value};
 
@@ -121,11 +121,16 @@ fn to_jinja(v: &Value) -> minijinja::Value {
 }
 
 /// Runs the event's resolver and returns its `provides` columns (no row: none of them).
+///
+/// A resolver with `target: state` queries the state store's own tables, in the dialect of
+/// the store it runs on (SQLite or PostgreSQL): its query is rendered for that dialect and
+/// runs on the store's connection (on PostgreSQL in a `READ ONLY` transaction). A query meant
+/// for both kinds of store keeps to SQL both accept, as the example's `count(*)` does.
 fn resolve(
     bundle: &Bundle,
     event: &ir::NotificationEvent,
     data: &MessageData<'_>,
-    state: &rusqlite::Connection,
+    state: &dyn StateStore,
     targets: &mut dyn TargetProvider,
 ) -> Result<BTreeMap<String, minijinja::Value>, RenderError> {
     let Some(r) = &event.resolver else { return Ok(BTreeMap::new()) };
@@ -164,29 +169,9 @@ fn resolve(
     };
     let row: Option<BTreeMap<String, Value>> = match r.target {
         ResolverTarget::State => {
-            let rendered =
-                target::render(&query, &values, ir::Dialect::Sqlite, false).map_err(|e| fail(e.to_string()))?;
-            let mut stmt = state.prepare(&rendered.sql).map_err(|e| fail(e.to_string()))?;
-            let names: Vec<String> = stmt.column_names().map(|n| n.to_string()).collect();
-            // Borrowed: a secret bind is not copied.
-            let binds: Vec<rusqlite::types::ToSqlOutput<'_>> =
-                rendered.binds.iter().map(target::sqlite::to_sql).collect();
-            stmt.query_row(rusqlite::params_from_iter(binds.iter()), |row| {
-                let mut m = BTreeMap::new();
-                for (i, n) in names.iter().enumerate() {
-                    let v = match row.get_ref(i)? {
-                        rusqlite::types::ValueRef::Null => Value::Null,
-                        rusqlite::types::ValueRef::Integer(x) => Value::Int(x),
-                        rusqlite::types::ValueRef::Real(x) => Value::Double(x),
-                        rusqlite::types::ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-                        rusqlite::types::ValueRef::Blob(_) => Value::Null,
-                    };
-                    m.insert(n.clone(), v);
-                }
-                Ok(m)
-            })
-            .optional()
-            .map_err(|e| fail(e.to_string()))?
+            let db = state.database().map_err(|e| fail(e.to_string()))?;
+            let rendered = target::render(&query, &values, db.dialect(), false).map_err(|e| fail(e.to_string()))?;
+            state_row(db, &rendered).map_err(fail)?
         }
         ResolverTarget::Target(i) => {
             let t: &mut dyn Target = targets.open(bundle, i).map_err(|e| fail(e.to_string()))?;
@@ -208,6 +193,39 @@ fn resolve(
         }
     }
     Ok(out)
+}
+
+/// The first row of a resolver query on the state store's own database.
+fn state_row(db: Database<'_>, rendered: &target::Rendered) -> Result<Option<BTreeMap<String, Value>>, String> {
+    match db {
+        Database::Sqlite(conn) => {
+            let mut stmt = conn.prepare(&rendered.sql).map_err(|e| e.to_string())?;
+            let names: Vec<String> = stmt.column_names().map(|n| n.to_string()).collect();
+            // Borrowed: a secret bind is not copied.
+            let binds: Vec<rusqlite::types::ToSqlOutput<'_>> =
+                rendered.binds.iter().map(target::sqlite::to_sql).collect();
+            stmt.query_row(rusqlite::params_from_iter(binds.iter()), |row| {
+                let mut m = BTreeMap::new();
+                for (i, n) in names.iter().enumerate() {
+                    let v = match row.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => Value::Null,
+                        rusqlite::types::ValueRef::Integer(x) => Value::Int(x),
+                        rusqlite::types::ValueRef::Real(x) => Value::Double(x),
+                        rusqlite::types::ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                        rusqlite::types::ValueRef::Blob(_) => Value::Null,
+                    };
+                    m.insert(n.clone(), v);
+                }
+                Ok(m)
+            })
+            .optional()
+            .map_err(|e| e.to_string())
+        }
+        Database::Postgres(mut client) => {
+            crate::target::postgres::query_first_row(&mut client, &rendered.sql, &rendered.binds)
+                .map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// The whole template context of a message: entities, bare user attributes, resolver columns.
@@ -330,7 +348,7 @@ pub fn render_message(
     bundle: &Bundle,
     template_index: usize,
     data: &MessageData<'_>,
-    state: &rusqlite::Connection,
+    state: &dyn StateStore,
     targets: &mut dyn TargetProvider,
 ) -> Result<Rendered, RenderError> {
     let template = bundle.templates.get(template_index).ok_or(RenderError::NoTemplate(template_index))?;
@@ -452,34 +470,23 @@ pub fn address_of(user: &UserRecord) -> String {
 /// Renders every queued outbox row. Returns how many were rendered or marked failed.
 /// Only a store error stops it; a message that cannot be rendered is marked `failed`.
 pub fn render_pending(
-    store: &SqliteStore,
+    store: &mut dyn StateStore,
     targets: &mut dyn TargetProvider,
     now: Instant,
 ) -> Result<usize, StoreError> {
-    let conn = store.connection();
-    type QueuedRow = (i64, i64, Option<i64>, i64, String, String, String);
-    let queued: Vec<QueuedRow> = {
-        let mut stmt = conn.prepare(
-            "SELECT id, account_id, task_id, template_index, task_status, recipient, bundle_hash FROM outbox
-             WHERE status = 'queued' ORDER BY id",
-        )?;
-        let rows =
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let queued = store.queued_outbox()?;
     let mut bundles: BTreeMap<String, Option<Bundle>> = BTreeMap::new();
-    for (id, account_id, task_id, template_index, task_status, recipient, hash) in &queued {
+    for row in &queued {
+        let hash = &row.bundle_hash;
         if !bundles.contains_key(hash) {
             bundles.insert(hash.clone(), store.bundle(hash)?);
         }
         let bundle = bundles.get(hash).and_then(Option::as_ref);
+        let recipient = &row.recipient;
         let user = store.user(recipient)?;
-        let account = store.account(*account_id)?;
-        let task = task_id.map(|t| store.task(t)).transpose()?.flatten();
-        let usr_key: Option<i64> = conn
-            .query_row("SELECT usr_key FROM users WHERE login = ?1", [recipient], |r| r.get(0))
-            .optional()?
-            .flatten();
+        let account = store.account(row.account)?;
+        let task = row.task.map(|t| store.task(t)).transpose()?.flatten();
+        let usr_key = store.usr_key(recipient)?;
         let result = match (bundle, &user) {
             (None, _) => {
                 Err(RenderError::Missing(format!("the definitions (bundle {hash}) are missing from the state store")))
@@ -491,34 +498,28 @@ pub fn render_pending(
                     usr_key,
                     account: account.as_ref(),
                     task: task.as_ref(),
-                    task_status: ir::TaskStatus::parse(task_status),
+                    task_status: Some(row.task_status),
                 };
-                usize::try_from(*template_index)
-                    .map_err(|_| RenderError::NoTemplate(0))
-                    .and_then(|ti| render_message(bundle, ti, &data, conn, targets))
+                render_message(bundle, row.template_index, &data, &*store, targets)
             }
         };
-        let to = user.as_ref().map(|u| format_mailbox(&recipient_of(u)));
-        match result {
-            Ok(m) => conn.execute(
-                "UPDATE outbox SET status = 'rendered', locale = ?2, message_type = ?3, subject = ?4, short = ?5, body = ?6,
-                   to_address = ?7, error = NULL, rendered_at = ?8 WHERE id = ?1",
-                params![
-                    id,
-                    m.locale,
-                    format!("{}{}", type_name(m.message_type), if m.encoding == Encoding::Ascii { "/ascii" } else { "" }),
-                    m.subject,
-                    m.short,
-                    m.body,
-                    to,
-                    now
-                ],
-            )?,
-            Err(e) => conn.execute(
-                "UPDATE outbox SET status = 'failed', error = ?2, to_address = ?3, rendered_at = ?4 WHERE id = ?1",
-                params![id, e.to_string(), to, now],
-            )?,
+        let to_address = user.as_ref().map(|u| format_mailbox(&recipient_of(u)));
+        let render = match result {
+            Ok(m) => OutboxRender::Rendered {
+                locale: m.locale,
+                message_type: format!(
+                    "{}{}",
+                    type_name(m.message_type),
+                    if m.encoding == Encoding::Ascii { "/ascii" } else { "" }
+                ),
+                subject: m.subject,
+                short: m.short,
+                body: m.body,
+                to_address,
+            },
+            Err(e) => OutboxRender::Failed { error: e.to_string(), to_address },
         };
+        store.record_render(row.id, &render, now)?;
     }
     Ok(queued.len())
 }
@@ -555,42 +556,39 @@ pub struct Message {
     pub template_index: i64,
 }
 
-pub fn messages(store: &SqliteStore) -> Result<Vec<Message>, StoreError> {
-    let conn = store.connection();
-    let mut stmt = conn.prepare(
-        "SELECT id, template, recipient, to_address, locale, message_type, subject, short, body, status, error, task_status, created_at,
-                bundle_hash, template_index
-         FROM outbox ORDER BY id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let kind: Option<String> = r.get(5)?;
-        let (message_type, ascii) = match kind {
+impl From<OutboxMessage> for Message {
+    fn from(m: OutboxMessage) -> Self {
+        let (message_type, ascii) = match m.message_type {
             Some(k) => match k.split_once('/') {
                 Some((t, _)) => (Some(t.to_string()), true),
                 None => (Some(k), false),
             },
             None => (None, false),
         };
-        Ok(Message {
-            id: r.get(0)?,
-            template: r.get(1)?,
-            to: r.get(2)?,
-            to_address: r.get(3)?,
-            locale: r.get(4)?,
+        Message {
+            id: m.id,
+            template: m.template,
+            to: m.recipient,
+            to_address: m.to_address,
+            locale: m.locale,
             message_type,
             ascii,
-            subject: r.get(6)?,
-            short: r.get(7)?,
-            body: r.get(8)?,
-            status: r.get(9)?,
-            error: r.get(10)?,
-            task_status: r.get(11)?,
-            created_at: r.get(12)?,
-            bundle_hash: r.get(13)?,
-            template_index: r.get(14)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+            subject: m.subject,
+            short: m.short,
+            body: m.body,
+            status: m.status,
+            error: m.error,
+            task_status: m.task_status,
+            created_at: m.created_at,
+            bundle_hash: m.bundle_hash,
+            template_index: m.template_index,
+        }
+    }
+}
+
+/// Every outbox row, oldest first.
+pub fn messages(store: &dyn StateStore) -> Result<Vec<Message>, StoreError> {
+    Ok(store.outbox_messages()?.into_iter().map(Message::from).collect())
 }
 
 // ----- .eml export ----------------------------------------------------------------------------
@@ -738,7 +736,7 @@ pub fn to_eml(m: &Message, from: &Mailbox) -> Result<Vec<u8>, EmlError> {
 
 /// The sender of a message: its template's `from:`, else `default`.
 fn sender<'a>(
-    store: &SqliteStore,
+    store: &dyn StateStore,
     bundles: &'a mut BTreeMap<String, Option<Bundle>>,
     m: &Message,
     default: &'a Mailbox,
@@ -759,7 +757,7 @@ fn sender<'a>(
 /// from `default_from`. Failed and queued messages, and messages that cannot be written, are
 /// skipped and returned (with the reason in `error`) so that the caller can report them.
 pub fn export(
-    store: &SqliteStore,
+    store: &dyn StateStore,
     dir: &Path,
     default_from: &Mailbox,
 ) -> Result<(Vec<PathBuf>, Vec<Message>), ExportError> {

@@ -46,7 +46,7 @@ fn render(bundle: &Bundle, name: &str, u: &UserRecord) -> Result<Rendered, Rende
     let index = bundle.templates.iter().position(|t| t.name == name).unwrap();
     let a = account("Badge Access");
     let data = MessageData { user: u, usr_key: Some(1), account: Some(&a), task: None, task_status: None };
-    render_message(bundle, index, &data, store.connection(), &mut targets)
+    render_message(bundle, index, &data, &store, &mut targets)
 }
 
 #[test]
@@ -493,7 +493,7 @@ fn a_failed_render_is_recorded_and_never_fails_the_task() {
         e.provision(&b, "DBUM Account", "JDOE", &form).unwrap();
         e.set_user_status("JDOE", "Disabled").unwrap();
     }
-    assert_eq!(render_pending(&store, &mut targets, 1_700_000_001).unwrap(), 2);
+    assert_eq!(render_pending(&mut store, &mut targets, 1_700_000_001).unwrap(), 2);
     let a = store.find_account("DBUM Account", "JDOE").unwrap().unwrap();
     assert_eq!(a.status, ir::ObjectStatus::Disabled);
     let ms = messages(&store).unwrap();
@@ -507,7 +507,7 @@ fn a_failed_render_is_recorded_and_never_fails_the_task() {
         assert!(!format!("{m:?}").contains("s3cret-pw"));
     }
     // Nothing queued is rendered twice.
-    assert_eq!(render_pending(&store, &mut targets, 1_700_000_002).unwrap(), 0);
+    assert_eq!(render_pending(&mut store, &mut targets, 1_700_000_002).unwrap(), 0);
 }
 
 #[test]
@@ -540,7 +540,7 @@ fn export_takes_the_sender_from_the_template_else_the_given_default() {
         e.provision(&b, "DBUM Account", "ELEFEVRE", &form).unwrap();
         e.set_user_status("ELEFEVRE", "Disabled").unwrap();
     }
-    assert_eq!(render_pending(&store, &mut targets, 1_700_000_001).unwrap(), 2);
+    assert_eq!(render_pending(&mut store, &mut targets, 1_700_000_001).unwrap(), 2);
 
     let ops = mailbox(Some("Opérations"), "ops@example.com");
     let mut from_of = Vec::new();

@@ -34,7 +34,11 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use crate::clock::Instant;
 use crate::engine::TargetProvider;
+use crate::store::PgStore;
 use crate::value::{self, Value};
+
+#[path = "recon_pg.rs"]
+mod pg;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconError {
@@ -67,6 +71,56 @@ impl From<crate::store::StoreError> for ReconError {
     fn from(e: crate::store::StoreError) -> Self {
         ReconError::Store(e.to_string())
     }
+}
+
+/// Why a statement of the run failed, as the database said it.
+#[derive(Debug)]
+enum DbError {
+    Sqlite(rusqlite::Error),
+    Postgres(postgres::Error),
+    Other(String),
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbError::Sqlite(e) => e.fmt(f),
+            DbError::Postgres(e) => {
+                let text = match e.as_db_error() {
+                    Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+                    None => crate::pg_conn::failure(e),
+                };
+                f.write_str(&crate::credentials::scrub_known(&text))
+            }
+            DbError::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sqlite(e)
+    }
+}
+
+impl From<postgres::Error> for DbError {
+    fn from(e: postgres::Error) -> Self {
+        DbError::Postgres(e)
+    }
+}
+
+impl From<DbError> for ReconError {
+    fn from(e: DbError) -> Self {
+        ReconError::Store(e.to_string())
+    }
+}
+
+/// The state store a run reads and writes.
+pub enum State<'a> {
+    /// A SQLite file: read on connections of the run's own, in parallel.
+    Sqlite(&'a Path),
+    /// A PostgreSQL store: read with one query per index and written on its connection.
+    Postgres(&'a mut PgStore),
 }
 
 /// Where the rows come from.
@@ -413,14 +467,80 @@ fn read_accounts(
     Ok(())
 }
 
+/// Indexes accounts as they are read, in id order: the newest account of each user by its
+/// normalised key, so "newest" means the same however the accounts were read.
+struct AccountIndexer {
+    no_keys: bool,
+    /// When every key is a user attribute, a user's accounts share one key, so a newer
+    /// account simply replaces an older one of the same user in the index; keys in the form
+    /// can differ between a user's accounts, so the newest per user is found first.
+    user_keyed: bool,
+    snapshots: Vec<Snapshot>,
+    accounts: KeyIndex,
+    keyed: Vec<Box<str>>,
+    by_login: FxMap<Box<str>, u32>,
+}
+
+impl AccountIndexer {
+    fn new(plan: &Plan, hint: usize) -> Self {
+        let keys: Vec<&Field> = plan.fields.iter().filter(|f| f.key).collect();
+        AccountIndexer {
+            no_keys: keys.is_empty(),
+            user_keyed: keys.iter().all(|f| matches!(f.maps_to, ReconTarget::User(_))),
+            // Sized once: growing a million-entry table costs more than filling it.
+            snapshots: Vec::with_capacity(hint),
+            accounts: FxMap::with_capacity_and_hasher(hint, Default::default()),
+            keyed: Vec::new(),
+            by_login: FxMap::default(),
+        }
+    }
+
+    fn push(&mut self, snapshot: Snapshot, key: Box<str>) -> Result<(), ReconError> {
+        let Ok(slot) = u32::try_from(self.snapshots.len()) else {
+            return Err(ReconError::Store("too many accounts".into()));
+        };
+        if self.no_keys {
+            // No key: nothing can match, nothing to index.
+        } else if self.user_keyed {
+            // In id order: a user's newest account comes last and wins.
+            match self.accounts.entry(key) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    let same_user = self.snapshots.get(*e.get() as usize).is_some_and(|s| s.login == snapshot.login);
+                    e.insert(if same_user { slot } else { MULTIPLE });
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(slot);
+                }
+            }
+        } else {
+            self.by_login.insert(snapshot.login.clone(), slot);
+            self.keyed.push(key);
+        }
+        self.snapshots.push(snapshot);
+        Ok(())
+    }
+
+    /// The snapshots, the key index and the newest account per login.
+    fn finish(mut self) -> Loaded {
+        if !self.user_keyed {
+            for (slot, (key, s)) in self.keyed.into_iter().zip(&self.snapshots).enumerate() {
+                let slot = slot as u32;
+                if self.by_login.get(&s.login) == Some(&slot) {
+                    insert_key(&mut self.accounts, key, slot);
+                }
+            }
+        }
+        (self.snapshots, self.accounts, self.by_login)
+    }
+}
+
+/// What loading the accounts gives: their snapshots, the key index, the newest per login.
+type Loaded = (Vec<Snapshot>, KeyIndex, FxMap<Box<str>, u32>);
+
 /// Loads the accounts of the process with the values recon compares, and indexes the newest
 /// of each user by key. The id ranges are read in parallel and indexed in id order as they
 /// arrive, so "newest" means the same as reading them all in one query.
-#[allow(clippy::type_complexity)]
-fn load_accounts(
-    state: &Path,
-    plan: &Plan,
-) -> Result<(Vec<Snapshot>, FxMap<Box<str>, u32>, FxMap<Box<str>, u32>), ReconError> {
+fn load_accounts(state: &Path, plan: &Plan) -> Result<Loaded, ReconError> {
     let keys: Vec<&Field> = plan.fields.iter().filter(|f| f.key).collect();
     let mut select = vec!["a.id".to_string(), "a.user_login".to_string(), "a.status".to_string()];
     let mut join_users = false;
@@ -452,7 +572,6 @@ fn load_accounts(
         open_conn(state)?.query_row("SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM accounts", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
-    // Sized once: growing a million-entry table costs more than filling it.
     let hint = usize::try_from(last.saturating_sub(first).saturating_add(1)).unwrap_or(0).min(1 << 24);
     let per_part = (last.saturating_sub(first) / LOAD_PARTS).saturating_add(1);
     let ranges: Vec<(i64, i64)> = (0..LOAD_PARTS)
@@ -462,14 +581,7 @@ fn load_accounts(
             (lo, hi)
         })
         .collect();
-    // When every key is a user attribute, a user's accounts share one key, so a newer account
-    // simply replaces an older one of the same user in the index; keys in the form can differ
-    // between a user's accounts, so the newest per user is found first.
-    let user_keyed = keys.iter().all(|f| matches!(f.maps_to, ReconTarget::User(_)));
-    let mut snapshots: Vec<Snapshot> = Vec::with_capacity(hint);
-    let mut accounts: FxMap<Box<str>, u32> = FxMap::with_capacity_and_hasher(hint, Default::default());
-    let mut keyed: Vec<Box<str>> = Vec::new();
-    let mut by_login: FxMap<Box<str>, u32> = FxMap::default();
+    let mut indexer = AccountIndexer::new(plan, hint);
     std::thread::scope(|scope| {
         let mut parts = Vec::new();
         for ids in ranges {
@@ -488,29 +600,10 @@ fn load_accounts(
                     break;
                 }
                 for (snapshot, key) in chunk {
-                    let Ok(slot) = u32::try_from(snapshots.len()) else {
-                        indexed = Err(ReconError::Store("too many accounts".into()));
+                    if let Err(e) = indexer.push(snapshot, key) {
+                        indexed = Err(e);
                         break;
-                    };
-                    if keys.is_empty() {
-                        // No key: nothing can match, nothing to index.
-                    } else if user_keyed {
-                        // In id order: a user's newest account comes last and wins.
-                        match accounts.entry(key) {
-                            std::collections::hash_map::Entry::Occupied(mut e) => {
-                                let same_user =
-                                    snapshots.get(*e.get() as usize).is_some_and(|s| s.login == snapshot.login);
-                                e.insert(if same_user { slot } else { MULTIPLE });
-                            }
-                            std::collections::hash_map::Entry::Vacant(e) => {
-                                e.insert(slot);
-                            }
-                        }
-                    } else {
-                        by_login.insert(snapshot.login.clone(), slot);
-                        keyed.push(key);
                     }
-                    snapshots.push(snapshot);
                 }
             }
             // Dropping the receiver stops a reader still sending after an indexing error.
@@ -522,15 +615,7 @@ fn load_accounts(
         }
         indexed.and(read)
     })?;
-    if !user_keyed {
-        for (slot, (key, s)) in keyed.into_iter().zip(&snapshots).enumerate() {
-            let slot = slot as u32;
-            if by_login.get(&s.login) == Some(&slot) {
-                insert_key(&mut accounts, key, slot);
-            }
-        }
-    }
-    Ok((snapshots, accounts, by_login))
+    Ok(indexer.finish())
 }
 
 /// The users by key (entity matching).
@@ -862,6 +947,50 @@ fn push_change(out: &mut String, name: &str, from: Option<&str>, to: &str) {
     out.push('}');
 }
 
+/// The writes of a run on its store, one implementation per kind of store: SQLite
+/// ([`SqliteSink`]) and PostgreSQL (`recon_pg.rs`). The writer decides what to write; a sink
+/// writes it, each row's writes whole or not at all.
+trait Sink {
+    /// Records the start of a run; its id.
+    fn start_run(&mut self, process: &str, source: &str, now: Instant) -> Result<i64, DbError>;
+    /// Records the run's summary once every row is written.
+    fn finish_run(&mut self, run: i64, now: Instant, summary: &str) -> Result<(), DbError>;
+    /// Rows per write transaction.
+    fn commit_rows(&self) -> u64;
+    fn begin(&mut self) -> Result<(), DbError>;
+    fn commit(&mut self) -> Result<(), DbError>;
+    /// Rolls back the open transaction, if any.
+    fn rollback(&mut self);
+    /// Whether the open transaction was lost (the database rolled it back), which ends the
+    /// run; otherwise a failed row was undone whole and the run goes on.
+    fn lost(&self) -> bool;
+    /// Writes account `id`'s new status and form members, and its user's attributes, as one
+    /// unit.
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &mut self,
+        plan: &Plan,
+        id: i64,
+        login: &str,
+        status: Option<&str>,
+        form: &[&(usize, String)],
+        user: &[&(usize, String)],
+        now: Instant,
+    ) -> Result<(), DbError>;
+    /// A user's attributes (JSON text).
+    fn user_attributes(&mut self, login: &str) -> Result<String, DbError>;
+    /// Inserts an account of the process for `login`; its id.
+    fn insert_account(
+        &mut self,
+        plan: &Plan,
+        login: &str,
+        status: &str,
+        form: &str,
+        now: Instant,
+    ) -> Result<i64, DbError>;
+    fn insert_events(&mut self, run: i64, now: Instant, events: &[Event]) -> Result<(), DbError>;
+}
+
 /// The single writer: applies decided rows in large transactions and records their events.
 /// It owns the account snapshots, so "changed or not" is decided against what this run has
 /// written so far, in the order it writes.
@@ -874,8 +1003,6 @@ struct Writer<'a> {
     /// Accounts created by this run, by user login.
     created: FxMap<Box<str>, u32>,
     events: Vec<Event>,
-    /// The INSERT of a full group of events, once built.
-    events_sql: String,
     summary: Summary,
     bad: Vec<BadRow>,
 }
@@ -913,7 +1040,7 @@ impl Writer<'_> {
 
     /// Applies one unit of work inside the open transaction. A row whose write fails is
     /// rolled back whole and reported; an error that ends the transaction ends the run.
-    fn write(&mut self, conn: &rusqlite::Connection, w: Work) -> Result<(), ReconError> {
+    fn write<S: Sink>(&mut self, sink: &mut S, w: Work) -> Result<(), ReconError> {
         self.summary.rows += 1;
         let (line, c, decision) = match w {
             Work::Bad { line, error } => {
@@ -933,9 +1060,9 @@ impl Writer<'_> {
             Work::Row { line, checked, decision } => (line, checked, decision),
         };
         let mut c = c;
-        if let Err(e) = self.apply(conn, line, &mut c, decision) {
-            if conn.is_autocommit() {
-                // SQLite rolled the whole transaction back (disk full, I/O error): stop.
+        if let Err(e) = self.apply(sink, line, &mut c, decision) {
+            if sink.lost() {
+                // The database rolled the whole transaction back (disk full, I/O error): stop.
                 return Err(e.into());
             }
             self.summary.failed += 1;
@@ -954,17 +1081,11 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn apply(
-        &mut self,
-        conn: &rusqlite::Connection,
-        line: u64,
-        c: &mut Checked,
-        decision: Decision,
-    ) -> rusqlite::Result<()> {
+    fn apply<S: Sink>(&mut self, sink: &mut S, line: u64, c: &mut Checked, decision: Decision) -> Result<(), DbError> {
         match decision {
             Decision::Account(slot, action, outcome) => match action {
                 ReconAction::Update | ReconAction::Link | ReconAction::Create => {
-                    self.update_and_record(conn, line, c, slot, outcome, action_name(action))
+                    self.update_and_record(sink, line, c, slot, outcome, action_name(action))
                 }
                 ReconAction::None => {
                     self.summary.unmatched += 1;
@@ -990,9 +1111,9 @@ impl Writer<'_> {
                         self.event(line, c, "one entity match", "none: no account to update", None, String::new());
                         Ok(())
                     }
-                    (_, Some(slot)) => self.update_and_record(conn, line, c, slot, "one process match", "update"),
+                    (_, Some(slot)) => self.update_and_record(sink, line, c, slot, "one process match", "update"),
                     (action, None) => {
-                        let (slot, changes) = self.create_account(conn, &login, c)?;
+                        let (slot, changes) = self.create_account(sink, &login, c)?;
                         if action == ReconAction::Create {
                             self.summary.created += 1;
                         } else {
@@ -1018,16 +1139,16 @@ impl Writer<'_> {
         }
     }
 
-    fn update_and_record(
+    fn update_and_record<S: Sink>(
         &mut self,
-        conn: &rusqlite::Connection,
+        sink: &mut S,
         line: u64,
         c: &mut Checked,
         slot: u32,
         outcome: &'static str,
         action: &'static str,
-    ) -> rusqlite::Result<()> {
-        let (id, changes) = self.apply_update(conn, slot, c)?;
+    ) -> Result<(), DbError> {
+        let (id, changes) = self.apply_update(sink, slot, c)?;
         if changes.is_empty() {
             self.summary.unchanged += 1;
             self.event(line, c, outcome, "no change", Some(id), String::new());
@@ -1041,10 +1162,10 @@ impl Writer<'_> {
     /// Writes to account `slot` what differs from its snapshot, patching only those members of
     /// the JSON columns (a concurrent change to another form field survives). Returns the
     /// account id and the changes as JSON, empty if none.
-    fn apply_update(&mut self, conn: &rusqlite::Connection, slot: u32, c: &Checked) -> rusqlite::Result<(i64, String)> {
+    fn apply_update<S: Sink>(&mut self, sink: &mut S, slot: u32, c: &Checked) -> Result<(i64, String), DbError> {
         let plan = self.plan;
         let Some(snap) = self.snapshots.get(slot as usize) else {
-            return Err(rusqlite::Error::QueryReturnedNoRows);
+            return Err(DbError::Other(format!("account slot {slot} is missing")));
         };
         let new_status =
             c.status.filter(|s| *s != ObjectStatus::None && s.as_str() != snap.status.as_str()).map(|s| s.as_str());
@@ -1070,57 +1191,7 @@ impl Writer<'_> {
         }
         changes.push('}');
 
-        // Two statements must go in together: a savepoint, only then.
-        let both = (new_status.is_some() || !form.is_empty()) && !user.is_empty();
-        if both {
-            conn.execute_batch("SAVEPOINT recon_row")?;
-        }
-        let written = (|| -> rusqlite::Result<()> {
-            if new_status.is_some() || !form.is_empty() {
-                // Two recon fields may map to one form field: more pairs than form fields.
-                let built;
-                let sql = match plan.update_sql.get(form.len()) {
-                    Some(sql) => sql,
-                    None => {
-                        built = update_sql(form.len());
-                        &built
-                    }
-                };
-                let mut stmt = conn.prepare_cached(sql)?;
-                stmt.raw_bind_parameter(1, snap.id)?;
-                stmt.raw_bind_parameter(2, new_status)?;
-                stmt.raw_bind_parameter(3, self.now)?;
-                for (k, (i, t)) in form.iter().enumerate() {
-                    stmt.raw_bind_parameter(4 + 2 * k, plan.form_paths.get(*i).map(String::as_str).unwrap_or("$"))?;
-                    stmt.raw_bind_parameter(5 + 2 * k, t.as_str())?;
-                }
-                stmt.raw_execute()?;
-            }
-            if !user.is_empty() {
-                let mut sql = String::from("UPDATE users SET attributes = json_set(attributes");
-                for k in 0..user.len() {
-                    sql.push_str(&format!(", ?{}, ?{}", 3 + 2 * k, 4 + 2 * k));
-                }
-                sql.push_str("), updated_at = ?2 WHERE login = ?1");
-                let mut stmt = conn.prepare_cached(&sql)?;
-                stmt.raw_bind_parameter(1, &*snap.login)?;
-                stmt.raw_bind_parameter(2, self.now)?;
-                for (k, (i, t)) in user.iter().enumerate() {
-                    stmt.raw_bind_parameter(3 + 2 * k, plan.user_paths.get(*i).map(String::as_str).unwrap_or("$"))?;
-                    stmt.raw_bind_parameter(4 + 2 * k, t.as_str())?;
-                }
-                stmt.raw_execute()?;
-            }
-            Ok(())
-        })();
-        if both {
-            match &written {
-                Ok(()) => conn.execute_batch("RELEASE recon_row")?,
-                Err(_) if !conn.is_autocommit() => conn.execute_batch("ROLLBACK TO recon_row; RELEASE recon_row")?,
-                Err(_) => {}
-            }
-        }
-        written?;
+        sink.update(plan, snap.id, &snap.login, new_status, &form, &user, self.now)?;
         let id = snap.id;
         if let Some(snap) = self.snapshots.get_mut(slot as usize) {
             if let Some(s) = c.status.filter(|_| new_status.is_some()) {
@@ -1142,15 +1213,9 @@ impl Writer<'_> {
 
     /// Creates the account of `login` that the target already has. Returns its slot and the
     /// changes.
-    fn create_account(
-        &mut self,
-        conn: &rusqlite::Connection,
-        login: &str,
-        c: &Checked,
-    ) -> rusqlite::Result<(u32, String)> {
+    fn create_account<S: Sink>(&mut self, sink: &mut S, login: &str, c: &Checked) -> Result<(u32, String), DbError> {
         let plan = self.plan;
-        let attrs: String =
-            conn.prepare_cached("SELECT attributes FROM users WHERE login = ?1")?.query_row([login], |r| r.get(0))?;
+        let attrs = sink.user_attributes(login)?;
         let attrs: BTreeMap<String, String> = serde_json::from_str(&attrs).unwrap_or_default();
         let mut form = serde_json::Map::new();
         for (name, d) in &plan.defaults {
@@ -1168,12 +1233,9 @@ impl Writer<'_> {
             }
         }
         let status = c.status.filter(|s| *s != ObjectStatus::None).unwrap_or(ObjectStatus::Provisioned);
-        conn.prepare_cached(
-            "INSERT INTO accounts(process, user_login, bundle_hash, status, form, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        )?
-        .execute(params![plan.process, login, plan.bundle_hash, status.as_str(), serde_json::Value::Object(form.clone()).to_string(), self.now])?;
-        let id = conn.last_insert_rowid();
-        let slot = u32::try_from(self.snapshots.len()).map_err(|_| rusqlite::Error::InvalidQuery)?;
+        let form_json = serde_json::Value::Object(form.clone()).to_string();
+        let id = sink.insert_account(plan, login, status.as_str(), &form_json, self.now)?;
+        let slot = u32::try_from(self.snapshots.len()).map_err(|_| DbError::Other("too many accounts".into()))?;
         self.snapshots.push(Snapshot {
             id,
             login: login.into(),
@@ -1185,9 +1247,236 @@ impl Writer<'_> {
         Ok((slot, changes.to_string()))
     }
 
-    /// Inserts the pending events, many rows per statement.
-    fn flush_events(&mut self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    /// Inserts the pending events.
+    fn flush_events<S: Sink>(&mut self, sink: &mut S) -> Result<(), DbError> {
         let events = std::mem::take(&mut self.events);
+        sink.insert_events(self.run, self.now, &events)
+    }
+
+    /// Writes every batch the workers send, committing every [`Sink::commit_rows`] rows.
+    fn drain<S: Sink>(
+        &mut self,
+        sink: &mut S,
+        done: mpsc::Receiver<Vec<Work>>,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), ReconError> {
+        let mut in_tx = 0u64;
+        let commit_rows = sink.commit_rows();
+        sink.begin()?;
+        let result = (|| -> Result<(), ReconError> {
+            for batch in done.iter() {
+                let n = batch.len() as u64;
+                for w in batch {
+                    self.write(sink, w)?;
+                    if self.events.len() >= EVENTS_PER_INSERT * 16 {
+                        self.flush_events(sink)?;
+                    }
+                }
+                in_tx += n;
+                if in_tx >= commit_rows {
+                    self.flush_events(sink)?;
+                    sink.commit()?;
+                    sink.begin()?;
+                    in_tx = 0;
+                }
+                progress(n);
+            }
+            self.flush_events(sink)?;
+            sink.commit()?;
+            Ok(())
+        })();
+        if result.is_err() {
+            sink.rollback();
+        }
+        result
+    }
+}
+
+/// The writes of a run on a SQLite store: one connection in large IMMEDIATE transactions
+/// with `synchronous = NORMAL`, the final commit with `FULL`; a checkpointing thread of its
+/// own copies committed pages from the WAL after each commit.
+struct SqliteSink {
+    conn: rusqlite::Connection,
+    /// The INSERT of a full group of events, once built.
+    events_sql: String,
+    /// Asks the checkpointer for a checkpoint; dropped to stop it.
+    committed: Option<mpsc::SyncSender<()>>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SqliteSink {
+    fn open(state: &Path) -> Result<Self, ReconError> {
+        let conn = open_conn(state)?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 0;")?;
+        // Copying committed pages from the WAL into the database (and its fsyncs) happens on
+        // a connection of its own, beside the writer, not inside its commits. The checkpoint
+        // is PASSIVE: it never waits for the writer, and what it leaves is done on close.
+        let (committed, checkpoints) = mpsc::sync_channel::<()>(1);
+        let path = state.to_path_buf();
+        let checkpointer = std::thread::spawn(move || {
+            let Ok(conn) = open_conn(&path) else { return };
+            if conn.execute_batch("PRAGMA synchronous = NORMAL").is_err() {
+                return;
+            }
+            for () in checkpoints.iter() {
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+        });
+        Ok(SqliteSink { conn, events_sql: String::new(), committed: Some(committed), checkpointer: Some(checkpointer) })
+    }
+
+    /// Stops the checkpointer.
+    fn stop_checkpoints(&mut self) {
+        self.committed = None;
+        if let Some(h) = self.checkpointer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for SqliteSink {
+    fn drop(&mut self) {
+        self.stop_checkpoints();
+    }
+}
+
+impl Sink for SqliteSink {
+    fn start_run(&mut self, process: &str, source: &str, now: Instant) -> Result<i64, DbError> {
+        self.conn.execute(
+            "INSERT INTO recon_runs(process, source, started_at) VALUES (?1, ?2, ?3)",
+            params![process, source, now],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn finish_run(&mut self, run: i64, now: Instant, summary: &str) -> Result<(), DbError> {
+        self.stop_checkpoints();
+        // The last commit syncs the WAL, and with it every batch of the run.
+        self.conn.execute_batch("PRAGMA synchronous = FULL")?;
+        self.conn.execute(
+            "UPDATE recon_runs SET finished_at = ?2, summary = ?3 WHERE id = ?1",
+            params![run, now, summary],
+        )?;
+        Ok(())
+    }
+
+    fn commit_rows(&self) -> u64 {
+        COMMIT_ROWS
+    }
+
+    fn begin(&mut self) -> Result<(), DbError> {
+        Ok(self.conn.execute_batch("BEGIN IMMEDIATE")?)
+    }
+
+    fn commit(&mut self) -> Result<(), DbError> {
+        self.conn.execute_batch("COMMIT")?;
+        // A checkpoint already asked for covers this commit too.
+        if let Some(c) = &self.committed {
+            let _ = c.try_send(());
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    fn lost(&self) -> bool {
+        self.conn.is_autocommit()
+    }
+
+    fn update(
+        &mut self,
+        plan: &Plan,
+        id: i64,
+        login: &str,
+        new_status: Option<&str>,
+        form: &[&(usize, String)],
+        user: &[&(usize, String)],
+        now: Instant,
+    ) -> Result<(), DbError> {
+        let conn = &self.conn;
+        // Two statements must go in together: a savepoint, only then.
+        let both = (new_status.is_some() || !form.is_empty()) && !user.is_empty();
+        if both {
+            conn.execute_batch("SAVEPOINT recon_row")?;
+        }
+        let written = (|| -> rusqlite::Result<()> {
+            if new_status.is_some() || !form.is_empty() {
+                // Two recon fields may map to one form field: more pairs than form fields.
+                let built;
+                let sql = match plan.update_sql.get(form.len()) {
+                    Some(sql) => sql,
+                    None => {
+                        built = update_sql(form.len());
+                        &built
+                    }
+                };
+                let mut stmt = conn.prepare_cached(sql)?;
+                stmt.raw_bind_parameter(1, id)?;
+                stmt.raw_bind_parameter(2, new_status)?;
+                stmt.raw_bind_parameter(3, now)?;
+                for (k, (i, t)) in form.iter().enumerate() {
+                    stmt.raw_bind_parameter(4 + 2 * k, plan.form_paths.get(*i).map(String::as_str).unwrap_or("$"))?;
+                    stmt.raw_bind_parameter(5 + 2 * k, t.as_str())?;
+                }
+                stmt.raw_execute()?;
+            }
+            if !user.is_empty() {
+                let mut sql = String::from("UPDATE users SET attributes = json_set(attributes");
+                for k in 0..user.len() {
+                    sql.push_str(&format!(", ?{}, ?{}", 3 + 2 * k, 4 + 2 * k));
+                }
+                sql.push_str("), updated_at = ?2 WHERE login = ?1");
+                let mut stmt = conn.prepare_cached(&sql)?;
+                stmt.raw_bind_parameter(1, login)?;
+                stmt.raw_bind_parameter(2, now)?;
+                for (k, (i, t)) in user.iter().enumerate() {
+                    stmt.raw_bind_parameter(3 + 2 * k, plan.user_paths.get(*i).map(String::as_str).unwrap_or("$"))?;
+                    stmt.raw_bind_parameter(4 + 2 * k, t.as_str())?;
+                }
+                stmt.raw_execute()?;
+            }
+            Ok(())
+        })();
+        if both {
+            match &written {
+                Ok(()) => conn.execute_batch("RELEASE recon_row")?,
+                Err(_) if !conn.is_autocommit() => conn.execute_batch("ROLLBACK TO recon_row; RELEASE recon_row")?,
+                Err(_) => {}
+            }
+        }
+        Ok(written?)
+    }
+
+    fn user_attributes(&mut self, login: &str) -> Result<String, DbError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT attributes FROM users WHERE login = ?1")?
+            .query_row([login], |r| r.get(0))?)
+    }
+
+    fn insert_account(
+        &mut self,
+        plan: &Plan,
+        login: &str,
+        status: &str,
+        form: &str,
+        now: Instant,
+    ) -> Result<i64, DbError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO accounts(process, user_login, bundle_hash, status, form, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            )?
+            .execute(params![plan.process, login, plan.bundle_hash, status, form, now])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Many rows per statement.
+    fn insert_events(&mut self, run: i64, now: Instant, events: &[Event]) -> Result<(), DbError> {
+        let conn = &self.conn;
         for group in events.chunks(EVENTS_PER_INSERT) {
             // Full groups reuse one text (the statement cache is keyed by it); built once.
             if group.len() == EVENTS_PER_INSERT && !self.events_sql.is_empty() {
@@ -1207,8 +1496,8 @@ impl Writer<'_> {
                 }
                 sql.push_str(&format!(
                     "({}, {}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-                    self.run,
-                    self.now,
+                    run,
+                    now,
                     p + 1,
                     p + 2,
                     p + 3,
@@ -1226,45 +1515,6 @@ impl Writer<'_> {
             }
         }
         Ok(())
-    }
-
-    /// Writes every batch the workers send, committing every [`COMMIT_ROWS`] rows.
-    fn drain(
-        &mut self,
-        conn: &mut rusqlite::Connection,
-        done: mpsc::Receiver<Vec<Work>>,
-        committed: &mpsc::SyncSender<()>,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<(), ReconError> {
-        let mut in_tx = 0u64;
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        let result = (|| -> Result<(), ReconError> {
-            for batch in done.iter() {
-                let n = batch.len() as u64;
-                for w in batch {
-                    self.write(conn, w)?;
-                    if self.events.len() >= EVENTS_PER_INSERT * 16 {
-                        self.flush_events(conn)?;
-                    }
-                }
-                in_tx += n;
-                if in_tx >= COMMIT_ROWS {
-                    self.flush_events(conn)?;
-                    conn.execute_batch("COMMIT; BEGIN IMMEDIATE")?;
-                    // A checkpoint already asked for covers this commit too.
-                    let _ = committed.try_send(());
-                    in_tx = 0;
-                }
-                progress(n);
-            }
-            self.flush_events(conn)?;
-            conn.execute_batch("COMMIT")?;
-            Ok(())
-        })();
-        if result.is_err() && !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        result
     }
 }
 
@@ -1288,17 +1538,19 @@ fn open_conn(path: &Path) -> Result<rusqlite::Connection, ReconError> {
         .map_err(|e| ReconError::Store(e.to_string()))
 }
 
-/// Reconciles `process` from `source` into the state store at `state`. The bundle must
-/// already be saved in the store (accounts reference it).
+/// Reconciles `process` from `source` into the state store `state`. The bundle must already
+/// be saved in the store (accounts reference it).
 ///
 /// One thread reads the source, `options.threads` workers validate and match rows against
 /// in-memory indexes built once at the start, and one writer applies the decided rows in
-/// large transactions; another thread checkpoints the WAL after each of them. Durability: the writer commits its batches with `synchronous=NORMAL`
-/// (in WAL mode, still atomic and consistent) and the final commit with `FULL`, which syncs
-/// the whole WAL: a crash mid-run may lose the last batches, never half a row, and re-running
-/// the same source applies what is missing and changes nothing else.
+/// large transactions. On SQLite another thread checkpoints the WAL after each of them.
+/// Durability: the writer commits its batches with `synchronous=NORMAL` (in WAL mode, still
+/// atomic and consistent) and the final commit with `FULL`, which syncs the whole WAL; on
+/// PostgreSQL every commit is the server's. A crash mid-run may lose the last batches, never
+/// half a row, and re-running the same source applies what is missing and changes nothing
+/// else.
 pub fn reconcile(
-    state: &Path,
+    state: State<'_>,
     bundle: &Bundle,
     process_name: &str,
     source: Source,
@@ -1395,6 +1647,10 @@ pub fn reconcile(
         }
     };
 
+    let state = match state {
+        State::Sqlite(path) => path,
+        State::Postgres(store) => return pg::reconcile(store, bundle, process, plan, feed, options, warnings),
+    };
     // The indexes load side by side, on their own connections. Rows start flowing once the
     // accounts are indexed: the user index is only for rows no account matches, which wait
     // for it (while it loads, the writer already writes the others).
@@ -1413,7 +1669,9 @@ pub fn reconcile(
         let (snapshots, account_index, by_login) = load_accounts(state, &plan)?;
         plan.accounts = account_index;
         plan.by_login = by_login;
-        let outcome = write_rows(state, bundle, process, &plan, users, snapshots, feed, options, warnings);
+        let outcome = SqliteSink::open(state).and_then(|mut sink| {
+            write_rows(&mut sink, bundle, process, &plan, users, snapshots, feed, options, warnings)
+        });
         let users_loaded =
             users_loaded.join().unwrap_or_else(|_| Err(ReconError::Store("loading the users panicked".into())));
         let outcome = outcome?;
@@ -1425,8 +1683,8 @@ pub fn reconcile(
 /// Matches, applies and records the rows of `feed` (the indexes of `plan` built, the user
 /// index built or on its way).
 #[allow(clippy::too_many_arguments)]
-fn write_rows(
-    state: &Path,
+fn write_rows<S: Sink>(
+    sink: &mut S,
     bundle: &Bundle,
     process: &ir::Process,
     plan: &Plan,
@@ -1436,19 +1694,13 @@ fn write_rows(
     options: &Options<'_>,
     warnings: Vec<String>,
 ) -> Result<Outcome, ReconError> {
-    let mut conn = open_conn(state)?;
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 0;")?;
     let source_name = match &feed {
         Feed::Csv(_, p) => format!("csv:{p}"),
         Feed::Rows(_) => {
             format!("target:{}", bundle.targets.get(process.target).map(|t| t.name.as_str()).unwrap_or("?"))
         }
     };
-    conn.execute(
-        "INSERT INTO recon_runs(process, source, started_at) VALUES (?1, ?2, ?3)",
-        params![process.name, source_name, options.now],
-    )?;
-    let run = conn.last_insert_rowid();
+    let run = sink.start_run(&process.name, &source_name, options.now)?;
 
     let threads = options.threads.max(1);
     let mut writer = Writer {
@@ -1459,7 +1711,6 @@ fn write_rows(
         snapshots,
         created: FxMap::default(),
         events: Vec::with_capacity(EVENTS_PER_INSERT * 16),
-        events_sql: String::new(),
         summary: Summary { run, ..Summary::default() },
         bad: Vec::new(),
     };
@@ -1487,23 +1738,8 @@ fn write_rows(
         }
         drop(done_tx);
         drop(chunk_rx);
-        // Copying committed pages from the WAL into the database (and its fsyncs) happens on
-        // a connection of its own, beside the writer, not inside its commits. The checkpoint
-        // is PASSIVE: it never waits for the writer, and what it leaves is done on close.
-        let (committed, checkpoints) = mpsc::sync_channel::<()>(1);
-        let checkpointer = scope.spawn(move || {
-            let Ok(conn) = open_conn(state) else { return };
-            if conn.execute_batch("PRAGMA synchronous = NORMAL").is_err() {
-                return;
-            }
-            for () in checkpoints.iter() {
-                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-            }
-        });
         // Dropping the receiver (when `drain` returns) unblocks the workers on an error.
-        let written = writer.drain(&mut conn, done_rx, &committed, options.progress);
-        drop(committed);
-        let _ = checkpointer.join();
+        let written = writer.drain(sink, done_rx, options.progress);
         // Every worker joined, even after a panic: the scope would re-panic on an unjoined one.
         let joined: Vec<bool> = handles.into_iter().map(|h| h.join().is_ok()).collect();
         let workers_ok = joined.iter().all(|&ok| ok);
@@ -1515,12 +1751,7 @@ fn write_rows(
     let mut bad_rows = std::mem::take(&mut writer.bad);
     bad_rows.sort_by_key(|b| b.line);
     bad_rows.truncate(BAD_ROWS_KEPT);
-    // The last commit syncs the WAL, and with it every batch of the run.
-    conn.execute_batch("PRAGMA synchronous = FULL")?;
-    conn.execute(
-        "UPDATE recon_runs SET finished_at = ?2, summary = ?3 WHERE id = ?1",
-        params![run, options.now, serde_json::to_string(&summary).unwrap_or_default()],
-    )?;
+    sink.finish_run(run, options.now, &serde_json::to_string(&summary).unwrap_or_default())?;
     written?;
     feed_result?;
     if !workers_ok {
@@ -1591,46 +1822,14 @@ fn feed_rows(feed: Feed, plan: &Plan, tx: &mpsc::SyncSender<Chunk>) -> Result<()
 }
 
 /// One recorded reconciliation event.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct EventRecord {
-    pub run: i64,
-    pub line: i64,
-    pub key: Option<String>,
-    pub outcome: String,
-    pub action: String,
-    pub account: Option<i64>,
-    pub changes: serde_json::Value,
-    pub error: Option<String>,
-}
+pub use crate::store::ReconEvent as EventRecord;
 
 /// The events of run `run`, or of the newest run. Returns the run id too (`None`: no runs).
 pub fn events(
-    store: &crate::store::SqliteStore,
+    store: &dyn crate::store::StateStore,
     run: Option<i64>,
 ) -> Result<(Option<i64>, Vec<EventRecord>), ReconError> {
-    let conn = store.connection();
-    let run = match run {
-        Some(r) => Some(r),
-        None => conn.query_row("SELECT max(id) FROM recon_runs", [], |r| r.get::<_, Option<i64>>(0))?,
-    };
-    let Some(run) = run else { return Ok((None, vec![])) };
-    let mut stmt = conn.prepare(
-        "SELECT run_id, line, key, outcome, action, account_id, changes, error FROM recon_events WHERE run_id = ?1 ORDER BY line, id",
-    )?;
-    let rows = stmt.query_map([run], |r| {
-        let changes: String = r.get(6)?;
-        Ok(EventRecord {
-            run: r.get(0)?,
-            line: r.get(1)?,
-            key: r.get(2)?,
-            outcome: r.get(3)?,
-            action: r.get(4)?,
-            account: r.get(5)?,
-            changes: serde_json::from_str(&changes).unwrap_or(serde_json::Value::Null),
-            error: r.get(7)?,
-        })
-    })?;
-    Ok((Some(run), rows.collect::<Result<_, _>>()?))
+    Ok(store.recon_events(run)?)
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ fn setup(dir: &Path, users: &[&str]) -> (Bundle, PathBuf) {
 fn run(b: &Bundle, state: &Path, csv: &Path, threads: usize) -> Outcome {
     let mut targets = Targets::new(BTreeMap::new(), state.parent().unwrap().to_path_buf());
     let options = Options { threads, now: 5, progress: &|_| {}, total: &|_| {} };
-    reconcile(state, b, "Badge Access", Source::Csv(csv.to_path_buf()), &mut targets, &options).unwrap()
+    reconcile(State::Sqlite(state), b, "Badge Access", Source::Csv(csv.to_path_buf()), &mut targets, &options).unwrap()
 }
 
 #[test]
@@ -98,7 +98,8 @@ fn a_header_without_a_recon_field_is_refused_before_any_row() {
     std::fs::write(&csv, "logn,badge_id,status\nJDOE,B-1,ACTIVE\n").unwrap();
     let mut targets = Targets::new(BTreeMap::new(), dir.path().to_path_buf());
     let options = Options { threads: 1, now: 5, progress: &|_| {}, total: &|_| {} };
-    let err = reconcile(&state, &b, "Badge Access", Source::Csv(csv), &mut targets, &options).unwrap_err();
+    let err =
+        reconcile(State::Sqlite(&state), &b, "Badge Access", Source::Csv(csv), &mut targets, &options).unwrap_err();
     assert!(err.to_string().contains("no column `login` (is `logn` meant to be `login`?)"), "{err}");
 }
 

@@ -202,7 +202,7 @@ fn run_one(bundle: &Bundle, s: &ir::Scenario, config: &Config) -> Verdict {
     let mut run = Run { bundle, store: &mut store, targets: &mut targets, clock: &clock, failures: Vec::new() };
     for step in &s.steps {
         let stop = run.step(step);
-        if let Err(e) = notify::render_pending(run.store, run.targets, clock.now()) {
+        if let Err(e) = notify::render_pending(&mut *run.store, run.targets, clock.now()) {
             run.failures.push(at(&step.location, format!("notifications: {e}")));
         }
         if stop {
@@ -447,8 +447,8 @@ impl Run<'_> {
         };
         let path: PathBuf = self.store.path().to_path_buf();
         let options = recon::Options { threads: 1, now: self.clock.now(), progress: &|_| {}, total: &|_| {} };
-        let out =
-            recon::reconcile(&path, self.bundle, &name, source, self.targets, &options).map_err(|e| e.to_string())?;
+        let out = recon::reconcile(recon::State::Sqlite(&path), self.bundle, &name, source, self.targets, &options)
+            .map_err(|e| e.to_string())?;
         for b in &out.bad_rows {
             self.failures.push(at(loc, format!("reconciliation row {} was skipped: {}", b.line, b.error)));
         }
@@ -464,7 +464,7 @@ impl Run<'_> {
         body: Option<&str>,
     ) {
         let tname = self.bundle.templates.get(template).map(|t| t.name.clone()).unwrap_or_default();
-        let messages = match notify::messages(self.store) {
+        let messages = match notify::messages(&*self.store) {
             Ok(m) => m,
             Err(e) => return self.failures.push(at(loc, e.to_string())),
         };

@@ -532,6 +532,30 @@ impl StateStore for Counting<'_> {
     fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
         self.inner.outbox()
     }
+    fn queued_outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.inner.queued_outbox()
+    }
+    fn record_render(
+        &mut self,
+        id: i64,
+        render: &crate::store::OutboxRender,
+        at: crate::clock::Instant,
+    ) -> Result<(), StoreError> {
+        self.writes.push("record_render");
+        self.inner.record_render(id, render, at)
+    }
+    fn outbox_messages(&self) -> Result<Vec<crate::store::OutboxMessage>, StoreError> {
+        self.inner.outbox_messages()
+    }
+    fn usr_key(&self, login: &str) -> Result<Option<i64>, StoreError> {
+        self.inner.usr_key(login)
+    }
+    fn database(&self) -> Result<crate::store::Database<'_>, StoreError> {
+        self.inner.database()
+    }
+    fn recon_events(&self, run: Option<i64>) -> Result<(Option<i64>, Vec<crate::store::ReconEvent>), StoreError> {
+        self.inner.recon_events(run)
+    }
 }
 
 #[test]

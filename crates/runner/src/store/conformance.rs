@@ -485,6 +485,128 @@ fn only_a_sqlite_store_shares_its_transactions(b: &dyn Backend) {
     }
 }
 
+/// A store with one queued notification for `A` (account `id`); returns it with the id.
+fn with_a_notification(b: &dyn Backend) -> (Box<dyn StateStore + Send>, AccountId) {
+    let mut s = seeded(b);
+    let (id, tasks) =
+        s.create_account("P", "A", "h", ObjectStatus::Provisioning, &FormData::new(), "t", two_tasks()).unwrap();
+    let mut step = completes(id, tasks[0]);
+    for (template_index, template) in [(0, "Welcome"), (1, "Broken")] {
+        step.notify.push(NotifyRequest {
+            task: Some(tasks[0]),
+            template_index,
+            template: template.into(),
+            task_status: TaskStatus::Completed,
+            recipient: "A".into(),
+        });
+    }
+    s.commit(&step).unwrap();
+    (s, id)
+}
+
+fn rendering_moves_outbox_rows_out_of_the_queue(b: &dyn Backend) {
+    let (mut s, _) = with_a_notification(b);
+    let queued = s.queued_outbox().unwrap();
+    assert_eq!(queued.iter().map(|e| e.template.as_str()).collect::<Vec<_>>(), ["Welcome", "Broken"]);
+    let messages = s.outbox_messages().unwrap();
+    assert!(messages.iter().all(|m| m.status == "queued" && m.subject.is_none() && m.to_address.is_none()));
+    let rendered = OutboxRender::Rendered {
+        locale: "fr-FR".into(),
+        message_type: "text/ascii".into(),
+        subject: "Bienvenue".into(),
+        short: "Court".into(),
+        body: "Corps\nligne 2".into(),
+        to_address: Some("\"Ann A\" <a@example.com>".into()),
+    };
+    s.record_render(queued[0].id, &rendered, 1_900_000_000).unwrap();
+    let failed = OutboxRender::Failed { error: "template `Broken`: no".into(), to_address: None };
+    s.record_render(queued[1].id, &failed, 1_900_000_001).unwrap();
+    assert!(s.queued_outbox().unwrap().is_empty());
+    let m = s.outbox_messages().unwrap();
+    assert_eq!(m.len(), 2);
+    let (ok, bad) = (&m[0], &m[1]);
+    assert_eq!(
+        (ok.id, ok.template.as_str(), ok.recipient.as_str(), ok.status.as_str(), ok.error.as_deref()),
+        (queued[0].id, "Welcome", "A", "rendered", None)
+    );
+    assert_eq!(
+        (ok.locale.as_deref(), ok.message_type.as_deref(), ok.subject.as_deref(), ok.short.as_deref()),
+        (Some("fr-FR"), Some("text/ascii"), Some("Bienvenue"), Some("Court"))
+    );
+    assert_eq!(ok.body.as_deref(), Some("Corps\nligne 2"));
+    assert_eq!(ok.to_address.as_deref(), Some("\"Ann A\" <a@example.com>"));
+    assert_eq!((ok.task_status.as_str(), ok.bundle_hash.as_str(), ok.template_index), ("Completed", "h", 0));
+    assert_eq!(ok.created_at, queued[0].created_at);
+    assert_eq!(
+        (bad.status.as_str(), bad.error.as_deref(), bad.subject.as_deref(), bad.template_index),
+        ("failed", Some("template `Broken`: no"), None, 1)
+    );
+    // The old view of the outbox still lists both.
+    assert_eq!(s.outbox().unwrap().len(), 2);
+}
+
+fn users_have_stable_keys(b: &dyn Backend) {
+    let mut s = seeded(b);
+    let a = s.usr_key("A").unwrap().expect("A has a key");
+    let bk = s.usr_key("B").unwrap().expect("B has a key");
+    assert_ne!(a, bk);
+    assert_eq!(s.usr_key("nobody").unwrap(), None);
+    let mut changed = user("A");
+    changed.attributes.insert("usr_first_name".into(), "Ann".into());
+    s.update_user(&changed).unwrap();
+    assert_eq!(s.usr_key("A").unwrap(), Some(a));
+}
+
+fn the_database_answers_resolver_queries(b: &dyn Backend) {
+    let (s, id) = with_a_notification(b);
+    let key = s.usr_key("A").unwrap().unwrap();
+    // The example resolver's query, in the store's own dialect.
+    let db = s.database().unwrap();
+    let sql = match db.dialect() {
+        provflow_ir::Dialect::Postgres => {
+            "select count(*) as Account_Count, max(id) as last from accounts where usr_key = $1"
+        }
+        _ => "select count(*) as Account_Count, max(id) as last from accounts where usr_key = ?1",
+    };
+    let row = match db {
+        Database::Sqlite(conn) => {
+            conn.query_row(sql, [key], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).unwrap()
+        }
+        Database::Postgres(mut client) => {
+            let r = client.query_one(sql, &[&key]).unwrap();
+            (r.get::<_, i64>(0), r.get::<_, i64>(1))
+        }
+    };
+    assert_eq!(row, (1, id));
+}
+
+fn recon_events_are_read_by_run(b: &dyn Backend) {
+    let s = seeded(b);
+    assert_eq!(s.recon_events(None).unwrap(), (None, vec![]));
+    for sql in [
+        "INSERT INTO recon_runs(process, source, started_at) VALUES ('P', 'csv:x', 1)",
+        "INSERT INTO recon_runs(process, source, started_at) VALUES ('P', 'csv:y', 2)",
+        "INSERT INTO recon_events(run_id, line, key, outcome, action, account_id, changes, error, at) VALUES (1, 3, 'a', 'no match', 'none', NULL, '{}', NULL, 1)",
+        "INSERT INTO recon_events(run_id, line, key, outcome, action, account_id, changes, error, at) VALUES (2, 4, NULL, 'bad row', 'skipped', NULL, '{}', 'the key is empty', 2)",
+        "INSERT INTO recon_events(run_id, line, key, outcome, action, account_id, changes, error, at) VALUES (2, 2, 'b', 'one process match', 'update', 7, '{\"form.x\":{\"from\":null,\"to\":\"1\"}}', NULL, 2)",
+    ] {
+        b.execute(sql).unwrap();
+    }
+    let (run, events) = s.recon_events(None).unwrap();
+    assert_eq!(run, Some(2));
+    assert_eq!(events.iter().map(|e| e.line).collect::<Vec<_>>(), [2, 4]);
+    let e = &events[0];
+    assert_eq!(
+        (e.run, e.key.as_deref(), e.outcome.as_str(), e.action.as_str(), e.account, e.error.as_deref()),
+        (2, Some("b"), "one process match", "update", Some(7), None)
+    );
+    assert_eq!(e.changes, serde_json::json!({ "form.x": { "from": null, "to": "1" } }));
+    assert_eq!(events[1].error.as_deref(), Some("the key is empty"));
+    let (run, events) = s.recon_events(Some(1)).unwrap();
+    assert_eq!((run, events.len()), (Some(1), 1));
+    assert_eq!(s.recon_events(Some(9)).unwrap(), (Some(9), vec![]));
+}
+
 /// Each case as one test per store.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
@@ -509,6 +631,10 @@ conformance!(
     notifications_wait_in_the_outbox,
     tasks_are_found_by_status,
     only_a_sqlite_store_shares_its_transactions,
+    rendering_moves_outbox_rows_out_of_the_queue,
+    users_have_stable_keys,
+    the_database_answers_resolver_queries,
+    recon_events_are_read_by_run,
 );
 
 #[test]

@@ -214,6 +214,84 @@ pub struct OutboxEntry {
     pub created_at: Instant,
 }
 
+/// What rendering an outbox row gave (see [`StateStore::record_render`]). Secrets never reach
+/// a message: the templates never see one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboxRender {
+    Rendered {
+        locale: String,
+        /// `html` or `text`, with `/ascii` for an ASCII template.
+        message_type: String,
+        subject: String,
+        short: String,
+        body: String,
+        /// The recipient's mailbox, `"Name" <address>`.
+        to_address: Option<String>,
+    },
+    Failed {
+        error: String,
+        to_address: Option<String>,
+    },
+}
+
+/// An outbox row with what rendering filled in, as listed and exported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub template: String,
+    pub recipient: String,
+    pub to_address: Option<String>,
+    pub locale: Option<String>,
+    /// `html` or `text`, with `/ascii` for an ASCII template; `None` until rendered.
+    pub message_type: Option<String>,
+    pub subject: Option<String>,
+    pub short: Option<String>,
+    pub body: Option<String>,
+    /// `queued`, `rendered` or `failed`.
+    pub status: String,
+    pub error: Option<String>,
+    pub task_status: String,
+    pub created_at: Instant,
+    pub bundle_hash: String,
+    pub template_index: i64,
+}
+
+/// The columns of [`OutboxMessage`], in its order.
+pub(crate) const MESSAGE_COLUMNS: &str = "id, template, recipient, to_address, locale, message_type, subject, short, body, status, error, task_status, created_at, bundle_hash, template_index";
+
+/// One recorded reconciliation event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ReconEvent {
+    pub run: i64,
+    pub line: i64,
+    pub key: Option<String>,
+    pub outcome: String,
+    pub action: String,
+    pub account: Option<i64>,
+    pub changes: serde_json::Value,
+    pub error: Option<String>,
+}
+
+/// The columns of [`ReconEvent`], in its order.
+pub(crate) const RECON_EVENT_COLUMNS: &str = "run_id, line, key, outcome, action, account_id, changes, error";
+
+/// The store's own database, lent for one read-only query of a notification resolver with
+/// `target: state` (see `notify`): SQL in that database's dialect, over the store's tables.
+pub enum Database<'a> {
+    Sqlite(&'a rusqlite::Connection),
+    Postgres(std::cell::RefMut<'a, ::postgres::Client>),
+}
+
+impl Database<'_> {
+    /// The dialect a query on this database is written in.
+    pub fn dialect(&self) -> provflow_ir::Dialect {
+        match self {
+            Database::Sqlite(_) => provflow_ir::Dialect::Sqlite,
+            Database::Postgres(_) => provflow_ir::Dialect::Postgres,
+        }
+    }
+}
+
 /// The runner's durable memory. Every method commits before it returns.
 pub trait StateStore {
     /// Whether secrets are kept (sealed with a key); without one they live for the command.
@@ -304,6 +382,19 @@ pub trait StateStore {
 
     fn audit(&self, task: TaskId) -> Result<Vec<AuditEntry>, StoreError>;
     fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// The outbox rows not rendered yet, oldest first.
+    fn queued_outbox(&self) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Records how outbox row `id` rendered, at `at`: its message, or why it failed.
+    fn record_render(&mut self, id: i64, render: &OutboxRender, at: Instant) -> Result<(), StoreError>;
+    /// Every outbox row with its rendered message, oldest first.
+    fn outbox_messages(&self) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// The stable key (`usr_key`) of a user, which notification resolvers query by.
+    fn usr_key(&self, login: &str) -> Result<Option<i64>, StoreError>;
+    /// The store's database, for a notification resolver's read-only query (`target: state`).
+    fn database(&self) -> Result<Database<'_>, StoreError>;
+    /// The events of reconciliation run `run`, or of the newest run, by line; the run's id
+    /// too (`None`: no run yet).
+    fn recon_events(&self, run: Option<i64>) -> Result<(Option<i64>, Vec<ReconEvent>), StoreError>;
 }
 
 /// Where `--state` points.
@@ -592,6 +683,44 @@ pub(crate) fn user_record(
     locked: bool,
 ) -> Result<UserRecord, StoreError> {
     Ok(UserRecord { login, attributes: parse_json(attributes, "user attributes")?, status, locked })
+}
+
+/// `(locale, message_type, subject, short, body, to_address, error, status)` of a render, as
+/// both stores write them.
+pub(crate) type RenderColumns<'a> = (
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    &'static str,
+);
+
+impl OutboxRender {
+    pub(crate) fn columns(&self) -> RenderColumns<'_> {
+        match self {
+            OutboxRender::Rendered { locale, message_type, subject, short, body, to_address } => (
+                Some(locale),
+                Some(message_type),
+                Some(subject),
+                Some(short),
+                Some(body),
+                to_address.as_deref(),
+                None,
+                "rendered",
+            ),
+            OutboxRender::Failed { error, to_address } => {
+                (None, None, None, None, None, to_address.as_deref(), Some(error), "failed")
+            }
+        }
+    }
+}
+
+/// A recon event's stored `changes` text as JSON (`null` when damaged).
+pub(crate) fn changes_json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
 }
 
 #[cfg(test)]

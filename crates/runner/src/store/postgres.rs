@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use super::{
     audit_entry, encode_values, form_context, map_json, status_text, user_record, why_refused, Account, AccountId,
-    AccountRow, AuditEntry, Change, NewAccount, NewTask, OutboxEntry, OutboxRow, StateStore, Step, StoreError, TaskId,
-    TaskInstance, TaskRow, UserRecord, ACCOUNT_COLUMNS, AUDIT_COLUMNS, OUTBOX_COLUMNS, SCHEMA_VERSION, TASK_COLUMNS,
+    AccountRow, AuditEntry, Change, Database, NewAccount, NewTask, OutboxEntry, OutboxMessage, OutboxRender, OutboxRow,
+    ReconEvent, StateStore, Step, StoreError, TaskId, TaskInstance, TaskRow, UserRecord, ACCOUNT_COLUMNS,
+    AUDIT_COLUMNS, MESSAGE_COLUMNS, OUTBOX_COLUMNS, RECON_EVENT_COLUMNS, SCHEMA_VERSION, TASK_COLUMNS,
 };
 use crate::clock::Instant;
 use crate::credentials::{self, Credentials};
@@ -247,6 +248,11 @@ impl PgStore {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The store's connection, for reconciliation's own statements (`recon_pg.rs`).
+    pub(crate) fn client(&mut self) -> &mut Client {
+        self.client.get_mut()
     }
 
     fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
@@ -621,8 +627,99 @@ impl StateStore for PgStore {
     }
 
     fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox_where("")
+    }
+
+    fn queued_outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox_where("WHERE status = 'queued'")
+    }
+
+    fn record_render(&mut self, id: i64, render: &OutboxRender, at: Instant) -> Result<(), StoreError> {
+        let (locale, message_type, subject, short, body, to_address, error, status) = render.columns();
+        self.execute(
+            "UPDATE outbox SET status = $2, locale = $3, message_type = $4, subject = $5, short = $6, body = $7,
+               to_address = $8, error = $9, rendered_at = $10 WHERE id = $1",
+            &[&id, &status, &locale, &message_type, &subject, &short, &body, &to_address, &error, &at],
+        )?;
+        Ok(())
+    }
+
+    fn outbox_messages(&self) -> Result<Vec<OutboxMessage>, StoreError> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM outbox ORDER BY id");
+        self.query(&sql, &[])?
+            .iter()
+            .map(|r| {
+                Ok(OutboxMessage {
+                    id: r.try_get(0)?,
+                    template: r.try_get(1)?,
+                    recipient: r.try_get(2)?,
+                    to_address: r.try_get(3)?,
+                    locale: r.try_get(4)?,
+                    message_type: r.try_get(5)?,
+                    subject: r.try_get(6)?,
+                    short: r.try_get(7)?,
+                    body: r.try_get(8)?,
+                    status: r.try_get(9)?,
+                    error: r.try_get(10)?,
+                    task_status: r.try_get(11)?,
+                    created_at: r.try_get(12)?,
+                    bundle_hash: r.try_get(13)?,
+                    template_index: r.try_get(14)?,
+                })
+            })
+            .collect()
+    }
+
+    fn usr_key(&self, login: &str) -> Result<Option<i64>, StoreError> {
+        let rows = self.query("SELECT usr_key FROM users WHERE login = $1", &[&login])?;
+        Ok(match rows.first() {
+            Some(r) => r.try_get(0)?,
+            None => None,
+        })
+    }
+
+    fn database(&self) -> Result<Database<'_>, StoreError> {
+        let client = self
+            .client
+            .try_borrow_mut()
+            .map_err(|_| StoreError::Postgres("the connection is already in use by this process".into()))?;
+        Ok(Database::Postgres(client))
+    }
+
+    fn recon_events(&self, run: Option<i64>) -> Result<(Option<i64>, Vec<ReconEvent>), StoreError> {
+        let run = match run {
+            Some(r) => Some(r),
+            None => {
+                self.query("SELECT max(id) FROM recon_runs", &[])?.first().map(|r| r.try_get(0)).transpose()?.flatten()
+            }
+        };
+        let Some(run) = run else { return Ok((None, vec![])) };
+        let sql = format!("SELECT {RECON_EVENT_COLUMNS} FROM recon_events WHERE run_id = $1 ORDER BY line, id");
+        let events = self
+            .query(&sql, &[&run])?
+            .iter()
+            .map(|r| {
+                let changes: String = r.try_get(6)?;
+                Ok(ReconEvent {
+                    run: r.try_get(0)?,
+                    line: r.try_get(1)?,
+                    key: r.try_get(2)?,
+                    outcome: r.try_get(3)?,
+                    action: r.try_get(4)?,
+                    account: r.try_get(5)?,
+                    changes: super::changes_json(&changes),
+                    error: r.try_get(7)?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok((Some(run), events))
+    }
+}
+
+impl PgStore {
+    fn outbox_where(&self, clause: &str) -> Result<Vec<OutboxEntry>, StoreError> {
         let mut out = Vec::new();
-        for r in self.query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id"), &[])? {
+        for r in self.query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox {clause} ORDER BY id"), &[])? {
             let row = OutboxRow {
                 id: r.try_get(0)?,
                 account: r.try_get(1)?,

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use super::{
     audit_entry, encode_values, form_context, map_json, status_text, user_record, why_refused, Account, AccountId,
-    AccountRow, AuditEntry, Change, NewAccount, NewTask, OutboxEntry, OutboxRow, StateStore, Step, StoreError, TaskId,
-    TaskInstance, TaskRow, UserAndAccount, UserRecord, ACCOUNT_COLUMNS, AUDIT_COLUMNS, OUTBOX_COLUMNS, SCHEMA_VERSION,
-    TASK_COLUMNS,
+    AccountRow, AuditEntry, Change, Database, NewAccount, NewTask, OutboxEntry, OutboxMessage, OutboxRender, OutboxRow,
+    ReconEvent, StateStore, Step, StoreError, TaskId, TaskInstance, TaskRow, UserAndAccount, UserRecord,
+    ACCOUNT_COLUMNS, AUDIT_COLUMNS, MESSAGE_COLUMNS, OUTBOX_COLUMNS, RECON_EVENT_COLUMNS, SCHEMA_VERSION, TASK_COLUMNS,
 };
 use crate::clock::Instant;
 use crate::secret::SecretKey;
@@ -195,11 +195,6 @@ impl SqliteStore {
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The connection, for the runner's own modules (notifications, reconciliation).
-    pub(crate) fn connection(&self) -> &rusqlite::Connection {
-        &self.conn
     }
 
     /// Applies the migrations this store lacks. Several processes may open a fresh store at
@@ -686,7 +681,90 @@ impl StateStore for SqliteStore {
     }
 
     fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id"))?;
+        self.outbox_where("")
+    }
+
+    fn queued_outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox_where("WHERE status = 'queued'")
+    }
+
+    fn record_render(&mut self, id: i64, render: &OutboxRender, at: Instant) -> Result<(), StoreError> {
+        let (locale, message_type, subject, short, body, to_address, error, status) = render.columns();
+        self.conn.execute(
+            "UPDATE outbox SET status = ?2, locale = ?3, message_type = ?4, subject = ?5, short = ?6, body = ?7,
+               to_address = ?8, error = ?9, rendered_at = ?10 WHERE id = ?1",
+            params![id, status, locale, message_type, subject, short, body, to_address, error, at],
+        )?;
+        Ok(())
+    }
+
+    fn outbox_messages(&self) -> Result<Vec<OutboxMessage>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM outbox ORDER BY id"))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(OutboxMessage {
+                id: r.get(0)?,
+                template: r.get(1)?,
+                recipient: r.get(2)?,
+                to_address: r.get(3)?,
+                locale: r.get(4)?,
+                message_type: r.get(5)?,
+                subject: r.get(6)?,
+                short: r.get(7)?,
+                body: r.get(8)?,
+                status: r.get(9)?,
+                error: r.get(10)?,
+                task_status: r.get(11)?,
+                created_at: r.get(12)?,
+                bundle_hash: r.get(13)?,
+                template_index: r.get(14)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn usr_key(&self, login: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT usr_key FROM users WHERE login = ?1")?
+            .query_row([login], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+
+    fn database(&self) -> Result<Database<'_>, StoreError> {
+        Ok(Database::Sqlite(&self.conn))
+    }
+
+    fn recon_events(&self, run: Option<i64>) -> Result<(Option<i64>, Vec<ReconEvent>), StoreError> {
+        let run = match run {
+            Some(r) => Some(r),
+            None => self.conn.query_row("SELECT max(id) FROM recon_runs", [], |r| r.get::<_, Option<i64>>(0))?,
+        };
+        let Some(run) = run else { return Ok((None, vec![])) };
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {RECON_EVENT_COLUMNS} FROM recon_events WHERE run_id = ?1 ORDER BY line, id"))?;
+        let rows = stmt.query_map([run], |r| {
+            let changes: String = r.get(6)?;
+            Ok(ReconEvent {
+                run: r.get(0)?,
+                line: r.get(1)?,
+                key: r.get(2)?,
+                outcome: r.get(3)?,
+                action: r.get(4)?,
+                account: r.get(5)?,
+                changes: super::changes_json(&changes),
+                error: r.get(7)?,
+            })
+        })?;
+        Ok((Some(run), rows.collect::<Result<_, _>>()?))
+    }
+}
+
+impl SqliteStore {
+    fn outbox_where(&self, clause: &str) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut stmt =
+            self.conn.prepare_cached(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox {clause} ORDER BY id"))?;
         let mut rows = stmt.query([])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {

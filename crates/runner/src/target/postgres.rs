@@ -441,6 +441,54 @@ fn bind(value: &Value, ty: &Type, as_text: bool) -> Bind {
     }
 }
 
+/// Runs a read-only query on a borrowed connection (a notification resolver with
+/// `target: state` on a PostgreSQL state store) inside a `READ ONLY` transaction, so that it
+/// cannot change the store; returns the first row's columns. Binds are typed as for calls; a
+/// parameter of a type the driver cannot encode is refused with the cast that fixes it.
+pub(crate) fn query_first_row(
+    client: &mut Client,
+    sql: &str,
+    binds: &[Value],
+) -> Result<Option<BTreeMap<String, Value>>, TargetError> {
+    let err = |e: postgres::Error| {
+        let (sqlstate, message) = match e.as_db_error() {
+            Some(db) => (Some(db.code().code().to_string()), db.message().to_string()),
+            None => (None, pg_conn::failure(&e)),
+        };
+        TargetError { sqlstate, message: crate::credentials::scrub_known(&message).into_owned() }
+    };
+    let mut tx = client.build_transaction().read_only(true).start().map_err(err)?;
+    let statement = tx.prepare(sql).map_err(err)?;
+    let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::with_capacity(binds.len());
+    for (n, (value, ty)) in binds.iter().zip(statement.params()).enumerate() {
+        let name = format!("${}", n + 1);
+        refuse_nul(value, &name)?;
+        match bind(value, ty, false) {
+            Bind::Ready(b) => params.push(b),
+            Bind::CastText | Bind::Mismatch => {
+                return Err(TargetError::refused(format!(
+                    "the state store expects `{}` for parameter {name}, which provflow cannot send as that type; cast it in the query (`{name}::text::{}`)",
+                    ty.name(),
+                    ty.name()
+                )))
+            }
+        }
+    }
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+    // The first row, as on SQLite.
+    let row = tx.query(&statement, &refs).map_err(err)?.into_iter().next();
+    let mut out = None;
+    if let Some(row) = row {
+        let mut map = BTreeMap::new();
+        for (i, column) in row.columns().iter().enumerate() {
+            map.insert(column.name().to_string(), read(&row, i)?);
+        }
+        out = Some(map);
+    }
+    tx.rollback().map_err(err)?;
+    Ok(out)
+}
+
 /// Whether a `Timestamp` value is an instant (written with an offset), bound as `timestamptz`.
 fn instant(value: Option<&Value>) -> bool {
     matches!(value, Some(Value::Text(s))
