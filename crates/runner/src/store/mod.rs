@@ -32,9 +32,6 @@ pub enum StoreError {
     Open { path: String, error: String },
     #[error("`{0}` is not a state store URL; use `sqlite:PATH` (e.g. `sqlite:.provflow/state.db`)")]
     BadUrl(String),
-    /// A command that does not work on a PostgreSQL store yet was given one.
-    #[error("{what} does not work on a PostgreSQL state store (`{url}`) yet; use `--state sqlite:PATH` for it")]
-    PostgresNotSupported { what: String, url: String },
     /// The PostgreSQL server of the store cannot be reached or refused the login.
     #[error("cannot reach the PostgreSQL state store at {endpoint}: {error}; check that its server runs and accepts connections there, and the user, database and password of `--state` (or PROVFLOW_STATE)")]
     Unreachable { endpoint: String, error: String },
@@ -426,17 +423,6 @@ pub fn location(url: &str) -> Result<Location, StoreError> {
     Ok(Location::Sqlite(PathBuf::from(path)))
 }
 
-/// The file of a SQLite `--state`, for commands that work on SQLite stores only (`what` names
-/// the command in the refusal of a PostgreSQL store).
-pub fn state_path(url: &str, what: &str) -> Result<PathBuf, StoreError> {
-    match location(url)? {
-        Location::Sqlite(path) => Ok(path),
-        Location::Postgres(url) => {
-            Err(StoreError::PostgresNotSupported { what: what.to_string(), url: credentials::redact(&url) })
-        }
-    }
-}
-
 /// Opens (creating and migrating it if needed) the store `--state` points at.
 pub fn open(
     url: &str,
@@ -733,15 +719,10 @@ mod tests {
         assert_eq!(location("x.db").unwrap(), Location::Sqlite(PathBuf::from("x.db")));
         assert_eq!(location("postgres://u@h/db").unwrap(), Location::Postgres("postgres://u@h/db".into()));
         assert_eq!(location("host=h dbname=x").unwrap(), Location::Postgres("host=h dbname=x".into()));
-        let refused = state_path("postgres://u:pw@h/db", "`provflow recon`");
-        assert!(
-            matches!(&refused, Err(StoreError::PostgresNotSupported { url, what }) if !url.contains("pw") && what.contains("recon")),
-            "{refused:?}"
-        );
     }
 
     #[test]
-    fn state_urls_with_passwords_are_refused_redacted() {
+    fn state_urls_with_passwords_are_postgres_or_refused_redacted() {
         let cases = [
             ("postgres://u@h/x?password=Pw-q1", true),
             ("host=h user=u password=Pw-q2 dbname=x", true),
@@ -752,11 +733,11 @@ mod tests {
         ];
         // Messages are not printed: they would show a password when the test fails.
         for (case, (url, postgres)) in cases.into_iter().enumerate() {
-            let message = match state_path(url, "`provflow recon`") {
-                Err(e @ StoreError::PostgresNotSupported { .. }) if postgres => e.to_string(),
+            let message = match location(url) {
+                Ok(Location::Postgres(_)) if postgres => continue,
                 Err(e @ StoreError::BadUrl(_)) if !postgres => e.to_string(),
                 Err(_) => panic!("case {case}: the wrong error"),
-                Ok(_) => panic!("case {case}: taken for a file"),
+                Ok(_) => panic!("case {case}: taken for the wrong kind of store"),
             };
             let leaked = ["Pw-", "P w", "p@ss", "p%40ss"].iter().any(|p| message.contains(p));
             assert!(!leaked, "case {case}: the message shows the password");
