@@ -811,8 +811,8 @@ fn pg_param(cell: &Cell, col: &Column) -> Result<Box<dyn ToSql + Sync>, String> 
     })
 }
 
-/// The row's primary key for messages (`id 12`); text keys are not shown (a login is data
-/// enough to name, but keep messages uniform and short).
+/// The row's primary key for messages (`id 12`). Text keys (logins, bundle hashes) are not
+/// repeated: the message names the table and column, which is enough to find the row.
 fn row_key(table: &Table, columns: &[Column], row: &[Cell]) -> String {
     match columns.iter().position(|c| c.name == table.key).and_then(|i| row.get(i)) {
         Some(Cell::Int(i)) => format!("{} {i}", table.key),
