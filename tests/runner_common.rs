@@ -178,3 +178,44 @@ pub fn assert_account_shape(v: &serde_json::Value) {
         assert!(t["response"].is_null() || t["response"].is_string(), "{t}");
     }
 }
+
+/// A database of its own on the test server, dropped at the end.
+pub struct Database {
+    admin: String,
+    name: String,
+    pub url: String,
+}
+
+impl Database {
+    /// `None` (the test skips) without `PROVFLOW_TEST_PG_URL`.
+    pub fn new() -> Option<Self> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let admin = provflow_tests::database_url("PROVFLOW_TEST_PG_URL")?;
+        let name = format!("pf_state_{}_{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("the test server");
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        // The admin URL with the database replaced.
+        let start = admin.find("://").map(|i| i + 3).unwrap_or(0);
+        let path = admin[start..].find('/').map(|i| start + i).unwrap_or(admin.len());
+        let query = admin[path..].find('?').map(|i| admin[path + i..].to_string()).unwrap_or_default();
+        let url = format!("{}/{name}{query}", &admin[..path]);
+        Some(Database { admin, name, url })
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("the test database")
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.client().query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}

@@ -9,51 +9,9 @@
 #[path = "runner_common.rs"]
 mod common;
 
-use common::{count, open_db, status, tasks, Project, KEY};
-use provflow_tests::database_url;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use common::{count, open_db, status, tasks, Database, Project, KEY};
 
 const DBUM: &str = "DBUM Account";
-
-/// A database of its own on the test server, dropped at the end.
-struct Database {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    fn new() -> Option<Self> {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let admin = database_url("PROVFLOW_TEST_PG_URL")?;
-        let name = format!("pf_state_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
-        let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("the test server");
-        c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
-        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        // The admin URL with the database replaced.
-        let start = admin.find("://").map(|i| i + 3).unwrap_or(0);
-        let path = admin[start..].find('/').map(|i| start + i).unwrap_or(admin.len());
-        let query = admin[path..].find('?').map(|i| admin[path + i..].to_string()).unwrap_or_default();
-        let url = format!("{}/{name}{query}", &admin[..path]);
-        Some(Database { admin, name, url })
-    }
-
-    fn client(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url, postgres::NoTls).expect("the test database")
-    }
-
-    fn count(&self, sql: &str) -> i64 {
-        self.client().query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-        }
-    }
-}
 
 fn project(db: &Database) -> Project {
     let mut p = Project::new().with_env("PROVFLOW_SECRET_KEY", KEY);

@@ -86,6 +86,9 @@ pub enum Command {
     Notifications(NotificationsCommand),
     /// Run every Scenario.
     Test(TestArgs),
+    /// The state store itself: copy it to another database.
+    #[command(subcommand)]
+    State(StateCommand),
     /// Convert legacy definitions.
     #[command(subcommand)]
     Import(ImportCommand),
@@ -372,6 +375,24 @@ pub enum NotificationsCommand {
         #[arg(long, env = "PROVFLOW_MAIL_FROM", value_name = "MAILBOX")]
         from: Option<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StateCommand {
+    /// Copy a state store into an empty one (SQLite to PostgreSQL and back): everything, the
+    /// audit trail and sealed secrets included, in one transaction, verified table by table.
+    Copy(StateCopyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StateCopyArgs {
+    /// The store to copy, only read: `sqlite:PATH`, `postgres://…` or a key=value DSN.
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// The empty store to copy into: a new SQLite file or an empty PostgreSQL database (it must
+    /// exist; its tables are created). A destination holding any row is refused.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
 }
 
 #[derive(Args, Debug)]

@@ -10,6 +10,7 @@ mod out;
 mod report;
 mod runner_cmds;
 mod runner_cmds_ext;
+mod state_cmds;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -74,6 +75,7 @@ fn main() -> ExitCode {
         Command::Recon(a) => runner_cmds_ext::recon(&cli.global, a),
         Command::Notifications(c) => runner_cmds_ext::notifications(&cli.global, c),
         Command::Test(a) => runner_cmds_ext::test(&cli.global, a),
+        Command::State(c) => state_cmds::state(&cli.global, c),
         other => {
             // A plan writes nothing, not even rendered notifications.
             let renders = !matches!(other, Command::Plan(_));

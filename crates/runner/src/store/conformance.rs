@@ -81,10 +81,10 @@ impl Backend for Sqlite {
 }
 
 /// A database of its own on the test server, dropped at the end.
-struct Postgres {
+pub(super) struct Postgres {
     admin: String,
     name: String,
-    url: String,
+    pub(super) url: String,
 }
 
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
@@ -99,7 +99,7 @@ fn with_database(url: &str, db: &str) -> String {
 
 impl Postgres {
     /// `None` (the test skips) without `PROVFLOW_TEST_PG_URL`.
-    fn new() -> Option<Self> {
+    pub(super) fn new() -> Option<Self> {
         let admin = match std::env::var("PROVFLOW_TEST_PG_URL") {
             Ok(url) if !url.trim().is_empty() => url,
             _ => {
@@ -160,12 +160,12 @@ impl Backend for Postgres {
 }
 
 /// A clock that ticks one second per reading, so every write has its own instant.
-fn ticking() -> Box<dyn Fn() -> Instant + Send> {
+pub(super) fn ticking() -> Box<dyn Fn() -> Instant + Send> {
     let t = Arc::new(AtomicI64::new(1_800_000_000));
     Box::new(move || t.fetch_add(1, Ordering::SeqCst))
 }
 
-fn bundle(hash: &str) -> Bundle {
+pub(super) fn bundle(hash: &str) -> Bundle {
     Bundle {
         ir_version: provflow_ir::IR_VERSION,
         hash: hash.into(),

@@ -17,6 +17,7 @@ use crate::value::{Secret, Value};
 
 #[cfg(test)]
 mod conformance;
+pub mod copy;
 mod postgres;
 mod sqlite;
 

@@ -195,23 +195,7 @@ impl PgStore {
     /// Connects to `url` (a `postgres://` URL or a key=value DSN) and applies the migrations
     /// the database lacks. The database must exist; its tables are created on first open.
     pub fn open(url: &str, key: Option<SecretKey>, now: Box<dyn Fn() -> Instant + Send>) -> Result<Self, StoreError> {
-        credentials::remember(url);
-        let secrets = Credentials::of(url);
-        let mut config = Config::from_str(url).map_err(|e| StoreError::Open {
-            path: credentials::redact(url),
-            error: secrets.scrub(&format!("not a PostgreSQL connection URL: {e}")),
-        })?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("provflow");
-        }
-        config.notice_callback(|_| {});
-        let endpoint = pg_conn::endpoint(&config);
-        let client = config
-            .connect(NoTls)
-            .map_err(|e| StoreError::Unreachable { endpoint, error: secrets.scrub(&pg_conn::failure(&e)) })?;
+        let client = connect(url)?;
         let mut store = PgStore { client: RefCell::new(client), key, now };
         store.migrate()?;
         Ok(store)
@@ -328,8 +312,32 @@ impl PgStore {
     }
 }
 
+/// Connects to `url` (a `postgres://` URL or a key=value DSN) without touching its tables:
+/// the store's own connection, and `state copy`'s. Failures name the endpoint, never the
+/// password.
+pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {
+    credentials::remember(url);
+    let secrets = Credentials::of(url);
+    let mut config = Config::from_str(url).map_err(|e| StoreError::Open {
+        path: credentials::redact(url),
+        error: secrets.scrub(&format!("not a PostgreSQL connection URL: {e}")),
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("provflow");
+    }
+    config.notice_callback(|_| {});
+    let endpoint = pg_conn::endpoint(&config);
+    let client = config
+        .connect(NoTls)
+        .map_err(|e| StoreError::Unreachable { endpoint, error: secrets.scrub(&pg_conn::failure(&e)) })?;
+    Ok(client)
+}
+
 /// The newest applied migration; `None` for a database without the migrations table.
-fn applied_version(client: &mut Client) -> Result<Option<i64>, StoreError> {
+pub(crate) fn applied_version(client: &mut Client) -> Result<Option<i64>, StoreError> {
     let exists: bool = client.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?.try_get(0)?;
     if !exists {
         return Ok(None);

@@ -193,6 +193,12 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// The connection, for tests that write rows no store method writes.
+    #[cfg(test)]
+    pub(crate) fn connection(&self) -> &rusqlite::Connection {
+        &self.conn
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
