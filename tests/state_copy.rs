@@ -22,6 +22,7 @@ const TABLES: &[(&str, &str)] = &[
     ("bundles", "hash"),
     ("users", "login"),
     ("accounts", "id"),
+    ("workers", "id"),
     ("task_instances", "id"),
     ("task_audit", "id"),
     ("outbox", "id"),
@@ -43,6 +44,14 @@ fn filled_project() -> Project {
     let csv = p.path().join("definitions/disconnected/badges.csv");
     p.expect(0, &["recon", p.ir(), "--process", BADGE, "--csv", csv.to_str().unwrap_or_default()], &[]);
     let db = open_db(&p.state_db());
+    // A worker holding a claim on the held manual task (no command registers workers yet).
+    db.execute_batch(
+        "insert into workers(id, host, pid, started_at, heartbeat_at, lease_seconds, concurrency)
+           values ('host-1:77:1800000000', 'host-1', 77, 1800000000, 1800000000, 30, 4);
+         update task_instances set claimed_by = 'host-1:77:1800000000', lease_epoch = 1, lease_expires_at = 1800000030
+           where id = (select min(id) from task_instances where status = 'Pending');",
+    )
+    .unwrap();
     for (table, _) in TABLES {
         let n: i64 = db.query_row(&format!("select count(*) from {table}"), [], |r| r.get(0)).unwrap();
         assert!(n > 0, "the test store has no row in {table}");

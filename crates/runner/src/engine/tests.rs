@@ -453,6 +453,48 @@ struct Counting<'s> {
     writes: Vec<&'static str>,
 }
 
+impl crate::store::Queue for Counting<'_> {
+    fn worker_register(&mut self, worker: &crate::store::WorkerRecord) -> Result<(), StoreError> {
+        self.writes.push("worker_register");
+        self.inner.worker_register(worker)
+    }
+    fn worker_heartbeat(
+        &mut self,
+        id: &str,
+        now: crate::clock::Instant,
+        lease: std::time::Duration,
+    ) -> Result<Vec<crate::store::HeldClaim>, StoreError> {
+        self.writes.push("worker_heartbeat");
+        self.inner.worker_heartbeat(id, now, lease)
+    }
+    fn worker_stop(&mut self, id: &str, now: crate::clock::Instant) -> Result<usize, StoreError> {
+        self.writes.push("worker_stop");
+        self.inner.worker_stop(id, now)
+    }
+    fn workers(&self) -> Result<Vec<crate::store::WorkerStatus>, StoreError> {
+        self.inner.workers()
+    }
+    fn task_claim(
+        &mut self,
+        params: &crate::store::TaskClaimParams<'_>,
+    ) -> Result<Vec<crate::store::Claim>, StoreError> {
+        self.writes.push("task_claim");
+        self.inner.task_claim(params)
+    }
+    fn task_claim_release(&mut self, task: TaskId, epoch: crate::store::Epoch) -> Result<bool, StoreError> {
+        self.writes.push("task_claim_release");
+        self.inner.task_claim_release(task, epoch)
+    }
+    fn commit_steps_fenced(
+        &mut self,
+        steps: &[Step],
+        fence: &[crate::store::Fence],
+    ) -> Result<Vec<Vec<TaskId>>, StoreError> {
+        self.writes.push("commit");
+        self.inner.commit_steps_fenced(steps, fence)
+    }
+}
+
 impl StateStore for Counting<'_> {
     fn has_key(&self) -> bool {
         self.inner.has_key()

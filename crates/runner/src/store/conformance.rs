@@ -607,6 +607,283 @@ fn recon_events_are_read_by_run(b: &dyn Backend) {
     assert_eq!(s.recon_events(Some(9)).unwrap(), (Some(9), vec![]));
 }
 
+// ----- the work queue ---------------------------------------------------------------------------
+
+const NOW: Instant = 1_800_000_000;
+const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn worker(id: &str, at: Instant) -> WorkerRecord {
+    WorkerRecord {
+        id: id.into(),
+        host: "host-1".into(),
+        pid: 4242,
+        started_at: at,
+        heartbeat_at: at,
+        lease: LEASE,
+        concurrency: 4,
+        stopped_at: None,
+    }
+}
+
+fn claim(s: &mut dyn StateStore, worker: &str, now: Instant, limit: usize) -> Vec<Claim> {
+    s.task_claim(&TaskClaimParams { worker, now, lease: LEASE, limit }).unwrap()
+}
+
+fn claimed_tasks(claims: &[Claim]) -> Vec<TaskId> {
+    claims.iter().map(|c| c.task).collect()
+}
+
+/// An account of user `A` for `process` with `tasks`; its task ids.
+fn account_with(s: &mut dyn StateStore, process: &str, tasks: &[NewTask]) -> (AccountId, Vec<TaskId>) {
+    s.create_account(process, "A", "h", ObjectStatus::Provisioning, &FormData::new(), "t", tasks).unwrap()
+}
+
+fn marks_calling(account: AccountId, task: TaskId) -> Step {
+    Step { account, actor: "w".into(), calling: Some(task), ..Step::default() }
+}
+
+fn claims_take_only_runnable_tasks(b: &dyn Backend) {
+    let mut s = seeded(b);
+    let mut held = task(0, TaskStatus::Pending);
+    held.held = true;
+    let mut retry = task(0, TaskStatus::Pending);
+    retry.due_at = Some(NOW + 600);
+    let (_, runnable) = account_with(&mut *s, "P1", &[task(0, TaskStatus::Pending)]);
+    account_with(&mut *s, "P2", &[task(0, TaskStatus::Waiting)]);
+    account_with(&mut *s, "P3", &[held]);
+    let (_, later) = account_with(&mut *s, "P4", &[retry]);
+    account_with(&mut *s, "P5", &[task(0, TaskStatus::Completed), task(1, TaskStatus::Rejected)]);
+    s.worker_register(&worker("w1", NOW)).unwrap();
+    let lease = std::time::Duration::from_secs(3600);
+    let params = |now| TaskClaimParams { worker: "w1", now, lease, limit: 10 };
+    let first = s.task_claim(&params(NOW)).unwrap();
+    assert_eq!(claimed_tasks(&first), runnable);
+    let c = &first[0];
+    assert_eq!((c.epoch, c.expires_at, c.calling, c.rescued()), (1, NOW + 3600, false, false));
+    // The retry is not due one second early; it is at its due instant.
+    assert!(s.task_claim(&params(NOW + 599)).unwrap().is_empty());
+    assert_eq!(claimed_tasks(&s.task_claim(&params(NOW + 600)).unwrap()), later);
+    assert!(s.task_claim(&params(NOW + 601)).unwrap().is_empty());
+    // An unknown worker claims nothing and is told so.
+    let unknown = s.task_claim(&TaskClaimParams { worker: "nobody", ..params(NOW) });
+    assert!(matches!(&unknown, Err(StoreError::UnknownWorker(w)) if w == "nobody"), "{unknown:?}");
+}
+
+fn an_account_has_one_claimed_task_at_a_time(b: &dyn Backend) {
+    let mut s = seeded(b);
+    let (a, a_tasks) = account_with(&mut *s, "P1", &[task(0, TaskStatus::Pending), task(1, TaskStatus::Pending)]);
+    let (_, b_tasks) = account_with(&mut *s, "P2", &[task(0, TaskStatus::Pending)]);
+    s.worker_register(&worker("w1", NOW)).unwrap();
+    let claims = claim(&mut *s, "w1", NOW, 10);
+    assert_eq!(claimed_tasks(&claims), [a_tasks[0], b_tasks[0]]);
+    // The account's second task waits while the first is claimed, by anyone.
+    assert!(claim(&mut *s, "w1", NOW + 1, 10).is_empty());
+    let fence = claims[0].fence("w1");
+    s.commit_steps_fenced(&[completes(a, a_tasks[0])], &[fence]).unwrap();
+    let next = claim(&mut *s, "w1", NOW + 2, 10);
+    assert_eq!(claimed_tasks(&next), [a_tasks[1]]);
+    assert_eq!(next[0].epoch, 1);
+    // The limit counts claims.
+    let (_, c_tasks) = account_with(&mut *s, "P3", &[task(0, TaskStatus::Pending)]);
+    account_with(&mut *s, "P4", &[task(0, TaskStatus::Pending)]);
+    assert_eq!(claimed_tasks(&claim(&mut *s, "w1", NOW + 3, 1)), [c_tasks[0]]);
+}
+
+fn expired_leases_are_rescued_and_stale_commits_fenced(b: &dyn Backend) {
+    let mut s = seeded(b);
+    let sqlite = s.sqlite_file().is_some();
+    let (a, tasks) = account_with(&mut *s, "P1", two_tasks());
+    let x = tasks[0];
+    s.worker_register(&worker("w1", NOW)).unwrap();
+    let mine = claim(&mut *s, "w1", NOW, 10);
+    assert_eq!((claimed_tasks(&mine), mine[0].epoch), (vec![x], 1));
+    // The call is marked in a fenced commit, then w1 goes silent after one heartbeat.
+    s.commit_steps_fenced(&[marks_calling(a, x)], &[mine[0].fence("w1")]).unwrap();
+    let renewed = s.worker_heartbeat("w1", NOW + 10, LEASE).unwrap();
+    assert_eq!(
+        renewed.iter().map(|c| (c.task, c.epoch, c.expires_at, c.calling)).collect::<Vec<_>>(),
+        [(x, 1, NOW + 40, true)]
+    );
+    if sqlite {
+        // One worker at a time on SQLite, refused with who holds the store.
+        let refused = s.worker_register(&worker("w2", NOW + 35)).unwrap_err();
+        assert!(matches!(refused, StoreError::WorkerAlreadyRunning { .. }), "{refused:?}");
+        let text = refused.to_string();
+        for want in ["`w1`", "pid 4242 on host-1", "25 s ago", "lease is 30 s", "PostgreSQL"] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+    } else {
+        // The renewed lease is not rescued.
+        s.worker_register(&worker("w2", NOW + 35)).unwrap();
+        assert!(claim(&mut *s, "w2", NOW + 35, 10).is_empty());
+    }
+    // Once the lease has expired another worker takes the task, with the next epoch.
+    if sqlite {
+        s.worker_register(&worker("w2", NOW + 40)).unwrap();
+    }
+    let rescued = claim(&mut *s, "w2", NOW + 40, 10);
+    assert_eq!(claimed_tasks(&rescued), [x]);
+    let r = &rescued[0];
+    assert_eq!((r.epoch, r.calling, r.rescued_from.as_deref()), (2, true, Some("w1")));
+    // The old holder learns it at its next heartbeat …
+    assert!(s.worker_heartbeat("w1", NOW + 41, LEASE).unwrap().is_empty());
+    // … and cannot commit anything: not the outcome, not a new task, not a notification.
+    let audit = s.audit(x).unwrap();
+    let mut stale = completes(a, x);
+    stale.new_tasks.push(task(5, TaskStatus::Pending));
+    stale.notify.push(NotifyRequest {
+        task: Some(x),
+        template_index: 0,
+        template: "Welcome".into(),
+        task_status: TaskStatus::Completed,
+        recipient: "A".into(),
+    });
+    let refused = s.commit_steps_fenced(&[stale.clone()], &[mine[0].fence("w1")]).unwrap_err();
+    match &refused {
+        StoreError::Fenced { task, epoch, held_by, current } => {
+            assert_eq!((*task, *epoch, held_by.as_deref(), *current), (x, 1, Some("w2"), Some(2)))
+        }
+        other => panic!("not fenced: {other:?}"),
+    }
+    let text = refused.to_string();
+    assert!(text.contains("`w2`") && text.contains("nothing of this commit was written"), "{text}");
+    let after = s.task(x).unwrap().unwrap();
+    assert_eq!((after.status, after.calling), (TaskStatus::Pending, true));
+    assert_eq!(s.audit(x).unwrap(), audit);
+    assert_eq!(s.tasks_of(a).unwrap().len(), 2);
+    assert!(s.outbox().unwrap().is_empty());
+    // A fence of the right epoch but another worker is refused too.
+    let forged = Fence { task: x, epoch: 2, worker: "w1".into() };
+    assert!(matches!(s.commit_steps_fenced(&[completes(a, x)], &[forged]), Err(StoreError::Fenced { .. })));
+    // The new holder's commit goes through and ends the claim.
+    let ids = s.commit_steps_fenced(&[stale], &[r.fence("w2")]).unwrap();
+    assert_eq!(ids[0].len(), 1);
+    assert_eq!(s.task(x).unwrap().map(|t| t.status), Some(TaskStatus::Completed));
+    assert_eq!(s.outbox().unwrap().len(), 1);
+    let w2 = s.workers().unwrap().into_iter().find(|w| w.worker.id == "w2").unwrap();
+    assert!(w2.claims.is_empty(), "{w2:?}");
+    // Its epoch stays: a task's epochs only grow.
+    assert!(s.task_claim_release(x, 2).is_ok_and(|released| !released));
+}
+
+fn claims_are_released_by_epoch(b: &dyn Backend) {
+    let mut s = seeded(b);
+    let (_, tasks) = account_with(&mut *s, "P1", two_tasks());
+    s.worker_register(&worker("w1", NOW)).unwrap();
+    let first = claim(&mut *s, "w1", NOW, 10);
+    assert!(!s.task_claim_release(tasks[0], 7).unwrap(), "another epoch releases nothing");
+    assert!(s.task_claim_release(tasks[0], first[0].epoch).unwrap());
+    assert!(!s.task_claim_release(tasks[0], first[0].epoch).unwrap(), "released once");
+    let again = claim(&mut *s, "w1", NOW + 1, 10);
+    assert_eq!((claimed_tasks(&again), again[0].epoch, again[0].rescued()), (vec![tasks[0]], 2, false));
+    // The released claim's fence no longer holds.
+    let stale = s.commit_steps_fenced(&[], &[first[0].fence("w1")]);
+    assert!(matches!(stale, Err(StoreError::Fenced { current: Some(2), .. })), "{stale:?}");
+}
+
+fn stopping_releases_claims_whose_call_has_not_started(b: &dyn Backend) {
+    let mut s = seeded(b);
+    let (a, a_tasks) = account_with(&mut *s, "P1", two_tasks());
+    let (_, b_tasks) = account_with(&mut *s, "P2", two_tasks());
+    s.worker_register(&worker("w1", NOW)).unwrap();
+    // The same id while it lives is refused, on every store.
+    let twice = s.worker_register(&worker("w1", NOW + 1)).unwrap_err();
+    assert!(matches!(twice, StoreError::WorkerIdInUse { .. }), "{twice:?}");
+    assert!(twice.to_string().contains("another `--id`"), "{twice}");
+    let claims = claim(&mut *s, "w1", NOW, 10);
+    assert_eq!(claimed_tasks(&claims), [a_tasks[0], b_tasks[0]]);
+    s.commit_steps_fenced(&[marks_calling(a, a_tasks[0])], &[claims[0].fence("w1")]).unwrap();
+    assert_eq!(s.worker_stop("w1", NOW + 5).unwrap(), 1);
+    let listed = s.workers().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].worker.stopped_at, Some(NOW + 5));
+    assert_eq!(listed[0].worker, WorkerRecord { stopped_at: Some(NOW + 5), ..worker("w1", NOW) });
+    assert_eq!(listed[0].claims.iter().map(|c| (c.task, c.calling)).collect::<Vec<_>>(), [(a_tasks[0], true)]);
+    // A stopped worker claims and renews nothing.
+    let refused = s.task_claim(&TaskClaimParams { worker: "w1", now: NOW + 6, lease: LEASE, limit: 10 });
+    assert!(matches!(refused, Err(StoreError::UnknownWorker(_))), "{refused:?}");
+    assert!(matches!(s.worker_heartbeat("w1", NOW + 6, LEASE), Err(StoreError::UnknownWorker(_))));
+    // Started again under the same id: the old process's claims are given up, and the call it
+    // may have made is reported with the task.
+    s.worker_register(&worker("w1", NOW + 7)).unwrap();
+    let back = claim(&mut *s, "w1", NOW + 7, 10);
+    assert_eq!(
+        back.iter().map(|c| (c.task, c.epoch, c.calling)).collect::<Vec<_>>(),
+        [(a_tasks[0], 2, true), (b_tasks[0], 2, false)]
+    );
+}
+
+fn a_person_finishing_a_claimed_task_ends_the_claim(b: &dyn Backend) {
+    let mut s = seeded(b);
+    let (a, tasks) = account_with(&mut *s, "P1", two_tasks());
+    s.worker_register(&worker("w1", NOW)).unwrap();
+    let claims = claim(&mut *s, "w1", NOW, 10);
+    // `provflow task complete` commits without a fence: the worker's outcome is then refused.
+    s.commit(&completes(a, tasks[0])).unwrap();
+    assert!(s.workers().unwrap()[0].claims.is_empty());
+    let late = s.commit_steps_fenced(&[completes(a, tasks[0])], &[claims[0].fence("w1")]);
+    assert!(matches!(late, Err(StoreError::Fenced { held_by: None, current: Some(1), .. })), "{late:?}");
+}
+
+fn concurrent_claimers_never_share_a_task(b: &dyn Backend) {
+    const ACCOUNTS: usize = 200;
+    const THREADS: usize = 8;
+    let mut s = seeded(b);
+    let processes: Vec<String> = (0..ACCOUNTS).map(|i| format!("P{i}")).collect();
+    let tasks = [task(0, TaskStatus::Pending), task(1, TaskStatus::Pending)];
+    let form = FormData::new();
+    let accounts: Vec<NewAccount<'_>> = processes
+        .iter()
+        .map(|p| NewAccount {
+            process: p,
+            user: "A",
+            bundle_hash: "h",
+            status: ObjectStatus::Provisioning,
+            form: &form,
+            tasks: &tasks,
+        })
+        .collect();
+    s.create_accounts("t", &accounts).unwrap();
+    // SQLite runs one worker, here with eight connections; PostgreSQL eight workers.
+    let sqlite = s.sqlite_file().is_some();
+    let ids: Vec<String> = (0..THREADS).map(|i| if sqlite { "w".to_string() } else { format!("w{i}") }).collect();
+    for id in if sqlite { &ids[..1] } else { &ids[..] } {
+        s.worker_register(&worker(id, NOW)).unwrap();
+    }
+    let got: Vec<Vec<Claim>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                scope.spawn(move || {
+                    let mut s = b.open(None, ticking());
+                    let mut mine = Vec::new();
+                    let mut empty = 0;
+                    while empty < 3 {
+                        let got = claim(&mut *s, id, NOW, 7);
+                        empty = if got.is_empty() { empty + 1 } else { 0 };
+                        mine.extend(got);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let all: Vec<&Claim> = got.iter().flatten().collect();
+    let mut tasks: Vec<TaskId> = all.iter().map(|c| c.task).collect();
+    tasks.sort();
+    tasks.dedup();
+    assert_eq!(all.len(), ACCOUNTS, "every account's first task claimed exactly once");
+    assert_eq!(tasks.len(), ACCOUNTS, "no task claimed twice");
+    let mut accounts: Vec<AccountId> = all.iter().map(|c| c.account).collect();
+    accounts.sort();
+    accounts.dedup();
+    assert_eq!(accounts.len(), ACCOUNTS, "one task per account");
+    assert!(all.iter().all(|c| c.epoch == 1 && !c.rescued()));
+    let held: usize = s.workers().unwrap().iter().map(|w| w.claims.len()).sum();
+    assert_eq!(held, ACCOUNTS);
+}
+
 /// Each case as one test per store.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
@@ -635,6 +912,13 @@ conformance!(
     users_have_stable_keys,
     the_database_answers_resolver_queries,
     recon_events_are_read_by_run,
+    claims_take_only_runnable_tasks,
+    an_account_has_one_claimed_task_at_a_time,
+    expired_leases_are_rescued_and_stale_commits_fenced,
+    claims_are_released_by_epoch,
+    stopping_releases_claims_whose_call_has_not_started,
+    a_person_finishing_a_claimed_task_ends_the_claim,
+    concurrent_claimers_never_share_a_task,
 );
 
 #[test]

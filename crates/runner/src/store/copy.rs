@@ -53,6 +53,7 @@ pub const TABLES: &[Table] = &[
     Table { name: "bundles", key: "hash", rowid: Some("seq") },
     Table { name: "users", key: "login", rowid: Some("usr_key") },
     Table { name: "accounts", key: "id", rowid: None },
+    Table { name: "workers", key: "id", rowid: None },
     Table { name: "task_instances", key: "id", rowid: None },
     Table { name: "task_audit", key: "id", rowid: None },
     Table { name: "outbox", key: "id", rowid: None },

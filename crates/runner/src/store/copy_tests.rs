@@ -142,6 +142,22 @@ fn fill(store: &mut dyn StateStore) {
         ..Step::default()
     };
     store.commit(&step).unwrap();
+    // A worker holding a claim: `workers` is copied before the tasks that name it.
+    let worker = crate::store::WorkerRecord {
+        id: "host-1:77:1800000000".into(),
+        host: "host-1".into(),
+        pid: 77,
+        started_at: 1_800_000_200,
+        heartbeat_at: 1_800_000_200,
+        lease: std::time::Duration::from_secs(30),
+        concurrency: 4,
+        stopped_at: None,
+    };
+    store.worker_register(&worker).unwrap();
+    let params =
+        crate::store::TaskClaimParams { worker: &worker.id, now: 1_800_000_200, lease: worker.lease, limit: 10 };
+    let claims = store.task_claim(&params).unwrap();
+    assert_eq!(claims.iter().map(|c| c.task).collect::<Vec<_>>(), [created[1].1[1]]);
 }
 
 /// Adds reconciliation rows with raw SQL (the store trait has no writer for them).

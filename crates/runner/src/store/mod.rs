@@ -19,9 +19,11 @@ use crate::value::{Secret, Value};
 mod conformance;
 pub mod copy;
 mod postgres;
+pub mod queue;
 mod sqlite;
 
 pub use self::postgres::PgStore;
+pub use self::queue::{Claim, Epoch, Fence, HeldClaim, Queue, TaskClaimParams, WorkerRecord, WorkerStatus};
 pub use self::sqlite::{synchronous, SqliteStore, SYNC_ENV};
 
 pub type AccountId = i64;
@@ -51,6 +53,30 @@ pub enum StoreError {
     /// command changed its user or created its account since the run checked them.
     #[error("{0}; nothing of this batch of accounts was created")]
     Conflict(String),
+    /// A fenced commit whose claim is no longer the worker's (see [`Queue::commit_steps_fenced`]).
+    #[error("task {task}: this worker's claim (epoch {epoch}) is gone: {}; nothing of this commit was written", fenced_holder(.held_by.as_deref(), *.current))]
+    Fenced { task: TaskId, epoch: Epoch, held_by: Option<String>, current: Option<Epoch> },
+    /// Another live worker uses a SQLite store (one worker at a time there).
+    #[error("worker `{id}` (pid {pid} on {host}) already runs on this SQLite state store: its last heartbeat was {seen_ago} s ago and its lease is {lease} s. A SQLite store runs one worker at a time: stop that worker, or, if it died, start this one when its heartbeat is {lease} s old; to run several workers, move the store to PostgreSQL (`provflow state copy`)")]
+    WorkerAlreadyRunning { id: String, host: String, pid: i64, seen_ago: i64, lease: i64 },
+    /// A live worker has the id a new worker asked for.
+    #[error("a live worker already has the id `{id}` (pid {pid} on {host}, last heartbeat {seen_ago} s ago, lease {lease} s); give this worker another `--id`, or, if that one died, start this one when its heartbeat is {lease} s old")]
+    WorkerIdInUse { id: String, host: String, pid: i64, seen_ago: i64, lease: i64 },
+    #[error("worker `{0}` is not registered with this state store, or was stopped; restart the worker so that it registers again")]
+    UnknownWorker(String),
+}
+
+/// Who holds a fenced task now, for [`StoreError::Fenced`].
+fn fenced_holder(held_by: Option<&str>, current: Option<Epoch>) -> String {
+    match (held_by, current) {
+        (Some(w), Some(e)) => {
+            format!("the task is now claimed by worker `{w}` (epoch {e}) after this worker's lease expired")
+        }
+        (None, Some(e)) => {
+            format!("the task is no longer claimed (epoch {e}): released, finished, or changed by another command")
+        }
+        (_, None) => "the task no longer exists".to_string(),
+    }
 }
 
 /// A person or system known to the identity manager.
@@ -290,8 +316,9 @@ impl Database<'_> {
     }
 }
 
-/// The runner's durable memory. Every method commits before it returns.
-pub trait StateStore {
+/// The runner's durable memory. Every method commits before it returns. Every store is a
+/// work [`Queue`] too (`queue.rs`), so a worker needs nothing but the store `--state` opens.
+pub trait StateStore: Queue {
     /// Whether secrets are kept (sealed with a key); without one they live for the command.
     fn has_key(&self) -> bool;
 
@@ -443,7 +470,7 @@ pub type SecretCache = BTreeMap<(AccountId, String), Secret>;
 
 /// The current version of the store's schema: both stores apply migrations with the same
 /// numbers, each written in its own dialect, so one version means the same tables on both.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 pub(crate) fn status_text(s: TaskStatus) -> &'static str {
     s.as_str()

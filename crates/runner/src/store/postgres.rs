@@ -14,6 +14,10 @@ use std::cell::RefCell;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::queue::{
+    expiry, fenced, holds, lease_seconds, with_claims, Claim, Epoch, Fence, HeldClaim, Queue, TaskClaimParams,
+    WorkerRecord, WorkerRow, WorkerStatus, HELD_COLUMNS, WORKER_COLUMNS,
+};
 use super::{
     audit_entry, encode_values, form_context, map_json, status_text, user_record, why_refused, Account, AccountId,
     AccountRow, AuditEntry, Change, Database, NewAccount, NewTask, OutboxEntry, OutboxMessage, OutboxRender, OutboxRow,
@@ -166,6 +170,27 @@ CREATE INDEX recon_events_by_run ON recon_events(run_id, line);
         r#"
 DROP INDEX task_instances_by_status;
 CREATE INDEX task_instances_pending ON task_instances(due_at) WHERE status = 'Pending';
+"#,
+    ),
+    (
+        4,
+        // Workers and their claims (`queue.rs`).
+        r#"
+CREATE TABLE workers (
+    id            text PRIMARY KEY,
+    host          text NOT NULL,
+    pid           bigint NOT NULL,
+    started_at    bigint NOT NULL,
+    heartbeat_at  bigint NOT NULL,
+    lease_seconds bigint NOT NULL,
+    concurrency   bigint NOT NULL,
+    stopped_at    bigint
+);
+ALTER TABLE task_instances ADD COLUMN claimed_by text REFERENCES workers(id);
+ALTER TABLE task_instances ADD COLUMN lease_epoch bigint NOT NULL DEFAULT 0;
+ALTER TABLE task_instances ADD COLUMN lease_expires_at bigint;
+CREATE INDEX task_instances_runnable ON task_instances(account_id) WHERE status = 'Pending' AND NOT held;
+CREATE INDEX task_instances_claimed ON task_instances(account_id) WHERE claimed_by IS NOT NULL;
 "#,
     ),
 ];
@@ -424,7 +449,9 @@ fn apply_step(tx: &mut Transaction<'_>, step: &Step, now: Instant) -> Result<Vec
         )?;
         tx.execute(
             "UPDATE task_instances SET status = $2, response = coalesce($3, response), note = $4, held = $5,
-               outputs = CASE WHEN $6::text = '{}' THEN outputs ELSE $6::text END, calling = false, updated_at = $7
+               outputs = CASE WHEN $6::text = '{}' THEN outputs ELSE $6::text END, calling = false, updated_at = $7,
+               claimed_by = CASE WHEN $2 = 'Pending' THEN claimed_by END,
+               lease_expires_at = CASE WHEN $2 = 'Pending' THEN lease_expires_at END
              WHERE id = $1",
             &[&t.task, &status_text(t.to), &t.response, &t.note, &t.held, &map_json(&t.outputs), &now],
         )?;
@@ -742,5 +769,231 @@ impl PgStore {
             out.push(row.into_entry()?);
         }
         Ok(out)
+    }
+}
+
+// ----- the work queue (`queue.rs`) ------------------------------------------------------------
+
+/// Reads a worker row (`WORKER_COLUMNS` order).
+fn worker_row(r: &Row) -> Result<WorkerRow, StoreError> {
+    Ok(WorkerRow {
+        id: r.try_get(0)?,
+        host: r.try_get(1)?,
+        pid: r.try_get(2)?,
+        started_at: r.try_get(3)?,
+        heartbeat_at: r.try_get(4)?,
+        lease_seconds: r.try_get(5)?,
+        concurrency: r.try_get(6)?,
+        stopped_at: r.try_get(7)?,
+    })
+}
+
+/// Reads a claim with its holder (`HELD_COLUMNS` order).
+fn held_row(r: &Row) -> Result<(String, HeldClaim), StoreError> {
+    Ok((
+        r.try_get(5)?,
+        HeldClaim {
+            task: r.try_get(0)?,
+            account: r.try_get(1)?,
+            epoch: r.try_get(2)?,
+            expires_at: r.try_get(3)?,
+            calling: r.try_get(4)?,
+        },
+    ))
+}
+
+/// What makes a task `t` claimable at `$1`, but for the one-claim-per-account rule.
+const RUNNABLE: &str = "t.status = 'Pending' AND NOT t.held AND (t.due_at IS NULL OR t.due_at <= $1)
+    AND (t.claimed_by IS NULL OR t.lease_expires_at <= $1)";
+
+/// No task of `t`'s account has a live claim at `$1`.
+const NO_LIVE_CLAIM: &str = "NOT EXISTS (SELECT 1 FROM task_instances l
+    WHERE l.account_id = t.account_id AND l.claimed_by IS NOT NULL AND l.lease_expires_at > $1)";
+
+impl Queue for PgStore {
+    fn worker_register(&mut self, worker: &WorkerRecord) -> Result<(), StoreError> {
+        let now = worker.heartbeat_at;
+        let (pid, concurrency) = (i64::from(worker.pid), i64::from(worker.concurrency));
+        self.write(|tx| {
+            // The row is taken over only from a stopped or silent worker; two processes
+            // registering one id at once: the second waits for the first's insert, then finds
+            // it live and is refused.
+            let taken = tx.query_opt(
+                "INSERT INTO workers(id, host, pid, started_at, heartbeat_at, lease_seconds, concurrency, stopped_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)
+                 ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+                   started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
+                   lease_seconds = excluded.lease_seconds, concurrency = excluded.concurrency, stopped_at = NULL
+                 WHERE workers.stopped_at IS NOT NULL OR workers.heartbeat_at + workers.lease_seconds <= $5
+                 RETURNING id",
+                &[&worker.id, &worker.host, &pid, &worker.started_at, &now, &lease_seconds(worker.lease), &concurrency],
+            )?;
+            if taken.is_none() {
+                let live =
+                    tx.query_one(&format!("SELECT {WORKER_COLUMNS} FROM workers WHERE id = $1"), &[&worker.id])?;
+                return Err(worker_row(&live)?.refusal(now, true));
+            }
+            // Claims of an earlier process with this id: it is gone, and this one never knew them.
+            tx.execute(
+                "UPDATE task_instances SET claimed_by = NULL, lease_expires_at = NULL WHERE claimed_by = $1",
+                &[&worker.id],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn worker_heartbeat(&mut self, id: &str, now: Instant, lease: Duration) -> Result<Vec<HeldClaim>, StoreError> {
+        self.write(|tx| {
+            let seen = tx.execute(
+                "UPDATE workers SET heartbeat_at = $2, lease_seconds = $3 WHERE id = $1 AND stopped_at IS NULL",
+                &[&id, &now, &lease_seconds(lease)],
+            )?;
+            if seen == 0 {
+                return Err(StoreError::UnknownWorker(id.to_string()));
+            }
+            // A rescue that takes a claim at the same moment updates the same row: whichever
+            // commits second re-reads it, so a claim is renewed or rescued, never both.
+            let rows = tx.query(
+                &format!(
+                    "UPDATE task_instances SET lease_expires_at = $2 WHERE claimed_by = $1 RETURNING {HELD_COLUMNS}"
+                ),
+                &[&id, &expiry(now, lease)],
+            )?;
+            let mut renewed = rows.iter().map(|r| held_row(r).map(|(_, c)| c)).collect::<Result<Vec<_>, _>>()?;
+            renewed.sort_by_key(|c| c.task);
+            Ok(renewed)
+        })
+    }
+
+    fn worker_stop(&mut self, id: &str, now: Instant) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            if tx.execute("UPDATE workers SET stopped_at = $2 WHERE id = $1", &[&id, &now])? == 0 {
+                return Err(StoreError::UnknownWorker(id.to_string()));
+            }
+            let released = tx.execute(
+                "UPDATE task_instances SET claimed_by = NULL, lease_expires_at = NULL
+                 WHERE claimed_by = $1 AND NOT calling",
+                &[&id],
+            )?;
+            Ok(usize::try_from(released).unwrap_or(usize::MAX))
+        })
+    }
+
+    fn workers(&self) -> Result<Vec<WorkerStatus>, StoreError> {
+        // One snapshot for both reads.
+        self.write(|tx| {
+            tx.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            let rows = tx.query(&format!("SELECT {WORKER_COLUMNS} FROM workers ORDER BY id COLLATE \"C\""), &[])?;
+            let workers =
+                rows.iter().map(|r| worker_row(r).and_then(WorkerRow::into_record)).collect::<Result<Vec<_>, _>>()?;
+            let rows = tx.query(
+                &format!("SELECT {HELD_COLUMNS} FROM task_instances WHERE claimed_by IS NOT NULL ORDER BY id"),
+                &[],
+            )?;
+            let claims = rows.iter().map(held_row).collect::<Result<Vec<_>, _>>()?;
+            Ok(with_claims(workers, claims))
+        })
+    }
+
+    fn task_claim(&mut self, p: &TaskClaimParams<'_>) -> Result<Vec<Claim>, StoreError> {
+        let expires_at = expiry(p.now, p.lease);
+        let limit = i64::try_from(p.limit).unwrap_or(i64::MAX);
+        self.write(|tx| {
+            let live = tx.query_opt("SELECT stopped_at FROM workers WHERE id = $1", &[&p.worker])?;
+            let stopped: Option<Option<Instant>> = live.map(|r| r.try_get(0)).transpose()?;
+            if !matches!(stopped, Some(None)) {
+                return Err(StoreError::UnknownWorker(p.worker.to_string()));
+            }
+            // 1. Lock the accounts to claim in, skipping those another claimer holds. Every
+            // claim locks its account first, so these accounts are ours until the commit.
+            let accounts: Vec<AccountId> = tx
+                .query(
+                    &format!(
+                        "SELECT a.id FROM accounts a
+                         WHERE a.id IN (SELECT t.account_id FROM task_instances t WHERE {RUNNABLE})
+                           AND NOT EXISTS (SELECT 1 FROM task_instances l WHERE l.account_id = a.id
+                                             AND l.claimed_by IS NOT NULL AND l.lease_expires_at > $1)
+                         ORDER BY a.id LIMIT $2
+                         FOR NO KEY UPDATE OF a SKIP LOCKED"
+                    ),
+                    &[&p.now, &limit],
+                )?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+            if accounts.is_empty() {
+                return Ok(vec![]);
+            }
+            // 2. Claim one task per locked account. A statement of its own: its snapshot is
+            // taken after the locks were granted, so it sees every claim committed by whoever
+            // held them before (the first statement's snapshot may predate such a commit, and
+            // would let two workers claim two tasks of one account). The conditions on `t` are
+            // repeated in the UPDATE: a row changed meanwhile (a heartbeat, a commit) is
+            // checked again in its newest version.
+            let rows = tx.query(
+                &format!(
+                    "WITH pick AS (
+                       SELECT DISTINCT ON (t.account_id) t.id, t.claimed_by AS before
+                       FROM task_instances t
+                       WHERE t.account_id = ANY($2) AND {RUNNABLE} AND {NO_LIVE_CLAIM}
+                       ORDER BY t.account_id, (t.claimed_by IS NULL), t.id)
+                     UPDATE task_instances t
+                     SET claimed_by = $3, lease_epoch = t.lease_epoch + 1, lease_expires_at = $4
+                     FROM pick
+                     WHERE t.id = pick.id AND {RUNNABLE}
+                     RETURNING t.id, t.account_id, t.lease_epoch, t.calling, pick.before"
+                ),
+                &[&p.now, &accounts, &p.worker, &expires_at],
+            )?;
+            let mut claims = rows
+                .iter()
+                .map(|r| {
+                    Ok(Claim {
+                        task: r.try_get(0)?,
+                        account: r.try_get(1)?,
+                        epoch: r.try_get(2)?,
+                        expires_at,
+                        calling: r.try_get(3)?,
+                        rescued_from: r.try_get(4)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            claims.sort_by_key(|c| c.account);
+            Ok(claims)
+        })
+    }
+
+    fn task_claim_release(&mut self, task: TaskId, epoch: Epoch) -> Result<bool, StoreError> {
+        let released = self.execute(
+            "UPDATE task_instances SET claimed_by = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND lease_epoch = $2 AND claimed_by IS NOT NULL",
+            &[&task, &epoch],
+        )?;
+        Ok(released > 0)
+    }
+
+    fn commit_steps_fenced(&mut self, steps: &[Step], fence: &[Fence]) -> Result<Vec<Vec<TaskId>>, StoreError> {
+        let now = (self.now)();
+        // Locked in id order, so two fenced commits never wait for each other in a circle.
+        let mut order: Vec<&Fence> = fence.iter().collect();
+        order.sort_by_key(|f| f.task);
+        self.write(|tx| {
+            for f in order {
+                let row = tx.query_opt(
+                    "SELECT claimed_by, lease_epoch FROM task_instances WHERE id = $1 FOR UPDATE",
+                    &[&f.task],
+                )?;
+                match row {
+                    Some(r) => {
+                        let (by, epoch): (Option<String>, Epoch) = (r.try_get(0)?, r.try_get(1)?);
+                        if !holds(f, by.as_deref(), epoch) {
+                            return Err(fenced(f, by, Some(epoch)));
+                        }
+                    }
+                    None => return Err(fenced(f, None, None)),
+                }
+            }
+            steps.iter().map(|step| apply_step(tx, step, now)).collect()
+        })
     }
 }

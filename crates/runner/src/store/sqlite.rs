@@ -4,7 +4,12 @@
 use provflow_ir::{Bundle, TaskStatus};
 use rusqlite::{params, OptionalExtension};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use super::queue::{
+    expiry, fenced, holds, lease_seconds, with_claims, Claim, Epoch, Fence, HeldClaim, Queue, TaskClaimParams,
+    WorkerRecord, WorkerRow, WorkerStatus, HELD_COLUMNS, WORKER_COLUMNS,
+};
 use super::{
     audit_entry, encode_values, form_context, map_json, status_text, user_record, why_refused, Account, AccountId,
     AccountRow, AuditEntry, Change, Database, NewAccount, NewTask, OutboxEntry, OutboxMessage, OutboxRender, OutboxRow,
@@ -145,6 +150,28 @@ CREATE INDEX recon_events_by_run ON recon_events(run_id, line);
         r#"
 DROP INDEX task_instances_by_status;
 CREATE INDEX task_instances_pending ON task_instances(due_at) WHERE status = 'Pending';
+"#,
+    ),
+    (
+        4,
+        // Workers and their claims (`queue.rs`): who holds a task, the claim's epoch (one more
+        // per claim, never reset: it fences commits) and when its lease expires.
+        r#"
+CREATE TABLE workers (
+    id            TEXT PRIMARY KEY,
+    host          TEXT NOT NULL,
+    pid           INTEGER NOT NULL,
+    started_at    INTEGER NOT NULL,
+    heartbeat_at  INTEGER NOT NULL,
+    lease_seconds INTEGER NOT NULL,
+    concurrency   INTEGER NOT NULL,
+    stopped_at    INTEGER
+);
+ALTER TABLE task_instances ADD COLUMN claimed_by TEXT REFERENCES workers(id);
+ALTER TABLE task_instances ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE task_instances ADD COLUMN lease_expires_at INTEGER;
+CREATE INDEX task_instances_runnable ON task_instances(account_id) WHERE status = 'Pending' AND held = 0;
+CREATE INDEX task_instances_claimed ON task_instances(account_id) WHERE claimed_by IS NOT NULL;
 "#,
     ),
 ];
@@ -409,7 +436,10 @@ fn apply_step(tx: &rusqlite::Connection, step: &Step, now: Instant) -> Result<Ve
         let outputs = map_json(&t.outputs);
         tx.prepare_cached(
             "UPDATE task_instances SET status = ?2, response = coalesce(?3, response), note = ?4, held = ?5,
-               outputs = CASE WHEN ?6 = '{}' THEN outputs ELSE ?6 END, calling = 0, updated_at = ?7 WHERE id = ?1",
+               outputs = CASE WHEN ?6 = '{}' THEN outputs ELSE ?6 END, calling = 0, updated_at = ?7,
+               claimed_by = CASE WHEN ?2 = 'Pending' THEN claimed_by END,
+               lease_expires_at = CASE WHEN ?2 = 'Pending' THEN lease_expires_at END
+             WHERE id = ?1",
         )?
         .execute(params![t.task, status_text(t.to), t.response, t.note, t.held, outputs, now])?;
     }
@@ -802,6 +832,233 @@ impl SqliteStore {
             out.push(user_record(r.get(0)?, &attributes, r.get(2)?, r.get(3)?)?);
         }
         Ok(out)
+    }
+}
+
+// ----- the work queue (`queue.rs`) ------------------------------------------------------------
+
+/// Reads a worker row (`WORKER_COLUMNS` order).
+fn worker_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkerRow> {
+    Ok(WorkerRow {
+        id: r.get(0)?,
+        host: r.get(1)?,
+        pid: r.get(2)?,
+        started_at: r.get(3)?,
+        heartbeat_at: r.get(4)?,
+        lease_seconds: r.get(5)?,
+        concurrency: r.get(6)?,
+        stopped_at: r.get(7)?,
+    })
+}
+
+/// Reads a claim with its holder (`HELD_COLUMNS` order).
+fn held_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, HeldClaim)> {
+    Ok((
+        r.get(5)?,
+        HeldClaim { task: r.get(0)?, account: r.get(1)?, epoch: r.get(2)?, expires_at: r.get(3)?, calling: r.get(4)? },
+    ))
+}
+
+/// Checks every fence inside the open transaction: the task still claimed by that worker
+/// with that epoch.
+fn check_fences(tx: &rusqlite::Connection, fences: &[Fence]) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached("SELECT claimed_by, lease_epoch FROM task_instances WHERE id = ?1")?;
+    for f in fences {
+        let row: Option<(Option<String>, Epoch)> =
+            stmt.query_row([f.task], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        match row {
+            Some((by, epoch)) if holds(f, by.as_deref(), epoch) => {}
+            Some((by, epoch)) => return Err(fenced(f, by, Some(epoch))),
+            None => return Err(fenced(f, None, None)),
+        }
+    }
+    Ok(())
+}
+
+/// Ends an IMMEDIATE transaction begun by hand: commits `result`'s work, or rolls it back.
+fn finish<T>(conn: &rusqlite::Connection, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    match result {
+        Ok(v) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(v)
+        }
+        Err(e) => {
+            // The error to report is the write's; a failed rollback shows on the next use.
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+impl Queue for SqliteStore {
+    fn worker_register(&mut self, worker: &WorkerRecord) -> Result<(), StoreError> {
+        let now = worker.heartbeat_at;
+        self.write(|tx| {
+            // One worker at a time on a SQLite store: its claims are all in this file, and a
+            // second worker would only wait for the same write lock.
+            let other = tx
+                .prepare_cached(&format!(
+                    "SELECT {WORKER_COLUMNS} FROM workers
+                     WHERE id <> ?1 AND stopped_at IS NULL AND heartbeat_at + lease_seconds > ?2
+                     ORDER BY heartbeat_at DESC LIMIT 1"
+                ))?
+                .query_row(params![worker.id, now], worker_row)
+                .optional()?;
+            if let Some(other) = other {
+                return Err(other.refusal(now, false));
+            }
+            let same = tx
+                .prepare_cached(&format!(
+                    "SELECT {WORKER_COLUMNS} FROM workers
+                     WHERE id = ?1 AND stopped_at IS NULL AND heartbeat_at + lease_seconds > ?2"
+                ))?
+                .query_row(params![worker.id, now], worker_row)
+                .optional()?;
+            if let Some(same) = same {
+                return Err(same.refusal(now, true));
+            }
+            tx.prepare_cached(
+                "INSERT INTO workers(id, host, pid, started_at, heartbeat_at, lease_seconds, concurrency, stopped_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)
+                 ON CONFLICT(id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+                   started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
+                   lease_seconds = excluded.lease_seconds, concurrency = excluded.concurrency, stopped_at = NULL",
+            )?
+            .execute(params![
+                worker.id,
+                worker.host,
+                worker.pid,
+                worker.started_at,
+                now,
+                lease_seconds(worker.lease),
+                worker.concurrency
+            ])?;
+            // Claims of an earlier process with this id: it is gone, and this one never knew them.
+            tx.prepare_cached(
+                "UPDATE task_instances SET claimed_by = NULL, lease_expires_at = NULL WHERE claimed_by = ?1",
+            )?
+            .execute([&worker.id])?;
+            Ok(())
+        })
+    }
+
+    fn worker_heartbeat(&mut self, id: &str, now: Instant, lease: Duration) -> Result<Vec<HeldClaim>, StoreError> {
+        self.write(|tx| {
+            let seen = tx
+                .prepare_cached(
+                    "UPDATE workers SET heartbeat_at = ?2, lease_seconds = ?3 WHERE id = ?1 AND stopped_at IS NULL",
+                )?
+                .execute(params![id, now, lease_seconds(lease)])?;
+            if seen == 0 {
+                return Err(StoreError::UnknownWorker(id.to_string()));
+            }
+            let mut stmt = tx.prepare_cached(&format!(
+                "UPDATE task_instances SET lease_expires_at = ?2 WHERE claimed_by = ?1 RETURNING {HELD_COLUMNS}"
+            ))?;
+            let mut renewed = stmt
+                .query_map(params![id, expiry(now, lease)], held_row)?
+                .map(|r| r.map(|(_, c)| c))
+                .collect::<Result<Vec<_>, _>>()?;
+            renewed.sort_by_key(|c| c.task);
+            Ok(renewed)
+        })
+    }
+
+    fn worker_stop(&mut self, id: &str, now: Instant) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            let seen =
+                tx.prepare_cached("UPDATE workers SET stopped_at = ?2 WHERE id = ?1")?.execute(params![id, now])?;
+            if seen == 0 {
+                return Err(StoreError::UnknownWorker(id.to_string()));
+            }
+            Ok(tx
+                .prepare_cached(
+                    "UPDATE task_instances SET claimed_by = NULL, lease_expires_at = NULL
+                     WHERE claimed_by = ?1 AND calling = 0",
+                )?
+                .execute([id])?)
+        })
+    }
+
+    fn workers(&self) -> Result<Vec<WorkerStatus>, StoreError> {
+        self.reading(|| {
+            let mut stmt = self.conn.prepare_cached(&format!("SELECT {WORKER_COLUMNS} FROM workers ORDER BY id"))?;
+            let rows = stmt.query_map([], worker_row)?.collect::<Result<Vec<_>, _>>()?;
+            let workers = rows.into_iter().map(WorkerRow::into_record).collect::<Result<Vec<_>, _>>()?;
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT {HELD_COLUMNS} FROM task_instances INDEXED BY task_instances_claimed
+                 WHERE claimed_by IS NOT NULL ORDER BY id"
+            ))?;
+            let claims = stmt.query_map([], held_row)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(with_claims(workers, claims))
+        })
+    }
+
+    fn task_claim(&mut self, p: &TaskClaimParams<'_>) -> Result<Vec<Claim>, StoreError> {
+        let expires_at = expiry(p.now, p.lease);
+        let limit = i64::try_from(p.limit).unwrap_or(i64::MAX);
+        self.write(|tx| {
+            let live: Option<Option<Instant>> = tx
+                .prepare_cached("SELECT stopped_at FROM workers WHERE id = ?1")?
+                .query_row([p.worker], |r| r.get(0))
+                .optional()?;
+            if !matches!(live, Some(None)) {
+                return Err(StoreError::UnknownWorker(p.worker.to_string()));
+            }
+            // The write lock is held: nothing changes between this choice and the claims below.
+            // Per account the task whose lease expired first (a rescue), then the oldest.
+            let picked: Vec<(TaskId, AccountId, Option<String>)> = tx
+                .prepare_cached(
+                    "SELECT id, account_id, claimed_by FROM (
+                       SELECT t.id, t.account_id, t.claimed_by,
+                              row_number() OVER (PARTITION BY t.account_id ORDER BY t.claimed_by IS NULL, t.id) AS n
+                       FROM task_instances t INDEXED BY task_instances_runnable
+                       WHERE t.status = 'Pending' AND t.held = 0 AND (t.due_at IS NULL OR t.due_at <= ?1)
+                         AND (t.claimed_by IS NULL OR t.lease_expires_at <= ?1)
+                         AND NOT EXISTS (SELECT 1 FROM task_instances l INDEXED BY task_instances_claimed
+                                         WHERE l.account_id = t.account_id AND l.claimed_by IS NOT NULL
+                                           AND l.lease_expires_at > ?1))
+                     WHERE n = 1 ORDER BY account_id LIMIT ?2",
+                )?
+                .query_map(params![p.now, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut claim = tx.prepare_cached(
+                "UPDATE task_instances SET claimed_by = ?2, lease_epoch = lease_epoch + 1, lease_expires_at = ?3
+                 WHERE id = ?1 RETURNING lease_epoch, calling",
+            )?;
+            let mut claims = Vec::with_capacity(picked.len());
+            for (task, account, before) in picked {
+                let (epoch, calling) =
+                    claim.query_row(params![task, p.worker, expires_at], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                claims.push(Claim { task, account, epoch, expires_at, calling, rescued_from: before });
+            }
+            Ok(claims)
+        })
+    }
+
+    fn task_claim_release(&mut self, task: TaskId, epoch: Epoch) -> Result<bool, StoreError> {
+        let released = self
+            .conn
+            .prepare_cached(
+                "UPDATE task_instances SET claimed_by = NULL, lease_expires_at = NULL
+                 WHERE id = ?1 AND lease_epoch = ?2 AND claimed_by IS NOT NULL",
+            )?
+            .execute(params![task, epoch])?;
+        Ok(released > 0)
+    }
+
+    fn commit_steps_fenced(&mut self, steps: &[Step], fence: &[Fence]) -> Result<Vec<Vec<TaskId>>, StoreError> {
+        let now = (self.now)();
+        let apply = |tx: &rusqlite::Connection| {
+            check_fences(tx, fence)?;
+            steps.iter().map(|step| apply_step(tx, step, now)).collect()
+        };
+        if std::mem::take(&mut self.step_open) {
+            // The transaction `call_in_step` opened: refused, the call is rolled back with it.
+            let result = apply(&self.conn);
+            return finish(&self.conn, result);
+        }
+        self.write(apply)
     }
 }
 
