@@ -443,3 +443,50 @@ fn many_users_in_one_run() {
     let zero = p.expect(2, &["run", p.ir(), "--process", DBUM, "--user", "NH001", "--batch", "0"], &[]);
     assert!(zero.stderr.contains("from 1 to 10000"), "{zero}");
 }
+
+/// A `--target NAME=URL` naming no target of the definitions is refused before anything is
+/// created: ignoring it would send the work to the target's default database instead.
+#[test]
+fn a_target_flag_for_an_unknown_target_is_refused() {
+    let p = Project::new();
+    p.install_dbum();
+    p.expect(0, &["user", "create", "JDOE", "--attr", "usr_udf_cost_center=CC"], &[]);
+    let url = format!("dbum-sqlit=sqlite:{}", p.path().join("elsewhere.db").display());
+    for args in [
+        vec![
+            "--target",
+            url.as_str(),
+            "run",
+            p.ir(),
+            "--process",
+            DBUM,
+            "--user",
+            "JDOE",
+            "--secret",
+            "password=env:PW",
+        ],
+        vec![
+            "--target",
+            url.as_str(),
+            "plan",
+            p.ir(),
+            "--process",
+            DBUM,
+            "--user",
+            "JDOE",
+            "--secret",
+            "password=env:PW",
+        ],
+        vec!["--target", url.as_str(), "target", "install", "dbum-sqlite", p.ir()],
+    ] {
+        let out = p.expect(2, &args, &[("PW", "pw")]);
+        assert!(
+            out.stderr.contains("`dbum-sqlit`, which is no target")
+                && out.stderr.contains("did you mean `dbum-sqlite`"),
+            "{out}"
+        );
+    }
+    assert!(!p.path().join("elsewhere.db").exists(), "nothing opened");
+    let accounts = p.json(0, &["account", "list"], &[]);
+    assert_eq!(accounts.as_array().map(Vec::len), Some(0), "nothing created: {accounts}");
+}

@@ -95,6 +95,26 @@ fn targets(global: &Global) -> Result<Targets, Exit> {
     Ok(Targets::new(map, PathBuf::from(".")))
 }
 
+/// [`targets`] for a command that has the definitions in hand: a `--target NAME=URL` whose
+/// name is no target of them is refused. Ignoring it would send the work to the target's
+/// `url_env` or embedded default instead of the database the flag meant.
+fn targets_of(global: &Global, bundle: &Bundle) -> Result<Targets, Exit> {
+    let map = crate::args::target_urls(&global.targets).map_err(|e| fail(exit::USAGE, e))?;
+    let names = || bundle.targets.iter().map(|t| t.name.as_str());
+    if let Some(name) = map.keys().find(|n| bundle.target(n).is_none()) {
+        let hint = engine::did_you_mean(name, names()).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+        let known: Vec<&str> = names().collect();
+        return Err(fail(
+            exit::USAGE,
+            format!(
+                "--target names `{name}`, which is no target of the definitions{hint} (targets: {})",
+                known.join(", ")
+            ),
+        ));
+    }
+    Ok(Targets::new(map, PathBuf::from(".")))
+}
+
 /// Loads the bundle from an IR file or compiles the definitions (diagnostics on stderr).
 fn load_bundle(paths: &[PathBuf]) -> Result<Bundle, Exit> {
     if let [single] = paths {
@@ -222,7 +242,7 @@ fn run(global: &Global, a: RunArgs) -> Outcome {
     let inputs = form_inputs(&a.form, &a.secrets)?;
     let bundle = load_bundle(&paths_or_default(&a.paths))?;
     let mut store = open_store(global)?;
-    let mut targets = targets(global)?;
+    let mut targets = targets_of(global, &bundle)?;
     let clock = CommandClock;
     let bar =
         (logins.len() > 1).then(|| crate::runner_cmds_ext::progress_bar(logins.len() as u64, "accounts")).flatten();
@@ -353,7 +373,7 @@ fn plan(global: &Global, a: ProvisionArgs) -> Outcome {
             ))
         }
     };
-    let mut targets = targets(global)?;
+    let mut targets = targets_of(global, &bundle)?;
     let clock = CommandClock;
     let e = Engine::new(&mut *store, &mut targets, &clock);
     let planned = e.plan(&bundle, &a.process, &user, &inputs).map_err(engine_error)?;
@@ -665,7 +685,7 @@ fn target(global: &Global, c: TargetCommand) -> Outcome {
             format!("unknown target `{}`{}", a.name, s.map(|s| format!("; did you mean `{s}`?")).unwrap_or_default()),
         ));
     };
-    let mut targets = targets(global)?;
+    let mut targets = targets_of(global, &bundle)?;
     let file = targets.sqlite_file(&bundle, index);
     let scripts = bundle.query_sets.get(t.query_set).map(|q| q.install.clone()).unwrap_or_default();
     let opened = targets.open(&bundle, index).map_err(|e| fail(exit::USAGE, format!("target `{}`: {e}", a.name)))?;
@@ -709,7 +729,7 @@ fn target_check(global: &Global, a: crate::args::TargetArgs) -> Outcome {
     let Some(set) = bundle.query_sets.get(t.query_set) else {
         return Err(fail(exit::USAGE, format!("target `{}` has no query set", a.name)));
     };
-    let mut targets = targets(global)?;
+    let mut targets = targets_of(global, bundle)?;
     let opened = targets.open(bundle, index).map_err(|e| fail(exit::USAGE, format!("target `{}`: {e}", a.name)))?;
     let findings = provflow_runner::target::catalog::check(opened, set)
         .map_err(|e| fail(exit::USAGE, format!("target `{}`: cannot read the catalog: {e}", a.name)))?;
