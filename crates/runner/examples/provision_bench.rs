@@ -4,7 +4,7 @@
 //! entry point `provflow run` uses (no process spawn per account), with the state store and
 //! the target in separate files and every transition committed durably before the next step.
 //! Both target files get the same durability (WAL, `PRAGMA synchronous` as
-//! `provflow_runner::store::synchronous()` chooses).
+//! `provflow_runner::sqlite_conn::synchronous()` chooses).
 //! Baseline: the same procedure statements (`insert_package`, then `set_profile`, as Create
 //! User and Profile Updated run them) executed directly through rusqlite on a fresh target
 //! file, one transaction per call, as many target transactions as provflow makes.
@@ -102,7 +102,7 @@ fn baseline(
     // The durability provflow gives its own SQLite target (see bench/runner/README.md).
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
-        provflow_runner::store::synchronous()
+        provflow_runner::sqlite_conn::synchronous()
     ))?;
     for sql in install {
         conn.execute_batch(sql)?;

@@ -1533,9 +1533,10 @@ fn bind_events(stmt: &mut rusqlite::CachedStatement<'_>, group: &[Event]) -> rus
 }
 
 fn open_conn(path: &Path) -> Result<rusqlite::Connection, ReconError> {
-    let pragmas = "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
-    crate::sqlite_conn::open_wal(path, std::time::Duration::from_secs(60), "", pragmas)
-        .map_err(|e| ReconError::Store(e.to_string()))
+    let conn = crate::sqlite_conn::open_wal(path, std::time::Duration::from_secs(60), None)
+        .map_err(|e| ReconError::Store(e.to_string()))?;
+    conn.execute_batch("PRAGMA synchronous = FULL")?;
+    Ok(conn)
 }
 
 /// Reconciles `process` from `source` into the state store `state`. The bundle must already

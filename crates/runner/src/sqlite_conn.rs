@@ -18,14 +18,16 @@ pub fn synchronous() -> &'static str {
     })
 }
 
-/// Opens `path` in WAL mode with `pragmas` (run after `journal_mode`), waiting up to `busy`
-/// for other connections.
+/// Opens `path` in WAL mode with provflow's durability setting ([`synchronous`]) and foreign
+/// keys on, waiting up to `busy` for other connections. `page_size` applies to a new file only.
 ///
 /// Switching a file to WAL needs it to itself for a moment, and SQLite answers "database is
 /// locked" at once, without calling the busy handler, when another process is doing the same
 /// (several workers or commands opening a fresh file together). That answer is retried here
 /// until `busy` has passed; any other error is returned as it is.
-pub fn open_wal(path: &Path, busy: Duration, before: &str, pragmas: &str) -> rusqlite::Result<rusqlite::Connection> {
+pub fn open_wal(path: &Path, busy: Duration, page_size: Option<u32>) -> rusqlite::Result<rusqlite::Connection> {
+    let before = page_size.map(|p| format!("PRAGMA page_size = {p};")).unwrap_or_default();
+    let pragmas = format!("PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;", synchronous());
     let conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(busy)?;
     let deadline = Instant::now() + busy;
@@ -62,13 +64,7 @@ mod tests {
                     let (path, barrier) = (path.clone(), barrier.clone());
                     std::thread::spawn(move || {
                         barrier.wait();
-                        open_wal(
-                            &path,
-                            Duration::from_secs(10),
-                            "PRAGMA page_size = 1024;",
-                            "PRAGMA foreign_keys = ON;",
-                        )
-                        .map(|_| ())
+                        open_wal(&path, Duration::from_secs(10), Some(1024)).map(|_| ())
                     })
                 })
                 .collect();

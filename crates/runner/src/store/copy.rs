@@ -479,13 +479,8 @@ impl Conn {
     fn open_destination(at: &Location) -> Result<Conn, StoreError> {
         match at {
             Location::Sqlite(path) => {
-                let conn = crate::sqlite_conn::open_wal(
-                    path,
-                    std::time::Duration::from_secs(30),
-                    "",
-                    &format!("PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;", super::synchronous()),
-                )
-                .map_err(|e| StoreError::Open { path: path.display().to_string(), error: e.to_string() })?;
+                let conn = crate::sqlite_conn::open_wal(path, std::time::Duration::from_secs(30), None)
+                    .map_err(|e| StoreError::Open { path: path.display().to_string(), error: e.to_string() })?;
                 Ok(Conn::Sqlite(conn))
             }
             Location::Postgres(url) => Ok(Conn::Pg(pg::connect(url)?)),

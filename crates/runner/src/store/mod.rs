@@ -24,7 +24,7 @@ mod sqlite;
 
 pub use self::postgres::PgStore;
 pub use self::queue::{Claim, Epoch, Fence, HeldClaim, Queue, TaskClaimParams, WorkerRecord, WorkerStatus};
-pub use self::sqlite::{synchronous, SqliteStore, SYNC_ENV};
+pub use self::sqlite::SqliteStore;
 
 pub type AccountId = i64;
 pub type TaskId = i64;

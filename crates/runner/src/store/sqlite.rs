@@ -176,8 +176,6 @@ CREATE INDEX task_instances_claimed ON task_instances(account_id) WHERE claimed_
     ),
 ];
 
-pub use crate::sqlite_conn::{synchronous, SYNC_ENV};
-
 /// The page size of a new state store (an existing file keeps its own). A commit writes every
 /// page it touches to the WAL in full; the store's rows are small, so 1 KiB pages write a
 /// quarter of the bytes of SQLite's default 4 KiB for about the same number of pages. Measured
@@ -207,13 +205,8 @@ impl SqliteStore {
         // commit is in the WAL file when COMMIT returns, so it survives a killed process;
         // only a power loss can take back the newest commits. `PROVFLOW_SQLITE_SYNC=full`
         // fsyncs every commit instead.
-        let conn = crate::sqlite_conn::open_wal(
-            path,
-            std::time::Duration::from_secs(30),
-            &format!("PRAGMA page_size = {STORE_PAGE_SIZE};"),
-            &format!("PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;", synchronous()),
-        )
-        .map_err(|e| open_err(e.to_string()))?;
+        let conn = crate::sqlite_conn::open_wal(path, std::time::Duration::from_secs(30), Some(STORE_PAGE_SIZE))
+            .map_err(|e| open_err(e.to_string()))?;
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = SqliteStore { conn, path: path.to_path_buf(), key, now, step_open: false };
         store.migrate()?;

@@ -49,8 +49,7 @@ impl SqliteTarget {
         }
         // The same durability as the state store (see `sqlite_conn::synchronous`): WAL, where
         // a committed call survives a killed process without an fsync per commit.
-        let pragmas = format!("PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;", crate::sqlite_conn::synchronous());
-        let conn = crate::sqlite_conn::open_wal(path, std::time::Duration::from_secs(10), "", &pragmas)
+        let conn = crate::sqlite_conn::open_wal(path, std::time::Duration::from_secs(10), None)
             .map_err(|e| TargetError::refused(format!("cannot open the SQLite target `{}`: {e}", path.display())))?;
         Ok(SqliteTarget { conn, procedures, path: path.to_path_buf() })
     }
