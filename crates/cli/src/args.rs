@@ -89,6 +89,8 @@ pub enum Command {
     /// The state store itself: copy it to another database.
     #[command(subcommand)]
     State(StateCommand),
+    /// Run work from the state store until stopped (SIGTERM or SIGINT), or `worker list`.
+    Worker(WorkerArgs),
     /// Convert legacy definitions.
     #[command(subcommand)]
     Import(ImportCommand),
@@ -165,6 +167,10 @@ pub struct RunArgs {
     pub secrets: Vec<String>,
     #[command(flatten)]
     pub batch: BatchArg,
+    /// Record the accounts and their first tasks and return at once, printing their ids:
+    /// `provflow worker` processes do the rest. Secret form fields need the workers' secret key.
+    #[arg(long)]
+    pub enqueue: bool,
 }
 
 #[derive(Args, Debug)]
@@ -393,6 +399,55 @@ pub struct StateCopyArgs {
     /// exist; its tables are created). A destination holding any row is refused.
     #[arg(long, value_name = "URL")]
     pub to: String,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct WorkerArgs {
+    #[command(subcommand)]
+    pub command: Option<WorkerCommand>,
+    /// How many batches of accounts run at once (each makes one target call at a time).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+    /// How many seconds a claim lives without a heartbeat; another worker rescues the work
+    /// of a worker silent for longer. Heartbeats come every third of it.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health check at /healthz
+    /// (`127.0.0.1:9464`, or `0.0.0.0:9464` for every interface).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// This worker's name in the store and its logs (default: HOST:PID:START). Two live
+    /// workers cannot share one.
+    #[arg(long, value_name = "NAME")]
+    pub id: Option<String>,
+    /// The longest an idle worker sleeps without being woken (on PostgreSQL, commits wake it
+    /// at once; retries falling due and expired leases too).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub poll: u64,
+    /// How many accounts one slot claims and runs together, sharing the state store's commits.
+    #[arg(long = "batch", value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub batch: u64,
+    /// Once stopping, how many seconds calls in flight may take to finish before the worker
+    /// exits and leaves them to the lease rule.
+    #[arg(long, value_name = "SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub grace: u64,
+    /// Log lines as `text` (key=value, for people) or `json` (one object a line).
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+    pub log_format: LogFormatArg,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkerCommand {
+    /// The workers the state store knows: live, stopped or silent, their last heartbeat and
+    /// the work each holds.
+    List,
 }
 
 #[derive(Args, Debug)]

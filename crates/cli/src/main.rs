@@ -11,6 +11,7 @@ mod report;
 mod runner_cmds;
 mod runner_cmds_ext;
 mod state_cmds;
+mod worker_cmds;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -76,6 +77,7 @@ fn main() -> ExitCode {
         Command::Notifications(c) => runner_cmds_ext::notifications(&cli.global, c),
         Command::Test(a) => runner_cmds_ext::test(&cli.global, a),
         Command::State(c) => state_cmds::state(&cli.global, c),
+        Command::Worker(a) => worker_cmds::worker(&cli.global, a),
         other => {
             // A plan writes nothing, not even rendered notifications.
             let renders = !matches!(other, Command::Plan(_));

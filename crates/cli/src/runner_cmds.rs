@@ -78,7 +78,7 @@ pub fn exec(global: &Global, command: Command) -> u8 {
 
 // ----- set-up ---------------------------------------------------------------------------
 
-fn key_file() -> PathBuf {
+pub(crate) fn key_file() -> PathBuf {
     Path::new(".provflow").join("secret.key")
 }
 
@@ -244,6 +244,16 @@ fn run(global: &Global, a: RunArgs) -> Outcome {
     let mut store = open_store(global)?;
     let mut targets = targets_of(global, &bundle)?;
     let clock = CommandClock;
+    let live = crate::worker_cmds::live_workers(&*store);
+    if a.enqueue {
+        return enqueue(global, &mut *store, &mut targets, &bundle, &a, &logins, &inputs, live);
+    }
+    if live > 0 {
+        return Err(fail(
+            exit::USAGE,
+            format!("{live} live worker(s) run this state store's work (see `provflow worker list`): provision with `provflow run --enqueue` and they run it, or stop them first; nothing was created"),
+        ));
+    }
     let bar =
         (logins.len() > 1).then(|| crate::runner_cmds_ext::progress_bar(logins.len() as u64, "accounts")).flatten();
     let mut advance = |n: usize| {
@@ -283,6 +293,40 @@ fn run(global: &Global, a: RunArgs) -> Outcome {
         [id] => report_account(global, &*store, *id),
         _ => report_accounts(global, &*store, &a.process, &ids),
     }
+}
+
+/// `run --enqueue`: records the accounts for the workers and prints their ids.
+#[allow(clippy::too_many_arguments)]
+fn enqueue(
+    global: &Global,
+    store: &mut dyn StateStore,
+    targets: &mut Targets,
+    bundle: &Bundle,
+    a: &RunArgs,
+    logins: &[String],
+    inputs: &BTreeMap<String, FormInput>,
+    live: usize,
+) -> Outcome {
+    let clock = CommandClock;
+    let ids = {
+        let mut e = Engine::new(store, targets, &clock);
+        e.batch = a.batch.size;
+        e.enqueue_many(bundle, &a.process, logins, inputs).map_err(engine_error)?
+    };
+    if global.format == Format::Json {
+        out::json(&json!({ "process": a.process, "enqueued": ids }));
+    } else {
+        for id in &ids {
+            outln!("{id}");
+        }
+        let who = if live > 0 {
+            format!("{live} live worker(s) run them")
+        } else {
+            "no worker is live on this store: start one with `provflow worker`".to_string()
+        };
+        errln!("enqueued {} `{}` account(s); {who}", ids.len(), a.process);
+    }
+    Ok(exit::OK)
 }
 
 /// The logins of `--user` and `--users FILE`, in that order.
@@ -400,6 +444,13 @@ fn plan(global: &Global, a: ProvisionArgs) -> Outcome {
 
 fn resume(global: &Global, wait: bool, batch: usize) -> Outcome {
     let mut store = open_store(global)?;
+    let live = crate::worker_cmds::live_workers(&*store);
+    if live > 0 {
+        return Err(fail(
+            exit::USAGE,
+            format!("{live} live worker(s) run this state store's work, retries and rescues included (see `provflow worker list`); `resume` is for a store without workers"),
+        ));
+    }
     let mut targets = targets(global)?;
     let clock = CommandClock;
     let mut e = Engine::new(&mut *store, &mut targets, &clock);
@@ -478,8 +529,10 @@ fn user(global: &Global, c: UserCommand) -> Outcome {
     };
     let mut targets = targets(global)?;
     let clock = CommandClock;
+    let defer = crate::worker_cmds::live_workers(&*store) > 0;
     let mut e = Engine::new(&mut *store, &mut targets, &clock);
     e.actor = person();
+    e.defer = defer;
     let (login, touched) = match (c, bundle) {
         (UserCommand::Create(a), Some(b)) => {
             e.create_user(&b, &a.login, &pairs("--attr", &a.attrs)?).map_err(engine_error)?;
@@ -565,8 +618,10 @@ fn task(global: &Global, c: TaskCommand) -> Outcome {
     let mut store = open_store(global)?;
     let mut targets = targets(global)?;
     let clock = CommandClock;
+    let defer = crate::worker_cmds::live_workers(&*store) > 0;
     let mut e = Engine::new(&mut *store, &mut targets, &clock);
     e.actor = person();
+    e.defer = defer;
     let account = match c {
         TaskCommand::List { status } => {
             let status = match status.as_deref() {
@@ -621,8 +676,10 @@ fn account(global: &Global, c: AccountCommand) -> Outcome {
     let mut store = open_store(global)?;
     let mut targets = targets(global)?;
     let clock = CommandClock;
+    let defer = crate::worker_cmds::live_workers(&*store) > 0;
     let mut e = Engine::new(&mut *store, &mut targets, &clock);
     e.actor = person();
+    e.defer = defer;
     let id = match c {
         AccountCommand::List => {
             let accounts = e.store.accounts().map_err(|x| fail(exit::USAGE, x))?;

@@ -14,3 +14,4 @@ pub mod sqlite_conn;
 pub mod store;
 pub mod target;
 pub mod value;
+pub mod worker;

@@ -8,12 +8,13 @@ use std::rc::Rc;
 
 use crate::clock::{self, Clock};
 use crate::store::{
-    Account, AccountId, Change, ChildRow, FormData, NewAccount, NewTask, SecretCache, StateStore, Step, StoreError,
-    TaskId, TaskInstance, Transition, UserAndAccount, UserRecord,
+    Account, AccountId, Change, ChildRow, Fence, FormData, NewAccount, NewTask, SecretCache, StateStore, Step,
+    StoreError, TaskId, TaskInstance, Transition, UserAndAccount, UserRecord,
 };
 use crate::target::{self, CallOutcome, TargetError};
 use crate::value::{self, Secret, Value};
 
+mod claims;
 mod inputs;
 mod rules;
 mod targets;
@@ -26,6 +27,7 @@ pub use targets::{TargetProvider, Targets};
 pub use users::check_user;
 use users::{generate_display_name, normalize_attrs};
 
+pub use claims::Event;
 pub use rules::has_final_rejection;
 use rules::{apply_in_memory, effect_tasks, instance, is_open, new_task, next_call, revoke_path, start_pending, Rules};
 
@@ -102,7 +104,22 @@ pub struct Engine<'a> {
     pub progress: Option<&'a mut dyn FnMut(usize)>,
     /// Whether target `(bundle hash, index)` is the state store's own file.
     store_targets: BTreeMap<(String, usize), bool>,
+    /// The worker whose claims fence every commit of this engine (`provflow worker`, see
+    /// [`Engine::run_claims`]); `None` for the commands.
+    holder: Option<String>,
+    /// Told of every call, committed transition, rescue and fenced-off commit (the worker's
+    /// metrics and logs).
+    pub events: Option<&'a mut dyn FnMut(Event)>,
+    /// Asked right before every target call: `false` when this process can no longer trust
+    /// its lease (no heartbeat got through in time), and the call must not start.
+    pub may_call: Option<&'a MayCall<'a>>,
+    /// Leave the running of accounts to the workers: a change (a person's decision, a user
+    /// update) commits its tasks, and live workers pick them up (see `provflow worker`).
+    pub defer: bool,
 }
+
+/// Whether a call under a claim (`None`: no claim) may start now; see [`Engine::may_call`].
+pub type MayCall<'a> = dyn Fn(Option<&Fence>) -> bool + 'a;
 
 /// [`Engine::batch`] unless set otherwise.
 pub const DEFAULT_BATCH: usize = 64;
@@ -120,6 +137,11 @@ struct Run {
     shared: bool,
     /// The outcome of the last call, committed with the next round.
     carry: Option<Step>,
+    /// The worker's claim on the account, which every commit of this run must still hold.
+    fence: Option<Fence>,
+    /// The claim was lost (rescued by another worker, or the lease could not be renewed):
+    /// this run commits and calls nothing more.
+    lost: bool,
     /// The task whose `calling` mark is committed and whose call comes next; any other
     /// marked task was interrupted by a crash and waits for `resume`.
     marked: Option<TaskId>,
@@ -165,6 +187,15 @@ struct Start {
     marked: Option<usize>,
 }
 
+impl Start {
+    /// The start without its first call's mark: the account is created, its call not made.
+    fn unmarked(mut self) -> Self {
+        self.marked = None;
+        self.tasks.iter_mut().for_each(|t| t.calling = false);
+        self
+    }
+}
+
 impl<'a> Engine<'a> {
     pub fn new(store: &'a mut dyn StateStore, targets: &'a mut dyn TargetProvider, clock: &'a dyn Clock) -> Self {
         Engine {
@@ -177,6 +208,10 @@ impl<'a> Engine<'a> {
             batch: DEFAULT_BATCH,
             progress: None,
             store_targets: BTreeMap::new(),
+            holder: None,
+            events: None,
+            may_call: None,
+            defer: false,
         }
     }
 
@@ -349,6 +384,57 @@ impl<'a> Engine<'a> {
         given: &BTreeMap<String, FormInput>,
     ) -> Result<Vec<AccountId>, EngineError> {
         let pi = Self::process_index(bundle, process_name)?;
+        let starts = self.prepare_many(bundle, pi, logins, given)?;
+        self.provision_prepared(bundle, pi, starts)
+    }
+
+    /// Records one account per login with its first tasks, and runs nothing: the workers
+    /// (`provflow worker`) do the rest. Checked as [`Engine::provision_many`] checks; a form
+    /// with a secret also needs a store that keeps secrets (a secret key), since the work
+    /// leaves this process: otherwise nothing is created.
+    pub fn enqueue_many(
+        &mut self,
+        bundle: &Bundle,
+        process_name: &str,
+        logins: &[String],
+        given: &BTreeMap<String, FormInput>,
+    ) -> Result<Vec<AccountId>, EngineError> {
+        let pi = Self::process_index(bundle, process_name)?;
+        let secrets: Vec<&str> =
+            given.iter().filter(|(_, v)| matches!(v, FormInput::Secret(_))).map(|(k, _)| k.as_str()).collect();
+        if !secrets.is_empty() && !self.store.has_key() {
+            return Err(EngineError::Invalid(vec![format!(
+                "--enqueue hands the work to the workers, and the secret form field(s) {} must reach them sealed in the state store: set PROVFLOW_SECRET_KEY (or .provflow/secret.key) here and on every worker to the same key; nothing was created",
+                secrets.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+            )]));
+        }
+        let starts = self.prepare_many(bundle, pi, logins, given)?;
+        if !self.bundles.contains_key(&bundle.hash) {
+            self.store.save_bundle(bundle)?;
+            self.bundles.insert(bundle.hash.clone(), Rc::new(bundle.clone()));
+        }
+        let held = self.bundle(&bundle.hash)?;
+        let mut ids = Vec::with_capacity(starts.len());
+        let starts: Vec<Start> = starts.into_iter().map(Start::unmarked).collect();
+        for part in starts.chunks(self.batch.max(64)) {
+            let runs = self.create(&held, pi, false, part.to_vec())?;
+            ids.extend(runs.iter().map(|r| r.account.id));
+            if let Some(progress) = self.progress.as_mut() {
+                progress(runs.len());
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Checks every login of [`Engine::provision_many`] before anything is written and
+    /// prepares their accounts; every problem is reported at once.
+    fn prepare_many(
+        &mut self,
+        bundle: &Bundle,
+        pi: usize,
+        logins: &[String],
+        given: &BTreeMap<String, FormInput>,
+    ) -> Result<Vec<Start>, EngineError> {
         let mut starts = Vec::with_capacity(logins.len());
         let mut problems = Vec::new();
         const SHOWN: usize = 20;
@@ -390,7 +476,7 @@ impl<'a> Engine<'a> {
             problems.push(format!("{total} of {} accounts cannot be provisioned; nothing was created", logins.len()));
             return Err(EngineError::Invalid(problems));
         }
-        self.provision_prepared(bundle, pi, starts)
+        Ok(starts)
     }
 
     /// Checks that `login` can get an account of process `pi`, given its user and newest
@@ -472,13 +558,7 @@ impl<'a> Engine<'a> {
             if let Err(e) = driven {
                 if matches!(e, EngineError::TargetUnavailable { .. }) {
                     // Nothing reached the target: the rest wait for `resume` like the batch that failed.
-                    let rest: Vec<Start> = starts
-                        .map(|mut s| {
-                            s.marked = None;
-                            s.tasks.iter_mut().for_each(|t| t.calling = false);
-                            s
-                        })
-                        .collect();
+                    let rest: Vec<Start> = starts.map(Start::unmarked).collect();
                     for part in rest.chunks(batch.max(64)) {
                         self.create(&held, pi, shared, part.to_vec())?;
                     }
@@ -537,6 +617,8 @@ impl<'a> Engine<'a> {
                 shared,
                 carry: None,
                 marked,
+                fence: None,
+                lost: false,
             });
         }
         Ok(runs)
@@ -599,6 +681,9 @@ impl<'a> Engine<'a> {
     /// Runs one account until no task can run now: promotes waiting tasks, runs due pending
     /// adapter tasks, settles recovery and completion (see [`Engine::drive`]).
     pub fn run_account(&mut self, id: AccountId) -> Result<(), EngineError> {
+        if self.defer {
+            return Ok(());
+        }
         let run = self.load_run(id)?;
         self.drive(vec![run])
     }
@@ -615,7 +700,18 @@ impl<'a> Engine<'a> {
             .process(&account.process)
             .ok_or_else(|| EngineError::UnknownProcess { name: account.process.clone(), suggestion: None })?;
         let shared = self.target_is_store(&bundle, def.target);
-        Ok(Run { account, tasks, user: None, bundle, process, shared, carry: None, marked: None })
+        Ok(Run {
+            account,
+            tasks,
+            user: None,
+            bundle,
+            process,
+            shared,
+            carry: None,
+            marked: None,
+            fence: None,
+            lost: false,
+        })
     }
 
     /// Runs accounts side by side until none can run now.
@@ -649,24 +745,22 @@ impl<'a> Engine<'a> {
                 }
             }
             if !steps.is_empty() {
-                let ids = self.store.commit_steps(&steps)?;
-                for ((i, step), ids) in written.into_iter().zip(steps).zip(ids) {
-                    if let Some(run) = runs.get_mut(i) {
-                        run.committed(step, ids);
-                    }
-                }
+                self.commit_round(&mut runs, written, steps)?;
             }
             for i in 0..runs.len() {
                 let (Some(Next::Call(task)), Some(run)) = (nexts.get(i).copied(), runs.get_mut(i)) else { continue };
+                if run.lost {
+                    continue;
+                }
                 if let Err(e) = self.call(run, task) {
                     self.settle_after_failure(&mut runs, i);
                     return Err(e);
                 }
             }
             let mut k = 0;
-            runs.retain(|_| {
+            runs.retain(|run| {
                 k += 1;
-                !matches!(nexts.get(k - 1), Some(Next::Done))
+                !run.lost && !matches!(nexts.get(k - 1), Some(Next::Done))
             });
         }
         Ok(())
@@ -678,14 +772,84 @@ impl<'a> Engine<'a> {
     /// nor hands the latter to a person. Best effort: the failed call's error is the one to
     /// report, and if the store fails here too, `resume` still finds the marks and is careful.
     fn settle_after_failure(&mut self, runs: &mut [Run], failed: usize) {
-        let made: Vec<Step> = runs.iter_mut().take(failed).filter_map(|r| r.carry.take()).collect();
-        if !made.is_empty() {
-            let _ = self.store.commit_steps(&made);
+        let made: Vec<usize> = (0..failed).filter(|&k| runs.get(k).is_some_and(|r| r.carry.is_some())).collect();
+        let steps: Vec<Step> = made.iter().filter_map(|&k| runs.get_mut(k)?.carry.take()).collect();
+        if !steps.is_empty() {
+            let _ = self.commit_round(runs, made, steps);
         }
-        for (k, run) in runs.iter().enumerate() {
-            if let Some(t) = run.marked.filter(|_| k != failed) {
-                let _ = self.store.set_calling(t, false);
+        for k in (0..runs.len()).filter(|&k| k != failed) {
+            let Some(run) = runs.get(k).filter(|r| !r.lost) else { continue };
+            if let Some(t) = run.marked {
+                let step = Step { uncalling: vec![t], ..self.step(&run.account) };
+                let fence = run.fence.clone();
+                let _ = self.write_marks(fence.as_ref(), step);
             }
+        }
+    }
+
+    /// Commits one round's steps, `steps[k]` of `runs[written[k]]`, and takes in what they
+    /// wrote. A worker's commit is fenced by the claims of the runs: a run whose claim was
+    /// taken is dropped from the round (it commits and calls nothing more) and the rest
+    /// commit without it.
+    fn commit_round(
+        &mut self,
+        runs: &mut [Run],
+        mut written: Vec<usize>,
+        mut steps: Vec<Step>,
+    ) -> Result<(), EngineError> {
+        loop {
+            let result = if self.holder.is_some() {
+                let fences: Vec<Fence> = written.iter().filter_map(|&i| runs.get(i)?.fence.clone()).collect();
+                self.store.commit_steps_fenced(&steps, &fences)
+            } else {
+                self.store.commit_steps(&steps)
+            };
+            match result {
+                Ok(ids) => {
+                    for ((i, step), ids) in written.into_iter().zip(steps).zip(ids) {
+                        self.emit_transitions(&step);
+                        if let Some(run) = runs.get_mut(i) {
+                            run.committed(step, ids);
+                        }
+                    }
+                    return Ok(());
+                }
+                Err(StoreError::Fenced { task, epoch, held_by, current }) => {
+                    let at = written
+                        .iter()
+                        .position(|&i| runs.get(i).and_then(|r| r.fence.as_ref()).is_some_and(|f| f.task == task));
+                    let Some(at) = at else { return Err(StoreError::Fenced { task, epoch, held_by, current }.into()) };
+                    let i = written.remove(at);
+                    steps.remove(at);
+                    if let Some(run) = runs.get_mut(i) {
+                        run.lost = true;
+                        self.emit(Event::Fenced { account: run.account.id, task, epoch, held_by });
+                    }
+                    if steps.is_empty() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Commits a step that only moves `calling` marks, fenced by `fence` when there is one;
+    /// `false` when the claim is gone (nothing was written).
+    fn write_marks(&mut self, fence: Option<&Fence>, step: Step) -> Result<bool, EngineError> {
+        match fence {
+            None => {
+                self.store.commit(&step)?;
+                Ok(true)
+            }
+            Some(f) => match self.store.commit_steps_fenced(std::slice::from_ref(&step), std::slice::from_ref(f)) {
+                Ok(_) => Ok(true),
+                Err(StoreError::Fenced { task, epoch, held_by, .. }) => {
+                    self.emit(Event::Fenced { account: step.account, task, epoch, held_by });
+                    Ok(false)
+                }
+                Err(e) => Err(e.into()),
+            },
         }
     }
 
@@ -736,7 +900,7 @@ impl<'a> Engine<'a> {
     /// anything else touches the store. The run's user is read once and kept for its calls.
     fn execute(&mut self, run: &mut Run, inst: &TaskInstance) -> Result<Step, EngineError> {
         let bundle = run.bundle.clone();
-        let Run { account, tasks, user, marked, shared, .. } = run;
+        let Run { account, tasks, user, marked, shared, fence, lost, .. } = run;
         let (account, tasks, shared) = (&*account, tasks.as_slice(), *shared);
         let Some(process) = bundle.processes.get(run.process) else { return Ok(self.step(account)) };
         let bundle = bundle.as_ref();
@@ -789,7 +953,8 @@ impl<'a> Engine<'a> {
             if let Err(e) = self.targets.open(bundle, process.target) {
                 // Nothing reached the target: the task is not an attempt, it waits for `resume`.
                 if *marked == Some(inst.id) {
-                    self.store.set_calling(inst.id, false)?;
+                    let step = Step { uncalling: vec![inst.id], ..self.step(account) };
+                    self.write_marks(fence.as_ref(), step)?;
                     *marked = None;
                 }
                 return Err(EngineError::TargetUnavailable { target: target_name, message: e.message });
@@ -797,13 +962,32 @@ impl<'a> Engine<'a> {
             if *marked != Some(inst.id) {
                 // Committed before the call: after a crash, `resume` knows the call may have
                 // happened. The run loop commits it with the previous step; this is the rest.
-                self.store.set_calling(inst.id, true)?;
+                let step = Step { calling: Some(inst.id), ..self.step(account) };
+                if !self.write_marks(fence.as_ref(), step)? {
+                    *lost = true;
+                    return Ok(empty);
+                }
             }
+            let cap: Option<u32> = None; // CAP-MERGE
+            let Some(slot) = self.call_slot(fence.as_ref(), &target_name, cap)? else {
+                // The worker is stopping or cannot trust its lease any more: the call does not
+                // start, and its mark comes off (refused if the claim is gone: then the mark
+                // is the new holder's to judge).
+                *lost = true;
+                let step = Step { uncalling: vec![inst.id], ..self.step(account) };
+                self.write_marks(fence.as_ref(), step)?;
+                self.emit(Event::Abandoned { account: account.id, task: inst.id });
+                return Ok(empty);
+            };
             test_pause();
+            let started = std::time::Instant::now();
             let result = match self.targets.open(bundle, process.target) {
                 Ok(t) => t.call(query, &values),
                 Err(e) => Err(e),
             };
+            let elapsed = started.elapsed();
+            self.release_slot(&target_name, slot);
+            self.emit(Event::Called { target: target_name.clone(), elapsed, ok: result.is_ok() });
             test_pause();
             result
         };
@@ -866,12 +1050,6 @@ impl<'a> Engine<'a> {
     }
 
     /// Leaves a task Pending for a person, with a note saying why and what to do.
-    fn hold(&mut self, account: &Account, inst: &TaskInstance, why: String) -> Result<(), EngineError> {
-        let step = self.held_step(account, inst, why);
-        self.store.commit(&step)?;
-        Ok(())
-    }
-
     fn held_step(&self, account: &Account, inst: &TaskInstance, why: String) -> Step {
         let mut step = self.step(account);
         step.transitions.push(Transition {
@@ -895,22 +1073,8 @@ impl<'a> Engine<'a> {
             let account = self.store.account(t.account)?.ok_or(EngineError::UnknownTask(t.id))?;
             let bundle = self.bundle(&account.bundle_hash)?;
             let process = Self::process_of(&bundle, &account)?;
-            let query = process.tasks.get(t.task_index).and_then(|d| match &d.action {
-                TaskAction::Adapter(a) => query_of(&bundle, process, a).map(|q| q.0.clone()),
-                TaskAction::Manual { .. } => None,
-            });
-            match query {
-                Some(q) if q.idempotent => self.store.set_calling(t.id, false)?,
-                Some(q) => self.hold(
-                    &account,
-                    &t,
-                    format!(
-                        "provflow stopped while calling `{}`, which is not idempotent: it may or may not have run on the target; check the target",
-                        q.name
-                    ),
-                )?,
-                None => self.store.set_calling(t.id, false)?,
-            }
+            let (step, _) = self.interrupted(&bundle, process, &account, std::slice::from_ref(&t));
+            self.store.commit(&step)?;
         }
         let open: Vec<AccountId> = {
             let mut ids: Vec<AccountId> = self

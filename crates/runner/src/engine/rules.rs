@@ -410,5 +410,6 @@ pub(super) fn new_task(
         child,
         promoted: false,
         calling: false,
+        manual: process.tasks.get(index).is_some_and(|t| matches!(t.action, TaskAction::Manual { .. })),
     }
 }

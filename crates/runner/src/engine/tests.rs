@@ -481,9 +481,25 @@ impl crate::store::Queue for Counting<'_> {
         self.writes.push("task_claim");
         self.inner.task_claim(params)
     }
-    fn task_claim_release(&mut self, task: TaskId, epoch: crate::store::Epoch) -> Result<bool, StoreError> {
+    fn task_claim_release(&mut self, held: &[(TaskId, crate::store::Epoch)]) -> Result<usize, StoreError> {
         self.writes.push("task_claim_release");
-        self.inner.task_claim_release(task, epoch)
+        self.inner.task_claim_release(held)
+    }
+    fn task_next_wake(&self, now: crate::clock::Instant) -> Result<Option<crate::clock::Instant>, StoreError> {
+        self.inner.task_next_wake(now)
+    }
+    fn task_counts(&self, now: crate::clock::Instant) -> Result<Vec<(String, i64)>, StoreError> {
+        self.inner.task_counts(now)
+    }
+    fn task_mark_manual(&mut self, tasks: &[TaskId]) -> Result<(), StoreError> {
+        self.writes.push("task_mark_manual");
+        self.inner.task_mark_manual(tasks)
+    }
+    fn target_slot_acquire(&mut self, target: &str, cap: u32) -> Result<Option<u32>, StoreError> {
+        self.inner.target_slot_acquire(target, cap)
+    }
+    fn target_slot_release(&mut self, target: &str, slot: u32) -> Result<(), StoreError> {
+        self.inner.target_slot_release(target, slot)
     }
     fn commit_steps_fenced(
         &mut self,

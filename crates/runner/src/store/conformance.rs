@@ -195,6 +195,7 @@ pub(super) fn task(i: usize, status: TaskStatus) -> NewTask {
         child: ChildRow::new(),
         promoted: false,
         calling: false,
+        manual: false,
     }
 }
 
@@ -680,9 +681,13 @@ fn an_account_has_one_claimed_task_at_a_time(b: &dyn Backend) {
     assert!(claim(&mut *s, "w1", NOW + 1, 10).is_empty());
     let fence = claims[0].fence("w1");
     s.commit_steps_fenced(&[completes(a, a_tasks[0])], &[fence]).unwrap();
+    // A fenced commit keeps the claim although its task left Pending: the worker holds the
+    // account until it gives the claim back.
+    assert!(claim(&mut *s, "w1", NOW + 2, 10).is_empty());
+    assert_eq!(s.task_claim_release(&[(a_tasks[0], claims[0].epoch), (b_tasks[0], claims[1].epoch)]).unwrap(), 2);
     let next = claim(&mut *s, "w1", NOW + 2, 10);
-    assert_eq!(claimed_tasks(&next), [a_tasks[1]]);
-    assert_eq!(next[0].epoch, 1);
+    assert_eq!(claimed_tasks(&next), [a_tasks[1], b_tasks[0]]);
+    assert_eq!((next[0].epoch, next[1].epoch), (1, 2));
     // The limit counts claims.
     let (_, c_tasks) = account_with(&mut *s, "P3", &[task(0, TaskStatus::Pending)]);
     account_with(&mut *s, "P4", &[task(0, TaskStatus::Pending)]);
@@ -755,15 +760,21 @@ fn expired_leases_are_rescued_and_stale_commits_fenced(b: &dyn Backend) {
     // A fence of the right epoch but another worker is refused too.
     let forged = Fence { task: x, epoch: 2, worker: "w1".into() };
     assert!(matches!(s.commit_steps_fenced(&[completes(a, x)], &[forged]), Err(StoreError::Fenced { .. })));
-    // The new holder's commit goes through and ends the claim.
+    // The new holder's commit goes through; the claim stays the new holder's until released.
     let ids = s.commit_steps_fenced(&[stale], &[r.fence("w2")]).unwrap();
     assert_eq!(ids[0].len(), 1);
     assert_eq!(s.task(x).unwrap().map(|t| t.status), Some(TaskStatus::Completed));
     assert_eq!(s.outbox().unwrap().len(), 1);
-    let w2 = s.workers().unwrap().into_iter().find(|w| w.worker.id == "w2").unwrap();
-    assert!(w2.claims.is_empty(), "{w2:?}");
+    let held_by_w2 = |s: &dyn StateStore| {
+        let w2 = s.workers().unwrap().into_iter().find(|w| w.worker.id == "w2").unwrap();
+        w2.claims.iter().map(|c| c.task).collect::<Vec<_>>()
+    };
+    assert_eq!(held_by_w2(&*s), [x]);
+    assert_eq!(s.task_claim_release(&[(x, 2)]).unwrap(), 1);
+    assert!(held_by_w2(&*s).is_empty());
     // Its epoch stays: a task's epochs only grow.
-    assert!(s.task_claim_release(x, 2).is_ok_and(|released| !released));
+    assert!(s.task_claim_release(&[(x, 2)]).is_ok_and(|released| released == 0));
+    assert_eq!(s.task(x).unwrap().map(|t| t.status), Some(TaskStatus::Completed));
 }
 
 fn claims_are_released_by_epoch(b: &dyn Backend) {
@@ -771,9 +782,9 @@ fn claims_are_released_by_epoch(b: &dyn Backend) {
     let (_, tasks) = account_with(&mut *s, "P1", two_tasks());
     s.worker_register(&worker("w1", NOW)).unwrap();
     let first = claim(&mut *s, "w1", NOW, 10);
-    assert!(!s.task_claim_release(tasks[0], 7).unwrap(), "another epoch releases nothing");
-    assert!(s.task_claim_release(tasks[0], first[0].epoch).unwrap());
-    assert!(!s.task_claim_release(tasks[0], first[0].epoch).unwrap(), "released once");
+    assert_eq!(s.task_claim_release(&[(tasks[0], 7)]).unwrap(), 0, "another epoch releases nothing");
+    assert_eq!(s.task_claim_release(&[(tasks[0], first[0].epoch)]).unwrap(), 1);
+    assert_eq!(s.task_claim_release(&[(tasks[0], first[0].epoch)]).unwrap(), 0, "released once");
     let again = claim(&mut *s, "w1", NOW + 1, 10);
     assert_eq!((claimed_tasks(&again), again[0].epoch, again[0].rescued()), (vec![tasks[0]], 2, false));
     // The released claim's fence no longer holds.
@@ -884,6 +895,98 @@ fn concurrent_claimers_never_share_a_task(b: &dyn Backend) {
     assert_eq!(held, ACCOUNTS);
 }
 
+fn manual_tasks_wait_for_a_person_and_are_never_claimed(b: &dyn Backend) {
+    let mut s = seeded(b);
+    let mut manual = task(0, TaskStatus::Pending);
+    manual.manual = true;
+    let (_, m) = account_with(&mut *s, "P1", &[manual]);
+    let (_, legacy) = account_with(&mut *s, "P2", &[task(0, TaskStatus::Pending)]);
+    s.worker_register(&worker("w1", NOW)).unwrap();
+    // A row of an older store, not known as manual, is claimed once and then marked.
+    let first = claim(&mut *s, "w1", NOW, 10);
+    assert_eq!(claimed_tasks(&first), legacy);
+    s.task_mark_manual(&legacy).unwrap();
+    s.task_claim_release(&[(legacy[0], first[0].epoch)]).unwrap();
+    assert!(claim(&mut *s, "w1", NOW + 1, 10).is_empty(), "manual tasks {m:?} and {legacy:?} are never claimed");
+    let counts = s.task_counts(NOW + 1).unwrap();
+    assert_eq!(counts, [("manual".to_string(), 2)]);
+}
+
+fn a_rescue_names_the_holder_of_an_account_whose_first_task_is_done(b: &dyn Backend) {
+    let mut s = seeded(b);
+    let (a, tasks) = account_with(&mut *s, "P1", &[task(0, TaskStatus::Pending), task(1, TaskStatus::Waiting)]);
+    s.worker_register(&worker("w1", NOW)).unwrap();
+    let mine = claim(&mut *s, "w1", NOW, 10);
+    // w1 completes the first task, promotes the second and marks it calling, then dies.
+    let mut step = completes(a, tasks[0]);
+    step.transitions.push(Transition {
+        task: tasks[1],
+        to: TaskStatus::Pending,
+        response: None,
+        note: None,
+        held: false,
+        outputs: BTreeMap::new(),
+    });
+    step.calling = Some(tasks[1]);
+    s.commit_steps_fenced(&[step], &[mine[0].fence("w1")]).unwrap();
+    assert_eq!(s.task_counts(NOW + 1).unwrap(), [("runnable".to_string(), 1)]);
+    // The account stays w1's while its lease lives: no claim, and the expiry is the next wake.
+    assert!(claim(&mut *s, "w1", NOW + 29, 10).is_empty());
+    assert_eq!(s.task_next_wake(NOW + 29).unwrap(), Some(NOW + 30));
+    // (A SQLite store takes a second worker once the first is silent.)
+    s.worker_register(&worker("w2", NOW + 30)).unwrap();
+    let rescued = claim(&mut *s, "w2", NOW + 30, 10);
+    assert_eq!(claimed_tasks(&rescued), [tasks[1]]);
+    assert_eq!((rescued[0].rescued_from.as_deref(), rescued[0].calling), (Some("w1"), true));
+    // w1's fence on its first task is gone with the rescue.
+    let late = s.commit_steps_fenced(&[marks_calling(a, tasks[1])], &[mine[0].fence("w1")]);
+    assert!(matches!(late, Err(StoreError::Fenced { held_by: None, .. })), "{late:?}");
+    // Stopping keeps the claims of accounts with a call in flight.
+    assert_eq!(s.worker_stop("w2", NOW + 31).unwrap(), 0);
+    assert_eq!(s.task_counts(NOW + 31).unwrap(), [("claimed".to_string(), 1)]);
+}
+
+fn retries_falling_due_wake_idle_workers(b: &dyn Backend) {
+    let mut s = seeded(b);
+    let mut retry = task(0, TaskStatus::Pending);
+    retry.due_at = Some(NOW + 600);
+    account_with(&mut *s, "P1", &[retry]);
+    assert_eq!(s.task_next_wake(NOW).unwrap(), Some(NOW + 600));
+    assert_eq!(s.task_next_wake(NOW + 600).unwrap(), None);
+    assert_eq!(s.task_counts(NOW).unwrap(), [("retry_later".to_string(), 1)]);
+    assert_eq!(s.task_counts(NOW + 600).unwrap(), [("runnable".to_string(), 1)]);
+}
+
+fn call_slots_are_shared_by_every_connection(b: &dyn Backend) {
+    let mut one = b.open(None, ticking());
+    let mut two = b.open(None, ticking());
+    let a = one.target_slot_acquire("dbum", 2).unwrap();
+    let b2 = two.target_slot_acquire("dbum", 2).unwrap();
+    assert_eq!((a, b2), (Some(0), Some(1)));
+    assert_eq!(two.target_slot_acquire("dbum", 2).unwrap(), None, "both slots are taken");
+    assert_eq!(two.target_slot_acquire("other", 2).unwrap(), Some(0), "another target has its own");
+    two.target_slot_release("other", 0).unwrap();
+    one.target_slot_release("dbum", 0).unwrap();
+    assert_eq!(two.target_slot_acquire("dbum", 2).unwrap(), Some(0));
+    two.target_slot_release("dbum", 0).unwrap();
+    two.target_slot_release("dbum", 1).unwrap();
+    if one.sqlite_file().is_none() {
+        // PostgreSQL: a connection that ends frees its slots.
+        let mut three = b.open(None, ticking());
+        assert_eq!(three.target_slot_acquire("dbum", 1).unwrap(), Some(0));
+        drop(three);
+        let mut freed = None;
+        for _ in 0..100 {
+            freed = one.target_slot_acquire("dbum", 1).unwrap();
+            if freed.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(freed, Some(0));
+    }
+}
+
 /// Each case as one test per store.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
@@ -919,6 +1022,10 @@ conformance!(
     stopping_releases_claims_whose_call_has_not_started,
     a_person_finishing_a_claimed_task_ends_the_claim,
     concurrent_claimers_never_share_a_task,
+    manual_tasks_wait_for_a_person_and_are_never_claimed,
+    a_rescue_names_the_holder_of_an_account_whose_first_task_is_done,
+    retries_falling_due_wake_idle_workers,
+    call_slots_are_shared_by_every_connection,
 );
 
 #[test]

@@ -79,6 +79,7 @@ fn task(i: usize, status: TaskStatus, held: bool) -> NewTask {
         child: BTreeMap::new(),
         promoted: i == 1,
         calling: false,
+        manual: false,
     }
 }
 

@@ -18,7 +18,7 @@ use crate::value::{Secret, Value};
 #[cfg(test)]
 mod conformance;
 pub mod copy;
-mod postgres;
+pub mod postgres;
 pub mod queue;
 mod sqlite;
 
@@ -143,6 +143,8 @@ pub struct NewTask {
     pub promoted: bool,
     /// The engine calls it right after this commit (see [`Step::calling`]).
     pub calling: bool,
+    /// A manual task: it waits for a person, and no worker claims it.
+    pub manual: bool,
 }
 
 /// A user as the store has it, and its newest account of a process.
@@ -192,6 +194,9 @@ pub struct Step {
     /// The task whose target call starts right after this commit: its `calling` mark is
     /// committed with the step instead of in a transaction of its own.
     pub calling: Option<TaskId>,
+    /// Tasks whose `calling` mark comes off without a transition: a call found interrupted
+    /// whose task may run again (its query is idempotent), or one that never started.
+    pub uncalling: Vec<TaskId>,
 }
 
 impl Step {
@@ -202,6 +207,7 @@ impl Step {
             && self.account_status.is_none()
             && self.notify.is_empty()
             && self.calling.is_none()
+            && self.uncalling.is_empty()
     }
 }
 
@@ -463,6 +469,15 @@ pub fn open(
     })
 }
 
+/// A connection that waits for work committed anywhere, on a PostgreSQL store; `None` on a
+/// SQLite store, where one worker runs and polls.
+pub fn work_listener(url: &str) -> Result<Option<postgres::WorkListener>, StoreError> {
+    Ok(match location(url)? {
+        Location::Sqlite(_) => None,
+        Location::Postgres(url) => Some(postgres::WorkListener::open(&url)?),
+    })
+}
+
 /// Secrets kept for the current process only, for stores without a key.
 pub type SecretCache = BTreeMap<(AccountId, String), Secret>;
 
@@ -470,7 +485,7 @@ pub type SecretCache = BTreeMap<(AccountId, String), Secret>;
 
 /// The current version of the store's schema: both stores apply migrations with the same
 /// numbers, each written in its own dialect, so one version means the same tables on both.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 pub(crate) fn status_text(s: TaskStatus) -> &'static str {
     s.as_str()

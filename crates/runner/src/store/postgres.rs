@@ -15,8 +15,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::queue::{
-    expiry, fenced, holds, lease_seconds, with_claims, Claim, Epoch, Fence, HeldClaim, Queue, TaskClaimParams,
-    WorkerRecord, WorkerRow, WorkerStatus, HELD_COLUMNS, WORKER_COLUMNS,
+    expiry, fenced, holds, lease_seconds, slot_class, with_claims, Claim, Epoch, Fence, HeldClaim, Queue,
+    TaskClaimParams, WorkerRecord, WorkerRow, WorkerStatus, HELD_COLUMNS, TASK_COUNTS, WORKER_COLUMNS,
 };
 use super::{
     audit_entry, encode_values, form_context, map_json, status_text, user_record, why_refused, Account, AccountId,
@@ -193,6 +193,25 @@ CREATE INDEX task_instances_runnable ON task_instances(account_id) WHERE status 
 CREATE INDEX task_instances_claimed ON task_instances(account_id) WHERE claimed_by IS NOT NULL;
 "#,
     ),
+    (
+        5,
+        // Manual tasks are never claimed (see the SQLite store). Work committed anywhere wakes
+        // the workers: a statement that inserts tasks or changes their status, hold or due
+        // time notifies `provflow_work` (once per transaction, at its commit; claims and
+        // heartbeats touch other columns and wake nobody).
+        r#"
+ALTER TABLE task_instances ADD COLUMN manual boolean NOT NULL DEFAULT false;
+DROP INDEX task_instances_runnable;
+CREATE INDEX task_instances_runnable ON task_instances(account_id) WHERE status = 'Pending' AND NOT held AND NOT manual;
+CREATE FUNCTION provflow_work_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('provflow_work', '');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER task_instances_work AFTER INSERT OR UPDATE OF status, held, due_at ON task_instances
+    FOR EACH STATEMENT EXECUTE FUNCTION provflow_work_notify();
+"#,
+    ),
 ];
 
 pub struct PgStore {
@@ -200,6 +219,8 @@ pub struct PgStore {
     client: RefCell<Client>,
     key: Option<SecretKey>,
     now: Box<dyn Fn() -> Instant + Send>,
+    /// The call slots this connection holds (advisory locks: class, slot).
+    slots: RefCell<std::collections::BTreeSet<(i32, i32)>>,
 }
 
 /// A driver error as a store error: SQLSTATE and the server's message, or the driver's own;
@@ -221,7 +242,7 @@ impl PgStore {
     /// the database lacks. The database must exist; its tables are created on first open.
     pub fn open(url: &str, key: Option<SecretKey>, now: Box<dyn Fn() -> Instant + Send>) -> Result<Self, StoreError> {
         let client = connect(url)?;
-        let mut store = PgStore { client: RefCell::new(client), key, now };
+        let mut store = PgStore { client: RefCell::new(client), key, now, slots: RefCell::default() };
         store.migrate()?;
         Ok(store)
     }
@@ -383,8 +404,8 @@ fn insert_task(
 ) -> Result<TaskId, StoreError> {
     let id: TaskId = tx
         .query_one(
-            "INSERT INTO task_instances(account_id, task_index, task_name, status, attempt, due_at, held, note, child, calling, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
+            "INSERT INTO task_instances(account_id, task_index, task_name, status, attempt, due_at, held, note, child, calling, created_at, updated_at, manual)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) RETURNING id",
             &[
                 &account,
                 &to_i64(t.task_index),
@@ -397,6 +418,7 @@ fn insert_task(
                 &map_json(&t.child),
                 &t.calling,
                 &now,
+                &t.manual,
             ],
         )?
         .try_get(0)?;
@@ -465,6 +487,9 @@ fn apply_step(tx: &mut Transaction<'_>, step: &Step, now: Instant) -> Result<Vec
             "UPDATE accounts SET status = $2, updated_at = $3 WHERE id = $1",
             &[&step.account, &status.as_str(), &now],
         )?;
+    }
+    for task in &step.uncalling {
+        tx.execute("UPDATE task_instances SET calling = false, updated_at = $2 WHERE id = $1", &[task, &now])?;
     }
     if let Some(task) = step.calling {
         tx.execute("UPDATE task_instances SET calling = true, updated_at = $2 WHERE id = $1", &[&task, &now])?;
@@ -803,7 +828,7 @@ fn held_row(r: &Row) -> Result<(String, HeldClaim), StoreError> {
 }
 
 /// What makes a task `t` claimable at `$1`, but for the one-claim-per-account rule.
-const RUNNABLE: &str = "t.status = 'Pending' AND NOT t.held AND (t.due_at IS NULL OR t.due_at <= $1)
+const RUNNABLE: &str = "t.status = 'Pending' AND NOT t.held AND NOT t.manual AND (t.due_at IS NULL OR t.due_at <= $1)
     AND (t.claimed_by IS NULL OR t.lease_expires_at <= $1)";
 
 /// No task of `t`'s account has a live claim at `$1`.
@@ -872,7 +897,8 @@ impl Queue for PgStore {
             }
             let released = tx.execute(
                 "UPDATE task_instances SET claimed_by = NULL, lease_expires_at = NULL
-                 WHERE claimed_by = $1 AND NOT calling",
+                 WHERE claimed_by = $1 AND NOT EXISTS (SELECT 1 FROM task_instances c
+                   WHERE c.account_id = task_instances.account_id AND c.calling)",
                 &[&id],
             )?;
             Ok(usize::try_from(released).unwrap_or(usize::MAX))
@@ -924,7 +950,24 @@ impl Queue for PgStore {
             if accounts.is_empty() {
                 return Ok(vec![]);
             }
-            // 2. Claim one task per locked account. A statement of its own: its snapshot is
+            // 2. The locked accounts have no live claim: any claim left on them expired (a
+            // worker that held the account and died after its first task left Pending). They
+            // go, and their holders are named as rescued.
+            let stale: Vec<(AccountId, String)> = tx
+                .query(
+                    "WITH old AS (
+                       SELECT id, account_id, claimed_by FROM task_instances
+                       WHERE account_id = ANY($2) AND claimed_by IS NOT NULL AND lease_expires_at <= $1
+                       FOR UPDATE)
+                     UPDATE task_instances t SET claimed_by = NULL, lease_expires_at = NULL
+                     FROM old WHERE t.id = old.id
+                     RETURNING old.account_id, old.claimed_by",
+                    &[&p.now, &accounts],
+                )?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_, StoreError>>()?;
+            // 3. Claim one task per locked account. A statement of its own: its snapshot is
             // taken after the locks were granted, so it sees every claim committed by whoever
             // held them before (the first statement's snapshot may predate such a commit, and
             // would let two workers claim two tasks of one account). The conditions on `t` are
@@ -933,28 +976,29 @@ impl Queue for PgStore {
             let rows = tx.query(
                 &format!(
                     "WITH pick AS (
-                       SELECT DISTINCT ON (t.account_id) t.id, t.claimed_by AS before
+                       SELECT DISTINCT ON (t.account_id) t.id
                        FROM task_instances t
                        WHERE t.account_id = ANY($2) AND {RUNNABLE} AND {NO_LIVE_CLAIM}
-                       ORDER BY t.account_id, (t.claimed_by IS NULL), t.id)
+                       ORDER BY t.account_id, t.id)
                      UPDATE task_instances t
                      SET claimed_by = $3, lease_epoch = t.lease_epoch + 1, lease_expires_at = $4
                      FROM pick
                      WHERE t.id = pick.id AND {RUNNABLE}
-                     RETURNING t.id, t.account_id, t.lease_epoch, t.calling, pick.before"
+                     RETURNING t.id, t.account_id, t.lease_epoch, t.calling"
                 ),
                 &[&p.now, &accounts, &p.worker, &expires_at],
             )?;
             let mut claims = rows
                 .iter()
                 .map(|r| {
+                    let account: AccountId = r.try_get(1)?;
                     Ok(Claim {
                         task: r.try_get(0)?,
-                        account: r.try_get(1)?,
+                        account,
                         epoch: r.try_get(2)?,
                         expires_at,
                         calling: r.try_get(3)?,
-                        rescued_from: r.try_get(4)?,
+                        rescued_from: stale.iter().find(|(a, _)| *a == account).map(|(_, by)| by.clone()),
                     })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
@@ -963,13 +1007,18 @@ impl Queue for PgStore {
         })
     }
 
-    fn task_claim_release(&mut self, task: TaskId, epoch: Epoch) -> Result<bool, StoreError> {
+    fn task_claim_release(&mut self, held: &[(TaskId, Epoch)]) -> Result<usize, StoreError> {
+        if held.is_empty() {
+            return Ok(0);
+        }
+        let (tasks, epochs): (Vec<TaskId>, Vec<Epoch>) = held.iter().copied().unzip();
         let released = self.execute(
-            "UPDATE task_instances SET claimed_by = NULL, lease_expires_at = NULL
-             WHERE id = $1 AND lease_epoch = $2 AND claimed_by IS NOT NULL",
-            &[&task, &epoch],
+            "UPDATE task_instances t SET claimed_by = NULL, lease_expires_at = NULL
+             FROM unnest($1::bigint[], $2::bigint[]) AS h(task, epoch)
+             WHERE t.id = h.task AND t.lease_epoch = h.epoch AND t.claimed_by IS NOT NULL",
+            &[&tasks, &epochs],
         )?;
-        Ok(released > 0)
+        Ok(usize::try_from(released).unwrap_or(usize::MAX))
     }
 
     fn commit_steps_fenced(&mut self, steps: &[Step], fence: &[Fence]) -> Result<Vec<Vec<TaskId>>, StoreError> {
@@ -978,9 +1027,10 @@ impl Queue for PgStore {
         let mut order: Vec<&Fence> = fence.iter().collect();
         order.sort_by_key(|f| f.task);
         self.write(|tx| {
+            let mut kept = Vec::with_capacity(order.len());
             for f in order {
                 let row = tx.query_opt(
-                    "SELECT claimed_by, lease_epoch FROM task_instances WHERE id = $1 FOR UPDATE",
+                    "SELECT claimed_by, lease_epoch, lease_expires_at FROM task_instances WHERE id = $1 FOR UPDATE",
                     &[&f.task],
                 )?;
                 match row {
@@ -989,11 +1039,103 @@ impl Queue for PgStore {
                         if !holds(f, by.as_deref(), epoch) {
                             return Err(fenced(f, by, Some(epoch)));
                         }
+                        kept.push((f, r.try_get::<_, Option<Instant>>(2)?));
                     }
                     None => return Err(fenced(f, None, None)),
                 }
             }
-            steps.iter().map(|step| apply_step(tx, step, now)).collect()
+            let ids = steps.iter().map(|step| apply_step(tx, step, now)).collect::<Result<Vec<_>, _>>()?;
+            // A fenced task that left Pending keeps its claim: the worker's hold on the
+            // account until it releases it.
+            for (f, expires) in kept {
+                tx.execute(
+                    "UPDATE task_instances SET claimed_by = $2, lease_expires_at = $3 WHERE id = $1 AND claimed_by IS NULL",
+                    &[&f.task, &f.worker, &expires],
+                )?;
+            }
+            Ok(ids)
         })
+    }
+
+    fn task_next_wake(&self, now: Instant) -> Result<Option<Instant>, StoreError> {
+        let row = self.client.borrow_mut().query_one(
+            "SELECT least(
+               (SELECT min(due_at) FROM task_instances
+                WHERE status = 'Pending' AND NOT held AND NOT manual AND due_at > $1),
+               (SELECT min(lease_expires_at) FROM task_instances
+                WHERE claimed_by IS NOT NULL AND lease_expires_at > $1))",
+            &[&now],
+        )?;
+        Ok(row.try_get(0)?)
+    }
+
+    fn task_counts(&self, now: Instant) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = self.client.borrow_mut().query(TASK_COUNTS, &[&now])?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    fn task_mark_manual(&mut self, tasks: &[TaskId]) -> Result<(), StoreError> {
+        self.execute("UPDATE task_instances SET manual = true WHERE id = ANY($1)", &[&tasks])?;
+        Ok(())
+    }
+
+    fn target_slot_acquire(&mut self, target: &str, cap: u32) -> Result<Option<u32>, StoreError> {
+        // Session advisory locks: held by this connection, freed when it ends, whatever ends it.
+        // A session may take an advisory lock it holds again: the slots this connection holds
+        // are left out.
+        let class = slot_class(target);
+        let cap = i32::try_from(cap).unwrap_or(i32::MAX);
+        let mine: Vec<i32> = self.slots.borrow().iter().filter(|(c, _)| *c == class).map(|(_, slot)| *slot).collect();
+        // The series is scanned in order and the scan stops at the first lock taken.
+        let row = self.client.borrow_mut().query_opt(
+            "SELECT s FROM generate_series(0, $2 - 1) AS s WHERE s <> ALL($3) AND pg_try_advisory_lock($1, s) LIMIT 1",
+            &[&class, &cap, &mine],
+        )?;
+        let slot: Option<i32> = row.map(|r| r.try_get(0)).transpose()?;
+        if let Some(taken) = slot {
+            self.slots.borrow_mut().insert((class, taken));
+        }
+        Ok(slot.and_then(|s| u32::try_from(s).ok()))
+    }
+
+    fn target_slot_release(&mut self, target: &str, slot: u32) -> Result<(), StoreError> {
+        let (class, slot) = (slot_class(target), i32::try_from(slot).unwrap_or(i32::MAX));
+        if self.slots.borrow_mut().remove(&(class, slot)) {
+            self.client.borrow_mut().query_one("SELECT pg_advisory_unlock($1, $2)", &[&class, &slot])?;
+        }
+        Ok(())
+    }
+}
+
+/// The channel every commit of new work notifies (migration 5's trigger).
+pub const WORK_CHANNEL: &str = "provflow_work";
+
+/// A connection of its own that waits for `provflow_work` notifications (see
+/// [`super::work_listener`]).
+pub struct WorkListener {
+    client: Client,
+}
+
+impl WorkListener {
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let mut client = connect(url)?;
+        client.batch_execute(&format!("LISTEN {WORK_CHANNEL}"))?;
+        Ok(WorkListener { client })
+    }
+
+    /// Waits up to `timeout` for a notification; `true` when one (or several) arrived.
+    pub fn wait(&mut self, timeout: Duration) -> Result<bool, StoreError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut notifications = self.client.notifications();
+        let first = notifications.timeout_iter(timeout).next()?;
+        if first.is_none() {
+            // A timeout, or a connection that died quietly: a query tells them apart.
+            drop(notifications);
+            self.client.simple_query("")?;
+            return Ok(false);
+        }
+        // Several commits wake the workers once.
+        while notifications.iter().next()?.is_some() {}
+        Ok(true)
     }
 }

@@ -38,6 +38,14 @@ pub struct WorkerRecord {
     pub stopped_at: Option<Instant>,
 }
 
+impl WorkerRecord {
+    /// Not stopped, and its last heartbeat younger than its lease.
+    pub fn live(&self, now: Instant) -> bool {
+        let lease = i64::try_from(self.lease.as_secs()).unwrap_or(i64::MAX);
+        self.stopped_at.is_none() && self.heartbeat_at.saturating_add(lease) > now
+    }
+}
+
 /// A claim a worker holds (see [`Queue::workers`], [`Queue::worker_heartbeat`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeldClaim {
@@ -125,14 +133,55 @@ pub trait Queue {
     /// unset or not after `now`), unclaimed or with an expired lease, at most one per account
     /// and none of an account that has a live claim. Each claim increments the task's epoch.
     fn task_claim(&mut self, params: &TaskClaimParams<'_>) -> Result<Vec<Claim>, StoreError>;
-    /// Gives a claim back without an outcome; `false` when (task, epoch) is no longer claimed.
-    fn task_claim_release(&mut self, task: TaskId, epoch: Epoch) -> Result<bool, StoreError>;
+    /// Gives claims back, in one transaction; how many of the (task, epoch) pairs were still
+    /// claimed (a claim taken over by a rescue has another epoch and stays).
+    fn task_claim_release(&mut self, held: &[(TaskId, Epoch)]) -> Result<usize, StoreError>;
     /// [`super::StateStore::commit_steps`], only if every fenced task is still claimed with
     /// that epoch by that worker: checked inside the commit's transaction (PostgreSQL: the rows
     /// locked), otherwise [`StoreError::Fenced`] and nothing is written. A task that leaves
     /// Pending loses its claim (as in every commit).
     fn commit_steps_fenced(&mut self, steps: &[Step], fence: &[Fence]) -> Result<Vec<Vec<TaskId>>, StoreError>;
+
+    /// The next instant after `now` at which work may become claimable without a commit: a
+    /// retry falling due, or a live claim's lease expiring (a rescue). Idle workers sleep
+    /// until then at the latest.
+    fn task_next_wake(&self, now: Instant) -> Result<Option<Instant>, StoreError>;
+    /// How many open tasks are in each state of the queue at `now`: `runnable`, `claimed`,
+    /// `retry_later` (a retry not due yet), `held` (handed to a person), `manual`, `waiting`
+    /// (for the tasks they depend on). States with no task are left out.
+    fn task_counts(&self, now: Instant) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Marks tasks as manual (waiting for a person, never claimed): rows written before the
+    /// store knew which tasks are manual, found by a worker that claimed one.
+    fn task_mark_manual(&mut self, tasks: &[TaskId]) -> Result<(), StoreError>;
+
+    /// Takes one of the `cap` call slots of `target`, shared by every worker of the store;
+    /// `None` when all are taken. A slot is this connection's until released or until the
+    /// connection ends (a dead worker's slots come free with it).
+    fn target_slot_acquire(&mut self, target: &str, cap: u32) -> Result<Option<u32>, StoreError>;
+    /// Gives back a slot [`Queue::target_slot_acquire`] returned.
+    fn target_slot_release(&mut self, target: &str, slot: u32) -> Result<(), StoreError>;
 }
+
+/// The advisory-lock class of a target's call slots: FNV-1a of its name, as the `int4` the
+/// two-key advisory lock functions take (PostgreSQL), or the key of the process's slot table
+/// (SQLite). The store's migration lock is a one-key lock: the two never meet.
+pub(crate) fn slot_class(target: &str) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in target.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    i32::from_ne_bytes(h.to_ne_bytes())
+}
+
+/// The query of [`Queue::task_counts`], for both stores (`$1`: now; booleans compared as such).
+pub(crate) const TASK_COUNTS: &str = "SELECT CASE
+         WHEN status = 'Waiting' THEN 'waiting'
+         WHEN held THEN 'held'
+         WHEN manual THEN 'manual'
+         WHEN claimed_by IS NOT NULL AND lease_expires_at > $1 THEN 'claimed'
+         WHEN due_at > $1 THEN 'retry_later'
+         ELSE 'runnable' END AS state, count(*)
+       FROM task_instances WHERE status IN ('Pending', 'Waiting') GROUP BY 1 ORDER BY 1";
 
 /// A lease in whole seconds, rounded up, at least one.
 pub(crate) fn lease_seconds(lease: Duration) -> i64 {

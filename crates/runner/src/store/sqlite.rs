@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::queue::{
-    expiry, fenced, holds, lease_seconds, with_claims, Claim, Epoch, Fence, HeldClaim, Queue, TaskClaimParams,
-    WorkerRecord, WorkerRow, WorkerStatus, HELD_COLUMNS, WORKER_COLUMNS,
+    expiry, fenced, holds, lease_seconds, slot_class, with_claims, Claim, Epoch, Fence, HeldClaim, Queue,
+    TaskClaimParams, WorkerRecord, WorkerRow, WorkerStatus, HELD_COLUMNS, TASK_COUNTS, WORKER_COLUMNS,
 };
 use super::{
     audit_entry, encode_values, form_context, map_json, status_text, user_record, why_refused, Account, AccountId,
@@ -172,6 +172,16 @@ ALTER TABLE task_instances ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE task_instances ADD COLUMN lease_expires_at INTEGER;
 CREATE INDEX task_instances_runnable ON task_instances(account_id) WHERE status = 'Pending' AND held = 0;
 CREATE INDEX task_instances_claimed ON task_instances(account_id) WHERE claimed_by IS NOT NULL;
+"#,
+    ),
+    (
+        5,
+        // A manual task waits for a person: no worker claims it. Rows of earlier versions read
+        // 0 and are marked when a worker first meets them (`task_mark_manual`).
+        r#"
+ALTER TABLE task_instances ADD COLUMN manual INTEGER NOT NULL DEFAULT 0;
+DROP INDEX task_instances_runnable;
+CREATE INDEX task_instances_runnable ON task_instances(account_id) WHERE status = 'Pending' AND held = 0 AND manual = 0;
 "#,
     ),
 ];
@@ -349,8 +359,8 @@ impl SqliteStore {
     ) -> Result<TaskId, StoreError> {
         let child = map_json(&t.child);
         tx.prepare_cached(
-            "INSERT INTO task_instances(account_id, task_index, task_name, status, attempt, due_at, held, note, child, calling, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+            "INSERT INTO task_instances(account_id, task_index, task_name, status, attempt, due_at, held, note, child, calling, created_at, updated_at, manual)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
         )?
         .execute(params![
             account,
@@ -363,7 +373,8 @@ impl SqliteStore {
             t.note,
             child,
             t.calling,
-            now
+            now,
+            t.manual
         ])?;
         let id = tx.last_insert_rowid();
         let mut audit = tx.prepare_cached(
@@ -446,6 +457,10 @@ fn apply_step(tx: &rusqlite::Connection, step: &Step, now: Instant) -> Result<Ve
             status.as_str(),
             now
         ])?;
+    }
+    for task in &step.uncalling {
+        tx.prepare_cached("UPDATE task_instances SET calling = 0, updated_at = ?2 WHERE id = ?1")?
+            .execute(params![task, now])?;
     }
     if let Some(task) = step.calling {
         tx.prepare_cached("UPDATE task_instances SET calling = 1, updated_at = ?2 WHERE id = ?1")?
@@ -853,19 +868,42 @@ fn held_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, HeldClaim)> {
 }
 
 /// Checks every fence inside the open transaction: the task still claimed by that worker
-/// with that epoch.
-fn check_fences(tx: &rusqlite::Connection, fences: &[Fence]) -> Result<(), StoreError> {
-    let mut stmt = tx.prepare_cached("SELECT claimed_by, lease_epoch FROM task_instances WHERE id = ?1")?;
+/// with that epoch. Returns each fenced task's lease expiry, to keep the claim through the commit.
+fn check_fences(tx: &rusqlite::Connection, fences: &[Fence]) -> Result<Vec<Option<Instant>>, StoreError> {
+    let mut stmt =
+        tx.prepare_cached("SELECT claimed_by, lease_epoch, lease_expires_at FROM task_instances WHERE id = ?1")?;
+    let mut kept = Vec::with_capacity(fences.len());
     for f in fences {
-        let row: Option<(Option<String>, Epoch)> =
-            stmt.query_row([f.task], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        let row: Option<(Option<String>, Epoch, Option<Instant>)> =
+            stmt.query_row([f.task], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
         match row {
-            Some((by, epoch)) if holds(f, by.as_deref(), epoch) => {}
-            Some((by, epoch)) => return Err(fenced(f, by, Some(epoch))),
+            Some((by, epoch, expires)) if holds(f, by.as_deref(), epoch) => kept.push(expires),
+            Some((by, epoch, _)) => return Err(fenced(f, by, Some(epoch))),
             None => return Err(fenced(f, None, None)),
         }
     }
+    Ok(kept)
+}
+
+/// Puts back the claims a fenced commit's steps took off (a fenced task left Pending): the
+/// claim is the worker's hold on the account until it releases it.
+fn keep_fences(tx: &rusqlite::Connection, fences: &[Fence], kept: &[Option<Instant>]) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE task_instances SET claimed_by = ?2, lease_expires_at = ?3 WHERE id = ?1 AND claimed_by IS NULL",
+    )?;
+    for (f, expires) in fences.iter().zip(kept) {
+        stmt.execute(params![f.task, f.worker, expires])?;
+    }
     Ok(())
+}
+
+/// The call slots taken in this process, by store file and target (see
+/// [`Queue::target_slot_acquire`]).
+type SlotTable = std::collections::HashMap<(PathBuf, i32), std::collections::BTreeSet<u32>>;
+
+fn slots() -> &'static std::sync::Mutex<SlotTable> {
+    static SLOTS: std::sync::OnceLock<std::sync::Mutex<SlotTable>> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(Default::default)
 }
 
 /// Ends an IMMEDIATE transaction begun by hand: commits `result`'s work, or rolls it back.
@@ -967,7 +1005,8 @@ impl Queue for SqliteStore {
             Ok(tx
                 .prepare_cached(
                     "UPDATE task_instances SET claimed_by = NULL, lease_expires_at = NULL
-                     WHERE claimed_by = ?1 AND calling = 0",
+                     WHERE claimed_by = ?1 AND NOT EXISTS (SELECT 1 FROM task_instances c
+                       WHERE c.account_id = task_instances.account_id AND c.calling = 1)",
                 )?
                 .execute([id])?)
         })
@@ -1006,7 +1045,7 @@ impl Queue for SqliteStore {
                        SELECT t.id, t.account_id, t.claimed_by,
                               row_number() OVER (PARTITION BY t.account_id ORDER BY t.claimed_by IS NULL, t.id) AS n
                        FROM task_instances t INDEXED BY task_instances_runnable
-                       WHERE t.status = 'Pending' AND t.held = 0 AND (t.due_at IS NULL OR t.due_at <= ?1)
+                       WHERE t.status = 'Pending' AND t.held = 0 AND t.manual = 0 AND (t.due_at IS NULL OR t.due_at <= ?1)
                          AND (t.claimed_by IS NULL OR t.lease_expires_at <= ?1)
                          AND NOT EXISTS (SELECT 1 FROM task_instances l INDEXED BY task_instances_claimed
                                          WHERE l.account_id = t.account_id AND l.claimed_by IS NOT NULL
@@ -1019,32 +1058,56 @@ impl Queue for SqliteStore {
                 "UPDATE task_instances SET claimed_by = ?2, lease_epoch = lease_epoch + 1, lease_expires_at = ?3
                  WHERE id = ?1 RETURNING lease_epoch, calling",
             )?;
+            // The account has no live claim: any other claim on it expired (a worker that held
+            // the account and died after its first task left Pending). It goes, named as rescued.
+            let mut stale = tx.prepare_cached(
+                "SELECT claimed_by FROM task_instances INDEXED BY task_instances_claimed
+                 WHERE account_id = ?1 AND claimed_by IS NOT NULL AND id <> ?2",
+            )?;
+            let mut clear = tx.prepare_cached(
+                "UPDATE task_instances SET claimed_by = NULL, lease_expires_at = NULL
+                 WHERE account_id = ?1 AND claimed_by IS NOT NULL AND id <> ?2",
+            )?;
             let mut claims = Vec::with_capacity(picked.len());
             for (task, account, before) in picked {
+                let gone: Vec<String> =
+                    stale.query_map(params![account, task], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                if !gone.is_empty() {
+                    clear.execute(params![account, task])?;
+                }
                 let (epoch, calling) =
                     claim.query_row(params![task, p.worker, expires_at], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                claims.push(Claim { task, account, epoch, expires_at, calling, rescued_from: before });
+                let rescued_from = before.or_else(|| gone.into_iter().next());
+                claims.push(Claim { task, account, epoch, expires_at, calling, rescued_from });
             }
             Ok(claims)
         })
     }
 
-    fn task_claim_release(&mut self, task: TaskId, epoch: Epoch) -> Result<bool, StoreError> {
-        let released = self
-            .conn
-            .prepare_cached(
+    fn task_claim_release(&mut self, held: &[(TaskId, Epoch)]) -> Result<usize, StoreError> {
+        if held.is_empty() {
+            return Ok(0);
+        }
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
                 "UPDATE task_instances SET claimed_by = NULL, lease_expires_at = NULL
                  WHERE id = ?1 AND lease_epoch = ?2 AND claimed_by IS NOT NULL",
-            )?
-            .execute(params![task, epoch])?;
-        Ok(released > 0)
+            )?;
+            let mut released = 0;
+            for (task, epoch) in held {
+                released += stmt.execute(params![task, epoch])?;
+            }
+            Ok(released)
+        })
     }
 
     fn commit_steps_fenced(&mut self, steps: &[Step], fence: &[Fence]) -> Result<Vec<Vec<TaskId>>, StoreError> {
         let now = (self.now)();
         let apply = |tx: &rusqlite::Connection| {
-            check_fences(tx, fence)?;
-            steps.iter().map(|step| apply_step(tx, step, now)).collect()
+            let kept = check_fences(tx, fence)?;
+            let ids = steps.iter().map(|step| apply_step(tx, step, now)).collect::<Result<Vec<_>, _>>()?;
+            keep_fences(tx, fence, &kept)?;
+            Ok(ids)
         };
         if std::mem::take(&mut self.step_open) {
             // The transaction `call_in_step` opened: refused, the call is rolled back with it.
@@ -1052,6 +1115,61 @@ impl Queue for SqliteStore {
             return finish(&self.conn, result);
         }
         self.write(apply)
+    }
+
+    fn task_next_wake(&self, now: Instant) -> Result<Option<Instant>, StoreError> {
+        self.reading(|| {
+            Ok(self
+                .conn
+                .prepare_cached(
+                    "SELECT min(at) FROM (
+                       SELECT min(due_at) AS at FROM task_instances INDEXED BY task_instances_runnable
+                       WHERE status = 'Pending' AND held = 0 AND manual = 0 AND due_at > ?1
+                       UNION ALL
+                       SELECT min(lease_expires_at) FROM task_instances INDEXED BY task_instances_claimed
+                       WHERE claimed_by IS NOT NULL AND lease_expires_at > ?1)",
+                )?
+                .query_row([now], |r| r.get(0))?)
+        })
+    }
+
+    fn task_counts(&self, now: Instant) -> Result<Vec<(String, i64)>, StoreError> {
+        self.reading(|| {
+            let sql = TASK_COUNTS.replace("$1", "?1");
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn task_mark_manual(&mut self, tasks: &[TaskId]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached("UPDATE task_instances SET manual = 1 WHERE id = ?1")?;
+            for t in tasks {
+                stmt.execute([t])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn target_slot_acquire(&mut self, target: &str, cap: u32) -> Result<Option<u32>, StoreError> {
+        // One worker at a time runs on a SQLite store: its slots are this process's.
+        let mut taken = slots().lock().map_err(|_| StoreError::Corrupt("the call slot table".into()))?;
+        let key = (self.path.clone(), slot_class(target));
+        let used = taken.entry(key).or_default();
+        let free = (0..cap).find(|s| !used.contains(s));
+        if let Some(s) = free {
+            used.insert(s);
+        }
+        Ok(free)
+    }
+
+    fn target_slot_release(&mut self, target: &str, slot: u32) -> Result<(), StoreError> {
+        let mut taken = slots().lock().map_err(|_| StoreError::Corrupt("the call slot table".into()))?;
+        if let Some(used) = taken.get_mut(&(self.path.clone(), slot_class(target))) {
+            used.remove(&slot);
+        }
+        Ok(())
     }
 }
 
