@@ -85,13 +85,17 @@ fn the_runner_accepts_the_ir_file_in_place_of_definitions() {
     assert!(out.stdout.contains("insert_package"), "{out}");
     assert!(!out.stdout.contains("correct horse") && !out.stderr.contains("correct horse"), "{out}");
 
-    // An IR of the oldest readable version (before templates had a sender) still runs: state
-    // stores hold such bundles after an upgrade. One older than that is refused.
+    // An IR of the oldest readable version (before templates had a sender and targets a call
+    // limit) still runs: state stores hold such bundles after an upgrade. One older than that
+    // is refused.
     let mut ir: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(p.path().join("ir.json")).expect("ir.json")).expect("json");
     ir["ir_version"] = serde_json::json!(provflow_ir::OLDEST_READABLE_IR_VERSION);
     for template in ir["templates"].as_array_mut().expect("templates") {
         template.as_object_mut().expect("template").remove("from");
+    }
+    for target in ir["targets"].as_array_mut().expect("targets") {
+        target.as_object_mut().expect("target").remove("max_concurrent_calls");
     }
     p.write("old.json", serde_json::to_string(&ir).expect("json"));
     ir["ir_version"] = serde_json::json!(provflow_ir::OLDEST_READABLE_IR_VERSION - 1);

@@ -137,6 +137,24 @@ fn the_committed_schema_refuses_structural_errors() {
         "apiVersion": "provflow/v1", "kind": "Target", "name": "t", "dialect": "sqlite", "queries": "q"
     });
     assert!(schemas.validate(&valid, index).is_ok(), "the baseline target must be valid");
+    for limit in [1, 4, 10_000] {
+        let mut doc = valid.clone();
+        doc["max_concurrent_calls"] = serde_json::json!(limit);
+        assert!(schemas.validate(&doc, index).is_ok(), "the schema refuses max_concurrent_calls: {limit}");
+    }
+    // What the compiler refuses with PF315, the editor marks too.
+    for limit in [
+        serde_json::json!(0),
+        serde_json::json!(-1),
+        serde_json::json!(10_001),
+        serde_json::json!(2.5),
+        serde_json::json!("8"),
+        serde_json::Value::Null,
+    ] {
+        let mut doc = valid.clone();
+        doc["max_concurrent_calls"] = limit.clone();
+        assert!(schemas.validate(&doc, index).is_err(), "the schema accepts max_concurrent_calls: {limit}");
+    }
     let broken = [
         (
             "misspelled field",

@@ -120,7 +120,20 @@ pub struct Target {
     /// Non-secret values that adapters may map as `target.<name>`.
     #[serde(default)]
     pub properties: IndexMap<String, Scalar>,
+    /// The most calls provflow makes to this target at the same time, all workers together: with `max_concurrent_calls: 4`, a fifth call waits until one of the four has finished. Use it to protect a database that takes only a few connections. A whole number from 1 to 10000; leave the field out for no limit.
+    #[serde(default)]
+    #[schemars(with = "u32", range(min = 1, max = MAX_CONCURRENT_CALLS_LIMIT), transform = no_default)]
+    pub max_concurrent_calls: Option<u32>,
 }
+
+/// Drops the `"default": null` that `#[serde(default)]` adds: null is no valid value here, and
+/// an editor would offer it on completion.
+fn no_default(schema: &mut schemars::Schema) {
+    schema.remove("default");
+}
+
+/// The largest `max_concurrent_calls` a target may set.
+pub const MAX_CONCURRENT_CALLS_LIMIT: u32 = 10_000;
 
 /// Where the connection URL comes from.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The version of the IR layout this provflow writes. Version 2 added the notification
-/// template's sender (`from`).
-pub const IR_VERSION: u32 = 2;
+/// template's sender (`from`), version 3 the target's `max_concurrent_calls` (an older runner
+/// would run without the limit, so it must refuse such a bundle).
+pub const IR_VERSION: u32 = 3;
 
 /// The oldest IR layout this provflow still reads: every version from this one to
 /// [`IR_VERSION`] reads into today's types, with what was added since left empty.
@@ -81,6 +82,11 @@ pub struct Target {
     /// Name of the environment variable holding the connection URL, if any.
     pub url_env: Option<String>,
     pub properties: BTreeMap<String, String>,
+    /// The most calls to this target in flight at once, all workers together (1 to 10000, checked
+    /// by the compiler); `None`: no limit. Absent from the JSON when `None`, so bundles without
+    /// a limit serialise as before and older IR reads with no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_calls: Option<u32>,
     pub location: Location,
 }
 
@@ -800,4 +806,57 @@ pub fn load(json: &str) -> Result<Bundle, LoadError> {
         return Err(LoadError::Version { found: header.ir_version });
     }
     serde_json::from_str(json).map_err(LoadError::Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle(ir_version: u32, max_concurrent_calls: Option<u32>) -> Bundle {
+        Bundle {
+            ir_version,
+            hash: String::new(),
+            targets: vec![Target {
+                name: "db".into(),
+                dialect: Dialect::Sqlite,
+                query_set: 0,
+                url_env: None,
+                properties: BTreeMap::new(),
+                max_concurrent_calls,
+                location: Location::default(),
+            }],
+            query_sets: Vec::new(),
+            processes: Vec::new(),
+            events: Vec::new(),
+            templates: Vec::new(),
+            user_schema: UserSchema { name: None, attributes: Vec::new() },
+            scenarios: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_call_limit_is_written_only_when_set() {
+        let without = serde_json::to_value(bundle(IR_VERSION, None)).unwrap();
+        assert!(without["targets"][0].get("max_concurrent_calls").is_none(), "{without}");
+        let with = serde_json::to_string(&bundle(IR_VERSION, Some(4))).unwrap();
+        assert!(with.contains(r#""max_concurrent_calls":4,"location""#), "{with}");
+        assert_eq!(load(&with).unwrap(), bundle(IR_VERSION, Some(4)));
+    }
+
+    #[test]
+    fn an_ir_written_before_the_call_limit_reads_with_no_limit() {
+        // Version 2 had no `max_concurrent_calls`; its bundles are in state stores and must still load.
+        let mut v2 = serde_json::to_value(bundle(2, Some(4))).unwrap();
+        v2["targets"][0].as_object_mut().unwrap().remove("max_concurrent_calls");
+        let read = load(&v2.to_string()).unwrap();
+        assert_eq!(read, bundle(2, None));
+    }
+
+    #[test]
+    fn versions_outside_the_readable_range_are_refused() {
+        for version in [OLDEST_READABLE_IR_VERSION - 1, IR_VERSION + 1] {
+            let json = serde_json::to_string(&bundle(version, None)).unwrap();
+            assert!(matches!(load(&json), Err(LoadError::Version { found }) if found == version), "{version}");
+        }
+    }
 }

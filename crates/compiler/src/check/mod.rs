@@ -218,6 +218,7 @@ pub fn raw_checks(kind: &str, value: &Value, findings: &mut Vec<Finding>) {
     if kind != "Target" {
         return;
     }
+    call_limit(value, findings);
     if let Some(conn) = value.get("connection").and_then(Value::as_object) {
         for (key, v) in conn {
             let credential_key = matches!(
@@ -262,6 +263,58 @@ pub fn raw_checks(kind: &str, value: &Value, findings: &mut Vec<Finding>) {
             }
         }
     }
+}
+
+/// PF315: `max_concurrent_calls` is a whole number from 1 to
+/// [`syntax::MAX_CONCURRENT_CALLS_LIMIT`]. Checked on the raw value, before the schema, so that
+/// every wrong value (a string, a fraction, 0, a negative or too large number, nothing) gets one
+/// message that says what was found and what is allowed.
+fn call_limit(value: &Value, findings: &mut Vec<Finding>) {
+    const FIELD: &str = "max_concurrent_calls";
+    let Some(v) = value.get(FIELD) else { return };
+    let max = syntax::MAX_CONCURRENT_CALLS_LIMIT;
+    let allowed = format!("write a whole number from 1 to {max}, or leave the field out for no limit");
+    let (message, help) = match v {
+        // A whole number; `as_i64` is `None` only beyond `i64::MAX`, which is too large as well.
+        Value::Number(n) if n.is_i64() || n.is_u64() => match n.as_i64() {
+            Some(i) if (1..=i64::from(max)).contains(&i) => return,
+            Some(0) => {
+                (format!("`{FIELD}` must be at least 1, found `0`"), format!("0 would let no call through: {allowed}"))
+            }
+            Some(i) if i < 0 => (format!("`{FIELD}` must be at least 1, found `{i}`"), allowed),
+            _ => (
+                format!("`{FIELD}` must be at most {max}, found `{n}`"),
+                format!("write at most {max}, or leave the field out for no limit"),
+            ),
+        },
+        // A number written with a fraction or an exponent (`2.5`, `10.0`, `1e3`), or an integer
+        // too large for 64 bits.
+        Value::Number(n) => match n.as_f64().filter(|f| f.fract() == 0.0) {
+            Some(f) if f < 1.0 => (format!("`{FIELD}` must be at least 1, found `{n}`"), allowed),
+            Some(f) if f > f64::from(max) => (
+                format!("`{FIELD}` must be at most {max}, found `{n}`"),
+                format!("write at most {max}, or leave the field out for no limit"),
+            ),
+            Some(f) => (
+                format!("`{FIELD}` must be a whole number, found `{n}`"),
+                format!("write it without a fraction or exponent: `{FIELD}: {f:.0}`"),
+            ),
+            None => (format!("`{FIELD}` must be a whole number, found `{n}`"), allowed),
+        },
+        Value::String(s) => {
+            let number = s.trim().parse::<u32>().ok().filter(|i| (1..=max).contains(i));
+            let help = match number {
+                Some(i) => format!("write the number without quotes: `{FIELD}: {i}`"),
+                None => allowed,
+            };
+            (format!("`{FIELD}` must be a number, found a string"), help)
+        }
+        Value::Null => (format!("`{FIELD}` has no value"), allowed),
+        Value::Bool(_) => (format!("`{FIELD}` must be a number, found a boolean"), allowed),
+        Value::Array(_) => (format!("`{FIELD}` must be a number, found a list"), allowed),
+        Value::Object(_) => (format!("`{FIELD}` must be a number, found a mapping"), allowed),
+    };
+    findings.push(Finding::error("PF315", message, format!("/{FIELD}"), Part::Value, Some(help)));
 }
 
 fn collect<'a, T>(

@@ -1,7 +1,8 @@
 //! `ConnectorQueries` and `Target`: query text, parameters, calls, emulated procedures,
 //! install scripts, and the targets that use the query sets (SPEC §2.1, §2.2).
 //!
-//! Codes: PF300–PF313 (PF600, credentials in a connection, is a raw check in `check`).
+//! Codes: PF300–PF314 (PF315, a target's `max_concurrent_calls`, and PF600, credentials in a
+//! connection, are raw checks in `check`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
@@ -684,6 +685,8 @@ fn lower_target(
         query_set,
         url_env: def.connection.as_ref().map(|c| c.url_env.clone()),
         properties: def.properties.iter().map(|(k, v)| (k.clone(), v.to_text())).collect(),
+        // Its range (PF315) was checked on the raw document, before the schema.
+        max_concurrent_calls: def.max_concurrent_calls,
         location: ctx.location(target.doc, "/name"),
     }
 }
@@ -1058,6 +1061,93 @@ mod tests {
         assert_eq!((t.query_set, t.dialect, t.url_env.as_deref()), (0, provflow_ir::Dialect::Sqlite, Some("T_URL")));
         let props: Vec<(&str, &str)> = t.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(props, vec![("on", "yes"), ("profile", "DEFAULT"), ("size", "10")]);
+    }
+
+    fn target_with_call_limit(value: &str) -> String {
+        format!(
+            "{TARGETS}apiVersion: provflow/v1\nkind: Target\nname: t\ndialect: sqlite\nqueries: lite-set\nmax_concurrent_calls: {value}\n"
+        )
+    }
+
+    #[test]
+    fn a_call_limit_from_1_to_10000_is_lowered() {
+        for (value, want) in [("1", Some(1)), ("10000", Some(10_000)), ("0x10", Some(16)), ("+8", Some(8))] {
+            let c = compile(&target_with_call_limit(value));
+            assert_eq!(c.errors(), 0, "{value}: {:?}", c.diagnostics);
+            assert_eq!(c.bundle.as_ref().map(|b| b.targets[0].max_concurrent_calls), Some(want), "{value}");
+        }
+        // Without the field: no limit, and the IR has no such key.
+        let c = compile(&format!(
+            "{TARGETS}apiVersion: provflow/v1\nkind: Target\nname: t\ndialect: sqlite\nqueries: lite-set\n"
+        ));
+        assert_eq!(c.errors(), 0, "{:?}", c.diagnostics);
+        let Some(bundle) = c.bundle else { return };
+        assert_eq!(bundle.targets[0].max_concurrent_calls, None);
+        let json = serde_json::to_string(&bundle).unwrap();
+        assert!(!json.contains("max_concurrent_calls"), "{json}");
+    }
+
+    #[test]
+    fn a_call_limit_out_of_range_is_one_precise_error_at_the_value() {
+        const RANGE: &str = "write a whole number from 1 to 10000, or leave the field out for no limit";
+        const TOO_LARGE: &str = "write at most 10000, or leave the field out for no limit";
+        // (value as written, end column of the value, message, help); the value starts at 20:23.
+        let cases: Vec<(&str, u32, &str, String)> = vec![
+            (
+                "0",
+                24,
+                "`max_concurrent_calls` must be at least 1, found `0`",
+                format!("0 would let no call through: {RANGE}"),
+            ),
+            ("-3", 25, "`max_concurrent_calls` must be at least 1, found `-3`", RANGE.into()),
+            ("10001", 28, "`max_concurrent_calls` must be at most 10000, found `10001`", TOO_LARGE.into()),
+            (
+                "99999999999999999999",
+                43,
+                "`max_concurrent_calls` must be at most 10000, found `1e+20`",
+                TOO_LARGE.into(),
+            ),
+            ("2.5", 26, "`max_concurrent_calls` must be a whole number, found `2.5`", RANGE.into()),
+            ("-0.5", 27, "`max_concurrent_calls` must be a whole number, found `-0.5`", RANGE.into()),
+            (
+                "10.0",
+                27,
+                "`max_concurrent_calls` must be a whole number, found `10.0`",
+                "write it without a fraction or exponent: `max_concurrent_calls: 10`".into(),
+            ),
+            ("0.0", 26, "`max_concurrent_calls` must be at least 1, found `0.0`", RANGE.into()),
+            ("2e4", 26, "`max_concurrent_calls` must be at most 10000, found `20000.0`", TOO_LARGE.into()),
+            (
+                "\"10\"",
+                27,
+                "`max_concurrent_calls` must be a number, found a string",
+                "write the number without quotes: `max_concurrent_calls: 10`".into(),
+            ),
+            ("ten", 26, "`max_concurrent_calls` must be a number, found a string", RANGE.into()),
+            ("true", 27, "`max_concurrent_calls` must be a number, found a boolean", RANGE.into()),
+            ("[4]", 26, "`max_concurrent_calls` must be a number, found a list", RANGE.into()),
+            ("{ n: 4 }", 31, "`max_concurrent_calls` must be a number, found a mapping", RANGE.into()),
+        ];
+        for (value, end_column, message, help) in cases {
+            let c = compile(&target_with_call_limit(value));
+            // The schema would also refuse these (PF104, PF106): only the precise finding is shown.
+            let got: Vec<_> = c
+                .diagnostics
+                .iter()
+                .map(|d| (d.code, d.line, d.column, d.end_line, d.end_column, d.message.as_str(), d.help.as_deref()))
+                .collect();
+            assert_eq!(got, vec![("PF315", 20, 23, 20, end_column, message, Some(help.as_str()))], "{value}");
+            assert!(c.bundle.is_none(), "{value}");
+        }
+    }
+
+    #[test]
+    fn an_empty_call_limit_is_refused_not_read_as_no_limit() {
+        for value in ["", "~", "null"] {
+            let c = compile(&target_with_call_limit(value));
+            let got: Vec<_> = c.diagnostics.iter().map(|d| (d.code, d.line, d.message.as_str())).collect();
+            assert_eq!(got, vec![("PF315", 20, "`max_concurrent_calls` has no value")], "{value:?}");
+        }
     }
 
     #[test]

@@ -159,6 +159,7 @@ fn bundle() -> Bundle {
             query_set: 0,
             url_env: None,
             properties: BTreeMap::new(),
+            max_concurrent_calls: None,
             location: Location::default(),
         }],
         query_sets: vec![QuerySet {
