@@ -968,7 +968,7 @@ impl<'a> Engine<'a> {
                     return Ok(empty);
                 }
             }
-            let cap: Option<u32> = None; // CAP-MERGE
+            let cap = bundle.targets.get(process.target).and_then(|t| t.max_concurrent_calls);
             let Some(slot) = self.call_slot(fence.as_ref(), &target_name, cap)? else {
                 // The worker is stopping or cannot trust its lease any more: the call does not
                 // start, and its mark comes off (refused if the claim is gone: then the mark

@@ -379,6 +379,8 @@ fn slot(s: &Shared, n: u32) {
             let mut events = |e: Event| s.event(e);
             let clock = &*s.setup.clock;
             let mut engine = Engine::new(&mut **st, &mut targets, clock);
+            // The audit trail names the worker that committed each transition.
+            engine.actor = format!("worker:{}", s.config.id);
             engine.hold_claims_as(&s.config.id);
             engine.batch = s.config.batch.max(1);
             engine.events = Some(&mut events);
