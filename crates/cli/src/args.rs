@@ -22,9 +22,9 @@ pub struct Cli {
 /// Options every command accepts.
 #[derive(Args, Debug, Clone)]
 pub struct Global {
-    /// The state store: `sqlite:PATH`, or a PostgreSQL database shared by several runners
-    /// (`postgres://USER@HOST:PORT/DB` or a key=value DSN; its tables are created on first use).
-    /// `recon` and `notifications` need a SQLite store for now.
+    /// The state store: `sqlite:PATH`, or a PostgreSQL database shared by several runners and
+    /// workers (`postgres://USER@HOST:PORT/DB` or a key=value DSN; its tables are created on
+    /// first use).
     #[arg(
         long,
         global = true,

@@ -942,3 +942,6 @@ mod rules_alone {
         assert_eq!(next_call(p, &tasks[..4], None, NOW), None, "held, someone else's call, not due, manual");
     }
 }
+
+#[path = "claims_tests.rs"]
+mod claims;
