@@ -44,11 +44,11 @@ fn filled_project() -> Project {
     let csv = p.path().join("definitions/disconnected/badges.csv");
     p.expect(0, &["recon", p.ir(), "--process", BADGE, "--csv", csv.to_str().unwrap_or_default()], &[]);
     let db = open_db(&p.state_db());
-    // A worker holding a claim on the held manual task (no command registers workers yet).
+    // A worker, silent since 2023, holding a claim on the held manual task.
     db.execute_batch(
         "insert into workers(id, host, pid, started_at, heartbeat_at, lease_seconds, concurrency)
-           values ('host-1:77:1800000000', 'host-1', 77, 1800000000, 1800000000, 30, 4);
-         update task_instances set claimed_by = 'host-1:77:1800000000', lease_epoch = 1, lease_expires_at = 1800000030
+           values ('host-1:77:1700000000', 'host-1', 77, 1700000000, 1700000000, 30, 4);
+         update task_instances set claimed_by = 'host-1:77:1700000000', lease_epoch = 1, lease_expires_at = 1700000030
            where id = (select min(id) from task_instances where status = 'Pending');",
     )
     .unwrap();
