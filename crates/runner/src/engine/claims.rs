@@ -30,7 +30,26 @@ pub enum Event {
 /// How long a worker waits between attempts to take a call slot of a capped target.
 const SLOT_WAIT: Duration = Duration::from_millis(5);
 
+/// What an engine learns that stays true from one run to the next (the bundles read from the
+/// store, which targets are the store's own file): a worker keeps it across its claims.
+#[derive(Default)]
+pub struct EngineCache {
+    bundles: std::collections::BTreeMap<String, std::rc::Rc<Bundle>>,
+    store_targets: std::collections::BTreeMap<(String, usize), bool>,
+}
+
 impl Engine<'_> {
+    /// Starts from what an earlier engine learned ([`Engine::into_cache`]).
+    pub fn adopt_cache(&mut self, cache: EngineCache) {
+        self.bundles = cache.bundles;
+        self.store_targets = cache.store_targets;
+    }
+
+    /// What this engine learned, for the next one.
+    pub fn into_cache(self) -> EngineCache {
+        EngineCache { bundles: self.bundles, store_targets: self.store_targets }
+    }
+
     /// Makes every commit of this engine fenced by `worker`'s claims: for [`Engine::run_claims`].
     pub fn hold_claims_as(&mut self, worker: &str) {
         self.holder = Some(worker.to_string());

@@ -27,7 +27,7 @@ pub use targets::{TargetProvider, Targets};
 pub use users::check_user;
 use users::{generate_display_name, normalize_attrs};
 
-pub use claims::Event;
+pub use claims::{EngineCache, Event};
 pub use rules::has_final_rejection;
 use rules::{apply_in_memory, effect_tasks, instance, is_open, new_task, next_call, revoke_path, start_pending, Rules};
 

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant as Monotonic};
 
 use crate::clock::{Clock, Instant};
 use crate::credentials;
-use crate::engine::{Engine, EngineError, Event, Targets};
+use crate::engine::{Engine, EngineCache, EngineError, Event, Targets};
 use crate::secret::SecretKey;
 use crate::store::{self, Claim, Epoch, Fence, StateStore, StoreError, TaskClaimParams, TaskId, WorkerRecord};
 use log::Log;
@@ -292,7 +292,12 @@ impl Worker {
         if let Some(l) = listener {
             let _ = l.join();
         }
-        let released = store.worker_stop(&shared.config.id, shared.setup.clock.now());
+        // The first connection may have died long ago (a restart of the server, a killed
+        // backend): one more try on a new one.
+        let now = shared.setup.clock.now();
+        let released = store
+            .worker_stop(&shared.config.id, now)
+            .or_else(|_| shared.setup.store().and_then(|mut fresh| fresh.worker_stop(&shared.config.id, now)));
         match released {
             Ok(n) => shared.log.info("worker_stopped", &[("claims_released", n.into())]),
             Err(e) => shared.log.error(
@@ -331,6 +336,7 @@ fn slot(s: &Shared, n: u32) {
     let mut store: Option<Box<dyn StateStore + Send>> = None;
     let mut targets = Targets::new(s.setup.targets.clone(), s.setup.base.clone());
     let mut backoff = Backoff::new();
+    let mut cache = EngineCache::default();
     // Claims a failed connection could not give back: given back on the next one.
     let mut unreleased: Vec<(TaskId, Epoch)> = Vec::new();
     while !s.stopping() {
@@ -385,7 +391,10 @@ fn slot(s: &Shared, n: u32) {
             engine.batch = s.config.batch.max(1);
             engine.events = Some(&mut events);
             engine.may_call = Some(&may_call);
-            engine.run_claims(&claims)
+            engine.adopt_cache(std::mem::take(&mut cache));
+            let result = engine.run_claims(&claims);
+            cache = engine.into_cache();
+            result
         };
         let held: Vec<(TaskId, Epoch)> = claims.iter().map(|c| (c.task, c.epoch)).collect();
         match result {
