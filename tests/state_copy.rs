@@ -28,6 +28,7 @@ const TABLES: &[(&str, &str)] = &[
     ("outbox", "id"),
     ("recon_runs", "id"),
     ("recon_events", "id"),
+    ("store_meta", "name"),
 ];
 
 /// A project whose default SQLite store has a row in every table.

@@ -91,6 +91,9 @@ pub enum Command {
     State(StateCommand),
     /// Run work from the state store until stopped (SIGTERM or SIGINT), or `worker list`.
     Worker(WorkerArgs),
+    /// The key that seals secrets at rest: generate one, or rotate the store to a new one.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Convert legacy definitions.
     #[command(subcommand)]
     Import(ImportCommand),
@@ -441,6 +444,24 @@ pub struct WorkerArgs {
 pub enum LogFormatArg {
     Text,
     Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Write a new random key file (64 hex digits), readable by its owner only. An existing
+    /// file is never replaced: its secrets would become unreadable.
+    Generate {
+        /// Where to write it.
+        #[arg(long, value_name = "FILE", default_value = ".provflow/secret.key")]
+        out: PathBuf,
+    },
+    /// Re-seal every secret of the state store under a new key, in one transaction. The
+    /// current key comes from PROVFLOW_SECRET_KEY or .provflow/secret.key as usual.
+    Rotate {
+        /// The new key's file (from `provflow key generate --out FILE`).
+        #[arg(long = "new-key", value_name = "FILE")]
+        new_key: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

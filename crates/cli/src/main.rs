@@ -6,6 +6,7 @@
 mod args;
 mod compile_cmds;
 mod graph;
+mod key_cmds;
 mod out;
 mod report;
 mod runner_cmds;
@@ -78,6 +79,7 @@ fn main() -> ExitCode {
         Command::Test(a) => runner_cmds_ext::test(&cli.global, a),
         Command::State(c) => state_cmds::state(&cli.global, c),
         Command::Worker(a) => worker_cmds::worker(&cli.global, a),
+        Command::Key(c) => key_cmds::key(&cli.global, c),
         other => {
             // A plan writes nothing, not even rendered notifications.
             let renders = !matches!(other, Command::Plan(_));

@@ -19,6 +19,14 @@ pub enum KeyError {
     Malformed { source_name: String },
     #[error("cannot read the key file `{path}`: {error}")]
     Unreadable { path: String, error: std::io::Error },
+    #[error(
+        "the key file `{path}` can be read by others (mode {mode:03o}): a key anyone can read protects nothing, so it is not used; make it private with `chmod 600 {path}` (and check who read it)"
+    )]
+    TooOpen { path: String, mode: u32 },
+    #[error("a key file is already at `{path}`: replacing it would make every secret sealed under it unreadable; to change keys, generate the new one elsewhere (`provflow key generate --out FILE`) and run `provflow key rotate --new-key FILE`")]
+    Exists { path: String },
+    #[error("cannot write the key file `{path}`: {error}")]
+    Unwritable { path: String, error: std::io::Error },
 }
 
 /// The key that seals secrets. Its bytes never leave this module and are wiped when it is
@@ -58,11 +66,75 @@ impl SecretKey {
                 return SecretKey::parse(&text, KEY_ENV).map(Some);
             }
         }
-        match std::fs::read_to_string(key_file).map(Zeroizing::new) {
-            Ok(text) => SecretKey::parse(&text, &key_file.display().to_string()).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(KeyError::Unreadable { path: key_file.display().to_string(), error }),
+        match Self::read_file(key_file) {
+            Ok(key) => Ok(Some(key)),
+            Err(KeyError::Unreadable { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
+    }
+
+    /// The key in `path`, which must be readable by its owner only.
+    pub fn read_file(path: &Path) -> Result<Self, KeyError> {
+        let shown = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|error| KeyError::Unreadable { path: shown.clone(), error })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = file
+                .metadata()
+                .map_err(|error| KeyError::Unreadable { path: shown.clone(), error })?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(KeyError::TooOpen { path: shown, mode: mode & 0o777 });
+            }
+        }
+        let mut text = Zeroizing::new(String::new());
+        std::io::Read::read_to_string(&mut &file, &mut text)
+            .map_err(|error| KeyError::Unreadable { path: shown.clone(), error })?;
+        SecretKey::parse(&text, &shown)
+    }
+
+    /// A new random key.
+    pub fn generate() -> Result<Self, KeyError> {
+        let mut key = SecretKey([0; 32]);
+        getrandom::fill(&mut key.0).map_err(|e| KeyError::Unwritable {
+            path: "(random source)".into(),
+            error: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(key)
+    }
+
+    /// Writes the key to a new file `path` (64 hex digits), readable by its owner only; an
+    /// existing file is never replaced.
+    pub fn write_new_file(&self, path: &Path) -> Result<(), KeyError> {
+        let shown = path.display().to_string();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::sqlite_conn::private_dir(parent)
+                .map_err(|error| KeyError::Unwritable { path: shown.clone(), error })?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(|error| match error.kind() {
+            std::io::ErrorKind::AlreadyExists => KeyError::Exists { path: shown.clone() },
+            _ => KeyError::Unwritable { path: shown.clone(), error },
+        })?;
+        let mut text = Zeroizing::new(String::with_capacity(65));
+        for b in self.0 {
+            // Written straight into the wiped buffer: no other copy of the key's text.
+            let _ = std::fmt::Write::write_fmt(&mut *text, format_args!("{b:02x}"));
+        }
+        text.push('\n');
+        std::io::Write::write_all(&mut file, text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|error| KeyError::Unwritable { path: shown, error })
+    }
+
+    /// Whether two keys are the same (without showing either).
+    pub fn same_as(&self, other: &SecretKey) -> bool {
+        self.0 == other.0
     }
 
     /// Seals `secret`, bound to `context` (e.g. the account and field) so a sealed value cannot
@@ -149,5 +221,30 @@ mod tests {
         assert!(STANDARD.decode(&sealed).is_ok(), "{sealed}");
         assert!(key.open("not base64!", "c").is_none());
         assert!(key.open(&STANDARD.encode([0u8; 10]), "c").is_none(), "shorter than a nonce");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_are_private_and_never_replaced() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/secret.key");
+        let key = SecretKey::generate().unwrap();
+        key.write_new_file(&path).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&path), mode(path.parent().unwrap())), (0o600, 0o700));
+        assert!(SecretKey::read_file(&path).unwrap().same_as(&key));
+        let again = SecretKey::generate().unwrap().write_new_file(&path).unwrap_err();
+        assert!(matches!(again, KeyError::Exists { .. }), "{again}");
+        assert!(SecretKey::read_file(&path).unwrap().same_as(&key), "the first key is still there");
+        // Readable by the group or others: refused, with the command that fixes it.
+        for loose in [0o640, 0o604, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).unwrap();
+            let refused = SecretKey::read_file(&path).err().unwrap().to_string();
+            assert!(refused.contains(&format!("chmod 600 {}", path.display())), "{refused}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(SecretKey::read_file(&path).is_ok());
+        assert!(!SecretKey::generate().unwrap().same_as(&key), "two keys differ");
     }
 }

@@ -26,6 +26,12 @@ pub fn synchronous() -> &'static str {
 /// (several workers or commands opening a fresh file together). That answer is retried here
 /// until `busy` has passed; any other error is returned as it is.
 pub fn open_wal(path: &Path, busy: Duration, page_size: Option<u32>) -> rusqlite::Result<rusqlite::Connection> {
+    create_private(path).map_err(|e| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!("cannot create `{}`: {e}", path.display())),
+        )
+    })?;
     let before = page_size.map(|p| format!("PRAGMA page_size = {p};")).unwrap_or_default();
     let pragmas = format!("PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;", synchronous());
     let conn = rusqlite::Connection::open(path)?;
@@ -41,6 +47,34 @@ pub fn open_wal(path: &Path, busy: Duration, page_size: Option<u32>) -> rusqlite
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Creates the directories up to `dir` that are missing, readable by their owner only (a
+/// state store, a target's file and the key file hold what nobody else should read).
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates `path` empty, readable and writable by its owner only, unless it exists (an
+/// existing file keeps the permissions its owner gave it). SQLite gives its `-wal` and `-shm`
+/// files the permissions of the database file.
+pub fn create_private(path: &Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        private_dir(parent)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -72,5 +106,25 @@ mod tests {
                 t.join().unwrap().unwrap();
             }
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_files_and_directories_are_private_existing_ones_keep_their_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("a/b/state.db");
+        let conn = open_wal(&db, Duration::from_secs(5), None).unwrap();
+        conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(mode(&db.with_extension("db-wal")), 0o600, "SQLite gives the WAL the database's mode");
+        assert_eq!((mode(&dir.path().join("a")), mode(&dir.path().join("a/b"))), (0o700, 0o700));
+        drop(conn);
+        let shared = dir.path().join("shared.db");
+        std::fs::write(&shared, b"").unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).unwrap();
+        drop(open_wal(&shared, Duration::from_secs(5), None).unwrap());
+        assert_eq!(mode(&shared), 0o640, "an existing file keeps the mode its owner gave it");
     }
 }

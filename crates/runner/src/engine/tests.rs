@@ -516,6 +516,10 @@ impl StateStore for Counting<'_> {
     fn has_key(&self) -> bool {
         self.inner.has_key()
     }
+    fn key_rotate(&mut self, new: &SecretKey) -> Result<crate::store::KeyRotation, StoreError> {
+        self.writes.push("key_rotate");
+        self.inner.key_rotate(new)
+    }
     fn save_bundle(&mut self, bundle: &Bundle) -> Result<(), StoreError> {
         self.writes.push("save_bundle");
         self.inner.save_bundle(bundle)

@@ -13,7 +13,14 @@ use crate::value::{Secret, Value};
 
 /// A store under test, and raw access to its database that bypasses the store.
 trait Backend: Sync {
-    fn open(&self, key: Option<SecretKey>, now: Box<dyn Fn() -> Instant + Send>) -> Box<dyn StateStore + Send>;
+    fn open(&self, key: Option<SecretKey>, now: Box<dyn Fn() -> Instant + Send>) -> Box<dyn StateStore + Send> {
+        self.try_open(key, now).unwrap()
+    }
+    fn try_open(
+        &self,
+        key: Option<SecretKey>,
+        now: Box<dyn Fn() -> Instant + Send>,
+    ) -> Result<Box<dyn StateStore + Send>, StoreError>;
     /// Runs one statement directly on the database.
     fn execute(&self, sql: &str) -> Result<u64, String>;
     /// Every row of every table, as text, for grepping.
@@ -40,8 +47,12 @@ impl Sqlite {
 }
 
 impl Backend for Sqlite {
-    fn open(&self, key: Option<SecretKey>, now: Box<dyn Fn() -> Instant + Send>) -> Box<dyn StateStore + Send> {
-        Box::new(SqliteStore::open(&self.path(), key, now).unwrap())
+    fn try_open(
+        &self,
+        key: Option<SecretKey>,
+        now: Box<dyn Fn() -> Instant + Send>,
+    ) -> Result<Box<dyn StateStore + Send>, StoreError> {
+        Ok(Box::new(SqliteStore::open(&self.path(), key, now)?))
     }
     fn execute(&self, sql: &str) -> Result<u64, String> {
         self.raw().execute(sql, []).map(|n| n as u64).map_err(|e| e.to_string())
@@ -131,8 +142,12 @@ impl Drop for Postgres {
 }
 
 impl Backend for Postgres {
-    fn open(&self, key: Option<SecretKey>, now: Box<dyn Fn() -> Instant + Send>) -> Box<dyn StateStore + Send> {
-        Box::new(PgStore::open(&self.url, key, now).unwrap())
+    fn try_open(
+        &self,
+        key: Option<SecretKey>,
+        now: Box<dyn Fn() -> Instant + Send>,
+    ) -> Result<Box<dyn StateStore + Send>, StoreError> {
+        Ok(Box::new(PgStore::open(&self.url, key, now)?))
     }
     fn execute(&self, sql: &str) -> Result<u64, String> {
         self.raw().execute(sql, &[]).map_err(|e| e.to_string())
@@ -987,6 +1002,86 @@ fn call_slots_are_shared_by_every_connection(b: &dyn Backend) {
     }
 }
 
+/// An account of a new user `login` whose form holds the secret `password`.
+fn sealed_account(s: &mut dyn StateStore, login: &str, password: &str) -> AccountId {
+    s.insert_user(&user(login)).unwrap();
+    let form: FormData = [
+        ("username".to_string(), Value::Text(login.into())),
+        ("password".to_string(), Value::Secret(Secret::new(password))),
+    ]
+    .into();
+    s.create_account("P", login, "h", ObjectStatus::Provisioning, &form, "t", &[]).unwrap().0
+}
+
+fn password_of(s: &dyn StateStore, id: AccountId) -> Option<String> {
+    match s.account(id).unwrap().unwrap().form.get("password") {
+        Some(Value::Secret(x)) => Some(x.expose().to_string()),
+        _ => None,
+    }
+}
+
+fn a_rotated_store_opens_with_the_new_key_only(b: &dyn Backend) {
+    let (old, new) = (SecretKey::from_bytes([3; 32]), SecretKey::from_bytes([4; 32]));
+    let mut s = b.open(Some(old.clone()), ticking());
+    s.save_bundle(&bundle("h")).unwrap();
+    let ids = [sealed_account(&mut *s, "A", "pw-a-1"), sealed_account(&mut *s, "B", "pw-b-2")];
+    let before = b.dump();
+    let done = s.key_rotate(&new).unwrap();
+    assert_eq!(done, KeyRotation { accounts: 2, secrets: 2 });
+    assert_eq!(password_of(&*s, ids[0]).as_deref(), Some("pw-a-1"), "the rotating store goes on with the new key");
+    drop(s);
+    assert_ne!(before, b.dump(), "the sealed values changed");
+    assert!(!b.dump().contains("pw-a-1"));
+    // The old key is refused at open, with the reason; the new one opens every secret.
+    let refused = b.try_open(Some(old), ticking()).err().unwrap();
+    assert!(matches!(refused, StoreError::WrongKey { .. }), "{refused:?}");
+    assert!(refused.to_string().contains("key rotate"), "{refused}");
+    let s = b.open(Some(new), ticking());
+    assert_eq!(password_of(&*s, ids[1]).as_deref(), Some("pw-b-2"));
+    // Without a key the store still opens (and keeps no secret).
+    drop(b.open(None, ticking()));
+}
+
+fn a_rotation_that_cannot_open_every_secret_changes_nothing(b: &dyn Backend) {
+    let (old, other, new) =
+        (SecretKey::from_bytes([3; 32]), SecretKey::from_bytes([5; 32]), SecretKey::from_bytes([4; 32]));
+    let mut s = b.open(Some(old.clone()), ticking());
+    s.save_bundle(&bundle("h")).unwrap();
+    let a = sealed_account(&mut *s, "A", "pw-a-1");
+    drop(s);
+    // B's secret was sealed under another key (written by a process with the wrong key
+    // before the store had a key check): its row is forged from a second store.
+    let sealed = other.seal(&Secret::new("pw-b-2"), "account/999/password").unwrap();
+    b.execute("INSERT INTO users(login, attributes, status, locked, created_at, updated_at) VALUES ('B', '{}', 'Active', false, 1, 1)").unwrap();
+    b.execute(&format!(
+        "INSERT INTO accounts(id, process, user_login, bundle_hash, status, form, children, created_at, updated_at)
+         VALUES (999, 'P', 'B', 'h', 'Provisioning', '{{\"password\":{{\"sealed\":\"{sealed}\"}}}}', '{{}}', 1, 1)"
+    ))
+    .unwrap();
+    let before = b.dump();
+    let mut s = b.open(Some(old.clone()), ticking());
+    let refused = s.key_rotate(&new).unwrap_err();
+    assert!(matches!(&refused, StoreError::WrongKey { detail } if detail.contains("#999")), "{refused:?}");
+    drop(s);
+    assert_eq!(before, b.dump(), "nothing was re-sealed");
+    assert_eq!(password_of(&*b.open(Some(old), ticking()), a).as_deref(), Some("pw-a-1"));
+}
+
+fn a_store_sealed_before_its_key_check_refuses_another_key(b: &dyn Backend) {
+    let (old, other) = (SecretKey::from_bytes([3; 32]), SecretKey::from_bytes([5; 32]));
+    let mut s = b.open(Some(old.clone()), ticking());
+    s.save_bundle(&bundle("h")).unwrap();
+    sealed_account(&mut *s, "A", "pw-a-1");
+    drop(s);
+    // An older store: sealed secrets, no key check yet.
+    b.execute("DELETE FROM store_meta").unwrap();
+    let refused = b.try_open(Some(other), ticking()).err().unwrap();
+    assert!(matches!(refused, StoreError::WrongKey { .. }), "{refused:?}");
+    // The right key opens it and records the check.
+    drop(b.open(Some(old), ticking()));
+    assert!(b.dump().contains("key_check"));
+}
+
 /// Each case as one test per store.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
@@ -1026,6 +1121,9 @@ conformance!(
     a_rescue_names_the_holder_of_an_account_whose_first_task_is_done,
     retries_falling_due_wake_idle_workers,
     call_slots_are_shared_by_every_connection,
+    a_rotated_store_opens_with_the_new_key_only,
+    a_rotation_that_cannot_open_every_secret_changes_nothing,
+    a_store_sealed_before_its_key_check_refuses_another_key,
 );
 
 #[test]

@@ -59,6 +59,7 @@ pub const TABLES: &[Table] = &[
     Table { name: "outbox", key: "id", rowid: None },
     Table { name: "recon_runs", key: "id", rowid: None },
     Table { name: "recon_events", key: "id", rowid: None },
+    Table { name: "store_meta", key: "name", rowid: None },
 ];
 
 /// How many rows are read, written and hashed at a time.

@@ -31,6 +31,10 @@ pub type TaskId = i64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error(
+        "the state store's secrets are sealed under another key than the one given ({detail}); was the key rotated? Use the key `provflow key rotate` was given (PROVFLOW_SECRET_KEY or .provflow/secret.key on every machine); nothing was read or written"
+    )]
+    WrongKey { detail: String },
     #[error("the state store `{path}` cannot be opened: {error}")]
     Open { path: String, error: String },
     #[error("`{0}` is not a state store URL; use `sqlite:PATH` (e.g. `sqlite:.provflow/state.db`)")]
@@ -327,6 +331,10 @@ impl Database<'_> {
 pub trait StateStore: Queue {
     /// Whether secrets are kept (sealed with a key); without one they live for the command.
     fn has_key(&self) -> bool;
+    /// Re-seals every stored secret under `new` in one transaction (the store's key opens
+    /// them), and records `new` as the store's key: after a kill, the store is sealed wholly
+    /// under one key or the other, and the key check says which.
+    fn key_rotate(&mut self, new: &SecretKey) -> Result<KeyRotation, StoreError>;
 
     fn save_bundle(&mut self, bundle: &Bundle) -> Result<(), StoreError>;
     fn bundle(&self, hash: &str) -> Result<Option<Bundle>, StoreError>;
@@ -485,7 +493,7 @@ pub type SecretCache = BTreeMap<(AccountId, String), Secret>;
 
 /// The current version of the store's schema: both stores apply migrations with the same
 /// numbers, each written in its own dialect, so one version means the same tables on both.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 pub(crate) fn status_text(s: TaskStatus) -> &'static str {
     s.as_str()
@@ -524,6 +532,59 @@ pub(crate) fn encode_values(key: Option<&SecretKey>, values: &FormData, context:
         }
     }
     serde_json::Value::Object(out).to_string()
+}
+
+/// The `store_meta` row whose value proves which key seals the store's secrets.
+pub(crate) const KEY_CHECK: &str = "key_check";
+const KEY_CHECK_CONTEXT: &str = "store/key-check";
+const KEY_CHECK_TEXT: &str = "provflow state store key check";
+
+/// The key check's value under `key`.
+pub(crate) fn key_check_value(key: &SecretKey) -> Result<String, StoreError> {
+    key.seal(&Secret::new(KEY_CHECK_TEXT), KEY_CHECK_CONTEXT)
+        .ok_or_else(|| StoreError::Corrupt("the random source failed while sealing the key check".into()))
+}
+
+/// Whether `sealed` (a [`key_check_value`]) was sealed under `key`.
+pub(crate) fn key_check_holds(key: &SecretKey, sealed: &str) -> bool {
+    key.open(sealed, KEY_CHECK_CONTEXT).is_some_and(|s| s.expose() == KEY_CHECK_TEXT)
+}
+
+/// What [`StateStore::key_rotate`] re-sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyRotation {
+    pub accounts: usize,
+    pub secrets: usize,
+}
+
+/// A stored form with every sealed value opened with `old` and sealed again with `new`
+/// (plain values untouched); how many were re-sealed. A value `old` does not open refuses
+/// the whole rotation: the store is then not sealed under `old`.
+pub(crate) fn reseal_form(
+    json: &str,
+    account: AccountId,
+    old: &SecretKey,
+    new: &SecretKey,
+) -> Result<(String, usize), StoreError> {
+    let mut value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("form data of account #{account}: {e}")))?;
+    let context = form_context(account);
+    let mut count = 0;
+    if let serde_json::Value::Object(map) = &mut value {
+        for (name, v) in map.iter_mut() {
+            let Some(sealed) = v.get("sealed").and_then(|s| s.as_str()) else { continue };
+            let field = format!("{context}/{name}");
+            let secret = old.open(sealed, &field).ok_or_else(|| StoreError::WrongKey {
+                detail: format!("the secret `{name}` of account #{account} does not open with it"),
+            })?;
+            let resealed = new
+                .seal(&secret, &field)
+                .ok_or_else(|| StoreError::Corrupt("the random source failed while sealing".into()))?;
+            *v = serde_json::json!({ "sealed": resealed });
+            count += 1;
+        }
+    }
+    Ok((value.to_string(), count))
 }
 
 /// Decodes a form written by [`encode_values`]; a sealed value that does not open (no key,

@@ -19,10 +19,11 @@ use super::queue::{
     TaskClaimParams, WorkerRecord, WorkerRow, WorkerStatus, HELD_COLUMNS, TASK_COUNTS, WORKER_COLUMNS,
 };
 use super::{
-    audit_entry, encode_values, form_context, map_json, status_text, user_record, why_refused, Account, AccountId,
-    AccountRow, AuditEntry, Change, Database, NewAccount, NewTask, OutboxEntry, OutboxMessage, OutboxRender, OutboxRow,
-    ReconEvent, StateStore, Step, StoreError, TaskId, TaskInstance, TaskRow, UserRecord, ACCOUNT_COLUMNS,
-    AUDIT_COLUMNS, MESSAGE_COLUMNS, OUTBOX_COLUMNS, RECON_EVENT_COLUMNS, SCHEMA_VERSION, TASK_COLUMNS,
+    audit_entry, encode_values, form_context, key_check_holds, key_check_value, map_json, reseal_form, status_text,
+    user_record, why_refused, Account, AccountId, AccountRow, AuditEntry, Change, Database, KeyRotation, NewAccount,
+    NewTask, OutboxEntry, OutboxMessage, OutboxRender, OutboxRow, ReconEvent, StateStore, Step, StoreError, TaskId,
+    TaskInstance, TaskRow, UserRecord, ACCOUNT_COLUMNS, AUDIT_COLUMNS, KEY_CHECK, MESSAGE_COLUMNS, OUTBOX_COLUMNS,
+    RECON_EVENT_COLUMNS, SCHEMA_VERSION, TASK_COLUMNS,
 };
 use crate::clock::Instant;
 use crate::credentials::{self, Credentials};
@@ -212,6 +213,16 @@ CREATE TRIGGER task_instances_work AFTER INSERT OR UPDATE OF status, held, due_a
     FOR EACH STATEMENT EXECUTE FUNCTION provflow_work_notify();
 "#,
     ),
+    (
+        6,
+        // Facts about the store itself: the key check (see the SQLite store).
+        r#"
+CREATE TABLE store_meta (
+    name  text PRIMARY KEY,
+    value text NOT NULL
+);
+"#,
+    ),
 ];
 
 pub struct PgStore {
@@ -238,12 +249,42 @@ impl From<postgres::Error> for StoreError {
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 impl PgStore {
+    /// Refuses a key that is not the one the store's secrets are sealed under; records the key
+    /// check on first use of a key (see the SQLite store).
+    fn check_key(&mut self) -> Result<(), StoreError> {
+        let Some(key) = self.key.clone() else { return Ok(()) };
+        let check =
+            self.client.borrow_mut().query_opt("SELECT value FROM store_meta WHERE name = $1", &[&KEY_CHECK])?;
+        let check: Option<String> = check.map(|r| r.try_get(0)).transpose()?;
+        match check {
+            Some(sealed) if key_check_holds(&key, &sealed) => Ok(()),
+            Some(_) => Err(StoreError::WrongKey { detail: "the store's key check does not open with it".into() }),
+            None => {
+                let sample = self
+                    .client
+                    .borrow_mut()
+                    .query_opt("SELECT id, form FROM accounts WHERE form LIKE '%\"sealed\"%' LIMIT 1", &[])?;
+                if let Some(row) = sample {
+                    let (id, form): (AccountId, String) = (row.try_get(0)?, row.try_get(1)?);
+                    reseal_form(&form, id, &key, &key)?;
+                }
+                let value = key_check_value(&key)?;
+                self.execute(
+                    "INSERT INTO store_meta(name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                    &[&KEY_CHECK, &value],
+                )?;
+                Ok(())
+            }
+        }
+    }
+
     /// Connects to `url` (a `postgres://` URL or a key=value DSN) and applies the migrations
     /// the database lacks. The database must exist; its tables are created on first open.
     pub fn open(url: &str, key: Option<SecretKey>, now: Box<dyn Fn() -> Instant + Send>) -> Result<Self, StoreError> {
         let client = connect(url)?;
         let mut store = PgStore { client: RefCell::new(client), key, now, slots: RefCell::default() };
         store.migrate()?;
+        store.check_key()?;
         Ok(store)
     }
 
@@ -515,6 +556,39 @@ fn apply_step(tx: &mut Transaction<'_>, step: &Step, now: Instant) -> Result<Vec
 impl StateStore for PgStore {
     fn has_key(&self) -> bool {
         self.key.is_some()
+    }
+
+    fn key_rotate(&mut self, new: &SecretKey) -> Result<KeyRotation, StoreError> {
+        let Some(old) = self.key.clone() else {
+            return Err(StoreError::WrongKey {
+                detail: "no key was given: the current key is needed to open the secrets".into(),
+            });
+        };
+        let check = key_check_value(new)?;
+        let done = self.write(|tx| {
+            // Every writer of a form locks its account row: the rotation waits for them, and
+            // they for it.
+            let rows =
+                tx.query("SELECT id, form FROM accounts WHERE form LIKE '%\"sealed\"%' ORDER BY id FOR UPDATE", &[])?;
+            let mut done = KeyRotation::default();
+            for row in rows {
+                let (id, form): (AccountId, String) = (row.try_get(0)?, row.try_get(1)?);
+                let (resealed, n) = reseal_form(&form, id, &old, new)?;
+                if n > 0 {
+                    tx.execute("UPDATE accounts SET form = $2 WHERE id = $1", &[&id, &resealed])?;
+                    done.accounts += 1;
+                    done.secrets += n;
+                }
+            }
+            tx.execute(
+                "INSERT INTO store_meta(name, value) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                &[&KEY_CHECK, &check],
+            )?;
+            Ok(done)
+        })?;
+        self.key = Some(new.clone());
+        Ok(done)
     }
 
     fn save_bundle(&mut self, bundle: &Bundle) -> Result<(), StoreError> {

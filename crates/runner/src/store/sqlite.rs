@@ -11,10 +11,11 @@ use super::queue::{
     TaskClaimParams, WorkerRecord, WorkerRow, WorkerStatus, HELD_COLUMNS, TASK_COUNTS, WORKER_COLUMNS,
 };
 use super::{
-    audit_entry, encode_values, form_context, map_json, status_text, user_record, why_refused, Account, AccountId,
-    AccountRow, AuditEntry, Change, Database, NewAccount, NewTask, OutboxEntry, OutboxMessage, OutboxRender, OutboxRow,
-    ReconEvent, StateStore, Step, StoreError, TaskId, TaskInstance, TaskRow, UserAndAccount, UserRecord,
-    ACCOUNT_COLUMNS, AUDIT_COLUMNS, MESSAGE_COLUMNS, OUTBOX_COLUMNS, RECON_EVENT_COLUMNS, SCHEMA_VERSION, TASK_COLUMNS,
+    audit_entry, encode_values, form_context, key_check_holds, key_check_value, map_json, reseal_form, status_text,
+    user_record, why_refused, Account, AccountId, AccountRow, AuditEntry, Change, Database, KeyRotation, NewAccount,
+    NewTask, OutboxEntry, OutboxMessage, OutboxRender, OutboxRow, ReconEvent, StateStore, Step, StoreError, TaskId,
+    TaskInstance, TaskRow, UserAndAccount, UserRecord, ACCOUNT_COLUMNS, AUDIT_COLUMNS, KEY_CHECK, MESSAGE_COLUMNS,
+    OUTBOX_COLUMNS, RECON_EVENT_COLUMNS, SCHEMA_VERSION, TASK_COLUMNS,
 };
 use crate::clock::Instant;
 use crate::secret::SecretKey;
@@ -184,6 +185,17 @@ DROP INDEX task_instances_runnable;
 CREATE INDEX task_instances_runnable ON task_instances(account_id) WHERE status = 'Pending' AND held = 0 AND manual = 0;
 "#,
     ),
+    (
+        6,
+        // Facts about the store itself: the key check (`key_check`), which tells a wrong key
+        // at open instead of secrets that silently do not open.
+        r#"
+CREATE TABLE store_meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// The page size of a new state store (an existing file keeps its own). A commit writes every
@@ -209,7 +221,7 @@ impl SqliteStore {
     pub fn open(path: &Path, key: Option<SecretKey>, now: Box<dyn Fn() -> Instant + Send>) -> Result<Self, StoreError> {
         let open_err = |error: String| StoreError::Open { path: path.display().to_string(), error };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| open_err(e.to_string()))?;
+            crate::sqlite_conn::private_dir(parent).map_err(|e| open_err(e.to_string()))?;
         }
         // WAL with synchronous=NORMAL (see bench/runner/README.md, "Durability decision"): a
         // commit is in the WAL file when COMMIT returns, so it survives a killed process;
@@ -220,7 +232,42 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = SqliteStore { conn, path: path.to_path_buf(), key, now, step_open: false };
         store.migrate()?;
+        store.check_key()?;
         Ok(store)
+    }
+
+    /// Refuses a key that is not the one the store's secrets are sealed under; records the key
+    /// check on first use of a key.
+    fn check_key(&mut self) -> Result<(), StoreError> {
+        let Some(key) = self.key.clone() else { return Ok(()) };
+        let check: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM store_meta WHERE name = ?1", [KEY_CHECK], |r| r.get(0))
+            .optional()?;
+        match check {
+            Some(sealed) if key_check_holds(&key, &sealed) => Ok(()),
+            Some(_) => Err(StoreError::WrongKey { detail: "the store's key check does not open with it".into() }),
+            None => {
+                // A store sealed before the check existed: one of its secrets must open.
+                let sample: Option<(AccountId, String)> = self
+                    .conn
+                    .query_row("SELECT id, form FROM accounts WHERE form LIKE '%\"sealed\"%' LIMIT 1", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                if let Some((id, form)) = sample {
+                    reseal_form(&form, id, &key, &key)?;
+                }
+                let value = key_check_value(&key)?;
+                self.write(|tx| {
+                    tx.execute(
+                        "INSERT INTO store_meta(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+                        params![KEY_CHECK, value],
+                    )?;
+                    Ok(())
+                })
+            }
+        }
     }
 
     /// The connection, for tests that write rows no store method writes.
@@ -479,6 +526,38 @@ fn apply_step(tx: &rusqlite::Connection, step: &Step, now: Instant) -> Result<Ve
 impl StateStore for SqliteStore {
     fn has_key(&self) -> bool {
         self.key.is_some()
+    }
+
+    fn key_rotate(&mut self, new: &SecretKey) -> Result<KeyRotation, StoreError> {
+        let Some(old) = self.key.clone() else {
+            return Err(StoreError::WrongKey {
+                detail: "no key was given: the current key is needed to open the secrets".into(),
+            });
+        };
+        let check = key_check_value(new)?;
+        let done = self.write(|tx| {
+            let forms: Vec<(AccountId, String)> = tx
+                .prepare("SELECT id, form FROM accounts WHERE form LIKE '%\"sealed\"%' ORDER BY id")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut done = KeyRotation::default();
+            let mut update = tx.prepare("UPDATE accounts SET form = ?2 WHERE id = ?1")?;
+            for (id, form) in forms {
+                let (resealed, n) = reseal_form(&form, id, &old, new)?;
+                if n > 0 {
+                    update.execute(params![id, resealed])?;
+                    done.accounts += 1;
+                    done.secrets += n;
+                }
+            }
+            tx.execute(
+                "INSERT INTO store_meta(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                params![KEY_CHECK, check],
+            )?;
+            Ok(done)
+        })?;
+        self.key = Some(new.clone());
+        Ok(done)
     }
 
     fn save_bundle(&mut self, bundle: &Bundle) -> Result<(), StoreError> {

@@ -43,7 +43,7 @@ pub struct SqliteTarget {
 impl SqliteTarget {
     pub fn open(path: &Path, procedures: Vec<ir::Procedure>) -> Result<Self, TargetError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
+            crate::sqlite_conn::private_dir(parent).map_err(|e| {
                 TargetError::refused(format!("cannot create the directory `{}`: {e}", parent.display()))
             })?;
         }
