@@ -158,7 +158,10 @@ fn import_converts_the_legacy_seed_entry_to_yaml_that_compiles() {
     p.write(
         "provision.queries",
         "# the seed's entry\nCREATE_PASSWORD_USER { Query=\"call insertPackage ({__NAME__},{__PASSWORD__})\" \
-         Parameters=[\"__NAME__\":\"Type:String\", \"__PASSWORD__\":\"Type:GuardedString,TAGS:DOUBLEQUOTES\"] }\n",
+         Parameters=[\"__NAME__\":\"Type:String\", \"__PASSWORD__\":\"Type:GuardedString,TAGS:DOUBLEQUOTES\"] }\n\
+         DELETE_USER { Query=\"DROP USER {__UID__} CASCADE\" Parameters=[\"__UID__\":\"Type:String\"] }\n\
+         RESET_PASSWORD { Query=\"ALTER USER {__UID__} PASSWORD {__PASSWORD__}\" \
+         Parameters=[\"__UID__\":\"Type:String,TAGS:DOUBLEQUOTES\", \"__PASSWORD__\":\"Type:GuardedString,TAGS:DOUBLEQUOTES\"] }\n",
     );
     let out = p.run(
         &["import", "provision-queries", "provision.queries", "--dialect", "postgres", "--name", "dbum-legacy"],
@@ -166,7 +169,12 @@ fn import_converts_the_legacy_seed_entry_to_yaml_that_compiles() {
     );
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(out.stdout.contains("kind: ConnectorQueries"), "{out}");
-    assert!(out.stdout.contains("__PASSWORD__: { type: GuardedString, tags: [DOUBLEQUOTES] }"), "{out}");
+    // DOUBLEQUOTES translated by where the value stands: a call argument is bound; in DDL a
+    // name is an IDENTIFIER and a password a QUOTES literal; each translation is noted.
+    assert!(out.stdout.contains("      __PASSWORD__: GuardedString\n"), "{out}");
+    assert!(out.stdout.contains("__UID__: { type: String, tags: [IDENTIFIER] }"), "{out}");
+    assert!(out.stdout.contains("__PASSWORD__: { type: GuardedString, tags: [QUOTES] }"), "{out}");
+    assert_eq!(out.stdout.matches("      # __").count(), 4, "{out}");
     p.write("imported.yaml", &out.stdout);
     let compiled = p.run(&["compile", "imported.yaml", "--format", "json"], DEADLINE);
     assert_eq!(compiled.code(), Some(0), "the imported YAML does not compile\n{compiled}");

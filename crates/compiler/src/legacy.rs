@@ -189,15 +189,27 @@ pub fn to_connector_queries_yaml(queries: &[LegacyQuery], name: &str, dialect: &
         return out;
     }
     out.push_str("queries:\n");
+    let ir_dialect = match dialect {
+        "postgres" => Some(provflow_ir::Dialect::Postgres),
+        "mariadb" => Some(provflow_ir::Dialect::Mariadb),
+        "sqlite" => Some(provflow_ir::Dialect::Sqlite),
+        _ => None,
+    };
     for q in queries {
+        let text = to_new_query_text(&q.query);
         out.push_str(&format!("  {}:\n", yaml_scalar(&q.name)));
-        out.push_str(&format!("    query: {}\n", yaml_double_quoted(&to_new_query_text(&q.query))));
+        out.push_str(&format!("    query: {}\n", yaml_double_quoted(&text)));
         if q.params.is_empty() {
             continue;
         }
+        let placements = ir_dialect.map(|d| crate::query::placements(&text, d)).unwrap_or_default();
         out.push_str("    params:\n");
         for p in &q.params {
-            match &p.tag {
+            let (tag, note) = translate_tag(p, &placements, dialect);
+            if let Some(note) = note {
+                out.push_str(&format!("      # {}: {note}\n", p.name));
+            }
+            match tag {
                 None => out.push_str(&format!("      {}: {}\n", yaml_scalar(&p.name), yaml_scalar(&p.ty))),
                 Some(tag) => out.push_str(&format!(
                     "      {}: {{ type: {}, tags: [{}] }}\n",
@@ -209,6 +221,48 @@ pub fn to_connector_queries_yaml(queries: &[LegacyQuery], name: &str, dialect: &
         }
     }
     out
+}
+
+/// The tag a legacy parameter gets in the dialect, by where it stands in its query, and the
+/// note that says what was translated (none when the tag is kept as written):
+/// - `DOUBLEQUOTES` where a value goes (a call argument, a comparison, a `VALUES` list, a
+///   password outside DDL) is dropped: the value is bound. (`"…"` is a name on PostgreSQL and
+///   SQLite.)
+/// - In a statement that takes no bind parameters (DDL, `GRANT`, `SET PASSWORD`…), a
+///   password becomes `QUOTES` (a string literal) and anything else `IDENTIFIER` (a name
+///   quoted the dialect's way), whether it had `DOUBLEQUOTES` or no tag.
+fn translate_tag<'a>(
+    p: &'a LegacyParam,
+    placements: &[crate::query::Placement],
+    dialect: &str,
+) -> (Option<&'a str>, Option<String>) {
+    let mine: Vec<&crate::query::Placement> = placements.iter().filter(|x| x.name == p.name).collect();
+    let kept = (p.tag.as_deref(), None);
+    let Some(first) = mine.first() else { return kept };
+    let secret = p.ty == "GuardedString";
+    let password = mine.iter().all(|x| x.value == Some("a password")) || (secret && first.no_binds.is_some());
+    match (p.tag.as_deref(), &first.no_binds) {
+        (None | Some("DOUBLEQUOTES"), Some(statement)) => {
+            let (tag, what) = if password { ("QUOTES", "a string literal") } else { ("IDENTIFIER", "a quoted name") };
+            let was = p.tag.as_deref().map_or("no tag (a bind parameter)".to_string(), |t| format!("TAGS:{t}"));
+            (
+                Some(tag),
+                Some(format!(
+                    "legacy {was} became {tag}: {dialect} takes no bind parameter in {statement}, so the value is inlined as {what}"
+                )),
+            )
+        }
+        (Some("DOUBLEQUOTES"), None) if mine.iter().all(|x| x.value.is_some()) => {
+            let why = first.value.unwrap_or("a value");
+            (
+                None,
+                Some(format!(
+                    "legacy TAGS:DOUBLEQUOTES dropped: it stands in {why}, where the value is bound (\"…\" would be a column name on {dialect})"
+                )),
+            )
+        }
+        _ => kept,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1904,10 +1958,11 @@ mod tests {
                  query: \"call insertPackage ({__NAME__},{__PASSWORD__})\"\n    \
                  params:\n      \
                    __NAME__: String\n      \
-                   __PASSWORD__: { type: GuardedString, tags: [DOUBLEQUOTES] }\n"
+                   # __PASSWORD__: legacy TAGS:DOUBLEQUOTES dropped: it stands in a call argument, where the value is bound (\"…\" would be a column name on postgres)\n      \
+                   __PASSWORD__: GuardedString\n"
         );
         let v = yaml_value(&yaml);
-        assert_eq!(v["queries"]["CREATE_PASSWORD_USER"]["params"]["__PASSWORD__"]["tags"][0], "DOUBLEQUOTES");
+        assert_eq!(v["queries"]["CREATE_PASSWORD_USER"]["params"]["__PASSWORD__"], "GuardedString");
         assert!(parse_provision_queries_report(SEED).warnings.is_empty());
     }
 

@@ -549,6 +549,91 @@ pub fn quoted_placeholders(sql: &str, dialect: ir::Dialect) -> Vec<(String, usiz
     out
 }
 
+/// Where a placeholder stands in its statement, for the checks of what the server accepts
+/// there (PF316, PF317).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub name: String,
+    pub offset: usize,
+    pub len: usize,
+    /// The statement takes no bind parameters on the dialect: its leading keywords
+    /// (`DROP`, `CREATE`, `GRANT`, `SET PASSWORD`, …).
+    pub no_binds: Option<String>,
+    /// The placeholder stands where the statement needs a value, not a name: why (`a call
+    /// argument`, `a comparison`, `a VALUES list`, `a password`).
+    pub value: Option<&'static str>,
+}
+
+/// The statements that take no bind parameters, by leading keyword: utility statements on
+/// PostgreSQL (only SELECT, INSERT, UPDATE, DELETE, MERGE, VALUES and CALL take `$n`),
+/// and the DDL and account statements MariaDB prepares without `?` (a `?` only stands for a
+/// data value there). SQLite is the same for DDL.
+const NO_BINDS: [&str; 10] =
+    ["create", "alter", "drop", "grant", "revoke", "rename", "truncate", "comment", "do", "reassign"];
+
+/// Every placeholder outside quotes and comments, with its [`Placement`]. One pass over the
+/// tokens: linear in the text, whatever it holds.
+pub fn placements(sql: &str, dialect: ir::Dialect) -> Vec<Placement> {
+    let Ok(pieces) = split(sql) else { return Vec::new() };
+    let CharTokens { tokens, unclosed } = lex_chars(sql, dialect);
+    if unclosed.is_some() {
+        return Vec::new();
+    }
+    let significant =
+        |t: &Token<'_>| !matches!(t.kind, TokenKind::Whitespace | TokenKind::LineComment | TokenKind::BlockComment);
+    let lower = |t: &Token<'_>| t.text.to_ascii_lowercase();
+    let mut leading = tokens.iter().map(|(t, _)| t).filter(|t| significant(t));
+    let first = leading.next().filter(|t| t.kind == TokenKind::Word).map(lower);
+    let second = leading.next().filter(|t| t.kind == TokenKind::Word).map(lower);
+    let no_binds = match (first.as_deref(), second.as_deref()) {
+        (Some("set"), Some(w @ ("password" | "role" | "session"))) => Some(format!("SET {}", w.to_uppercase())),
+        (Some(w), _) if NO_BINDS.contains(&w) => Some(w.to_uppercase()),
+        _ => None,
+    };
+    let call_args: std::collections::HashSet<(usize, usize)> = parse_call_spans(sql, dialect)
+        .map(|c| c.args.iter().map(|(text, at)| (*at, text.chars().count())).collect())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    // Tokens before `next` are taken in: the last two significant ones, and for each open
+    // parenthesis whether it opens a `VALUES` list.
+    let (mut next, mut at) = (0usize, 0usize);
+    let (mut prev, mut prev2) = (String::new(), String::new());
+    let mut parens: Vec<bool> = Vec::new();
+    for piece in pieces {
+        let Piece::Placeholder { name, offset, len } = piece else { continue };
+        while tokens.get(at + 1).is_some_and(|(_, chars)| *chars <= offset) {
+            at += 1;
+        }
+        while next < at {
+            if let Some((t, _)) = tokens.get(next).filter(|(t, _)| significant(t)) {
+                if t.is_punct('(') {
+                    parens.push(prev == "values");
+                } else if t.is_punct(')') {
+                    parens.pop();
+                }
+                prev2 = std::mem::replace(&mut prev, lower(t));
+            }
+            next += 1;
+        }
+        if tokens.get(at).is_some_and(|(t, chars)| *chars <= offset && t.kind.is_quoted_or_comment()) {
+            continue;
+        }
+        let value = if call_args.contains(&(offset, len)) {
+            Some("a call argument")
+        } else if prev == "password" || (prev == "by" && prev2 == "identified") {
+            Some("a password")
+        } else if matches!(prev.as_str(), "=" | "<" | ">" | "like" | "ilike") {
+            Some("a comparison")
+        } else if parens.last() == Some(&true) {
+            Some("a VALUES list")
+        } else {
+            None
+        };
+        out.push(Placement { name, offset, len, no_binds: no_binds.clone(), value });
+    }
+    out
+}
+
 /// The character offset of a quote or block comment of an emulated (sqlite) procedure body
 /// that is never closed, if any.
 pub fn unterminated(text: &str) -> Option<usize> {

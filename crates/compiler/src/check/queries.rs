@@ -101,6 +101,87 @@ fn lower_set(ctx: &Ctx<'_>, set: &Named<'_, syntax::ConnectorQueries>, out: &mut
     }
 }
 
+/// What the server would refuse about where a placeholder stands, with its position in the
+/// query text: a bind parameter in a statement that takes none (PF316); a value inlined as an
+/// identifier where the statement needs a value, or a secret inlined as an identifier (PF317).
+fn placement_findings(
+    dialect: ir::Dialect,
+    text_ptr: &str,
+    q: &QueryDef,
+    lowered: &query::LoweredParams,
+) -> Vec<(Finding, (usize, usize))> {
+    let server = match dialect {
+        ir::Dialect::Postgres => "PostgreSQL",
+        ir::Dialect::Mariadb => "MariaDB",
+        ir::Dialect::Sqlite => "SQLite",
+    };
+    let mut out = Vec::new();
+    for p in query::placements(&q.query, dialect) {
+        let Some(param) = lowered.index(&p.name).and_then(|i| lowered.params.get(i)) else { continue };
+        if param.mode != ir::ParamMode::In {
+            continue;
+        }
+        let name = &p.name;
+        if let (Some(statement), ir::Quoting::Bind) = (&p.no_binds, param.quoting) {
+            let help = if param.ty.is_secret() || p.value == Some("a password") {
+                format!("tag it `QUOTES` to inline it as a string literal: `params: {{ {name}: {{ type: {}, tags: [QUOTES] }} }}`", param.ty.as_str())
+            } else {
+                format!("tag it `IDENTIFIER` for a name (`params: {{ {name}: {{ type: {}, tags: [IDENTIFIER] }} }}`), or `QUOTES` for a string literal", param.ty.as_str())
+            };
+            out.push((
+                Finding::error(
+                    "PF316",
+                    format!("`{{{name}}}` would be a bind parameter, but {server} takes none in a {statement} statement: the server refuses it at run time"),
+                    text_ptr.to_string(),
+                    Part::Value,
+                    Some(help),
+                ),
+                (p.offset, p.len),
+            ));
+            continue;
+        }
+        // MariaDB reads `"…"` as a string (without ANSI_QUOTES); the others as a name.
+        let identifier = match param.quoting {
+            // A secret under IDENTIFIER is PF304 already.
+            ir::Quoting::Identifier if param.ty.is_secret() => None,
+            ir::Quoting::Identifier => Some("`IDENTIFIER`"),
+            ir::Quoting::DoubleQuotes if dialect != ir::Dialect::Mariadb => {
+                Some("`DOUBLEQUOTES` (a double-quoted name on this dialect)")
+            }
+            _ => None,
+        };
+        let Some(tag) = identifier else { continue };
+        if let Some(why) = p.value {
+            out.push((
+                Finding::error(
+                    "PF317",
+                    format!("`{{{name}}}` is inlined as an identifier by {tag}, but it stands in {why}, where {server} needs a value: the server reads it as a column or object name"),
+                    text_ptr.to_string(),
+                    Part::Value,
+                    Some(if p.no_binds.is_some() {
+                        format!("tag `{name}` `QUOTES` to inline it as a string literal")
+                    } else {
+                        format!("remove the tag: `{name}` is then bound as a value")
+                    }),
+                ),
+                (p.offset, p.len),
+            ));
+        } else if param.ty.is_secret() {
+            out.push((
+                Finding::error(
+                    "PF317",
+                    format!("secret `{{{name}}}` is inlined as an identifier by {tag}: {server} reads it as a name, and repeats names in its error messages"),
+                    text_ptr.to_string(),
+                    Part::Value,
+                    Some(format!("bind it (no tag), or in DDL tag it `QUOTES` (`PASSWORD {{{name}}}`)")),
+                ),
+                (p.offset, p.len),
+            ));
+        }
+    }
+    out
+}
+
 fn lower_query(
     ctx: &Ctx<'_>,
     sink: &mut Sink<'_>,
@@ -227,6 +308,11 @@ fn lower_query(
                 )),
             ),
         ));
+    }
+
+    for f in placement_findings(dialect, &text_ptr, q, &lowered) {
+        let (offset, len) = f.1;
+        sink.push(at(offset, len, f.0));
     }
 
     let call = check_call(ctx, sink, dialect, procedures, &base, q, &lowered);
@@ -812,6 +898,18 @@ mod tests {
                 vec![],
             ),
             ("postgres", "queries:\n  Q:\n    query: \"select '{a}'\"\n    params: { a: String }\n", vec!["PF314"]),
+            // Where a placeholder stands: binds in DDL, identifiers where values belong.
+            ("postgres", "queries:\n  Q:\n    query: DROP ROLE {n}\n    params: { n: String }\n", vec!["PF316"]),
+            ("postgres", "queries:\n  Q:\n    query: \"  -- drop it\\n  alter role {n} login\"\n    params: { n: String }\n", vec!["PF316"]),
+            ("mariadb", "queries:\n  Q:\n    query: SET PASSWORD FOR {n} = PASSWORD({p})\n    params: { n: String, p: GuardedString }\n", vec!["PF316", "PF316"]),
+            ("mariadb", "queries:\n  Q:\n    query: CREATE USER {n} IDENTIFIED BY {p}\n    params:\n      n: { type: String, tags: [QUOTES] }\n      p: { type: GuardedString, tags: [QUOTES] }\n", vec![]),
+            ("mariadb", "queries:\n  Q:\n    query: CREATE USER {n} IDENTIFIED BY {p}\n    params:\n      n: { type: String, tags: [IDENTIFIER] }\n      p: { type: String, tags: [IDENTIFIER] }\n", vec!["PF317"]),
+            ("postgres", "queries:\n  Q:\n    query: insert into t(a, b) values ({a}, lower({b}))\n    params:\n      a: { type: String, tags: [DOUBLEQUOTES] }\n      b: String\n", vec!["PF317"]),
+            ("postgres", "queries:\n  Q:\n    query: delete from t where a = {a}\n    params:\n      a: { type: String, tags: [IDENTIFIER] }\n", vec!["PF317"]),
+            ("postgres", "queries:\n  Q:\n    query: select {c} from t where a <> {a}\n    params:\n      c: { type: String, tags: [IDENTIFIER] }\n      a: String\n    columns: { x: String }\n", vec![]),
+            ("sqlite", "queries:\n  Q:\n    query: create table {t} (x)\n    params:\n      t: { type: String, tags: [DOUBLEQUOTES] }\n", vec![]),
+            ("postgres", "queries:\n  Q:\n    query: ALTER ROLE {n} PASSWORD {p}\n    params:\n      n: { type: String, tags: [IDENTIFIER] }\n      p: { type: GuardedString, tags: [DOUBLEQUOTES] }\n", vec!["PF317"]),
+            ("mariadb", "queries:\n  Q:\n    query: select 1 from t where a = {a}\n    params:\n      a: { type: GuardedString, tags: [DOUBLEQUOTES] }\n", vec![]),
             ("postgres", "queries:\n  Q:\n    query: select {a}}\n    params: { a: String }\n", vec!["PF302"]),
             ("postgres", "queries:\n  Q:\n    query: \"select {a}\\0\"\n    params: { a: String }\n", vec!["PF302"]),
             ("postgres", "queries:\n  Q:\n    query: call p({a}, (\n    params: { a: String }\n", vec!["PF302"]),
