@@ -188,10 +188,16 @@ fn import_reports_malformed_legacy_input_by_line_and_column() {
         "CREATE_USER { Query=\"call p({__NAME__})\" Parameters=[\"__NAME__\":\"Type:String\"] }\n\
          DELETE_USER { Query:\"call d({__NAME__})\" Parameters=[\"__NAME__\":\"Type:Strin\"] }\n",
     );
+    // No dialect: refused, naming them; provflow does not guess.
     let out = p.run(&["import", "provision-queries", "broken.queries"], DEADLINE);
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(out.stderr.contains("--dialect postgres, --dialect mariadb or --dialect sqlite"), "{out}");
+    let out = p.run(&["import", "provision-queries", "broken.queries", "--dialect", "postgres"], DEADLINE);
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.stderr.contains("broken.queries:2:"), "errors must name the line\n{out}");
-    assert!(out.stdout.is_empty(), "nothing is printed on failure\n{out}");
+    // The good entry is still converted and printed; the bad one is not.
+    assert!(out.stdout.contains("CREATE_USER:") && !out.stdout.contains("DELETE_USER"), "{out}");
+    assert!(out.stderr.contains("1 entry converted and printed"), "{out}");
 }
 
 /// Links back into the tree (one alone repeats every file; two never end when followed) and a

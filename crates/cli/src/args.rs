@@ -486,9 +486,10 @@ pub enum ImportCommand {
     ProvisionQueries {
         /// The legacy file.
         file: PathBuf,
-        /// The dialect of the queries.
-        #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres", "mariadb"])]
-        dialect: String,
+        /// The database the converted queries will run on (required: a legacy file does not
+        /// say, and quoting, binds and calls differ between them).
+        #[arg(long, value_parser = ["postgres", "mariadb", "sqlite"])]
+        dialect: Option<String>,
         /// The name of the query set (default: the file's stem).
         #[arg(long)]
         name: Option<String>,

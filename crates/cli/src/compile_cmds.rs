@@ -148,6 +148,10 @@ pub fn graph(global: &Global, args: GraphArgs) -> u8 {
 
 pub fn import(cmd: ImportCommand) -> u8 {
     let ImportCommand::ProvisionQueries { file, dialect, name } = cmd;
+    let Some(dialect) = dialect else {
+        errln!("error: --dialect is required: a provision.queries file does not say which database it was written for, and quoting, bind parameters and calls differ between them; use --dialect postgres, --dialect mariadb or --dialect sqlite");
+        return exit::USAGE;
+    };
     let limit = provflow_compiler::legacy::MAX_INPUT_BYTES;
     let text = match provflow_compiler::source::read_limited(&file, limit) {
         Ok(bytes) => match String::from_utf8(bytes) {
@@ -178,13 +182,21 @@ pub fn import(cmd: ImportCommand) -> u8 {
     for e in &report.errors {
         print("error", e);
     }
+    // Every entry that converts is printed, even when others cannot be.
+    if !report.queries.is_empty() || report.errors.is_empty() {
+        out::text(
+            out::Stream::Out,
+            &provflow_compiler::legacy::to_connector_queries_yaml(&report.queries, &name, &dialect),
+        );
+    }
     if !report.errors.is_empty() {
-        errln!("import failed: {} error(s); nothing was printed", report.errors.len());
+        errln!(
+            "import incomplete: {} entr{} converted and printed, {} problem(s) above kept the rest out; fix them and import again",
+            report.queries.len(),
+            if report.queries.len() == 1 { "y" } else { "ies" },
+            report.errors.len()
+        );
         return exit::FAILED;
     }
-    out::text(
-        out::Stream::Out,
-        &provflow_compiler::legacy::to_connector_queries_yaml(&report.queries, &name, &dialect),
-    );
     exit::OK
 }

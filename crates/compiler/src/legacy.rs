@@ -767,6 +767,9 @@ struct RawEntry {
     params: Vec<RawParam>,
     /// False after a syntax error that makes placeholder checks meaningless.
     clean: bool,
+    /// An error was reported inside the entry while parsing it: it is not converted, whatever
+    /// the checks after find.
+    broken: bool,
 }
 
 struct Parser<'t, 'd> {
@@ -950,8 +953,17 @@ impl<'t, 'd> Parser<'t, 'd> {
         self.bump();
         let brace = self.start();
         self.bump();
-        let mut e =
-            RawEntry { name, name_pos, saw_query: None, query: None, params_at: None, params: Vec::new(), clean: true };
+        let errors_at_start = self.d.errors.len();
+        let mut e = RawEntry {
+            name,
+            name_pos,
+            saw_query: None,
+            query: None,
+            params_at: None,
+            params: Vec::new(),
+            clean: true,
+            broken: false,
+        };
         loop {
             let at = self.start();
             match self.k(0) {
@@ -1023,6 +1035,7 @@ impl<'t, 'd> Parser<'t, 'd> {
                 }
             }
         }
+        e.broken = self.d.errors.len() > errors_at_start;
         e
     }
 
@@ -1655,7 +1668,7 @@ fn check(entries: Vec<RawEntry>, d: &mut Diags) -> Vec<LegacyQuery> {
         let errors_before = d.errors.len();
         check_placeholders(&e.name, &chars, e.params_at.is_some(), &e.params, d);
         warn_typography(&chars, d);
-        if d.errors.len() != errors_before {
+        if d.errors.len() != errors_before || e.broken {
             continue;
         }
         let mut params = Vec::with_capacity(e.params.len());
