@@ -204,12 +204,15 @@ pub fn last_task(v: &serde_json::Value, task: &str) -> (String, Option<String>) 
         .unwrap_or_else(|| panic!("no task `{task}` in {v}"))
 }
 
-/// The 1-based line of the first line of `text` that equals `line` (after trimming the end).
-pub fn line_of(text: &str, line: &str) -> i64 {
-    text.lines()
-        .position(|l| l.trim_end() == line)
-        .map(|i| i as i64 + 1)
-        .unwrap_or_else(|| panic!("no line `{line}` in\n{text}"))
+/// The 1-based line and column (in characters) of the first occurrence of `needle`.
+pub fn position_of(text: &str, needle: &str) -> (i64, i64) {
+    let (i, line) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(needle))
+        .unwrap_or_else(|| panic!("no `{needle}` in\n{text}"));
+    let col = line.split(needle).next().map_or(0, |before| before.chars().count());
+    (i as i64 + 1, col as i64 + 1)
 }
 
 /// `target install` twice (the scripts are idempotent), then `target check` finds nothing.
@@ -266,8 +269,9 @@ pub fn check_reports_mismatches_at_the_query(db: &Db, url: &str) {
         ),
     );
 
-    let enable_line = line_of(&queries, "  ENABLE_USER:");
-    let reset_line = line_of(&queries, "  RESET_PASSWORD:");
+    // Findings point at the procedure's name inside the query text.
+    let (enable_line, enable_col) = position_of(&queries, "enable_usr(");
+    let (reset_line, reset_col) = position_of(&queries, "reset_password(");
     let out = p.expect(1, &["--format", "json", "target", "check", db.target]);
     let found: Vec<(String, String, i64, i64, String)> = out
         .json_diagnostics()
@@ -289,14 +293,14 @@ pub fn check_reports_mismatches_at_the_query(db: &Db, url: &str) {
                 "PF700".to_string(),
                 db.queries_file.to_string(),
                 enable_line,
-                3,
+                enable_col,
                 "did you mean `enable_user`?".to_string()
             ),
             (
                 "PF702".to_string(),
                 db.queries_file.to_string(),
                 reset_line,
-                3,
+                reset_col,
                 "declare it under `outputs`: `response: String`".to_string()
             ),
         ],
@@ -308,7 +312,7 @@ pub fn check_reports_mismatches_at_the_query(db: &Db, url: &str) {
     assert!(messages[1].starts_with("argument 3 (`response`) of `reset_password` is OUT"), "{out}");
 
     let out = p.expect(1, &["--format", "github", "target", "check", db.target]);
-    let expected = format!("::error file={},line={enable_line},col=3,", db.queries_file);
+    let expected = format!("::error file={},line={enable_line},col={enable_col},", db.queries_file);
     assert!(out.stdout.contains(&expected), "{out}");
     let out = p.expect(1, &["target", "check", db.target]);
     assert!(out.stderr.contains("target check failed: 2 mismatch(es)"), "{out}");

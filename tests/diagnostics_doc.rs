@@ -16,6 +16,7 @@ const NO_FIXTURE: &[(&str, &str)] = &[
     ("PF701", "`target check` needs a live database: tests/target_pg.rs"),
     ("PF702", "`target check` needs a live database: tests/cli_pg.rs and tests/target_pg.rs"),
     ("PF703", "`target check` needs a live database: tests/target_pg.rs"),
+    ("PF704", "`target check` needs a live database: tests/catalog_real.rs"),
 ];
 
 fn workspace() -> PathBuf {

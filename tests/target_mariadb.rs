@@ -190,7 +190,7 @@ fn inout_parameters_through_session_variables() {
         name: "TYPED".into(),
         source: String::new(),
         segments,
-        call: Some(ir::Call { procedure: proc_name.clone(), args: (0..params.len()).map(Some).collect() }),
+        call: Some(ir::Call::positional(proc_name.clone(), (0..params.len()).map(Some).collect())),
         params,
         response_from: None,
         errors: BTreeMap::new(),

@@ -207,7 +207,7 @@ fn typed_binds_inout_and_out_parameters() {
         segments.push(if p.mode == ParamMode::Out { Segment::Out(i) } else { Segment::Bind(i) });
     }
     segments.push(Segment::Text(")".into()));
-    let call = ir::Call { procedure: proc_name.clone(), args: (0..params.len()).map(Some).collect() };
+    let call = ir::Call::positional(proc_name.clone(), (0..params.len()).map(Some).collect());
     let q = hand_query("TYPED", segments, params, Some(call));
     let values = [
         Value::Int(2),

@@ -794,7 +794,7 @@ fn target_check(global: &Global, a: crate::args::TargetArgs) -> Outcome {
     let diagnostics: Vec<provflow_compiler::diagnostic::Diagnostic> = findings
         .iter()
         .map(|f| {
-            let len = f.query.chars().count() as u32;
+            let len = f.len;
             let span = text_of(&f.location.file)
                 .map(|text| {
                     provflow_compiler::yaml::LineIndex::new(&text).point(f.location.line, f.location.column, len)

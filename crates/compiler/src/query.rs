@@ -252,6 +252,29 @@ pub fn parse_call_spans(sql: &str, dialect: ir::Dialect) -> Option<CallSpans> {
     (k == tokens.len()).then_some(CallSpans { procedure, procedure_offset, args })
 }
 
+/// A call argument in named notation, `name => value` (and PostgreSQL's older
+/// `name := value`): the name (unquoted names folded to lower case on PostgreSQL, as the
+/// server does) and the value's text; a positional argument is `(None, text)`.
+pub fn named_argument(arg: &str, dialect: ir::Dialect) -> (Option<String>, &str) {
+    let CharTokens { tokens, .. } = lex_chars(arg, dialect);
+    let mut significant = tokens.iter().filter(|(t, _)| t.kind != TokenKind::Whitespace);
+    let (Some((name, _)), Some((a, _)), Some((b, _))) = (significant.next(), significant.next(), significant.next())
+    else {
+        return (None, arg);
+    };
+    let arrow = (a.is_punct('=') && b.is_punct('>')) || (a.is_punct(':') && b.is_punct('='));
+    if !arrow || !matches!(name.kind, TokenKind::Word | TokenKind::QuotedIdent) {
+        return (None, arg);
+    }
+    let value = arg.get(b.end()..).unwrap_or("").trim();
+    let name = match name.kind {
+        TokenKind::QuotedIdent => name.text.trim_matches(['"', '`']).to_string(),
+        _ if dialect == ir::Dialect::Postgres => name.text.to_lowercase(),
+        _ => name.text.to_string(),
+    };
+    (Some(name), value)
+}
+
 /// Whether query text starts with the `call` keyword (so a failed [`parse_call`] is a
 /// malformed call rather than some other statement).
 pub fn looks_like_call(sql: &str) -> bool {

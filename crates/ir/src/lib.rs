@@ -175,6 +175,21 @@ pub struct Call {
     /// The parameter (index into [`Query::params`]) passed at each argument position;
     /// `None` for an argument that is a SQL expression rather than a placeholder.
     pub args: Vec<Option<usize>>,
+    /// The argument names of named notation (`call p(usr => {__NAME__})`), one per argument
+    /// (`None` for a positional one); empty when every argument is positional.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<Option<String>>,
+    /// Where the procedure's name is written, inside the query text: findings about the call
+    /// point there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+impl Call {
+    /// A call whose arguments are all positional, with no known location.
+    pub fn positional(procedure: impl Into<String>, args: Vec<Option<usize>>) -> Self {
+        Call { procedure: procedure.into(), args, names: Vec::new(), location: None }
+    }
 }
 
 /// A typed column of a query's result rows (reconciliation and expectations).

@@ -92,6 +92,20 @@ impl<'a> Ctx<'a> {
         let span = d.spans.get(pointer).map(|n| n.key.unwrap_or(n.value)).unwrap_or(d.root);
         ir::Location { file: self.file_of(doc).to_owned(), line: span.line, column: span.column }
     }
+
+    /// The file position of a place inside a string value: `inner` is 0-based within the
+    /// string, as `Finding::at_inner` takes it (the same arithmetic as `resolve`).
+    pub fn inner_location(&self, doc: usize, pointer: &str, (line, col): (u32, u32)) -> ir::Location {
+        let Some(n) = self.node(doc, pointer) else {
+            return self.location(doc, pointer);
+        };
+        let (line, column) = match n.block_content {
+            Some((bl, bc)) => (bl + line, bc + col),
+            None if line == 0 => (n.value.line, n.value.column + col + u32::from(n.quoted)),
+            None => (n.value.line + line, col + 1),
+        };
+        ir::Location { file: self.file_of(doc).to_owned(), line, column }
+    }
 }
 
 impl<'a> Ctx<'a> {

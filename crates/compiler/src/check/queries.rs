@@ -427,14 +427,18 @@ fn check_call(
         return None;
     };
     let indices = lowered.indices();
-    let args = spans
-        .args
+    let (names, values): (Vec<Option<String>>, Vec<&str>) =
+        spans.args.iter().map(|(arg, _)| query::named_argument(arg, dialect)).unzip();
+    let args = values
         .iter()
-        .map(|(arg, _)| match query::split(arg).as_deref() {
+        .map(|arg| match query::split(arg).as_deref() {
             Ok([Piece::Placeholder { name, .. }]) => indices.get(name.as_str()).copied(),
             _ => None,
         })
         .collect();
+    let names = if names.iter().any(Option::is_some) { names } else { Vec::new() };
+    let inner = inner_at(ctx, sink.doc, &text_ptr, &q.query, spans.procedure_offset, spans.procedure.chars().count());
+    let location = Some(ctx.inner_location(sink.doc, &text_ptr, inner));
     if dialect == ir::Dialect::Sqlite {
         let name_len = spans.procedure.chars().count();
         // Positions are computed only for a finding: they may need the file's full span index.
@@ -483,7 +487,7 @@ fn check_call(
             Some(_) => {}
         }
     }
-    Some((ir::Call { procedure: spans.procedure.clone(), args }, spans))
+    Some((ir::Call { procedure: spans.procedure.clone(), args, names, location }, spans))
 }
 
 /// `outputs` only make sense as whole arguments of a `call` that can return them.
@@ -510,8 +514,16 @@ fn check_outputs(
         ));
         return;
     };
-    // Argument text by offset: a placeholder is a whole argument when one starts where it does.
-    let whole_args: HashMap<usize, &str> = call.args.iter().map(|(a, offset)| (*offset, a.as_str())).collect();
+    // Argument text by offset: a placeholder is a whole argument when one starts where it does
+    // (after the name, in named notation).
+    let whole_args: HashMap<usize, &str> = call
+        .args
+        .iter()
+        .map(|(a, offset)| {
+            let (_, value) = query::named_argument(a, ir::Dialect::Postgres);
+            (offset + a.chars().count() - value.chars().count(), value)
+        })
+        .collect();
     let indices = lowered.indices();
     for piece in pieces {
         let Piece::Placeholder { name, offset, len } = piece else { continue };
@@ -1081,7 +1093,13 @@ mod tests {
         // YAML order, not sorted.
         assert_eq!(set.queries.iter().map(|q| q.name.as_str()).collect::<Vec<_>>(), vec!["B", "A"]);
         let b = &set.queries[0];
-        assert_eq!(b.call, Some(Call { procedure: "reset_password".into(), args: vec![Some(0), None, None, Some(1)] }));
+        let call = b.call.clone().unwrap();
+        assert_eq!(
+            (call.procedure.as_str(), call.args.clone()),
+            ("reset_password", vec![Some(0), None, None, Some(1)])
+        );
+        assert!(call.names.is_empty());
+        assert!(call.location.is_some_and(|l| l.line > 0 && l.column > 0));
         assert_eq!(b.response_from, Some(1));
         assert_eq!(b.errors.get("42704").map(String::as_str), Some("NO_SUCH_USER"));
         assert!(b.idempotent);

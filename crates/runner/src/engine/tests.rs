@@ -29,7 +29,12 @@ fn call_query(name: &str, procedure: &str, params: Vec<QueryParam>, idempotent: 
         name: name.into(),
         source: String::new(),
         segments,
-        call: Some(Call { procedure: procedure.into(), args: (0..params.len()).map(Some).collect() }),
+        call: Some(Call {
+            procedure: procedure.into(),
+            args: (0..params.len()).map(Some).collect(),
+            names: vec![],
+            location: None,
+        }),
         params,
         response_from: None,
         errors: [("23505".to_string(), "DUPLICATE".to_string())].into(),

@@ -15,6 +15,9 @@ pub struct CatalogFinding {
     /// The query's name.
     pub query: String,
     pub location: ir::Location,
+    /// How many characters from `location` the finding covers: the procedure's name (or the
+    /// query's key, for an IR without the call's position).
+    pub len: u32,
     pub message: String,
     pub help: Option<String>,
 }
@@ -24,6 +27,9 @@ pub struct CatalogFinding {
 pub struct Signature {
     pub name: String,
     pub params: Vec<CatalogParam>,
+    /// How many of the trailing input parameters have defaults (PostgreSQL's
+    /// `pronargdefaults`; MariaDB procedures have none): a call may leave them out.
+    pub defaults: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,13 +57,14 @@ const SEP: char = '\u{1f}';
 /// One row per procedure; names, modes and types joined with U+001F (no type name or mode
 /// contains it). Procedures visible on the search path only: those are the ones `CALL p` finds.
 const POSTGRES_CATALOG: &str = "select p.proname::text as name, \
+    p.pronargdefaults::text as defaults, \
     coalesce(array_to_string(p.proargnames, chr(31)), '') as arg_names, \
     coalesce(array_to_string(p.proargmodes, chr(31)), '') as arg_modes, \
     coalesce((select string_agg(format_type(a.t, null), chr(31) order by a.o) \
               from unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) with ordinality as a(t, o)), '') as arg_types \
     from pg_proc p where p.prokind = 'p' and pg_function_is_visible(p.oid)";
 
-const MARIADB_CATALOG: &str = "select r.ROUTINE_NAME as name, \
+const MARIADB_CATALOG: &str = "select r.ROUTINE_NAME as name, '0' as defaults, \
     coalesce(group_concat(p.PARAMETER_NAME order by p.ORDINAL_POSITION separator 0x1f), '') as arg_names, \
     coalesce(group_concat(p.PARAMETER_MODE order by p.ORDINAL_POSITION separator 0x1f), '') as arg_modes, \
     coalesce(group_concat(p.DATA_TYPE order by p.ORDINAL_POSITION separator 0x1f), '') as arg_types \
@@ -74,7 +81,7 @@ fn read(target: &mut dyn Target, sql: &str) -> Result<Vec<Signature>, TargetErro
         call: None,
         response_from: None,
         errors: BTreeMap::new(),
-        columns: ["name", "arg_names", "arg_modes", "arg_types"]
+        columns: ["name", "defaults", "arg_names", "arg_modes", "arg_types"]
             .iter()
             .map(|n| ir::Column { name: (*n).into(), ty: ValueType::String })
             .collect(),
@@ -108,7 +115,8 @@ fn read(target: &mut dyn Target, sql: &str) -> Result<Vec<Signature>, TargetErro
                     type_name: ty.clone(),
                 })
                 .collect();
-            Signature { name, params }
+            let defaults = field(row, "defaults").join("").parse().unwrap_or(0);
+            Signature { name, params, defaults }
         })
         .collect())
 }
@@ -177,7 +185,88 @@ fn mode_word(mode: ParamMode) -> &'static str {
     }
 }
 
-/// Checks every `call` of `set` against `catalog`.
+/// How a call's arguments meet one signature's parameters: for each argument, the index of
+/// the parameter it fills.
+fn bind(call: &ir::Call, signature: &Signature, dialect: Dialect) -> Option<Vec<usize>> {
+    let mut filled = vec![false; signature.params.len()];
+    let mut binding = Vec::with_capacity(call.args.len());
+    for (position, _) in call.args.iter().enumerate() {
+        let name = call.names.get(position).cloned().flatten();
+        let at = match name {
+            None => position,
+            Some(n) => signature.params.iter().position(|p| match dialect {
+                Dialect::Mariadb => p.name.eq_ignore_ascii_case(&n),
+                _ => p.name == n,
+            })?,
+        };
+        let slot = filled.get_mut(at)?;
+        if *slot {
+            return None;
+        }
+        *slot = true;
+        binding.push(at);
+    }
+    // What is not filled must have a default: the last `defaults` input parameters do.
+    let inputs: Vec<usize> = (0..signature.params.len())
+        .filter(|&i| signature.params.get(i).is_some_and(|p| p.mode != ParamMode::Out))
+        .collect();
+    let defaulted = inputs.get(inputs.len().saturating_sub(signature.defaults)..).unwrap_or_default();
+    let complete = filled.iter().enumerate().all(|(i, f)| *f || defaulted.contains(&i));
+    complete.then_some(binding)
+}
+
+/// Which of several overloads that take a call's arguments the server runs, as PostgreSQL
+/// resolves a call whose binds have no declared type (the runner prepares `$n` untyped): at a
+/// position where the overloads' types differ, an unknown-typed value goes to the string
+/// category if any overload has it there, and within it to `text`, its preferred type;
+/// otherwise the call is ambiguous. A position holding a SQL expression (a cast,
+/// `{quota}::integer`) has a type provflow does not know: the choice is then the server's.
+enum Resolved<'s> {
+    One(&'s Signature, Vec<usize>),
+    Ambiguous,
+    /// Told apart only by an expression's type.
+    Unknown,
+}
+
+fn resolve<'s>(call: &ir::Call, bound: &[(&'s Signature, Vec<usize>)]) -> Resolved<'s> {
+    let mut left: Vec<&(&Signature, Vec<usize>)> = bound.iter().collect();
+    let expressions = call.args.iter().any(Option::is_none);
+    for (position, arg) in call.args.iter().enumerate() {
+        if left.len() < 2 {
+            break;
+        }
+        if arg.is_none() {
+            continue;
+        }
+        let type_at = |c: &(&Signature, Vec<usize>)| {
+            c.1.get(position).and_then(|&at| c.0.params.get(at)).map(|p| p.type_name.to_ascii_lowercase())
+        };
+        let first = left.first().and_then(|c| type_at(c));
+        if left.iter().all(|c| type_at(c) == first) {
+            continue;
+        }
+        let is_text = |c: &&(&Signature, Vec<usize>)| {
+            type_at(c).is_some_and(|t| catalog_kind(&t, Dialect::Postgres) == Kind::Text)
+        };
+        let strings: Vec<_> = left.iter().copied().filter(is_text).collect();
+        if strings.is_empty() {
+            return if expressions { Resolved::Unknown } else { Resolved::Ambiguous };
+        }
+        let preferred: Vec<_> = strings.iter().copied().filter(|c| type_at(c).as_deref() == Some("text")).collect();
+        left = if preferred.is_empty() { strings } else { preferred };
+    }
+    match left.as_slice() {
+        [one] => Resolved::One(one.0, one.1.clone()),
+        _ if expressions => Resolved::Unknown,
+        _ => Resolved::Ambiguous,
+    }
+}
+
+/// Checks every `call` of `set` against `catalog`: the procedure exists; an overload takes the
+/// arguments as written (positional, named `p => v`, and defaulted trailing inputs left
+/// out), the one the server would choose ([`resolve`]; PF704 when it cannot); modes and types
+/// match.
+/// Findings point at the procedure's name in the query text.
 pub fn verify(set: &ir::QuerySet, catalog: &[Signature], dialect: Dialect) -> Vec<CatalogFinding> {
     let mut findings = Vec::new();
     let key = |n: &str| if dialect == Dialect::Mariadb { n.to_lowercase() } else { n.to_string() };
@@ -188,10 +277,15 @@ pub fn verify(set: &ir::QuerySet, catalog: &[Signature], dialect: Dialect) -> Ve
     for query in &set.queries {
         let Some(call) = &query.call else { continue };
         let mut finding = |code: &'static str, message: String, help: Option<String>| {
+            let (location, len) = match &call.location {
+                Some(at) => (at.clone(), call.procedure.chars().count()),
+                None => (query.location.clone(), query.name.chars().count()),
+            };
             findings.push(CatalogFinding {
                 code,
                 query: query.name.clone(),
-                location: query.location.clone(),
+                location,
+                len: u32::try_from(len).unwrap_or(u32::MAX),
                 message,
                 help,
             });
@@ -213,27 +307,65 @@ pub fn verify(set: &ir::QuerySet, catalog: &[Signature], dialect: Dialect) -> Ve
             );
             continue;
         };
-        let Some(signature) = candidates.iter().find(|s| s.params.len() == call.args.len()) else {
-            let arities: Vec<String> = candidates.iter().map(|s| s.params.len().to_string()).collect();
+        let signatures = || {
+            candidates.iter().map(|s| format!("`{}({})`", call.procedure, describe(s))).collect::<Vec<_>>().join(", ")
+        };
+        let bound: Vec<(&Signature, Vec<usize>)> =
+            candidates.iter().filter_map(|s| bind(call, s, dialect).map(|b| (*s, b))).collect();
+        if bound.is_empty() {
+            let arities: Vec<String> = candidates
+                .iter()
+                .map(|s| {
+                    let (all, min) = (s.params.len(), s.params.len().saturating_sub(s.defaults));
+                    if min == all {
+                        all.to_string()
+                    } else {
+                        format!("{min} to {all}")
+                    }
+                })
+                .collect();
+            let named = if call.names.iter().any(Option::is_some) { " (by the names given)" } else { "" };
             finding(
                 "PF701",
                 format!(
-                    "procedure `{}` takes {} argument(s) but `{}` passes {}",
+                    "procedure `{}` takes {} argument(s) but `{}` passes {}{named}",
                     call.procedure,
                     arities.join(" or "),
                     query.name,
                     call.args.len()
                 ),
-                Some(format!(
-                    "the database has `{}({})`",
-                    call.procedure,
-                    candidates.first().map(|s| describe(s)).unwrap_or_default()
-                )),
+                Some(format!("the database has {}", signatures())),
             );
             continue;
+        }
+        let chosen = match bound.as_slice() {
+            [one] => Resolved::One(one.0, one.1.clone()),
+            _ => resolve(call, &bound),
         };
-        for (position, (arg, db)) in call.args.iter().zip(&signature.params).enumerate() {
-            let Some(param) = arg.and_then(|i| query.params.get(i)) else { continue };
+        let (signature, binding) = match chosen {
+            Resolved::One(signature, binding) => (signature, binding),
+            Resolved::Unknown => continue,
+            Resolved::Ambiguous => {
+                finding(
+                "PF704",
+                format!(
+                    "the call of `{}` in `{}` matches {} procedures and the server cannot choose: it would refuse the call as not unique",
+                    call.procedure,
+                    query.name,
+                    bound.len()
+                ),
+                Some(format!(
+                    "the database has {}; cast the argument that tells them apart in the query (`{{value}}::integer`), or give one procedure a name of its own",
+                    signatures()
+                )),
+            );
+                continue;
+            }
+        };
+        for (position, (arg, &at)) in call.args.iter().zip(&binding).enumerate() {
+            let (Some(param), Some(db)) = (arg.and_then(|i| query.params.get(i)), signature.params.get(at)) else {
+                continue;
+            };
             let db_name = if db.name.is_empty() { String::new() } else { format!(" (`{}`)", db.name) };
             let n = position + 1;
             match (db.mode, param.mode) {
@@ -299,6 +431,7 @@ mod tests {
                 .iter()
                 .map(|(n, m, t)| CatalogParam { name: (*n).into(), mode: *m, type_name: (*t).into() })
                 .collect(),
+            defaults: 0,
         }
     }
 
@@ -330,6 +463,8 @@ mod tests {
                     call: Some(ir::Call {
                         procedure: (*procedure).into(),
                         args: (0..params.len()).map(Some).collect(),
+                        names: vec![],
+                        location: None,
                     }),
                     response_from: None,
                     errors: BTreeMap::new(),
@@ -399,5 +534,72 @@ mod tests {
             1,
             "case matters for a quoted name on PostgreSQL"
         );
+    }
+
+    fn with_defaults(mut s: Signature, defaults: usize) -> Signature {
+        s.defaults = defaults;
+        s
+    }
+
+    #[test]
+    fn defaults_named_arguments_and_overloads() {
+        use ParamMode::*;
+        use ValueType as T;
+        let catalog = [
+            // grant_role(usr text, role text, admin boolean default false)
+            with_defaults(sig("grant_role", &[("usr", In, "text"), ("role", In, "text"), ("admin", In, "boolean")]), 1),
+            // Overloads told apart by type.
+            sig("set_quota", &[("usr", In, "text"), ("mb", In, "integer")]),
+            sig("set_quota", &[("usr", In, "text"), ("unlimited", In, "boolean")]),
+            // Overloads the binds cannot tell apart.
+            sig("touch", &[("usr", In, "text")]),
+            sig("touch", &[("usr", In, "character varying")]),
+            // An OUT parameter after an input with a default.
+            with_defaults(sig("reset", &[("usr", In, "text"), ("pwd", In, "text"), ("response", Out, "text")]), 1),
+        ];
+        let mut queries = set(&[
+            ("DEFAULTED", "grant_role", vec![("n", T::String, In), ("r", T::String, In)]),
+            ("ALL", "grant_role", vec![("n", T::String, In), ("r", T::String, In), ("a", T::Boolean, In)]),
+            ("TOO_FEW", "grant_role", vec![("n", T::String, In)]),
+            ("NAMED", "grant_role", vec![("r", T::String, In), ("n", T::String, In)]),
+            ("NAMED_UNKNOWN", "grant_role", vec![("n", T::String, In), ("x", T::String, In)]),
+            ("BY_TYPE", "set_quota", vec![("n", T::String, In), ("b", T::Boolean, In)]),
+            ("BY_TYPE_TOO", "set_quota", vec![("n", T::String, In), ("mb", T::Long, In)]),
+            ("NO_TYPE_FITS", "set_quota", vec![("n", T::String, In), ("d", T::Date, In)]),
+            ("STRING_OVERLOADS", "touch", vec![("n", T::String, In)]),
+            ("OUT_AFTER_DEFAULT", "reset", vec![("n", T::String, In), ("p", T::String, In), ("r", T::String, Out)]),
+        ]);
+        let named = |names: &[&str]| names.iter().map(|n| Some((*n).to_string())).collect::<Vec<_>>();
+        for q in &mut queries.queries {
+            let call = q.call.as_mut().unwrap();
+            match q.name.as_str() {
+                "NAMED" => call.names = named(&["role", "usr"]),
+                "NAMED_UNKNOWN" => call.names = named(&["usr", "rol"]),
+                _ => {}
+            }
+            call.location = Some(ir::Location { file: "q.yaml".into(), line: 40, column: 17 });
+        }
+        let got: Vec<(String, &str, u32, u32)> = verify(&queries, &catalog, Dialect::Postgres)
+            .into_iter()
+            .map(|f| (f.query, f.code, f.location.line, f.location.column))
+            .collect();
+        // set_quota(text, integer) and set_quota(text, boolean) differ outside the string
+        // category: an untyped bind cannot choose (the server says "is not unique"); touch(text)
+        // and touch(varchar) are both strings, and text is preferred.
+        let want = [
+            ("TOO_FEW", "PF701", 40, 17),
+            ("NAMED_UNKNOWN", "PF701", 40, 17),
+            ("BY_TYPE", "PF704", 40, 17),
+            ("BY_TYPE_TOO", "PF704", 40, 17),
+            ("NO_TYPE_FITS", "PF704", 40, 17),
+        ];
+        let want: Vec<(String, &str, u32, u32)> =
+            want.iter().map(|(q, c, l, col)| (q.to_string(), *c, *l, *col)).collect();
+        assert_eq!(got, want);
+        let messages: Vec<String> =
+            verify(&queries, &catalog, Dialect::Postgres).into_iter().map(|f| f.message).collect();
+        assert!(messages[0].contains("takes 2 to 3 argument(s)"), "{messages:?}");
+        assert!(messages[1].contains("by the names given"), "{messages:?}");
+        assert!(messages[2].contains("matches 2 procedures and the server cannot choose"), "{messages:?}");
     }
 }
