@@ -112,7 +112,7 @@ impl Worker {
     pub fn tail(&self) -> String {
         let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();
-        let from = lines.len().saturating_sub(30);
+        let from = lines.len().saturating_sub(12);
         format!("--- {} (pid {}) log tail\n{}", self.id, self.pid(), lines[from..].join("\n"))
     }
 }
@@ -221,9 +221,29 @@ impl Fleet {
         self.workers.iter_mut().find(|w| w.id == id).unwrap_or_else(|| panic!("no worker {id}"))
     }
 
-    /// Every worker's log tail, for failure messages.
+    /// The log tail of every worker still running (or of all, when none is), and the queue
+    /// as the store sees it, for failure messages.
     pub fn tails(&self) -> String {
-        self.workers.iter().map(Worker::tail).collect::<Vec<_>>().join("\n")
+        let running: Vec<&Worker> = self.workers.iter().filter(|w| w.exited.is_none()).collect();
+        let shown = if running.is_empty() { self.workers.iter().collect() } else { running };
+        let queue: Vec<String> = self
+            .state
+            .client()
+            .query(
+                "SELECT status || ' held=' || held || ' calling=' || calling || ' claimed_by=' || coalesce(claimed_by, '-')
+                   || ' expires=' || coalesce(lease_expires_at::text, '-') || ': ' || count(*)
+                 FROM task_instances WHERE status IN ('Pending', 'Waiting')
+                 GROUP BY status, held, calling, claimed_by, lease_expires_at ORDER BY 1 LIMIT 40",
+                &[],
+            )
+            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .unwrap_or_default();
+        format!(
+            "now={}\n--- open tasks\n{}\n{}",
+            now_ms() / 1000,
+            queue.join("\n"),
+            shown.iter().map(|w| w.tail()).collect::<Vec<_>>().join("\n")
+        )
     }
 
     /// Waits (polling every 100 ms) until `done`, failing the test with the logs after `within`.

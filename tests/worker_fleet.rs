@@ -80,7 +80,7 @@ fn chaos_kills_and_terminated_store_connections_lose_nothing_and_call_nothing_tw
     let Some(mut f) = Fleet::new(true) else { return };
     let logins = f.users(1000);
     let lease = 3;
-    let delay = [("PROVFLOW_TEST_STEP_DELAY_MS", "40")];
+    let delay = [("PROVFLOW_TEST_STEP_DELAY_MS", "60")];
     let args = ["--lease", "3", "--poll", "1", "--grace", "5"];
     let mut live: Vec<String> = (1..=3).map(|i| format!("w{i}")).collect();
     for id in &live {
@@ -99,7 +99,7 @@ fn chaos_kills_and_terminated_store_connections_lose_nothing_and_call_nothing_tw
     let mut admin = f.state.client();
     let state_db = f.state.client().query_one("SELECT current_database()::text", &[]).unwrap().get::<_, String>(0);
     for kill in actions {
-        std::thread::sleep(Duration::from_millis(rng.range(200, 700)));
+        std::thread::sleep(Duration::from_millis(rng.range(150, 450)));
         if kill {
             let victim = live.remove(rng.range(0, live.len() as u64) as usize);
             let at = now_ms();
@@ -366,7 +366,7 @@ fn metrics_health_and_worker_list_during_a_run() {
         f.spawn(
             &format!("m{}", i + 1),
             &["--lease", "3", "--poll", "1", "--metrics", &addr],
-            &[("PROVFLOW_TEST_STEP_DELAY_MS", "20")],
+            &[("PROVFLOW_TEST_STEP_DELAY_MS", "100")],
         );
     }
     f.wait_for("both workers start", Duration::from_secs(30), |f| {
