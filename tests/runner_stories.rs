@@ -127,7 +127,7 @@ fn dbum_account_lifecycle_on_the_embedded_default() {
     for t in items {
         let mut keys: Vec<&String> = t.as_object().unwrap().keys().collect();
         keys.sort();
-        assert_eq!(keys, ["account", "id", "manual", "name", "status"], "{t}");
+        assert_eq!(keys, ["account", "held", "id", "manual", "name", "note", "status"], "{t}");
         assert_eq!(t["account"], serde_json::json!({"process": DBUM, "user": "JDOE"}));
         assert_eq!(t["manual"], false);
     }

@@ -645,7 +645,7 @@ fn task(global: &Global, c: TaskCommand) -> Outcome {
                         b.process(&a.process).and_then(|(_, p)| p.tasks.get(t.task_index)).map(|d| matches!(d.action, TaskAction::Manual { .. }))
                     })
                     .unwrap_or(false);
-                items.push(json!({ "id": t.id, "account": { "process": a.process, "user": a.user }, "name": t.task_name, "status": t.status.as_str(), "manual": manual }));
+                items.push(json!({ "id": t.id, "account": { "process": a.process, "user": a.user }, "name": t.task_name, "status": t.status.as_str(), "manual": manual, "held": t.held, "note": t.note }));
                 rows.push(vec![
                     t.id.to_string(),
                     a.process.clone(),

@@ -968,6 +968,9 @@ impl<'a> Engine<'a> {
                     return Ok(empty);
                 }
             }
+            // Before the lease check, not between it and the call: a process paused here
+            // (the hook's sleep, a SIGSTOP) must find its lease gone when it wakes up.
+            test_pause();
             let cap = bundle.targets.get(process.target).and_then(|t| t.max_concurrent_calls);
             let Some(slot) = self.call_slot(fence.as_ref(), &target_name, cap)? else {
                 // The worker is stopping or cannot trust its lease any more: the call does not
@@ -979,7 +982,6 @@ impl<'a> Engine<'a> {
                 self.emit(Event::Abandoned { account: account.id, task: inst.id });
                 return Ok(empty);
             };
-            test_pause();
             let started = std::time::Instant::now();
             let result = match self.targets.open(bundle, process.target) {
                 Ok(t) => t.call(query, &values),

@@ -951,10 +951,15 @@ impl Queue for PgStore {
                 return Err(StoreError::UnknownWorker(id.to_string()));
             }
             // A rescue that takes a claim at the same moment updates the same row: whichever
-            // commits second re-reads it, so a claim is renewed or rescued, never both.
+            // commits second re-reads it, so a claim is renewed or rescued, never both. The
+            // rows are locked in id order first, as fenced commits and releases lock them: a
+            // plain `UPDATE … WHERE claimed_by` locks them in the order of the scan, and
+            // deadlocks against this worker's own slots committing or releasing a batch.
             let rows = tx.query(
                 &format!(
-                    "UPDATE task_instances SET lease_expires_at = $2 WHERE claimed_by = $1 RETURNING {HELD_COLUMNS}"
+                    "WITH mine AS (SELECT id AS mine FROM task_instances WHERE claimed_by = $1 ORDER BY id FOR UPDATE)
+                     UPDATE task_instances t SET lease_expires_at = $2 FROM mine
+                     WHERE t.id = mine.mine AND t.claimed_by = $1 RETURNING {HELD_COLUMNS}"
                 ),
                 &[&id, &expiry(now, lease)],
             )?;
@@ -1032,7 +1037,7 @@ impl Queue for PgStore {
                     "WITH old AS (
                        SELECT id, account_id, claimed_by FROM task_instances
                        WHERE account_id = ANY($2) AND claimed_by IS NOT NULL AND lease_expires_at <= $1
-                       FOR UPDATE)
+                       ORDER BY id FOR UPDATE)
                      UPDATE task_instances t SET claimed_by = NULL, lease_expires_at = NULL
                      FROM old WHERE t.id = old.id
                      RETURNING old.account_id, old.claimed_by",
@@ -1086,10 +1091,13 @@ impl Queue for PgStore {
             return Ok(0);
         }
         let (tasks, epochs): (Vec<TaskId>, Vec<Epoch>) = held.iter().copied().unzip();
+        // Locked in id order, as the heartbeat and fenced commits lock them (see
+        // `worker_heartbeat`): an UPDATE alone would lock them in the order of its join.
         let released = self.execute(
-            "UPDATE task_instances t SET claimed_by = NULL, lease_expires_at = NULL
-             FROM unnest($1::bigint[], $2::bigint[]) AS h(task, epoch)
-             WHERE t.id = h.task AND t.lease_epoch = h.epoch AND t.claimed_by IS NOT NULL",
+            "WITH held AS (SELECT id AS held FROM task_instances WHERE id = ANY($1) ORDER BY id FOR UPDATE)
+             UPDATE task_instances t SET claimed_by = NULL, lease_expires_at = NULL
+             FROM held, unnest($1::bigint[], $2::bigint[]) AS h(task, epoch)
+             WHERE t.id = held.held AND t.id = h.task AND t.lease_epoch = h.epoch AND t.claimed_by IS NOT NULL",
             &[&tasks, &epochs],
         )?;
         Ok(usize::try_from(released).unwrap_or(usize::MAX))
@@ -1100,7 +1108,14 @@ impl Queue for PgStore {
         // Locked in id order, so two fenced commits never wait for each other in a circle.
         let mut order: Vec<&Fence> = fence.iter().collect();
         order.sort_by_key(|f| f.task);
+        let mut accounts: Vec<AccountId> = steps.iter().map(|s| s.account).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
         self.write(|tx| {
+            // The accounts first, as a claim locks them before their tasks: a commit that
+            // locked its tasks first and then waited for an account a rescuer had locked
+            // (the rescuer waiting for those tasks) would deadlock.
+            tx.execute("SELECT id FROM accounts WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE", &[&accounts])?;
             let mut kept = Vec::with_capacity(order.len());
             for f in order {
                 let row = tx.query_opt(
