@@ -961,6 +961,25 @@ fn a_rescue_names_the_holder_of_an_account_whose_first_task_is_done(b: &dyn Back
     assert_eq!(s.task_counts(NOW + 31).unwrap(), [("claimed".to_string(), 1)]);
 }
 
+fn rescues_are_claimed_before_new_work(b: &dyn Backend) {
+    let mut s = seeded(b);
+    // Work of lower account ids that falls due later, and the account w1 claims and loses.
+    let mut later = task(0, TaskStatus::Pending);
+    later.due_at = Some(NOW + 10);
+    let newer: Vec<TaskId> =
+        (2..6).flat_map(|i| account_with(&mut *s, &format!("P{i}"), std::slice::from_ref(&later)).1).collect();
+    let (_, first) = account_with(&mut *s, "P1", &[task(0, TaskStatus::Pending)]);
+    s.worker_register(&worker("w1", NOW)).unwrap();
+    let lost = claim(&mut *s, "w1", NOW, 1);
+    assert_eq!(claimed_tasks(&lost), first);
+    s.worker_register(&worker("w2", NOW + 31)).unwrap();
+    let mut params = TaskClaimParams { worker: "w2", now: NOW + 31, lease: LEASE, limit: 1 };
+    let rescued = s.task_claim(&params).unwrap();
+    assert_eq!((claimed_tasks(&rescued), rescued[0].rescued_from.as_deref()), (first.clone(), Some("w1")));
+    params.limit = 10;
+    assert_eq!(claimed_tasks(&s.task_claim(&params).unwrap()), newer);
+}
+
 fn retries_falling_due_wake_idle_workers(b: &dyn Backend) {
     let mut s = seeded(b);
     let mut retry = task(0, TaskStatus::Pending);
@@ -1120,6 +1139,7 @@ conformance!(
     manual_tasks_wait_for_a_person_and_are_never_claimed,
     a_rescue_names_the_holder_of_an_account_whose_first_task_is_done,
     retries_falling_due_wake_idle_workers,
+    rescues_are_claimed_before_new_work,
     call_slots_are_shared_by_every_connection,
     a_rotated_store_opens_with_the_new_key_only,
     a_rotation_that_cannot_open_every_secret_changes_nothing,

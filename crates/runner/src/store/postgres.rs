@@ -1011,21 +1011,31 @@ impl Queue for PgStore {
             }
             // 1. Lock the accounts to claim in, skipping those another claimer holds. Every
             // claim locks its account first, so these accounts are ours until the commit.
-            let accounts: Vec<AccountId> = tx
-                .query(
-                    &format!(
-                        "SELECT a.id FROM accounts a
-                         WHERE a.id IN (SELECT t.account_id FROM task_instances t WHERE {RUNNABLE})
-                           AND NOT EXISTS (SELECT 1 FROM task_instances l WHERE l.account_id = a.id
-                                             AND l.claimed_by IS NOT NULL AND l.lease_expires_at > $1)
-                         ORDER BY a.id LIMIT $2
-                         FOR NO KEY UPDATE OF a SKIP LOCKED"
-                    ),
-                    &[&p.now, &limit],
-                )?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Result<_, _>>()?;
+            // Rescues first (an account with a claim left, expired: its work has waited a
+            // lease already), found through the small index of claimed rows; then the oldest.
+            let pick = |extra: &str| {
+                format!(
+                    "SELECT a.id FROM accounts a
+                     WHERE a.id IN (SELECT t.account_id FROM task_instances t WHERE {RUNNABLE})
+                       AND NOT EXISTS (SELECT 1 FROM task_instances l WHERE l.account_id = a.id
+                                         AND l.claimed_by IS NOT NULL AND l.lease_expires_at > $1)
+                       {extra}
+                     ORDER BY a.id LIMIT $2
+                     FOR NO KEY UPDATE OF a SKIP LOCKED"
+                )
+            };
+            let ids = |rows: Vec<Row>| rows.iter().map(|r| r.try_get(0)).collect::<Result<Vec<AccountId>, _>>();
+            let mut accounts: Vec<AccountId> = ids(tx.query(
+                &pick(
+                    "AND a.id IN (SELECT r.account_id FROM task_instances r
+                                  WHERE r.claimed_by IS NOT NULL AND r.lease_expires_at <= $1)",
+                ),
+                &[&p.now, &limit],
+            )?)?;
+            let rest = limit.saturating_sub(i64::try_from(accounts.len()).unwrap_or(i64::MAX));
+            if rest > 0 {
+                accounts.extend(ids(tx.query(&pick("AND a.id <> ALL($3)"), &[&p.now, &rest, &accounts])?)?);
+            }
             if accounts.is_empty() {
                 return Ok(vec![]);
             }

@@ -1120,7 +1120,7 @@ impl Queue for SqliteStore {
             // Per account the task whose lease expired first (a rescue), then the oldest.
             let picked: Vec<(TaskId, AccountId, Option<String>)> = tx
                 .prepare_cached(
-                    "SELECT id, account_id, claimed_by FROM (
+                    "SELECT p.id, p.account_id, p.claimed_by FROM (
                        SELECT t.id, t.account_id, t.claimed_by,
                               row_number() OVER (PARTITION BY t.account_id ORDER BY t.claimed_by IS NULL, t.id) AS n
                        FROM task_instances t INDEXED BY task_instances_runnable
@@ -1128,8 +1128,11 @@ impl Queue for SqliteStore {
                          AND (t.claimed_by IS NULL OR t.lease_expires_at <= ?1)
                          AND NOT EXISTS (SELECT 1 FROM task_instances l INDEXED BY task_instances_claimed
                                          WHERE l.account_id = t.account_id AND l.claimed_by IS NOT NULL
-                                           AND l.lease_expires_at > ?1))
-                     WHERE n = 1 ORDER BY account_id LIMIT ?2",
+                                           AND l.lease_expires_at > ?1)) p
+                     WHERE p.n = 1
+                     ORDER BY EXISTS (SELECT 1 FROM task_instances r INDEXED BY task_instances_claimed
+                                      WHERE r.account_id = p.account_id AND r.claimed_by IS NOT NULL) DESC, p.account_id
+                     LIMIT ?2",
                 )?
                 .query_map(params![p.now, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<_, _>>()?;
