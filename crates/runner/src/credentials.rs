@@ -52,7 +52,9 @@ impl Credentials {
     /// percent-decoded and percent-encoded.
     pub fn of(conn: &str) -> Self {
         let mut found: Vec<String> = Vec::new();
-        if let Ok(config) = postgres::Config::from_str(conn) {
+        // The drivers read the string without libpq's TLS parameters (see `tls::split`).
+        let for_drivers = crate::tls::split(conn).map_or_else(|_| conn.to_string(), |(rest, _)| rest);
+        if let Ok(config) = postgres::Config::from_str(&for_drivers) {
             if let Some(p) = config.get_password() {
                 found.push(String::from_utf8_lossy(p).into_owned());
             }
@@ -60,7 +62,7 @@ impl Credentials {
                 found.extend(parameter_values(options, false).into_iter().flat_map(|v| v.forms()));
             }
         }
-        if let Ok(opts) = mysql::Opts::from_url(conn) {
+        if let Ok(opts) = mysql::Opts::from_url(&for_drivers) {
             if let Some(p) = opts.get_pass() {
                 found.push(p.to_string());
             }
@@ -140,7 +142,10 @@ pub fn redact(conn: &str) -> String {
 /// A PostgreSQL key=value DSN (`host=h user=u password=...`) as the driver reads it: a
 /// string that is not a URL, has a `=`, and parses.
 pub fn is_key_value_dsn(conn: &str) -> bool {
-    !conn.contains("://") && conn.contains('=') && postgres::Config::from_str(conn).is_ok()
+    !conn.contains("://")
+        && conn.contains('=')
+        // An unknown sslmode still makes a DSN, refused with the choices when it is opened.
+        && crate::tls::split(conn).map_or(true, |(rest, _)| postgres::Config::from_str(&rest).is_ok())
 }
 
 /// The secrets of every connection string this process has resolved (see [`remember`]).
@@ -301,7 +306,7 @@ fn quoted_value(text: &str) -> (usize, String) {
 }
 
 /// `%XX` decoded (invalid sequences kept as written; invalid UTF-8 replaced).
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -13,5 +13,6 @@ pub mod secret;
 pub mod sqlite_conn;
 pub mod store;
 pub mod target;
+pub mod tls;
 pub mod value;
 pub mod worker;

@@ -8,10 +8,9 @@
 //! `boolean`. A copy between stores maps columns one to one.
 
 use postgres::types::ToSql;
-use postgres::{Client, Config, NoTls, Row, Transaction};
+use postgres::{Client, Row, Transaction};
 use provflow_ir::{Bundle, TaskStatus};
 use std::cell::RefCell;
-use std::str::FromStr;
 use std::time::Duration;
 
 use super::queue::{
@@ -405,10 +404,9 @@ impl PgStore {
 pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {
     credentials::remember(url);
     let secrets = Credentials::of(url);
-    let mut config = Config::from_str(url).map_err(|e| StoreError::Open {
-        path: credentials::redact(url),
-        error: secrets.scrub(&format!("not a PostgreSQL connection URL: {e}")),
-    })?;
+    let mut prepared = pg_conn::prepare(url)
+        .map_err(|e| StoreError::Open { path: credentials::redact(url), error: secrets.scrub(&e) })?;
+    let config = &mut prepared.config;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
@@ -416,10 +414,8 @@ pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {
         config.application_name("provflow");
     }
     config.notice_callback(|_| {});
-    let endpoint = pg_conn::endpoint(&config);
-    let client = config
-        .connect(NoTls)
-        .map_err(|e| StoreError::Unreachable { endpoint, error: secrets.scrub(&pg_conn::failure(&e)) })?;
+    let endpoint = pg_conn::endpoint(config);
+    let client = prepared.connect().map_err(|(_, e)| StoreError::Unreachable { endpoint, error: secrets.scrub(&e) })?;
     Ok(client)
 }
 

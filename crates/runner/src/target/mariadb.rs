@@ -1,5 +1,7 @@
-//! The MariaDB target (`mysql` crate, synchronous, without TLS and with the pure-Rust
-//! compression backend: no C library to build, no TLS stack the test databases do not use).
+//! The MariaDB target (`mysql` crate, synchronous, with the pure-Rust compression backend and
+//! TLS through rustls: no C library to build). `sslmode` and `sslrootcert` in the URL take
+//! libpq's names and meanings (see [`crate::tls`]); `prefer`, the default, connects in plain
+//! when the server has no TLS.
 //!
 //! - OUT parameters go through session variables on the same connection:
 //!   `CALL p(?, ?, @pf_out_3)` then `SELECT @pf_out_3`; an INOUT value is set first
@@ -18,7 +20,7 @@
 
 use mysql::consts::ColumnType;
 use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, OptsBuilder};
+use mysql::{Conn, Opts, OptsBuilder, SslOpts};
 use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, Segment, ValueType};
 use provflow_lex::values::{self, Stamp, Typed};
 use std::collections::BTreeMap;
@@ -28,6 +30,7 @@ use crate::credentials::Credentials;
 use crate::target::install::{self, ExecuteStatement};
 use crate::target::postgres::{coerce, named, refuse_nul, Timeouts};
 use crate::target::{inline_text, quoted, CallOutcome, Target, TargetError};
+use crate::tls::{self, Check, Driver, SslMode, TlsParams};
 use crate::value::{Value, MASK};
 use zeroize::Zeroizing;
 
@@ -38,8 +41,16 @@ pub struct SqlMode {
     pub ansi_quotes: bool,
 }
 
-pub struct MariadbTarget {
+/// How to connect: the driver's options and the TLS parameters they came from.
+struct Connection {
     opts: Opts,
+    tls: TlsParams,
+    /// The host name the server's certificate is checked against.
+    host: String,
+}
+
+pub struct MariadbTarget {
+    opts: Connection,
     conn: Conn,
     endpoint: String,
     timeouts: Timeouts,
@@ -63,8 +74,10 @@ impl MariadbTarget {
     /// Connects to `url` (`mysql://user:password@host:port/database`).
     pub fn connect(url: &str, timeouts: &Timeouts) -> Result<Self, TargetError> {
         let credentials = Credentials::of(url);
-        let parsed = Opts::from_url(url)
+        let (rest, tls) = tls::split(url).map_err(|e| TargetError::refused(credentials.scrub(&e)))?;
+        let parsed = Opts::from_url(&rest)
             .map_err(|e| TargetError::refused(credentials.scrub(&format!("not a MariaDB connection URL: {e}"))))?;
+        let host = parsed.get_ip_or_hostname().into_owned();
         let endpoint = format!(
             "{}:{}/{}{}",
             parsed.get_ip_or_hostname(),
@@ -74,14 +87,22 @@ impl MariadbTarget {
         );
         // A statement may run up to its server-side limit; the socket waits a little longer.
         let socket = timeouts.statement + std::time::Duration::from_secs(5);
-        let opts: Opts = OptsBuilder::from_opts(parsed)
+        let ssl = ssl_opts(&tls).map_err(|e| TargetError::refused(credentials.scrub(&e)))?;
+        let mut builder = OptsBuilder::from_opts(parsed)
             .tcp_connect_timeout(Some(timeouts.connect))
             .read_timeout(Some(socket))
             .write_timeout(Some(socket))
-            .into();
-        let conn = open(&opts, &endpoint, &credentials)?;
+            .ssl_opts(ssl);
+        if tls.mode.requires_tls() {
+            // The driver would otherwise move a local connection to the server's Unix socket,
+            // where it does not use TLS.
+            builder = builder.prefer_socket(false);
+        }
+        let opts: Opts = builder.into();
+        let connection = Connection { opts, tls, host };
+        let conn = open(&connection, &endpoint, &credentials)?;
         let mut target = MariadbTarget {
-            opts,
+            opts: connection,
             conn,
             endpoint,
             timeouts: *timeouts,
@@ -269,11 +290,46 @@ struct Rendered {
     outputs: Vec<(usize, String)>,
 }
 
-fn open(opts: &Opts, endpoint: &str, credentials: &Credentials) -> Result<Conn, TargetError> {
-    Conn::new(opts.clone()).map_err(|e| {
+/// The driver's TLS options for `tls` (see [`crate::tls`]). The `mysql` crate's verifier also
+/// trusts the Mozilla roots it bundles besides `sslrootcert` (see ARCHITECTURE.md, TLS).
+fn ssl_opts(tls: &TlsParams) -> Result<Option<SslOpts>, String> {
+    let check = tls.check(Driver::Mariadb)?;
+    Ok(match check.clone() {
+        Check::None => None,
+        Check::Unverified => Some(SslOpts::default().with_danger_accept_invalid_certs(true)),
+        Check::Chain(path) | Check::Full(path) => {
+            let chain_only = matches!(check, Check::Chain(_));
+            // Read here so that a missing or empty file is named before connecting.
+            tls::load_roots(&path)?;
+            Some(SslOpts::default().with_root_cert_path(Some(path)).with_danger_skip_domain_validation(chain_only))
+        }
+    })
+}
+
+fn open(connection: &Connection, endpoint: &str, credentials: &Credentials) -> Result<Conn, TargetError> {
+    let mut result = Conn::new(connection.opts.clone());
+    if connection.tls.mode == SslMode::Prefer
+        && matches!(result, Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported)))
+    {
+        // `prefer`: the server said it has no TLS before anything was sent; connect in plain.
+        result = Conn::new(OptsBuilder::from_opts(connection.opts.clone()).ssl_opts(None::<SslOpts>));
+    }
+    result.map_err(|e| {
+        // A refused certificate is a rustls error inside an I/O error, which the driver wraps
+        // in one of three variants.
+        let refused = match &e {
+            mysql::Error::IoError(io) => tls::explain(io, &connection.tls, &connection.host),
+            mysql::Error::CodecError(codec) => tls::explain(codec, &connection.tls, &connection.host),
+            mysql::Error::TlsError(t) => tls::explain(t, &connection.tls, &connection.host),
+            _ => None,
+        };
         let (sqlstate, detail) = match &e {
+            _ if refused.is_some() => (None, refused.unwrap_or_default()),
             mysql::Error::MySqlError(db) => {
                 (Some(db.state.clone()), format!("{}{VENDOR_PREFIX}{}]", db.message, db.code))
+            }
+            mysql::Error::DriverError(mysql::DriverError::TlsNotSupported) => {
+                (None, tls::not_offered(connection.tls.mode))
             }
             // The driver's Display of its own errors is a Debug dump (`DriverError { ... }`).
             mysql::Error::DriverError(driver) => (None, driver.to_string()),

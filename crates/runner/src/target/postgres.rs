@@ -17,10 +17,9 @@
 //!   password.
 
 use postgres::types::{FromSql, ToSql, Type};
-use postgres::{Client, Config, NoTls, Statement};
+use postgres::{Client, Statement};
 use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, Segment, ValueType};
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use crate::credentials::Credentials;
@@ -53,7 +52,7 @@ impl Default for Timeouts {
 }
 
 pub struct PostgresTarget {
-    config: Config,
+    config: pg_conn::Prepared,
     client: Client,
     /// `host:port/database as user`, for messages.
     endpoint: String,
@@ -78,8 +77,8 @@ impl PostgresTarget {
     /// key=value DSN (`host=... user=... password=...`), as the `postgres` driver reads them.
     pub fn connect(url: &str, timeouts: &Timeouts) -> Result<Self, TargetError> {
         let credentials = Credentials::of(url);
-        let mut config = Config::from_str(url)
-            .map_err(|e| TargetError::refused(credentials.scrub(&format!("not a PostgreSQL connection URL: {e}"))))?;
+        let mut prepared = pg_conn::prepare(url).map_err(|e| TargetError::refused(credentials.scrub(&e)))?;
+        let config = &mut prepared.config;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(timeouts.connect);
         }
@@ -88,10 +87,10 @@ impl PostgresTarget {
         }
         // Notices (e.g. the DBUM procedures' warnings) are not errors; keep them off stderr.
         config.notice_callback(|_| {});
-        let endpoint = pg_conn::endpoint(&config);
-        let client = open(&config, &endpoint, &credentials)?;
+        let endpoint = pg_conn::endpoint(config);
+        let client = open(&prepared, &endpoint, &credentials)?;
         let mut target = PostgresTarget {
-            config,
+            config: prepared,
             client,
             endpoint,
             timeouts: *timeouts,
@@ -304,10 +303,10 @@ impl PostgresTarget {
     }
 }
 
-fn open(config: &Config, endpoint: &str, credentials: &Credentials) -> Result<Client, TargetError> {
-    config.connect(NoTls).map_err(|e| TargetError {
-        sqlstate: e.code().map(|c| c.code().to_string()),
-        message: credentials.scrub(&format!("cannot connect to PostgreSQL at {endpoint}: {}", pg_conn::failure(&e))),
+fn open(config: &pg_conn::Prepared, endpoint: &str, credentials: &Credentials) -> Result<Client, TargetError> {
+    config.connect().map_err(|(sqlstate, why)| TargetError {
+        sqlstate,
+        message: credentials.scrub(&format!("cannot connect to PostgreSQL at {endpoint}: {why}")),
     })
 }
 
