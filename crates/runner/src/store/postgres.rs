@@ -8,7 +8,7 @@
 //! `boolean`. A copy between stores maps columns one to one.
 
 use postgres::types::ToSql;
-use postgres::{Client, Row, Transaction};
+use postgres::{Client, Row, Statement, Transaction};
 use provflow_ir::{Bundle, TaskStatus};
 use std::cell::RefCell;
 use std::time::Duration;
@@ -227,6 +227,9 @@ CREATE TABLE store_meta (
 pub struct PgStore {
     /// The driver's calls take `&mut`; the trait's reads take `&self`.
     client: RefCell<Client>,
+    /// The statements this connection prepared, by their SQL: a statement given as text costs
+    /// the driver a round trip to prepare it before each execution (see [`Prepared`]).
+    prepared: Prepared,
     key: Option<SecretKey>,
     now: Box<dyn Fn() -> Instant + Send>,
     /// The call slots this connection holds (advisory locks: class, slot).
@@ -246,6 +249,86 @@ impl From<postgres::Error> for StoreError {
 }
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// How many statements a connection keeps prepared; past that the cache starts over (the
+/// store's statements are a fixed set of well under this).
+const MAX_PREPARED: usize = 256;
+
+/// The statements one connection prepared, by SQL text. The store's statements are constant
+/// strings (or formatted from constants), so each is prepared once per connection and then
+/// executed in one round trip instead of two. Cleared after a failure: a statement that
+/// failed because its prepared form went stale (a `DEALLOCATE`, a changed table) is
+/// prepared afresh next time.
+#[derive(Default)]
+struct Prepared(RefCell<std::collections::HashMap<String, Statement>>);
+
+impl Prepared {
+    fn get(
+        &self,
+        sql: &str,
+        prepare: impl FnOnce(&str) -> Result<Statement, postgres::Error>,
+    ) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.0.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let s = prepare(sql)?;
+        let mut cache = self.0.borrow_mut();
+        if cache.len() >= MAX_PREPARED {
+            cache.clear();
+        }
+        cache.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    /// Passes `result` on, forgetting every statement when it is an error.
+    fn check<T>(&self, result: Result<T, postgres::Error>) -> Result<T, postgres::Error> {
+        if result.is_err() {
+            self.clear();
+        }
+        result
+    }
+
+    fn clear(&self) {
+        self.0.borrow_mut().clear();
+    }
+}
+
+/// A write transaction of the store whose statements are prepared once per connection.
+struct Tx<'a, 'c> {
+    tx: Transaction<'a>,
+    prepared: &'c Prepared,
+}
+
+impl Tx<'_, '_> {
+    fn statement(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        let tx = &mut self.tx;
+        self.prepared.get(sql, |sql| tx.prepare(sql))
+    }
+
+    fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.tx.execute(&s, params)
+    }
+
+    fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.tx.query(&s, params)
+    }
+
+    fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.tx.query_one(&s, params)
+    }
+
+    fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>, postgres::Error> {
+        let s = self.statement(sql)?;
+        self.tx.query_opt(&s, params)
+    }
+
+    fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        self.tx.batch_execute(sql)
+    }
+}
 
 impl PgStore {
     /// Refuses a key that is not the one the store's secrets are sealed under; records the key
@@ -281,7 +364,13 @@ impl PgStore {
     /// the database lacks. The database must exist; its tables are created on first open.
     pub fn open(url: &str, key: Option<SecretKey>, now: Box<dyn Fn() -> Instant + Send>) -> Result<Self, StoreError> {
         let client = connect(url)?;
-        let mut store = PgStore { client: RefCell::new(client), key, now, slots: RefCell::default() };
+        let mut store = PgStore {
+            client: RefCell::new(client),
+            prepared: Prepared::default(),
+            key,
+            now,
+            slots: RefCell::default(),
+        };
         store.migrate()?;
         store.check_key()?;
         Ok(store)
@@ -326,20 +415,43 @@ impl PgStore {
     }
 
     fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
-        Ok(self.client.borrow_mut().query(sql, params)?)
+        let mut client = self.client.borrow_mut();
+        let result = self.prepared.get(sql, |sql| client.prepare(sql)).and_then(|s| client.query(&s, params));
+        Ok(self.prepared.check(result)?)
+    }
+
+    fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, StoreError> {
+        let mut client = self.client.borrow_mut();
+        let result = self.prepared.get(sql, |sql| client.prepare(sql)).and_then(|s| client.query_one(&s, params));
+        Ok(self.prepared.check(result)?)
+    }
+
+    fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, StoreError> {
+        let mut client = self.client.borrow_mut();
+        let result = self.prepared.get(sql, |sql| client.prepare(sql)).and_then(|s| client.query_opt(&s, params));
+        Ok(self.prepared.check(result)?)
     }
 
     fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
-        Ok(self.client.borrow_mut().execute(sql, params)?)
+        let mut client = self.client.borrow_mut();
+        let result = self.prepared.get(sql, |sql| client.prepare(sql)).and_then(|s| client.execute(&s, params));
+        Ok(self.prepared.check(result)?)
     }
 
     /// Runs `write` in one transaction and commits it; an error rolls it all back.
-    fn write<T>(&self, write: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn write<T>(&self, write: impl FnOnce(&mut Tx<'_, '_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut client = self.client.borrow_mut();
-        let mut tx = client.transaction()?;
-        let value = write(&mut tx)?;
-        tx.commit()?;
-        Ok(value)
+        let result = (|| {
+            let mut tx = Tx { tx: client.transaction()?, prepared: &self.prepared };
+            let value = write(&mut tx)?;
+            tx.tx.commit()?;
+            Ok(value)
+        })();
+        if matches!(result, Err(StoreError::Postgres(_))) {
+            // A statement may have failed because its prepared form went stale.
+            self.prepared.clear();
+        }
+        result
     }
 
     fn query_accounts(&self, sql: &str, params: Params<'_>) -> Result<Vec<Account>, StoreError> {
@@ -433,7 +545,7 @@ fn to_i64(n: usize) -> i64 {
 }
 
 fn insert_task(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_, '_>,
     account: AccountId,
     t: &NewTask,
     actor: &str,
@@ -474,7 +586,7 @@ fn insert_task(
     Ok(id)
 }
 
-fn write_user(tx: &mut Transaction<'_>, user: &UserRecord, now: Instant) -> Result<(), StoreError> {
+fn write_user(tx: &mut Tx<'_, '_>, user: &UserRecord, now: Instant) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE users SET attributes = $2, status = $3, locked = $4, updated_at = $5 WHERE login = $1",
         &[&user.login, &map_json(&user.attributes), &user.status, &user.locked, &now],
@@ -482,12 +594,7 @@ fn write_user(tx: &mut Transaction<'_>, user: &UserRecord, now: Instant) -> Resu
     Ok(())
 }
 
-fn write_form(
-    tx: &mut Transaction<'_>,
-    key: Option<&SecretKey>,
-    account: &Account,
-    now: Instant,
-) -> Result<(), StoreError> {
+fn write_form(tx: &mut Tx<'_, '_>, key: Option<&SecretKey>, account: &Account, now: Instant) -> Result<(), StoreError> {
     let encoded = encode_values(key, &account.form, &form_context(account.id));
     let children = serde_json::to_string(&account.children).unwrap_or_else(|_| "{}".into());
     tx.execute(
@@ -498,7 +605,7 @@ fn write_form(
 }
 
 /// Writes one step (see the SQLite store's `apply_step`). The caller owns the transaction.
-fn apply_step(tx: &mut Transaction<'_>, step: &Step, now: Instant) -> Result<Vec<TaskId>, StoreError> {
+fn apply_step(tx: &mut Tx<'_, '_>, step: &Step, now: Instant) -> Result<Vec<TaskId>, StoreError> {
     for t in &step.transitions {
         // The audit row takes its `from` from the stored row, before the update below.
         tx.execute(
@@ -1111,9 +1218,10 @@ impl Queue for PgStore {
 
     fn commit_steps_fenced(&mut self, steps: &[Step], fence: &[Fence]) -> Result<Vec<Vec<TaskId>>, StoreError> {
         let now = (self.now)();
-        // Locked in id order, so two fenced commits never wait for each other in a circle.
+        // Checked in id order, so that the first fence found broken is always the same one.
         let mut order: Vec<&Fence> = fence.iter().collect();
         order.sort_by_key(|f| f.task);
+        let tasks: Vec<TaskId> = order.iter().map(|f| f.task).collect();
         let mut accounts: Vec<AccountId> = steps.iter().map(|s| s.account).collect();
         accounts.sort_unstable();
         accounts.dedup();
@@ -1122,19 +1230,30 @@ impl Queue for PgStore {
             // locked its tasks first and then waited for an account a rescuer had locked
             // (the rescuer waiting for those tasks) would deadlock.
             tx.execute("SELECT id FROM accounts WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE", &[&accounts])?;
-            let mut kept = Vec::with_capacity(order.len());
+            // Every fenced row locked by one statement, in id order (the rows come out of the
+            // sort before they are locked), so two fenced commits never wait for each other
+            // in a circle.
+            let rows = tx.query(
+                "SELECT id, claimed_by, lease_epoch, lease_expires_at FROM task_instances
+                 WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                &[&tasks],
+            )?;
+            let mut found = std::collections::HashMap::with_capacity(rows.len());
+            for r in &rows {
+                let (id, by, epoch, expires): (TaskId, Option<String>, Epoch, Option<Instant>) =
+                    (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+                found.insert(id, (by, epoch, expires));
+            }
+            let (mut kept, mut workers, mut expiries) = (Vec::new(), Vec::new(), Vec::new());
             for f in order {
-                let row = tx.query_opt(
-                    "SELECT claimed_by, lease_epoch, lease_expires_at FROM task_instances WHERE id = $1 FOR UPDATE",
-                    &[&f.task],
-                )?;
-                match row {
-                    Some(r) => {
-                        let (by, epoch): (Option<String>, Epoch) = (r.try_get(0)?, r.try_get(1)?);
+                match found.remove(&f.task) {
+                    Some((by, epoch, expires)) => {
                         if !holds(f, by.as_deref(), epoch) {
                             return Err(fenced(f, by, Some(epoch)));
                         }
-                        kept.push((f, r.try_get::<_, Option<Instant>>(2)?));
+                        kept.push(f.task);
+                        workers.push(f.worker.as_str());
+                        expiries.push(expires);
                     }
                     None => return Err(fenced(f, None, None)),
                 }
@@ -1142,10 +1261,12 @@ impl Queue for PgStore {
             let ids = steps.iter().map(|step| apply_step(tx, step, now)).collect::<Result<Vec<_>, _>>()?;
             // A fenced task that left Pending keeps its claim: the worker's hold on the
             // account until it releases it.
-            for (f, expires) in kept {
+            if !kept.is_empty() {
                 tx.execute(
-                    "UPDATE task_instances SET claimed_by = $2, lease_expires_at = $3 WHERE id = $1 AND claimed_by IS NULL",
-                    &[&f.task, &f.worker, &expires],
+                    "UPDATE task_instances t SET claimed_by = h.worker, lease_expires_at = h.expires
+                     FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS h(task, worker, expires)
+                     WHERE t.id = h.task AND t.claimed_by IS NULL",
+                    &[&kept, &workers, &expiries],
                 )?;
             }
             Ok(ids)
@@ -1153,7 +1274,7 @@ impl Queue for PgStore {
     }
 
     fn task_next_wake(&self, now: Instant) -> Result<Option<Instant>, StoreError> {
-        let row = self.client.borrow_mut().query_one(
+        let row = self.query_one(
             "SELECT least(
                (SELECT min(due_at) FROM task_instances
                 WHERE status = 'Pending' AND NOT held AND NOT manual AND due_at > $1),
@@ -1165,7 +1286,7 @@ impl Queue for PgStore {
     }
 
     fn task_counts(&self, now: Instant) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = self.client.borrow_mut().query(TASK_COUNTS, &[&now])?;
+        let rows = self.query(TASK_COUNTS, &[&now])?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
@@ -1182,7 +1303,7 @@ impl Queue for PgStore {
         let cap = i32::try_from(cap).unwrap_or(i32::MAX);
         let mine: Vec<i32> = self.slots.borrow().iter().filter(|(c, _)| *c == class).map(|(_, slot)| *slot).collect();
         // The series is scanned in order and the scan stops at the first lock taken.
-        let row = self.client.borrow_mut().query_opt(
+        let row = self.query_opt(
             "SELECT s FROM generate_series(0, $2 - 1) AS s WHERE s <> ALL($3) AND pg_try_advisory_lock($1, s) LIMIT 1",
             &[&class, &cap, &mine],
         )?;
@@ -1196,7 +1317,7 @@ impl Queue for PgStore {
     fn target_slot_release(&mut self, target: &str, slot: u32) -> Result<(), StoreError> {
         let (class, slot) = (slot_class(target), i32::try_from(slot).unwrap_or(i32::MAX));
         if self.slots.borrow_mut().remove(&(class, slot)) {
-            self.client.borrow_mut().query_one("SELECT pg_advisory_unlock($1, $2)", &[&class, &slot])?;
+            self.query_one("SELECT pg_advisory_unlock($1, $2)", &[&class, &slot])?;
         }
         Ok(())
     }
