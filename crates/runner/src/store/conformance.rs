@@ -980,6 +980,19 @@ fn rescues_are_claimed_before_new_work(b: &dyn Backend) {
     assert_eq!(claimed_tasks(&s.task_claim(&params).unwrap()), newer);
 }
 
+fn a_claim_looks_past_a_backlog_of_claimed_accounts(b: &dyn Backend) {
+    let mut s = seeded(b);
+    let tasks: Vec<TaskId> =
+        (0..100).flat_map(|i| account_with(&mut *s, &format!("P{i}"), &[task(0, TaskStatus::Pending)]).1).collect();
+    s.worker_register(&worker("w1", NOW)).unwrap();
+    // The first 70 accounts are claimed: more than a page of candidates for a claim of 5.
+    assert_eq!(claim(&mut *s, "w1", NOW, 70).len(), 70);
+    let next = claim(&mut *s, "w1", NOW + 1, 5);
+    assert_eq!(claimed_tasks(&next), tasks[70..75]);
+    assert_eq!(claim(&mut *s, "w1", NOW + 2, 100).len(), 25);
+    assert!(claim(&mut *s, "w1", NOW + 3, 100).is_empty());
+}
+
 fn retries_falling_due_wake_idle_workers(b: &dyn Backend) {
     let mut s = seeded(b);
     let mut retry = task(0, TaskStatus::Pending);
@@ -1140,6 +1153,7 @@ conformance!(
     a_rescue_names_the_holder_of_an_account_whose_first_task_is_done,
     retries_falling_due_wake_idle_workers,
     rescues_are_claimed_before_new_work,
+    a_claim_looks_past_a_backlog_of_claimed_accounts,
     call_slots_are_shared_by_every_connection,
     a_rotated_store_opens_with_the_new_key_only,
     a_rotation_that_cannot_open_every_secret_changes_nothing,

@@ -1116,28 +1116,51 @@ impl Queue for PgStore {
             // claim locks its account first, so these accounts are ours until the commit.
             // Rescues first (an account with a claim left, expired: its work has waited a
             // lease already), found through the small index of claimed rows; then the oldest.
-            let pick = |extra: &str| {
-                format!(
-                    "SELECT a.id FROM accounts a
-                     WHERE a.id IN (SELECT t.account_id FROM task_instances t WHERE {RUNNABLE})
-                       AND NOT EXISTS (SELECT 1 FROM task_instances l WHERE l.account_id = a.id
-                                         AND l.claimed_by IS NOT NULL AND l.lease_expires_at > $1)
-                       {extra}
-                     ORDER BY a.id LIMIT $2
-                     FOR NO KEY UPDATE OF a SKIP LOCKED"
-                )
-            };
             let ids = |rows: Vec<Row>| rows.iter().map(|r| r.try_get(0)).collect::<Result<Vec<AccountId>, _>>();
             let mut accounts: Vec<AccountId> = ids(tx.query(
-                &pick(
-                    "AND a.id IN (SELECT r.account_id FROM task_instances r
-                                  WHERE r.claimed_by IS NOT NULL AND r.lease_expires_at <= $1)",
+                &format!(
+                    "SELECT a.id FROM accounts a
+                     WHERE a.id IN (SELECT r.account_id FROM task_instances r
+                                    WHERE r.claimed_by IS NOT NULL AND r.lease_expires_at <= $1)
+                       AND EXISTS (SELECT 1 FROM task_instances t WHERE t.account_id = a.id AND {RUNNABLE})
+                       AND NOT EXISTS (SELECT 1 FROM task_instances l WHERE l.account_id = a.id
+                                         AND l.claimed_by IS NOT NULL AND l.lease_expires_at > $1)
+                     ORDER BY a.id LIMIT $2
+                     FOR NO KEY UPDATE OF a SKIP LOCKED"
                 ),
                 &[&p.now, &limit],
             )?)?;
-            let rest = limit.saturating_sub(i64::try_from(accounts.len()).unwrap_or(i64::MAX));
-            if rest > 0 {
-                accounts.extend(ids(tx.query(&pick("AND a.id <> ALL($3)"), &[&p.now, &rest, &accounts])?)?);
+            // Then new work, a page of candidate accounts at a time through the index of
+            // runnable tasks (ordered by account): a claim reads a few pages, not the whole
+            // backlog. Pages go on while accounts are skipped (locked or claimed by others)
+            // and the page was full, so a claimer never sees "no work" while work remains.
+            let mut rest = limit.saturating_sub(i64::try_from(accounts.len()).unwrap_or(i64::MAX));
+            let page = rest.saturating_mul(4).max(64);
+            let mut cursor: AccountId = AccountId::MIN;
+            while rest > 0 {
+                let candidates: Vec<AccountId> = ids(tx.query(
+                    &format!(
+                        "SELECT DISTINCT t.account_id FROM task_instances t
+                         WHERE {RUNNABLE} AND t.account_id > $2 ORDER BY t.account_id LIMIT $3"
+                    ),
+                    &[&p.now, &cursor, &page],
+                )?)?;
+                let Some(&last) = candidates.last() else { break };
+                cursor = last;
+                let got = ids(tx.query(
+                    "SELECT a.id FROM accounts a
+                     WHERE a.id = ANY($2) AND a.id <> ALL($4)
+                       AND NOT EXISTS (SELECT 1 FROM task_instances l WHERE l.account_id = a.id
+                                         AND l.claimed_by IS NOT NULL AND l.lease_expires_at > $1)
+                     ORDER BY a.id LIMIT $3
+                     FOR NO KEY UPDATE OF a SKIP LOCKED",
+                    &[&p.now, &candidates, &rest, &accounts],
+                )?)?;
+                rest = rest.saturating_sub(i64::try_from(got.len()).unwrap_or(i64::MAX));
+                accounts.extend(got);
+                if i64::try_from(candidates.len()).unwrap_or(i64::MAX) < page {
+                    break;
+                }
             }
             if accounts.is_empty() {
                 return Ok(vec![]);
