@@ -161,7 +161,8 @@ fn import_converts_the_legacy_seed_entry_to_yaml_that_compiles() {
          Parameters=[\"__NAME__\":\"Type:String\", \"__PASSWORD__\":\"Type:GuardedString,TAGS:DOUBLEQUOTES\"] }\n\
          DELETE_USER { Query=\"DROP USER {__UID__} CASCADE\" Parameters=[\"__UID__\":\"Type:String\"] }\n\
          RESET_PASSWORD { Query=\"ALTER USER {__UID__} PASSWORD {__PASSWORD__}\" \
-         Parameters=[\"__UID__\":\"Type:String,TAGS:DOUBLEQUOTES\", \"__PASSWORD__\":\"Type:GuardedString,TAGS:DOUBLEQUOTES\"] }\n",
+         Parameters=[\"__UID__\":\"Type:String,TAGS:DOUBLEQUOTES\", \"__PASSWORD__\":\"Type:GuardedString,TAGS:DOUBLEQUOTES\"] }\n\
+         ENABLE_USER { Query=\"{ call enable_user({__UID__}) }\" Parameters=[\"__UID__\":\"Type:String\"] }\n",
     );
     let out = p.run(
         &["import", "provision-queries", "provision.queries", "--dialect", "postgres", "--name", "dbum-legacy"],
@@ -175,6 +176,9 @@ fn import_converts_the_legacy_seed_entry_to_yaml_that_compiles() {
     assert!(out.stdout.contains("__UID__: { type: String, tags: [IDENTIFIER] }"), "{out}");
     assert!(out.stdout.contains("__PASSWORD__: { type: GuardedString, tags: [QUOTES] }"), "{out}");
     assert_eq!(out.stdout.matches("      # __").count(), 4, "{out}");
+    // A JDBC escape becomes the plain call, noted.
+    assert!(out.stdout.contains("    query: \"call enable_user({__UID__})\"\n"), "{out}");
+    assert!(out.stdout.contains("# query: the JDBC escape `{call …}` became the plain `call`"), "{out}");
     p.write("imported.yaml", &out.stdout);
     let compiled = p.run(&["compile", "imported.yaml", "--format", "json"], DEADLINE);
     assert_eq!(compiled.code(), Some(0), "the imported YAML does not compile\n{compiled}");
@@ -186,7 +190,8 @@ fn import_reports_malformed_legacy_input_by_line_and_column() {
     p.write(
         "broken.queries",
         "CREATE_USER { Query=\"call p({__NAME__})\" Parameters=[\"__NAME__\":\"Type:String\"] }\n\
-         DELETE_USER { Query:\"call d({__NAME__})\" Parameters=[\"__NAME__\":\"Type:Strin\"] }\n",
+         DELETE_USER { Query:\"call d({__NAME__})\" Parameters=[\"__NAME__\":\"Type:Strin\"] }\n\
+         IS_LOCKED { Query=\"{? = call is_locked({__NAME__})}\" Parameters=[\"__NAME__\":\"Type:String\"] }\n",
     );
     // No dialect: refused, naming them; provflow does not guess.
     let out = p.run(&["import", "provision-queries", "broken.queries"], DEADLINE);
@@ -197,6 +202,8 @@ fn import_reports_malformed_legacy_input_by_line_and_column() {
     assert!(out.stderr.contains("broken.queries:2:"), "errors must name the line\n{out}");
     // The good entry is still converted and printed; the bad one is not.
     assert!(out.stdout.contains("CREATE_USER:") && !out.stdout.contains("DELETE_USER"), "{out}");
+    assert!(out.stderr.contains("broken.queries:3:") && out.stderr.contains("select f(...) as result"), "{out}");
+    assert!(!out.stdout.contains("IS_LOCKED"), "{out}");
     assert!(out.stderr.contains("1 entry converted and printed"), "{out}");
 }
 

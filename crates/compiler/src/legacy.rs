@@ -198,6 +198,9 @@ pub fn to_connector_queries_yaml(queries: &[LegacyQuery], name: &str, dialect: &
     for q in queries {
         let text = to_new_query_text(&q.query);
         out.push_str(&format!("  {}:\n", yaml_scalar(&q.name)));
+        if matches!(jdbc_escape(&q.query), Some(JdbcEscape::Call(_))) {
+            out.push_str("    # query: the JDBC escape `{call …}` became the plain `call` the server runs\n");
+        }
         out.push_str(&format!("    query: {}\n", yaml_double_quoted(&text)));
         if q.params.is_empty() {
             continue;
@@ -1665,8 +1668,26 @@ fn check(entries: Vec<RawEntry>, d: &mut Diags) -> Vec<LegacyQuery> {
             );
             continue;
         }
+        if matches!(jdbc_escape(&text(&chars)), Some(JdbcEscape::Function)) {
+            d.error(
+                query_pos,
+                format!("entry `{}` reads a function's value through the JDBC escape `{{? = call f(...)}}`", e.name),
+                Some("provflow calls procedures with `call` (OUT parameters under `outputs`) and reads a function's value as a row: write `select f(...) as result` with `columns: { result: String }`".into()),
+            );
+            continue;
+        }
+        // A JDBC escape `{call …}`: its braces are not placeholders; what is inside them is
+        // checked.
+        let inside = match jdbc_escape(&text(&chars)) {
+            Some(JdbcEscape::Call(_)) => {
+                let first = chars.iter().position(|(c, _)| *c == '{').unwrap_or(0);
+                let last = chars.iter().rposition(|(c, _)| *c == '}').unwrap_or(chars.len());
+                chars.get(first + 1..last).unwrap_or(&[])
+            }
+            _ => &chars[..],
+        };
         let errors_before = d.errors.len();
-        check_placeholders(&e.name, &chars, e.params_at.is_some(), &e.params, d);
+        check_placeholders(&e.name, inside, e.params_at.is_some(), &e.params, d);
         warn_typography(&chars, d);
         if d.errors.len() != errors_before || e.broken {
             continue;
@@ -1823,7 +1844,37 @@ fn warn_typography(q: Chars<'_>, d: &mut Diags) {
 // YAML output
 
 /// The legacy text in the new query syntax: placeholders stay, other braces are doubled.
+/// A JDBC call escape around a whole legacy query.
+enum JdbcEscape<'a> {
+    /// `{call p(…)}`: the text inside, from `call`.
+    Call(&'a str),
+    /// `{? = call f(…)}` or `{{RESULT} = call f(…)}`: a function's return value.
+    Function,
+}
+
+/// Recognises a JDBC call escape: the whole query in braces, starting with `call` or
+/// `? = call` / `{NAME} = call` (case-insensitive, spaces allowed).
+fn jdbc_escape(query: &str) -> Option<JdbcEscape<'_>> {
+    let inner = query.trim().strip_prefix('{')?.strip_suffix('}')?.trim();
+    let starts_call = |t: &str| {
+        t.get(..4).is_some_and(|k| k.eq_ignore_ascii_case("call"))
+            && t.get(4..).is_some_and(|r| r.starts_with([' ', '\t', '\n']))
+    };
+    if starts_call(inner) {
+        return Some(JdbcEscape::Call(inner));
+    }
+    let after_result = inner
+        .strip_prefix('?')
+        .or_else(|| inner.strip_prefix('{').and_then(|r| r.split_once('}')).map(|(_, rest)| rest))?;
+    let rest = after_result.trim_start().strip_prefix('=')?.trim_start();
+    starts_call(rest).then_some(JdbcEscape::Function)
+}
+
 fn to_new_query_text(legacy: &str) -> String {
+    let legacy = match jdbc_escape(legacy) {
+        Some(JdbcEscape::Call(inner)) => inner,
+        _ => legacy,
+    };
     let chars: Vec<char> = legacy.chars().collect();
     let mut out = String::with_capacity(legacy.len());
     let mut i = 0;
