@@ -185,6 +185,38 @@ fn import_converts_the_legacy_seed_entry_to_yaml_that_compiles() {
 }
 
 #[test]
+fn import_for_sqlite_stubs_the_called_procedures_and_the_compiler_asks_for_their_bodies() {
+    let p = TempProject::new();
+    p.write(
+        "provision.queries",
+        "CREATE_PASSWORD_USER { Query=\"call insertPackage ({__NAME__},{__PASSWORD__})\" \
+         Parameters=[\"__NAME__\":\"Type:String\", \"__PASSWORD__\":\"Type:GuardedString\"] }\n",
+    );
+    let out = p.run(&["import", "provision-queries", "provision.queries", "--dialect", "sqlite"], DEADLINE);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.contains("procedures:\n"), "{out}");
+    assert!(out.stdout.contains("    params: [__NAME__, __PASSWORD__]\n"), "{out}");
+    p.write("imported.yaml", &out.stdout);
+    let compiled = p.run(&["compile", "imported.yaml", "--format", "json"], DEADLINE);
+    assert_eq!(compiled.code(), Some(1), "{compiled}");
+    let diagnostics: Vec<serde_json::Value> =
+        compiled.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(diagnostics.len(), 1, "{compiled}");
+    assert_eq!(diagnostics[0]["code"], "PF313");
+    assert!(diagnostics[0]["message"].as_str().unwrap().ends_with("write its body"), "{compiled}");
+    let stub_line = out.stdout.lines().position(|l| l.starts_with("    body:")).unwrap() as i64 + 1;
+    assert_eq!(diagnostics[0]["line"], stub_line, "{compiled}");
+    // Written, it compiles.
+    let written = out.stdout.replace(
+        "body: \"-- write the body of insertPackage\"",
+        "body: \"insert into users(name, password) values (:__NAME__, :__PASSWORD__)\"",
+    );
+    p.write("imported.yaml", written);
+    let compiled = p.run(&["compile", "imported.yaml"], DEADLINE);
+    assert_eq!(compiled.code(), Some(0), "{compiled}");
+}
+
+#[test]
 fn import_reports_malformed_legacy_input_by_line_and_column() {
     let p = TempProject::new();
     p.write(

@@ -223,6 +223,48 @@ pub fn to_connector_queries_yaml(queries: &[LegacyQuery], name: &str, dialect: &
             }
         }
     }
+    if ir_dialect == Some(provflow_ir::Dialect::Sqlite) {
+        out.push_str(&procedure_stubs(queries));
+    }
+    out
+}
+
+/// SQLite has no stored procedures: each procedure the queries call becomes a stub under
+/// `procedures`, its parameters named after the call's placeholders, its body a comment the
+/// compiler refuses (PF313, "write its body") until someone writes the statements.
+fn procedure_stubs(queries: &[LegacyQuery]) -> String {
+    let mut seen = HashSet::new();
+    let mut out = String::new();
+    for q in queries {
+        let text = to_new_query_text(&q.query);
+        let Some((name, args)) = crate::query::parse_call(&text, provflow_ir::Dialect::Sqlite) else { continue };
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        if out.is_empty() {
+            out.push_str("procedures:\n");
+        }
+        let params: Vec<String> = args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let inner = a.trim().strip_prefix('{').and_then(|r| r.strip_suffix('}'));
+                inner.filter(|n| crate::query::is_name(n)).map_or_else(|| format!("arg{}", i + 1), str::to_string)
+            })
+            .collect();
+        let binds: Vec<String> = params.iter().map(|p| format!(":{p}")).collect();
+        out.push_str(&format!("  # `{name}` ran on the legacy database; sqlite has no stored procedures: write its\n"));
+        out.push_str(&format!(
+            "  # statements here, `;`-separated, with {} for its arguments\n",
+            if binds.is_empty() { "no binds".to_string() } else { binds.join(", ") }
+        ));
+        out.push_str(&format!("  {}:\n", yaml_scalar(&name)));
+        out.push_str(&format!(
+            "    params: [{}]\n",
+            params.iter().map(|p| yaml_scalar(p)).collect::<Vec<_>>().join(", ")
+        ));
+        out.push_str(&format!("    body: {}\n", yaml_double_quoted(&format!("-- write the body of {name}"))));
+    }
     out
 }
 

@@ -598,10 +598,10 @@ fn lower_procedure(ctx: &Ctx<'_>, sink: &mut Sink<'_>, name: &str, p: &Procedure
     } else if statements.is_empty() {
         sink.push(Finding::error(
             "PF313",
-            format!("procedure `{name}` has no statement"),
+            format!("procedure `{name}` has no statement: write its body"),
             body_ptr.clone(),
             Part::Value,
-            Some("write the SQL statements the call runs, separated by `;`".into()),
+            Some("write the SQL statements the call runs, separated by `;`, with `:param` for its arguments".into()),
         ));
     }
     if p.body.contains('\0') {
@@ -651,7 +651,8 @@ fn lower_procedure(ctx: &Ctx<'_>, sink: &mut Sink<'_>, name: &str, p: &Procedure
             Some("add them to `params`".into()),
         ));
     }
-    for (i, param) in p.params.iter().enumerate() {
+    // A body without statements is PF313 already: every parameter would be "unused".
+    for (i, param) in p.params.iter().enumerate().filter(|_| !statements.is_empty()) {
         if query::is_name(param) && !used.contains(param.as_str()) {
             sink.push(Finding::warning(
                 "PF309",
