@@ -16,7 +16,10 @@ export PROVFLOW_REQUIRE_DATABASES=1
 export PROVFLOW_CHAOS_ACCOUNTS="${ACCOUNTS:-20000}"
 export PROVFLOW_CHAOS_KILLS="${KILLS:-80}"
 export PROVFLOW_CHAOS_CUTS="${CUTS:-20}"
-cargo build --release -q -p provflow-cli
-cargo nextest run --release -p provflow-tests --test worker_fleet --no-capture \
+# RELEASE=0 reuses the debug build (the calls' test delay dominates the run either way).
+profile=(--release)
+[ "${RELEASE:-1}" = 0 ] && profile=()
+cargo build "${profile[@]}" -q -p provflow-cli
+cargo nextest run "${profile[@]}" -p provflow-tests --test worker_fleet --no-capture \
   -E 'test(chaos_kills_and_terminated_store_connections_lose_nothing_and_call_nothing_twice)' 2>&1 \
   | grep -E "chaos over|chaos figures|PASS|FAIL|panicked|Summary"
