@@ -27,8 +27,10 @@ fn claim(store: &mut dyn StateStore, worker: &str, now: i64) -> Vec<Claim> {
     store.task_claim(&TaskClaimParams { worker, now, lease: LEASE, limit: 10 }).unwrap()
 }
 
-/// Users A and B with an enqueued account each (no call made), and worker `w1` registered.
-fn enqueued(w: &World, b: &Bundle) -> Vec<AccountId> {
+/// A world with a key, users A and B with an enqueued account each of `b`'s process (no call
+/// made), and worker `w1` registered.
+fn enqueued(b: &Bundle) -> (World, Vec<AccountId>) {
+    let w = World::new(Some(SecretKey::from_bytes([3; 32])));
     let (mut store, mut targets) = (w.store(), w.targets());
     let mut e = Engine::new(&mut store, &mut targets, &w.clock);
     let mut ids = vec![];
@@ -39,7 +41,8 @@ fn enqueued(w: &World, b: &Bundle) -> Vec<AccountId> {
         ids.extend(e.enqueue_many(b, "DB Account", &[login.to_string()], &f).unwrap());
     }
     e.store.worker_register(&worker("w1", NOW)).unwrap();
-    ids
+    drop(e);
+    (w, ids)
 }
 
 fn audit_actors(store: &dyn StateStore, account: AccountId) -> Vec<String> {
@@ -52,9 +55,8 @@ fn audit_actors(store: &dyn StateStore, account: AccountId) -> Vec<String> {
 
 #[test]
 fn enqueued_accounts_wait_for_a_worker_which_runs_them_and_gives_the_claims_back() {
-    let w = World::new(Some(SecretKey::from_bytes([3; 32])));
     let b = bundle();
-    let ids = enqueued(&w, &b);
+    let (w, ids) = enqueued(&b);
     let (mut store, mut targets) = (w.store(), w.targets());
     assert_eq!(w.target_count("select count(*) from db_users"), 0, "enqueue calls nothing");
     assert!(store.tasks(None).unwrap().iter().all(|t| t.status == TaskStatus::Pending && !t.calling));
@@ -84,10 +86,9 @@ fn enqueued_accounts_wait_for_a_worker_which_runs_them_and_gives_the_claims_back
 #[test]
 fn an_interrupted_call_runs_again_only_if_its_query_is_idempotent() {
     for idempotent in [false, true] {
-        let w = World::new(Some(SecretKey::from_bytes([3; 32])));
         let mut b = bundle();
         b.query_sets[0].queries[0].idempotent = idempotent;
-        let ids = enqueued(&w, &b);
+        let (w, ids) = enqueued(&b);
         let (mut store, mut targets) = (w.store(), w.targets());
         // A worker that died in the middle of A's call: the mark is committed, the outcome not.
         let first = claim(&mut store, "w1", NOW);
@@ -133,9 +134,8 @@ fn an_interrupted_call_runs_again_only_if_its_query_is_idempotent() {
 
 #[test]
 fn a_worker_whose_claim_was_taken_over_commits_nothing_more() {
-    let w = World::new(Some(SecretKey::from_bytes([3; 32])));
     let b = bundle();
-    let ids = enqueued(&w, &b);
+    let (w, ids) = enqueued(&b);
     let (mut store, mut targets) = (w.store(), w.targets());
     let mine = claim(&mut store, "w1", NOW);
     // Right before w1's first call, its lease has expired and w2 has taken the accounts over;
@@ -176,9 +176,8 @@ fn a_worker_whose_claim_was_taken_over_commits_nothing_more() {
 
 #[test]
 fn a_call_not_started_when_stopping_loses_its_mark_and_its_claim() {
-    let w = World::new(Some(SecretKey::from_bytes([3; 32])));
     let b = bundle();
-    let ids = enqueued(&w, &b);
+    let (w, ids) = enqueued(&b);
     let (mut store, mut targets) = (w.store(), w.targets());
     let mine = claim(&mut store, "w1", NOW);
     let stopping = |_: Option<&crate::store::Fence>| false;

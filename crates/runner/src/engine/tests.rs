@@ -29,12 +29,7 @@ fn call_query(name: &str, procedure: &str, params: Vec<QueryParam>, idempotent: 
         name: name.into(),
         source: String::new(),
         segments,
-        call: Some(Call {
-            procedure: procedure.into(),
-            args: (0..params.len()).map(Some).collect(),
-            names: vec![],
-            location: None,
-        }),
+        call: Some(Call::positional(procedure, (0..params.len()).map(Some).collect())),
         params,
         response_from: None,
         errors: [("23505".to_string(), "DUPLICATE".to_string())].into(),

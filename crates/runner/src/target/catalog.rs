@@ -460,12 +460,7 @@ mod tests {
                             quoting: Quoting::Bind,
                         })
                         .collect(),
-                    call: Some(ir::Call {
-                        procedure: (*procedure).into(),
-                        args: (0..params.len()).map(Some).collect(),
-                        names: vec![],
-                        location: None,
-                    }),
+                    call: Some(ir::Call::positional(*procedure, (0..params.len()).map(Some).collect())),
                     response_from: None,
                     errors: BTreeMap::new(),
                     columns: vec![],

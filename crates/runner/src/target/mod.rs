@@ -306,7 +306,7 @@ mod tests {
                 Segment::Text(")".into()),
             ],
             vec![param("n", ValueType::String, Quoting::Bind), param("p", ValueType::GuardedString, Quoting::Bind)],
-            Some(ir::Call { procedure: "add".into(), args: vec![Some(0), Some(1)], names: vec![], location: None }),
+            Some(ir::Call::positional("add", vec![Some(0), Some(1)])),
         );
         let values = [Value::Text("x'); drop table users; --".into()), Value::Secret(Secret::new("pw"))];
         t.call(&q, &values).unwrap();

@@ -213,7 +213,8 @@ impl Worker {
             stopped_at: None,
         };
         store.worker_register(&record)?;
-        let listens = store::work_listener(&setup.state).map(|l| l.is_some()).unwrap_or(false);
+        // A PostgreSQL store is listened to (the listener thread opens its own connection).
+        let listens = matches!(store::location(&setup.state), Ok(store::Location::Postgres(_)));
         let trusted = Monotonic::now() + trust(config.lease);
         let shared = Arc::new(Shared {
             config,
