@@ -15,6 +15,7 @@
 
 pub mod check;
 pub mod diagnostic;
+pub mod foreign;
 pub mod legacy;
 pub mod query;
 pub mod schema;

@@ -315,6 +315,15 @@ fn lower_query(
         sink.push(at(offset, len, f.0));
     }
 
+    for f in crate::foreign::foreign(&q.query, dialect) {
+        let finding = if f.catalog {
+            Finding::warning("PF319", f.message, text_ptr.clone(), Part::Value, Some(f.help))
+        } else {
+            Finding::error("PF318", f.message, text_ptr.clone(), Part::Value, Some(f.help))
+        };
+        sink.push(at(f.offset, f.len, finding));
+    }
+
     let call = check_call(ctx, sink, dialect, procedures, &base, q, &lowered);
     if dialect == ir::Dialect::Sqlite && !q.outputs.is_empty() {
         sink.push(Finding::error(

@@ -22,10 +22,13 @@ pub struct CatalogFinding {
     pub help: Option<String>,
 }
 
-/// A stored procedure as the catalog describes it.
+/// A stored routine as the catalog describes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Signature {
     pub name: String,
+    /// A function rather than a procedure: `CALL` does not run it (both servers refuse), a
+    /// query calls it in an expression (`select f(...)`).
+    pub function: bool,
     pub params: Vec<CatalogParam>,
     /// How many of the trailing input parameters have defaults (PostgreSQL's
     /// `pronargdefaults`; MariaDB procedures have none): a call may leave them out.
@@ -54,23 +57,25 @@ pub fn check(target: &mut dyn Target, set: &ir::QuerySet) -> Result<Vec<CatalogF
 
 const SEP: char = '\u{1f}';
 
-/// One row per procedure; names, modes and types joined with U+001F (no type name or mode
-/// contains it). Procedures visible on the search path only: those are the ones `CALL p` finds.
+/// One row per procedure or function; names, modes and types joined with U+001F (no type name
+/// or mode contains it). Routines visible on the search path only: those are the ones `CALL p`
+/// finds. Functions are read so that a `call` of one is reported as what it is.
 const POSTGRES_CATALOG: &str = "select p.proname::text as name, \
+    (case when p.prokind = 'p' then 'procedure' else 'function' end) as kind, \
     p.pronargdefaults::text as defaults, \
     coalesce(array_to_string(p.proargnames, chr(31)), '') as arg_names, \
     coalesce(array_to_string(p.proargmodes, chr(31)), '') as arg_modes, \
     coalesce((select string_agg(format_type(a.t, null), chr(31) order by a.o) \
               from unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) with ordinality as a(t, o)), '') as arg_types \
-    from pg_proc p where p.prokind = 'p' and pg_function_is_visible(p.oid)";
+    from pg_proc p where p.prokind in ('p', 'f') and pg_function_is_visible(p.oid)";
 
-const MARIADB_CATALOG: &str = "select r.ROUTINE_NAME as name, '0' as defaults, \
+const MARIADB_CATALOG: &str = "select r.ROUTINE_NAME as name, lower(r.ROUTINE_TYPE) as kind, '0' as defaults, \
     coalesce(group_concat(p.PARAMETER_NAME order by p.ORDINAL_POSITION separator 0x1f), '') as arg_names, \
     coalesce(group_concat(p.PARAMETER_MODE order by p.ORDINAL_POSITION separator 0x1f), '') as arg_modes, \
     coalesce(group_concat(p.DATA_TYPE order by p.ORDINAL_POSITION separator 0x1f), '') as arg_types \
     from information_schema.ROUTINES r left join information_schema.PARAMETERS p \
-      on p.SPECIFIC_SCHEMA = r.ROUTINE_SCHEMA and p.SPECIFIC_NAME = r.ROUTINE_NAME and p.ROUTINE_TYPE = 'PROCEDURE' and p.ORDINAL_POSITION > 0 \
-    where r.ROUTINE_SCHEMA = database() and r.ROUTINE_TYPE = 'PROCEDURE' group by r.ROUTINE_NAME";
+      on p.SPECIFIC_SCHEMA = r.ROUTINE_SCHEMA and p.SPECIFIC_NAME = r.ROUTINE_NAME and p.ROUTINE_TYPE = r.ROUTINE_TYPE and p.ORDINAL_POSITION > 0 \
+    where r.ROUTINE_SCHEMA = database() group by r.ROUTINE_NAME, r.ROUTINE_TYPE";
 
 fn read(target: &mut dyn Target, sql: &str) -> Result<Vec<Signature>, TargetError> {
     let query = ir::Query {
@@ -81,7 +86,7 @@ fn read(target: &mut dyn Target, sql: &str) -> Result<Vec<Signature>, TargetErro
         call: None,
         response_from: None,
         errors: BTreeMap::new(),
-        columns: ["name", "defaults", "arg_names", "arg_modes", "arg_types"]
+        columns: ["name", "kind", "defaults", "arg_names", "arg_modes", "arg_types"]
             .iter()
             .map(|n| ir::Column { name: (*n).into(), ty: ValueType::String })
             .collect(),
@@ -116,7 +121,8 @@ fn read(target: &mut dyn Target, sql: &str) -> Result<Vec<Signature>, TargetErro
                 })
                 .collect();
             let defaults = field(row, "defaults").join("").parse().unwrap_or(0);
-            Signature { name, params, defaults }
+            let function = field(row, "kind").join("") == "function";
+            Signature { name, function, params, defaults }
         })
         .collect())
 }
@@ -271,8 +277,13 @@ pub fn verify(set: &ir::QuerySet, catalog: &[Signature], dialect: Dialect) -> Ve
     let mut findings = Vec::new();
     let key = |n: &str| if dialect == Dialect::Mariadb { n.to_lowercase() } else { n.to_string() };
     let mut by_name: BTreeMap<String, Vec<&Signature>> = BTreeMap::new();
+    let mut functions: BTreeMap<String, &Signature> = BTreeMap::new();
     for s in catalog {
-        by_name.entry(key(&s.name)).or_default().push(s);
+        if s.function {
+            functions.insert(key(&s.name), s);
+        } else {
+            by_name.entry(key(&s.name)).or_default().push(s);
+        }
     }
     for query in &set.queries {
         let Some(call) = &query.call else { continue };
@@ -292,6 +303,27 @@ pub fn verify(set: &ir::QuerySet, catalog: &[Signature], dialect: Dialect) -> Ve
         };
         let name = lookup_name(&call.procedure, dialect);
         let Some(candidates) = by_name.get(&name) else {
+            if let Some(function) = functions.get(&name) {
+                let args: Vec<String> = call
+                    .args
+                    .iter()
+                    .map(|a| a.and_then(|i| query.params.get(i)).map_or("…".into(), |p| format!("{{{}}}", p.name)))
+                    .collect();
+                let args = args.join(", ");
+                finding(
+                    "PF700",
+                    format!(
+                        "`{}` called by `{}` is a function, not a procedure: `call` runs procedures only, and the server refuses it",
+                        call.procedure, query.name
+                    ),
+                    Some(format!(
+                        "call the function in a query: `select {}({args})` (it takes {}), or create a procedure of that name",
+                        call.procedure,
+                        if function.params.is_empty() { "no arguments".to_string() } else { format!("`{}`", describe(function)) }
+                    )),
+                );
+                continue;
+            }
             let near = provflow_lex::suggest::did_you_mean(&name, by_name.keys().map(String::as_str));
             let help = match near {
                 Some(k) => format!("did you mean `{k}`?"),
@@ -427,6 +459,7 @@ mod tests {
     fn sig(name: &str, params: &[(&str, ParamMode, &str)]) -> Signature {
         Signature {
             name: name.into(),
+            function: false,
             params: params
                 .iter()
                 .map(|(n, m, t)| CatalogParam { name: (*n).into(), mode: *m, type_name: (*t).into() })
@@ -513,6 +546,26 @@ mod tests {
         let want: Vec<(String, u32, String, Option<String>)> =
             want.into_iter().map(|(q, l, m, h)| (q.to_string(), l, m.to_string(), h.map(str::to_string))).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_call_of_a_function_says_so() {
+        let function = Signature { function: true, ..sig("user_exists", &[("usr", ParamMode::In, "text")]) };
+        let queries = set(&[("EXISTS", "user_exists", vec![("n", ValueType::String, ParamMode::In)])]);
+        let found = verify(&queries, std::slice::from_ref(&function), Dialect::Postgres);
+        let messages: Vec<(&str, &str, Option<&str>)> =
+            found.iter().map(|f| (f.code, f.message.as_str(), f.help.as_deref())).collect();
+        assert_eq!(
+            messages,
+            [(
+                "PF700",
+                "`user_exists` called by `EXISTS` is a function, not a procedure: `call` runs procedures only, and the server refuses it",
+                Some("call the function in a query: `select user_exists({n})` (it takes `IN usr text`), or create a procedure of that name")
+            )]
+        );
+        // A procedure of the same name is what `call` runs: no finding.
+        let procedure = sig("user_exists", &[("usr", ParamMode::In, "text")]);
+        assert_eq!(verify(&queries, &[function, procedure], Dialect::Postgres), vec![]);
     }
 
     #[test]
