@@ -183,18 +183,19 @@ pub fn import(cmd: ImportCommand) -> u8 {
         print("error", e);
     }
     // Every entry that converts is printed, even when others cannot be.
-    if !report.queries.is_empty() || report.errors.is_empty() {
-        out::text(
-            out::Stream::Out,
-            &provflow_compiler::legacy::to_connector_queries_yaml(&report.queries, &name, &dialect),
-        );
+    let imported = provflow_compiler::legacy::import(&report.queries, &name, &dialect);
+    for e in &imported.refused {
+        print("error", e);
     }
-    if !report.errors.is_empty() {
+    let printed = report.queries.len() - imported.refused.len();
+    if printed > 0 || (report.errors.is_empty() && imported.refused.is_empty()) {
+        out::text(out::Stream::Out, &imported.yaml);
+    }
+    let problems = report.errors.len() + imported.refused.len();
+    if problems > 0 {
         errln!(
-            "import incomplete: {} entr{} converted and printed, {} problem(s) above kept the rest out; fix them and import again",
-            report.queries.len(),
-            if report.queries.len() == 1 { "y" } else { "ies" },
-            report.errors.len()
+            "import incomplete: {printed} entr{} converted and printed, {problems} problem(s) above kept the rest out; fix them and import again",
+            if printed == 1 { "y" } else { "ies" },
         );
         return exit::FAILED;
     }

@@ -166,6 +166,12 @@ fn system_procedure_help(name: &str, dialect: Dialect) -> String {
     format!("write {equivalent} (tag names `IDENTIFIER` and passwords `QUOTES`)")
 }
 
+/// A MySQL `user@host` account name on PostgreSQL: the message and the help.
+const HOST_PART: (&str, &str) = (
+    "`user@host` is a MySQL/MariaDB account name: PostgreSQL roles have no host part",
+    "name the role alone; which hosts it may connect from is pg_hba.conf's business",
+);
+
 /// Oracle's data dictionary views about accounts.
 const ORACLE_VIEWS: [&str; 12] = [
     "DBA_USERS",
@@ -180,6 +186,20 @@ const ORACLE_VIEWS: [&str; 12] = [
     "DBA_TS_QUOTAS",
     "SESSION_PRIVS",
     "SYSTEM_PRIVILEGE_MAP",
+];
+
+/// SQL Server's catalog views about logins, users and databases (`sys.…`).
+const SQL_SERVER_VIEWS: [&str; 10] = [
+    "DATABASES",
+    "SCHEMAS",
+    "DATABASE_PRINCIPALS",
+    "DATABASE_ROLE_MEMBERS",
+    "DATABASE_PERMISSIONS",
+    "SERVER_PRINCIPALS",
+    "SERVER_ROLE_MEMBERS",
+    "SYSLOGINS",
+    "SYSUSERS",
+    "OBJECTS",
 ];
 
 /// Sybase's and SQL Server's compatibility catalog tables.
@@ -273,13 +293,7 @@ pub fn foreign(sql: &str, dialect: Dialect) -> Vec<Foreign> {
         if is_punct(items.get(3), '@') && is_name(items.get(4)) {
             if pg {
                 if let (Some(from), Some(to)) = (items.get(2), items.get(4)) {
-                    push(
-                        from,
-                        to,
-                        false,
-                        "`user@host` is a MySQL/MariaDB account name: PostgreSQL roles have no host part".into(),
-                        "name the role alone; which hosts it may connect from is pg_hba.conf's business".into(),
-                    );
+                    push(from, to, false, HOST_PART.0.into(), HOST_PART.1.into());
                 }
             }
             i = 5;
@@ -447,13 +461,7 @@ pub fn foreign(sql: &str, dialect: Dialect) -> Vec<Foreign> {
         if pg {
             if let Some(k) = items.iter().position(|a| a.item == Item::Punct('@')) {
                 if let (Some(from), Some(to)) = (items.get(k.wrapping_sub(1)), items.get(k + 1)) {
-                    push(
-                        from,
-                        to,
-                        false,
-                        "`user@host` is a MySQL/MariaDB account name: PostgreSQL roles have no host part".into(),
-                        "name the role alone; which hosts it may connect from is pg_hba.conf's business".into(),
-                    );
+                    push(from, to, false, HOST_PART.0.into(), HOST_PART.1.into());
                 }
             }
         }
@@ -481,17 +489,16 @@ pub fn foreign(sql: &str, dialect: Dialect) -> Vec<Foreign> {
         let member = if qualified { w(k + 2) } else { None };
         let catalog: Option<(&str, &str)> = match (name, member) {
             ("SYSCAT" | "SYSIBM", Some(_)) => Some(("DB2", "catalog view")),
+            // PostgreSQL has no `sys` schema; MariaDB's holds its own views, not these.
             ("SYS", Some(m))
-                if m.starts_with("SQL_")
-                    || m.starts_with("SERVER_")
-                    || m.starts_with("DATABASE_")
-                    || m == "SYSLOGINS" =>
+                if pg || SQL_SERVER_VIEWS.contains(&m) || m.starts_with("SQL_") || m.starts_with("SERVER_") =>
             {
                 Some(("SQL Server", "catalog view"))
             }
             ("MASTER", Some(_)) => Some(("SQL Server / Sybase", "master database")),
             ("MYSQL", Some(_)) if pg => Some(("MySQL/MariaDB", "system table")),
             (n, None) if after_from && ORACLE_VIEWS.contains(&n) => Some(("Oracle", "data dictionary view")),
+            ("DUAL", None) if after_from && pg => Some(("Oracle", "dummy table")),
             (n, None) if after_from && SYBASE_TABLES.contains(&n) => Some(("Sybase / SQL Server", "system table")),
             _ => None,
         };

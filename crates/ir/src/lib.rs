@@ -216,6 +216,25 @@ pub struct Query {
     pub location: Location,
 }
 
+impl Query {
+    /// A query of fixed SQL text with no parameters, reading `columns` as text: the runner's
+    /// own catalog reads, and tests.
+    pub fn fixed(name: &str, sql: &str, columns: &[&str]) -> Query {
+        Query {
+            name: name.into(),
+            source: sql.into(),
+            segments: vec![Segment::Text(sql.into())],
+            params: vec![],
+            call: None,
+            response_from: None,
+            errors: BTreeMap::new(),
+            columns: columns.iter().map(|n| Column { name: (*n).into(), ty: ValueType::String }).collect(),
+            idempotent: false,
+            location: Location::default(),
+        }
+    }
+}
+
 /// An emulated stored procedure (sqlite only): statements run in a SAVEPOINT with named binds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Procedure {

@@ -1,7 +1,7 @@
 //! `provflow target check`: the live catalog against the calls of a target's query set. Reading
 //! the catalog is per dialect; verifying is pure ([`verify`]), so it is tested without a server.
 
-use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, Segment, ValueType};
+use provflow_ir::{self as ir, Dialect, ParamMode, Quoting, ValueType};
 use std::collections::BTreeMap;
 
 use crate::target::{Target, TargetError};
@@ -78,21 +78,7 @@ const MARIADB_CATALOG: &str = "select r.ROUTINE_NAME as name, lower(r.ROUTINE_TY
     where r.ROUTINE_SCHEMA = database() group by r.ROUTINE_NAME, r.ROUTINE_TYPE";
 
 fn read(target: &mut dyn Target, sql: &str) -> Result<Vec<Signature>, TargetError> {
-    let query = ir::Query {
-        name: "catalog".into(),
-        source: sql.into(),
-        segments: vec![Segment::Text(sql.into())],
-        params: vec![],
-        call: None,
-        response_from: None,
-        errors: BTreeMap::new(),
-        columns: ["name", "kind", "defaults", "arg_names", "arg_modes", "arg_types"]
-            .iter()
-            .map(|n| ir::Column { name: (*n).into(), ty: ValueType::String })
-            .collect(),
-        idempotent: false,
-        location: ir::Location::default(),
-    };
+    let query = ir::Query::fixed("catalog", sql, &["name", "kind", "defaults", "arg_names", "arg_modes", "arg_types"]);
     let rows = target.call(&query, &[])?.rows;
     let field = |row: &BTreeMap<String, Value>, k: &str| -> Vec<String> {
         match row.get(k) {

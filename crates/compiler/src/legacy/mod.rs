@@ -174,38 +174,86 @@ pub fn parse_provision_queries_report(src: &str) -> LegacyReport {
     LegacyReport { queries, errors: finish(diags.errors), warnings: finish(diags.warnings) }
 }
 
+mod port;
+
+/// What [`import`] made of legacy queries: the `ConnectorQueries` YAML of every entry that
+/// runs on the dialect, and the entries refused, each at its line with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub yaml: String,
+    pub refused: Vec<LegacyError>,
+}
+
 /// Prints legacy queries as one `ConnectorQueries` YAML document (deterministic: same input,
-/// same bytes). Query texts become double-quoted YAML scalars; braces that are not
-/// placeholders are doubled (`{{`, `}}`), as the new query syntax requires.
+/// same bytes), leaving out the entries [`import`] refuses.
 pub fn to_connector_queries_yaml(queries: &[LegacyQuery], name: &str, dialect: &str) -> String {
-    let mut out = String::new();
-    out.push_str("# yaml-language-server: $schema=schemas/connector-queries.schema.json\n");
-    out.push_str("apiVersion: provflow/v1\n");
-    out.push_str("kind: ConnectorQueries\n");
-    out.push_str(&format!("name: {}\n", yaml_scalar(name)));
-    out.push_str(&format!("dialect: {}\n", yaml_scalar(dialect)));
-    if queries.is_empty() {
-        out.push_str("queries: {}\n");
-        return out;
-    }
-    out.push_str("queries:\n");
+    import(queries, name, dialect).yaml
+}
+
+/// Converts legacy queries for `dialect`: query texts become double-quoted YAML scalars;
+/// braces that are not placeholders are doubled (`{{`, `}}`), as the new query syntax
+/// requires; another database's account statements are translated where the dialect has the
+/// same statement, and refused otherwise ([`port`]); tags are translated by where each
+/// placeholder stands ([`translate_tag`]). Every translation is noted in a YAML comment.
+pub fn import(queries: &[LegacyQuery], name: &str, dialect: &str) -> Imported {
     let ir_dialect = match dialect {
         "postgres" => Some(provflow_ir::Dialect::Postgres),
         "mariadb" => Some(provflow_ir::Dialect::Mariadb),
         "sqlite" => Some(provflow_ir::Dialect::Sqlite),
         _ => None,
     };
+    let mut refused = Vec::new();
+    let mut kept: Vec<(&LegacyQuery, String, Option<String>)> = Vec::new();
     for q in queries {
         let text = to_new_query_text(&q.query);
+        match ir_dialect.map(|d| port::port(&text, &q.params, d)) {
+            Some(port::Ported::Refused { reason, help }) => refused.push(LegacyError {
+                line: q.line,
+                column: 1,
+                message: format!("entry `{}` cannot run on {dialect}: {reason}", q.name),
+                help: Some(format!("{help}; the entry is left out")),
+            }),
+            Some(port::Ported::Translated { text: ported, from, note }) => {
+                let was = text.clone();
+                kept.push((q, ported, Some(format!("translated from {from} `{was}`: {note}"))));
+            }
+            _ => kept.push((q, text, None)),
+        }
+    }
+    Imported { yaml: print_yaml(&kept, queries, name, dialect, ir_dialect), refused }
+}
+
+fn print_yaml(
+    kept: &[(&LegacyQuery, String, Option<String>)],
+    all: &[LegacyQuery],
+    name: &str,
+    dialect: &str,
+    ir_dialect: Option<provflow_ir::Dialect>,
+) -> String {
+    let mut out = String::new();
+    out.push_str("# yaml-language-server: $schema=schemas/connector-queries.schema.json\n");
+    out.push_str("apiVersion: provflow/v1\n");
+    out.push_str("kind: ConnectorQueries\n");
+    out.push_str(&format!("name: {}\n", yaml_scalar(name)));
+    out.push_str(&format!("dialect: {}\n", yaml_scalar(dialect)));
+    if kept.is_empty() {
+        out.push_str("queries: {}\n");
+        return out;
+    }
+    out.push_str("queries:\n");
+    for (q, text, translated) in kept {
         out.push_str(&format!("  {}:\n", yaml_scalar(&q.name)));
         if matches!(jdbc_escape(&q.query), Some(JdbcEscape::Call(_))) {
             out.push_str("    # query: the JDBC escape `{call …}` became the plain `call` the server runs\n");
         }
-        out.push_str(&format!("    query: {}\n", yaml_double_quoted(&text)));
+        if let Some(note) = translated {
+            out.push_str(&format!("    # query: {}\n", note.replace('\n', " ")));
+        }
+        out.push_str(&format!("    query: {}\n", yaml_double_quoted(text)));
         if q.params.is_empty() {
             continue;
         }
-        let placements = ir_dialect.map(|d| crate::query::placements(&text, d)).unwrap_or_default();
+        let placements = ir_dialect.map(|d| crate::query::placements(text, d)).unwrap_or_default();
         out.push_str("    params:\n");
         for p in &q.params {
             let (tag, note) = translate_tag(p, &placements, dialect);
@@ -224,7 +272,7 @@ pub fn to_connector_queries_yaml(queries: &[LegacyQuery], name: &str, dialect: &
         }
     }
     if ir_dialect == Some(provflow_ir::Dialect::Sqlite) {
-        out.push_str(&procedure_stubs(queries));
+        out.push_str(&procedure_stubs(all));
     }
     out
 }
@@ -286,9 +334,11 @@ fn translate_tag<'a>(
     let Some(first) = mine.first() else { return kept };
     let secret = p.ty == "GuardedString";
     let password = mine.iter().all(|x| x.value == Some("a password")) || (secret && first.no_binds.is_some());
+    // A value in a statement without binds (`SET default_tablespace = {t}`): a literal too.
+    let literal = password || mine.iter().all(|x| x.value.is_some());
     match (p.tag.as_deref(), &first.no_binds) {
         (None | Some("DOUBLEQUOTES"), Some(statement)) => {
-            let (tag, what) = if password { ("QUOTES", "a string literal") } else { ("IDENTIFIER", "a quoted name") };
+            let (tag, what) = if literal { ("QUOTES", "a string literal") } else { ("IDENTIFIER", "a quoted name") };
             let was = p.tag.as_deref().map_or("no tag (a bind parameter)".to_string(), |t| format!("TAGS:{t}"));
             (
                 Some(tag),
@@ -297,6 +347,12 @@ fn translate_tag<'a>(
                 )),
             )
         }
+        (Some("IDENTIFIER"), Some(statement)) if literal && !password => (
+            Some("QUOTES"),
+            Some(format!(
+                "legacy TAGS:IDENTIFIER became QUOTES: it stands where {dialect} needs a value in {statement}, so the value is inlined as a string literal"
+            )),
+        ),
         (Some("DOUBLEQUOTES"), None) if mine.iter().all(|x| x.value.is_some()) => {
             let why = first.value.unwrap_or("a value");
             (
@@ -2132,7 +2188,8 @@ NOTHING { Query="select 1 from dual" Parameters=[:] }
         assert_eq!(q[1].query, "select username from dba_users");
         assert!(q[1].params.is_empty());
         assert_eq!(q[2].params, vec![param("__NAME__", "String", Some("IDENTIFIER"))]);
-        let yaml = to_connector_queries_yaml(&q, "oracle", "postgres");
+        // On sqlite everything is kept as written.
+        let yaml = to_connector_queries_yaml(&q, "oracle", "sqlite");
         assert!(
             yaml.contains("  LIST_USERS:\n    query: \"select username from dba_users\"\n  ENABLE_USER:\n"),
             "{yaml}"
@@ -2140,6 +2197,21 @@ NOTHING { Query="select 1 from dual" Parameters=[:] }
         let v = yaml_value(&yaml);
         let keys: Vec<&String> = v["queries"].as_object().map(|o| o.keys().collect()).unwrap_or_default();
         assert_eq!(keys, ["CREATE_USER", "LIST_USERS", "ENABLE_USER", "NOTHING"]);
+        // On postgres Oracle's statements are translated, and what reads Oracle's dictionary
+        // is refused at its line.
+        let imported = import(&q, "oracle", "postgres");
+        let v = yaml_value(&imported.yaml);
+        let keys: Vec<&String> = v["queries"].as_object().map(|o| o.keys().collect()).unwrap_or_default();
+        assert_eq!(keys, ["CREATE_USER", "ENABLE_USER"]);
+        assert_eq!(v["queries"]["ENABLE_USER"]["query"], "ALTER ROLE {__NAME__} LOGIN");
+        let refused: Vec<(usize, &str)> = imported.refused.iter().map(|e| (e.line, e.message.as_str())).collect();
+        assert_eq!(
+            refused,
+            [
+                (14, "entry `LIST_USERS` cannot run on postgres: `dba_users` is Oracle's data dictionary view: PostgreSQL has none of that name, so the query fails unless you created it"),
+                (19, "entry `NOTHING` cannot run on postgres: `dual` is Oracle's dummy table: PostgreSQL has none of that name, so the query fails unless you created it")
+            ]
+        );
     }
 
     #[test]
