@@ -179,12 +179,25 @@ fn the_committed_schema_refuses_structural_errors() {
     }
 }
 
+/// yaml-language-server reads a modeline from the comments at the head of each `---` document,
+/// so every document repeats the file's: without it, a document gets no schema in an editor
+/// without the repository's settings.
 #[test]
 fn every_definition_file_starts_with_a_schema_modeline_that_resolves() {
     let mut problems = Vec::new();
     for file in definition_files() {
         let text = std::fs::read_to_string(&file).unwrap_or_default();
         let first = text.lines().next().unwrap_or("");
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, pair) in lines.windows(2).enumerate() {
+            if pair[0].trim_end() == "---" && pair[1] != first {
+                problems.push(format!(
+                    "{}:{}: the document after `---` does not start with `{first}`",
+                    file.display(),
+                    i + 2
+                ));
+            }
+        }
         let Some(target) = first.strip_prefix(MODELINE) else {
             problems.push(format!("{}: first line is not `{MODELINE}...`", file.display()));
             continue;

@@ -1,7 +1,13 @@
 //! JSON Schemas generated from the source types, and structural validation with them.
 //!
 //! The schemas written to `schemas/` and the validators the compiler runs come from the same
-//! generator, so the editor and `provflow compile` can never disagree on structure.
+//! generator, so the editor and `provflow compile` can never disagree on structure. One
+//! exception, on purpose: task and object statuses are enums for the editor, but the compiler
+//! validates them as text and checks them itself (PF208, PF516), with a "did you mean".
+//!
+//! The generated schemas are rewritten ([`for_editors`]) into forms yaml-language-server (the
+//! engine of VS Code's YAML extension and of most other editors' YAML support) handles; each
+//! rewrite keeps what the schema accepts.
 
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{ValidationError, Validator};
@@ -28,6 +34,7 @@ fn settings() -> SchemaSettings {
 fn root_for<T: JsonSchema>(kind: &'static str, file: &'static str) -> KindSchema {
     let schema = settings().into_generator().into_root_schema_for::<T>();
     let mut schema = schema.to_value();
+    for_editors(&mut schema);
     if let Some(obj) = schema.as_object_mut() {
         obj.insert("$id".into(), Value::String(format!("https://provflow.dev/schemas/{file}")));
     }
@@ -72,7 +79,8 @@ pub fn file_schema() -> Value {
         ("Scenario", generator.subschema_for::<syntax::Scenario>(), "A declarative test against test databases."),
     ];
     let defs = generator.take_definitions(true);
-    let kinds: Vec<Value> = refs.iter().map(|(k, _, d)| json!({ "const": k, "description": d })).collect();
+    let kinds: Vec<&str> = refs.iter().map(|(k, _, _)| *k).collect();
+    let kind_docs: Vec<&str> = refs.iter().map(|(_, _, d)| *d).collect();
     let branches: Vec<Value> = refs
         .iter()
         .map(|(k, r, _)| {
@@ -82,7 +90,7 @@ pub fn file_schema() -> Value {
             })
         })
         .collect();
-    json!({
+    let mut schema = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://provflow.dev/schemas/provflow.schema.json",
         "title": "provflow definition",
@@ -91,11 +99,125 @@ pub fn file_schema() -> Value {
         "required": ["apiVersion", "kind", "name"],
         "properties": {
             "apiVersion": { "const": syntax::API_VERSION, "description": "Always `provflow/v1`." },
-            "kind": { "oneOf": kinds, "description": "The kind of definition." },
+            "kind": {
+                "type": "string",
+                "enum": kinds,
+                "markdownEnumDescriptions": kind_docs,
+                "description": "The kind of definition.",
+            },
         },
         "allOf": branches,
         "$defs": Value::Object(defs),
-    })
+    });
+    for_editors(&mut schema);
+    schema
+}
+
+/// Rewrites a generated schema, keeping what it accepts, into forms that yaml-language-server
+/// (1.x, as VS Code, Neovim, Helix and Zed run it) handles:
+///
+/// - no `"default": null`: the server's completion quotes a string field's default and throws on
+///   null, which silently ends the completion list part-way;
+/// - an enum of `const`s with descriptions becomes `enum` with `markdownEnumDescriptions`: the
+///   server shows the first description it finds among the schemas matching a value, and a
+///   `oneOf` branch is matched before the field, so the field's hover showed the value's text;
+/// - a union of bare types (`anyOf: [{type: string}, {type: integer}, ...]`, a scalar) becomes
+///   one `type` list: the server's hover joins the descriptions of an `anyOf` whose branches all
+///   "match" (it compares only titles and descriptions), which repeated the field's description;
+/// - an optional field (`anyOf: [{$ref}, {type: null}]`) gets its description beside the `$ref`
+///   too, for the same reason (the referenced type's own description won);
+/// - a scenario step (a one-property `oneOf` branch) gets the branch's description on its
+///   property, which is what the server shows on the step's key.
+///
+/// `tests/editor_schemas.rs` drives the real server and checks each of these.
+fn for_editors(schema: &mut Value) {
+    match schema {
+        Value::Object(obj) => {
+            if obj.get("default") == Some(&Value::Null) {
+                obj.remove("default");
+            }
+            consts_to_enum(obj);
+            types_to_type_list(obj);
+            describe_optional_ref(obj);
+            describe_variants(obj);
+            obj.values_mut().for_each(for_editors);
+        }
+        Value::Array(items) => items.iter_mut().for_each(for_editors),
+        _ => {}
+    }
+}
+
+/// `oneOf: [{const, description}, ...]` → `enum` + `markdownEnumDescriptions`.
+fn consts_to_enum(obj: &mut Map<String, Value>) {
+    let Some(Value::Array(branches)) = obj.get("oneOf") else { return };
+    let is_const = |b: &Value| {
+        b.as_object().is_some_and(|b| {
+            b.contains_key("const") && b.keys().all(|k| matches!(k.as_str(), "const" | "type" | "description"))
+        })
+    };
+    if branches.is_empty() || !branches.iter().all(is_const) {
+        return;
+    }
+    let values: Vec<Value> = branches.iter().filter_map(|b| b.get("const").cloned()).collect();
+    let docs: Vec<Value> = branches
+        .iter()
+        .map(|b| b.get("description").cloned().unwrap_or_else(|| Value::String(String::new())))
+        .collect();
+    let all_strings = values.iter().all(Value::is_string);
+    obj.remove("oneOf");
+    if all_strings {
+        obj.insert("type".into(), json!("string"));
+    }
+    obj.insert("enum".into(), Value::Array(values));
+    obj.insert("markdownEnumDescriptions".into(), Value::Array(docs));
+}
+
+/// `anyOf: [{type: A}, {type: B, format}, ...]` → `type: [A, B, ...]`.
+fn types_to_type_list(obj: &mut Map<String, Value>) {
+    let Some(Value::Array(branches)) = obj.get("anyOf") else { return };
+    let types: Option<Vec<Value>> = branches
+        .iter()
+        .map(|b| match b.as_object() {
+            // `format` (`int64`, `double`) is only an annotation in draft 2020-12.
+            Some(b) if b.keys().all(|k| k == "type" || k == "format") => {
+                b.get("type").filter(|t| t.is_string()).cloned()
+            }
+            _ => None,
+        })
+        .collect();
+    let Some(types) = types.filter(|t| t.len() > 1) else { return };
+    obj.remove("anyOf");
+    obj.insert("type".into(), Value::Array(types));
+}
+
+/// `{description, anyOf: [{$ref}, {type: null}]}`: the description beside the `$ref` as well.
+fn describe_optional_ref(obj: &mut Map<String, Value>) {
+    let Some(description) = obj.get("description").cloned() else { return };
+    let Some(Value::Array(branches)) = obj.get_mut("anyOf") else { return };
+    if branches.len() != 2 || !branches.iter().any(|b| b == &json!({ "type": "null" })) {
+        return;
+    }
+    for branch in branches.iter_mut().filter_map(Value::as_object_mut) {
+        if branch.contains_key("$ref") && !branch.contains_key("description") {
+            branch.insert("description".into(), description.clone());
+        }
+    }
+}
+
+/// `oneOf: [{properties: {step: S}, required: [step], description}, ...]`: each branch's
+/// description on its one property too.
+fn describe_variants(obj: &mut Map<String, Value>) {
+    let Some(Value::Array(branches)) = obj.get_mut("oneOf") else { return };
+    for branch in branches.iter_mut().filter_map(Value::as_object_mut) {
+        let Some(description) = branch.get("description").cloned() else { continue };
+        let Some(Value::Object(properties)) = branch.get_mut("properties") else { continue };
+        if properties.len() != 1 {
+            continue;
+        }
+        if let Some(Value::Object(property)) = properties.values_mut().next() {
+            property.entry("description").or_insert(description);
+        }
+    }
 }
 
 /// Every schema file `provflow schema` writes: name → pretty JSON with a final newline.
@@ -124,13 +246,29 @@ fn validators() -> &'static [Compiled] {
         kind_schemas()
             .into_iter()
             .filter_map(|k| {
+                let mut schema = k.schema;
+                statuses_as_text(&mut schema);
                 // The schemas are generated from our own types; a failure here is a bug that the
                 // schema tests catch, so the kind is simply not validated structurally.
-                let validator = jsonschema::draft202012::new(&k.schema).ok()?;
-                Some(Compiled { kind: k.kind, schema: k.schema, validator })
+                let validator = jsonschema::draft202012::new(&schema).ok()?;
+                Some(Compiled { kind: k.kind, schema, validator })
             })
             .collect()
     })
+}
+
+/// The compiler checks statuses itself (PF208, PF516: the location, the kind of status, a
+/// "did you mean"), so its structural validation takes any string where the editor's schema
+/// has the status enums.
+fn statuses_as_text(schema: &mut Value) {
+    let text = || json!({ "type": "string" });
+    if let Some(Value::Object(defs)) = schema.get_mut("$defs") {
+        for name in ["TaskStatus", "ObjectStatus"] {
+            if let Some(def) = defs.get_mut(name) {
+                *def = text();
+            }
+        }
+    }
 }
 
 /// Validates one document against its kind's schema. Returns findings (empty when valid).

@@ -6,8 +6,10 @@
 //! `check` and `lower`.
 
 use indexmap::IndexMap;
-use schemars::JsonSchema;
+use provflow_ir as ir;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
+use std::borrow::Cow;
 
 /// The only API version of the definition language.
 pub const API_VERSION: &str = "provflow/v1";
@@ -85,6 +87,114 @@ pub enum Tag {
     /// Inline the value as a single-quoted string literal: `'` doubled (and `\` escaped on MariaDB).
     #[serde(rename = "QUOTES")]
     Quotes,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statuses
+
+/// A task status as written in a definition, for the schema only: fields hold it as text and the
+/// compiler checks it (PF208, PF516, with a "did you mean"), so its structural validation takes
+/// any string here (`schema::validators`) while editors get the enum.
+pub struct TaskStatusName;
+
+impl JsonSchema for TaskStatusName {
+    fn schema_name() -> Cow<'static, str> {
+        "TaskStatus".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let mut values: Vec<String> = ir::TaskStatus::ALL.iter().map(|s| s.as_str().to_string()).collect();
+        let mut docs: Vec<String> = ir::TaskStatus::ALL.iter().map(|s| task_status_doc(*s).to_string()).collect();
+        for status in ir::TaskStatus::ALL {
+            if let Some(code) = status.code() {
+                values.push(code.to_string());
+                docs.push(format!("The identity manager's code for `{}`.", status.as_str()));
+            }
+        }
+        json_schema!({
+            "type": "string",
+            "description": "A task status (the identity manager's codes `C`, `MC`, ... are accepted too).",
+            "enum": values,
+            "markdownEnumDescriptions": docs,
+        })
+    }
+}
+
+fn task_status_doc(status: ir::TaskStatus) -> &'static str {
+    match status {
+        ir::TaskStatus::Waiting => "Inserted, waiting for the tasks in its `depends_on`.",
+        ir::TaskStatus::Pending => "Ready to run; a manual task waits here for a person.",
+        ir::TaskStatus::Completed => "Done: the response's status (`SUCCESS` by default).",
+        ir::TaskStatus::ManuallyCompleted => "Done by a person for an automatic task (`provflow task complete`).",
+        ir::TaskStatus::Rejected => "Failed: `UNKNOWN` or a response that rejects; `retry` and `recovery` apply.",
+        ir::TaskStatus::UnsuccessfullyCompleted => {
+            "Rejected, then its `recovery` tasks completed (`complete_on_recovery: true`)."
+        }
+        ir::TaskStatus::Cancelled => "Cancelled; its `undo` tasks are inserted.",
+        ir::TaskStatus::PendingCancellation => "Asked to be cancelled, not cancelled yet.",
+        ir::TaskStatus::Suspended => "Put on hold.",
+    }
+}
+
+/// An object (account) status as written in a definition, for the schema only (see
+/// [`TaskStatusName`]).
+pub struct ObjectStatusName;
+
+impl JsonSchema for ObjectStatusName {
+    fn schema_name() -> Cow<'static, str> {
+        "ObjectStatus".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let values: Vec<&str> = ir::ObjectStatus::ALL.iter().map(|s| s.as_str()).collect();
+        let docs: Vec<&str> = ir::ObjectStatus::ALL.iter().map(|s| object_status_doc(*s)).collect();
+        json_schema!({
+            "type": "string",
+            "description": "An object (account) status.",
+            "enum": values,
+            "markdownEnumDescriptions": docs,
+        })
+    }
+}
+
+fn object_status_doc(status: ir::ObjectStatus) -> &'static str {
+    match status {
+        ir::ObjectStatus::Waiting => "Waiting for an approval or another account.",
+        ir::ObjectStatus::Ready => "Ready to be provisioned.",
+        ir::ObjectStatus::Provisioning => "Being provisioned: the status of a new account.",
+        ir::ObjectStatus::Provisioned => "Provisioned: every `required_for_completion` task is Completed.",
+        ir::ObjectStatus::Enabled => "Enabled again after being disabled.",
+        ir::ObjectStatus::Disabled => "Disabled on the target.",
+        ir::ObjectStatus::Revoked => "Removed from the target.",
+        ir::ObjectStatus::ProvideInformation => "Waiting for a person to provide missing information.",
+        ir::ObjectStatus::None => "In a `status_map`: no effect on the account.",
+    }
+}
+
+/// `status_map`: task status → object status.
+fn status_map_schema(generator: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "propertyNames": generator.subschema_for::<TaskStatusName>(),
+        "additionalProperties": generator.subschema_for::<ObjectStatusName>(),
+    })
+}
+
+/// `notify`: task status → template name.
+fn notify_schema(generator: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "propertyNames": generator.subschema_for::<TaskStatusName>(),
+        "additionalProperties": { "type": "string" },
+    })
+}
+
+/// Recon `values`: source value → object status.
+fn recon_values_schema(generator: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "additionalProperties": generator.subschema_for::<ObjectStatusName>(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -434,9 +544,11 @@ pub struct TaskDef {
     pub complete_on_recovery: bool,
     /// Task status → object status applied to the account when the task reaches it (`None`: no effect).
     #[serde(default)]
+    #[schemars(schema_with = "status_map_schema")]
     pub status_map: IndexMap<String, String>,
     /// Task status → the `NotificationTemplate` sent when the task reaches it.
     #[serde(default)]
+    #[schemars(schema_with = "notify_schema")]
     pub notify: IndexMap<String, String>,
     /// The query this task runs, and where its parameters come from.
     #[serde(default)]
@@ -483,6 +595,7 @@ pub struct ResponseDef {
     pub description: Option<String>,
     /// The task status it sets: default `Completed` for `SUCCESS`, `Rejected` otherwise.
     #[serde(default)]
+    #[schemars(with = "Option<TaskStatusName>")]
     pub status: Option<String>,
     /// Tasks inserted when this response arrives.
     #[serde(default)]
@@ -532,6 +645,7 @@ pub struct ReconFieldDef {
     pub case_insensitive: bool,
     /// For `OIM_OBJECT_STATUS`: source value → object status.
     #[serde(default)]
+    #[schemars(schema_with = "recon_values_schema")]
     pub values: IndexMap<String, String>,
 }
 
@@ -939,6 +1053,7 @@ pub struct ExpectAccountStep {
     /// The user's login.
     pub user: String,
     /// The expected object status.
+    #[schemars(with = "ObjectStatusName")]
     pub status: String,
 }
 
@@ -953,6 +1068,7 @@ pub struct ExpectTaskStep {
     /// The task's name.
     pub task: String,
     /// The expected task status.
+    #[schemars(with = "TaskStatusName")]
     pub status: String,
 }
 

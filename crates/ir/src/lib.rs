@@ -315,20 +315,25 @@ impl TaskStatus {
         }
     }
 
+    /// The identity manager's one- or two-letter code (`C`, `MC`, ...), which `parse` accepts
+    /// too. `Waiting` has none.
+    pub fn code(self) -> Option<&'static str> {
+        Some(match self {
+            TaskStatus::Waiting => return None,
+            TaskStatus::Pending => "P",
+            TaskStatus::Completed => "C",
+            TaskStatus::ManuallyCompleted => "MC",
+            TaskStatus::Rejected => "R",
+            TaskStatus::UnsuccessfullyCompleted => "UC",
+            TaskStatus::Cancelled => "X",
+            TaskStatus::PendingCancellation => "PX",
+            TaskStatus::Suspended => "S",
+        })
+    }
+
     /// Accepts the full name or the one/two-letter code of the identity manager (C, MC, ...).
     pub fn parse(s: &str) -> Option<TaskStatus> {
-        Some(match s {
-            "Waiting" => TaskStatus::Waiting,
-            "Pending" | "P" => TaskStatus::Pending,
-            "Completed" | "C" => TaskStatus::Completed,
-            "Manually Completed" | "MC" => TaskStatus::ManuallyCompleted,
-            "Rejected" | "R" => TaskStatus::Rejected,
-            "Unsuccessfully Completed" | "UC" => TaskStatus::UnsuccessfullyCompleted,
-            "Cancelled" | "X" => TaskStatus::Cancelled,
-            "Pending Cancellation" | "PX" => TaskStatus::PendingCancellation,
-            "Suspended" | "S" => TaskStatus::Suspended,
-            _ => return None,
-        })
+        TaskStatus::ALL.into_iter().find(|st| st.as_str() == s || st.code() == Some(s))
     }
 
     /// Statuses that let dependent tasks proceed.

@@ -231,7 +231,9 @@ fn print_yaml(
     ir_dialect: Option<provflow_ir::Dialect>,
 ) -> String {
     let mut out = String::new();
-    out.push_str("# yaml-language-server: $schema=schemas/connector-queries.schema.json\n");
+    // No `yaml-language-server: $schema=` modeline: its path is relative to where the output is
+    // saved, which is not known here. Saved under definitions/, the file gets its schema from the
+    // editor settings the repository ships (README, "Editor completion").
     out.push_str("apiVersion: provflow/v1\n");
     out.push_str("kind: ConnectorQueries\n");
     out.push_str(&format!("name: {}\n", yaml_scalar(name)));
@@ -2110,8 +2112,7 @@ mod tests {
         let yaml = to_connector_queries_yaml(&q, "dbum-oracle", "postgres");
         assert_eq!(
             yaml,
-            "# yaml-language-server: $schema=schemas/connector-queries.schema.json\n\
-             apiVersion: provflow/v1\n\
+            "apiVersion: provflow/v1\n\
              kind: ConnectorQueries\n\
              name: dbum-oracle\n\
              dialect: postgres\n\
@@ -2512,7 +2513,7 @@ CREATE_USER { Query=\"call x()\" }
         assert!(empty.warnings[0].message.contains("no entries"));
         assert_eq!(
             to_connector_queries_yaml(&[], "q", "sqlite"),
-            "# yaml-language-server: $schema=schemas/connector-queries.schema.json\napiVersion: provflow/v1\nkind: ConnectorQueries\nname: q\ndialect: sqlite\nqueries: {}\n"
+            "apiVersion: provflow/v1\nkind: ConnectorQueries\nname: q\ndialect: sqlite\nqueries: {}\n"
         );
     }
 
