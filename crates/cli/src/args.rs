@@ -97,6 +97,9 @@ pub enum Command {
     /// Convert legacy definitions.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// The language server, over stdin/stdout: the compiler's diagnostics, go to definition,
+    /// references, hover, completion, rename and quick fixes, for editors.
+    Lsp,
 }
 
 #[derive(Args, Debug)]

@@ -201,3 +201,14 @@ pub fn import(cmd: ImportCommand) -> u8 {
     }
     exit::OK
 }
+
+/// `provflow lsp`: the language server on stdin/stdout; exit 0 when the client says `exit`.
+pub fn lsp() -> u8 {
+    match provflow_lsp::run_stdio() {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            errln!("error: the language server stopped: {e}");
+            exit::FAILED
+        }
+    }
+}

@@ -80,6 +80,7 @@ fn main() -> ExitCode {
         Command::State(c) => state_cmds::state(&cli.global, c),
         Command::Worker(a) => worker_cmds::worker(&cli.global, a),
         Command::Key(c) => key_cmds::key(&cli.global, c),
+        Command::Lsp => compile_cmds::lsp(),
         other => {
             // A plan writes nothing, not even rendered notifications.
             let renders = !matches!(other, Command::Plan(_));

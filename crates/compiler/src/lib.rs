@@ -21,6 +21,7 @@ pub mod query;
 pub mod schema;
 pub mod source;
 pub use provflow_lex::suggest;
+pub mod symbols;
 pub mod syntax;
 pub mod template;
 pub mod yaml;

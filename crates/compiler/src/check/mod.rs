@@ -10,7 +10,7 @@ mod notify;
 mod process;
 mod queries;
 mod scenario;
-mod users;
+pub(crate) mod users;
 
 use provflow_ir as ir;
 use rayon::prelude::*;

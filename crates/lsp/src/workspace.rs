@@ -1,0 +1,174 @@
+//! The definition files the server knows: every YAML file of the workspace's definitions, as
+//! on disk or as the editor holds it while it is open, with each file's names
+//! ([`provflow_compiler::symbols`]) and the compiler's diagnostics for the whole bundle.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use provflow_compiler::diagnostic::Diagnostic;
+use provflow_compiler::source::{FsReader, SourceReader};
+use provflow_compiler::symbols::{self, FileSymbols, Occurrence, Scope, SymbolKind};
+
+/// One definition file.
+pub struct File {
+    pub text: String,
+    /// Open in the editor (its text is the editor's, not the disk's).
+    pub open: bool,
+    pub symbols: FileSymbols,
+}
+
+/// A name's identity: what it names, the process / query set / scenario it belongs to, and the
+/// name itself.
+pub type Key = (SymbolKind, String, String);
+
+pub struct Workspace {
+    /// Where definitions are read from: `definitions/` under the workspace folder when there
+    /// is one, else the folder.
+    pub roots: Vec<PathBuf>,
+    pub files: BTreeMap<PathBuf, File>,
+    /// Files that had diagnostics at the last publication (to clear them when they have none).
+    pub published: BTreeSet<PathBuf>,
+    pub diagnostics: BTreeMap<PathBuf, Vec<Diagnostic>>,
+}
+
+/// Reads open files from the editor's text and everything else from disk (install scripts,
+/// files not open).
+struct Overlay<'a> {
+    files: &'a BTreeMap<PathBuf, File>,
+}
+
+impl SourceReader for Overlay<'_> {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        match self.files.get(path) {
+            Some(f) => Ok(f.text.clone().into_bytes()),
+            None => FsReader.read(path),
+        }
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        FsReader.is_dir(path)
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        FsReader.read_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.files.contains_key(path) || FsReader.exists(path)
+    }
+}
+
+fn is_yaml(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "yaml" || e == "yml")
+}
+
+impl Workspace {
+    /// The workspace of `folders` (none: only the files the editor opens).
+    pub fn new(folders: Vec<PathBuf>) -> Workspace {
+        let roots = folders
+            .into_iter()
+            .map(|f| {
+                let definitions = f.join("definitions");
+                if definitions.is_dir() {
+                    definitions
+                } else {
+                    f
+                }
+            })
+            .collect();
+        let mut ws =
+            Workspace { roots, files: BTreeMap::new(), published: BTreeSet::new(), diagnostics: BTreeMap::new() };
+        ws.reload_from_disk();
+        ws
+    }
+
+    /// Reads every definition file under the roots again (open files keep the editor's text).
+    pub fn reload_from_disk(&mut self) {
+        let paths = provflow_compiler::source::expand(&FsReader, &self.roots).unwrap_or_default();
+        let on_disk: BTreeSet<PathBuf> = paths.iter().filter(|p| is_yaml(p)).cloned().collect();
+        self.files.retain(|path, f| f.open || on_disk.contains(path));
+        for path in on_disk {
+            if self.files.get(&path).is_some_and(|f| f.open) {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            self.set(path, text, false);
+        }
+    }
+
+    pub fn set(&mut self, path: PathBuf, text: String, open: bool) {
+        let symbols = symbols::index(&text);
+        self.files.insert(path, File { text, open, symbols });
+    }
+
+    /// The editor closed the file: the disk's text counts again (or the file is forgotten when
+    /// it is not a definition file on disk).
+    pub fn close(&mut self, path: &Path) {
+        let under_root = self.roots.iter().any(|r| path.starts_with(r));
+        match std::fs::read_to_string(path) {
+            Ok(text) if under_root => self.set(path.to_path_buf(), text, false),
+            _ => {
+                self.files.remove(path);
+            }
+        }
+    }
+
+    /// Compiles the whole workspace as it stands and keeps the diagnostics by file.
+    pub fn compile(&mut self) {
+        let inputs: Vec<(PathBuf, Vec<u8>)> =
+            self.files.iter().map(|(p, f)| (p.clone(), f.text.clone().into_bytes())).collect();
+        let compiled = provflow_compiler::compile_files(&Overlay { files: &self.files }, inputs);
+        let mut by_file: BTreeMap<PathBuf, Vec<Diagnostic>> = BTreeMap::new();
+        for d in compiled.diagnostics {
+            by_file.entry(PathBuf::from(&d.file)).or_default().push(d);
+        }
+        self.diagnostics = by_file;
+    }
+
+    /// The query set of each target.
+    fn target_sets(&self) -> BTreeMap<&str, &str> {
+        self.files.values().flat_map(|f| f.symbols.target_sets.iter().map(|(t, s)| (t.as_str(), s.as_str()))).collect()
+    }
+
+    /// The identity of the name an occurrence stands for.
+    pub fn key(&self, o: &Occurrence) -> Key {
+        (o.kind, self.scope_name(&o.scope), o.name.clone())
+    }
+
+    pub fn scope_name(&self, scope: &Scope) -> String {
+        match scope {
+            Scope::Global => String::new(),
+            Scope::In(s) => s.clone(),
+            Scope::SetOfTarget(t) => self.target_sets().get(t.as_str()).map(|s| (*s).to_string()).unwrap_or_default(),
+        }
+    }
+
+    /// The occurrence at byte `offset` of `path` (its name's range includes the offset, or
+    /// ends right at it).
+    pub fn occurrence_at(&self, path: &Path, offset: usize) -> Option<&Occurrence> {
+        let file = self.files.get(path)?;
+        file.symbols.occurrences.iter().find(|o| o.start <= offset && offset <= o.end)
+    }
+
+    /// Every occurrence of `key`, with its file.
+    pub fn occurrences_of(&self, key: &Key) -> Vec<(&Path, &Occurrence)> {
+        let mut out = Vec::new();
+        for (path, file) in &self.files {
+            for o in &file.symbols.occurrences {
+                if o.kind == key.0 && o.name == key.2 && self.scope_name(&o.scope) == key.1 {
+                    out.push((path.as_path(), o));
+                }
+            }
+        }
+        out
+    }
+
+    /// The definitions of a kind in a scope (for completion), with their detail.
+    pub fn definitions(&self, kind: SymbolKind, scope: &str) -> Vec<&Occurrence> {
+        let mut seen = BTreeSet::new();
+        self.files
+            .values()
+            .flat_map(|f| f.symbols.occurrences.iter())
+            .filter(|o| o.definition && o.kind == kind && self.scope_name(&o.scope) == scope)
+            .filter(|o| seen.insert(o.name.clone()))
+            .collect()
+    }
+}

@@ -1,0 +1,409 @@
+//! `provflow lsp` driven over stdio, as an editor drives it: a copy of `definitions/` is the
+//! workspace; the client speaks JSON-RPC with LSP's framing (lsp-server's reader and writer)
+//! and checks each capability: diagnostics across files as the user types, definition,
+//! references, hover, completion, rename, quick fixes, and that hostile requests get errors
+//! while the server goes on.
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use lsp_server::{Message, Notification, Request, RequestId, Response};
+use provflow_tests::TempProject;
+use serde_json::{json, Value};
+
+/// A scripted LSP client over a child's stdio. A reader thread turns the server's output into
+/// messages; requests wait for their response, collecting the notifications that come first.
+struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    incoming: mpsc::Receiver<Message>,
+    next_id: i32,
+    /// Diagnostics by file URI, as last published.
+    diagnostics: std::collections::BTreeMap<String, Vec<Value>>,
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+impl Client {
+    fn start(root: &Path) -> Client {
+        let mut child = provflow_tests::provflow()
+            .arg("lsp")
+            .current_dir(root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("provflow lsp starts");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, incoming) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            while let Ok(Some(message)) = Message::read(&mut reader) {
+                if tx.send(message).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut client = Client { child, stdin, incoming, next_id: 0, diagnostics: Default::default() };
+        let root_uri = uri(root);
+        let init = client.request(
+            "initialize",
+            json!({ "processId": null, "rootUri": root_uri, "capabilities": {}, "workspaceFolders": [{ "uri": root_uri, "name": "w" }] }),
+        );
+        let init = init.response_result.expect("initialize answers");
+        let capabilities = &init["capabilities"];
+        for capability in [
+            "definitionProvider",
+            "referencesProvider",
+            "hoverProvider",
+            "completionProvider",
+            "renameProvider",
+            "codeActionProvider",
+        ] {
+            assert!(!capabilities[capability].is_null(), "the server announces {capability}: {capabilities}");
+        }
+        client.notify("initialized", json!({}));
+        client
+    }
+
+    fn send(&mut self, message: Message) {
+        message.write(&mut self.stdin).expect("the server reads its stdin");
+    }
+
+    fn notify(&mut self, method: &str, params: Value) {
+        self.send(Message::Notification(Notification { method: method.into(), params }));
+    }
+
+    fn take(&mut self, message: Message) -> Option<Response> {
+        match message {
+            Message::Response(r) => Some(r),
+            Message::Notification(n) if n.method == "textDocument/publishDiagnostics" => {
+                let uri = n.params["uri"].as_str().unwrap_or("").to_string();
+                let list = n.params["diagnostics"].as_array().cloned().unwrap_or_default();
+                self.diagnostics.insert(uri, list);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Response {
+        self.next_id += 1;
+        let id = RequestId::from(self.next_id);
+        self.send(Message::Request(Request { id: id.clone(), method: method.into(), params }));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message =
+                self.incoming.recv_timeout(left).unwrap_or_else(|_| panic!("no answer to {method} within {WAIT:?}"));
+            if let Some(response) = self.take(message) {
+                if response.id == id {
+                    return response;
+                }
+            }
+        }
+    }
+
+    fn result(&mut self, method: &str, params: Value) -> Value {
+        match self.request(method, params.clone()).response_result {
+            Ok(v) => v,
+            Err(e) => panic!("{method} {params} failed: {}", e.message),
+        }
+    }
+
+    /// Waits until `file`'s published diagnostics satisfy `done`; returns them.
+    fn diagnostics_until(&mut self, file: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(list) = self.diagnostics.get(file) {
+                if done(list) {
+                    return list.clone();
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.incoming.recv_timeout(left) {
+                Ok(message) => {
+                    self.take(message);
+                }
+                Err(_) => {
+                    panic!("the diagnostics of {file} never became as expected; last: {:?}", self.diagnostics.get(file))
+                }
+            }
+        }
+    }
+
+    fn stop(mut self) {
+        let r = self.request("shutdown", Value::Null);
+        assert!(r.response_result.is_ok(), "shutdown: {:?}", r.response_result);
+        self.notify("exit", Value::Null);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "provflow lsp exits 0 after exit: {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "provflow lsp did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn uri(path: &Path) -> String {
+    url::Url::from_file_path(path).expect("an absolute path").to_string()
+}
+
+/// The position (0-based line, UTF-16 column) of the `nth` occurrence of `needle` in `text`,
+/// plus `shift` characters.
+fn position(text: &str, needle: &str, nth: usize, shift: usize) -> Value {
+    let at = text.match_indices(needle).nth(nth).unwrap_or_else(|| panic!("`{needle}` #{nth} not in the text")).0;
+    let before = &text[..at];
+    let line = before.matches('\n').count();
+    let column = before.rsplit('\n').next().unwrap_or("").encode_utf16().count() + shift;
+    json!({ "line": line, "character": column })
+}
+
+struct Project {
+    _dir: TempProject,
+    root: PathBuf,
+}
+
+fn project() -> Project {
+    let dir = TempProject::new();
+    dir.copy_from_repo("definitions");
+    dir.copy_from_repo("docs");
+    let root = dir.path().canonicalize().expect("the project exists");
+    Project { _dir: dir, root }
+}
+
+fn read(root: &Path, file: &str) -> String {
+    std::fs::read_to_string(root.join(file)).expect("the file exists")
+}
+
+fn labels(completion: &Value) -> Vec<String> {
+    let items = completion.as_array().or_else(|| completion["items"].as_array()).cloned().unwrap_or_default();
+    items.iter().filter_map(|i| i["label"].as_str().map(str::to_string)).collect()
+}
+
+const PROCESS: &str = "definitions/dbum/process-postgres.yaml";
+const QUERIES: &str = "definitions/dbum/queries-postgres.yaml";
+const SCENARIO: &str = "definitions/scenarios/dbum-postgres.yaml";
+
+#[test]
+fn diagnostics_follow_edits_across_files_and_quick_fixes_mend_them() {
+    let p = project();
+    let mut c = Client::start(&p.root);
+    let (process, queries) = (uri(&p.root.join(PROCESS)), uri(&p.root.join(QUERIES)));
+    let text = read(&p.root, QUERIES);
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": queries, "languageId": "yaml", "version": 1, "text": text } }),
+    );
+    // Rename a query in one file: the adapter that uses it in another is flagged at once.
+    let renamed = text.replacen("  CREATE_PASSWORD_USER:", "  CREATE_PASSWORD_USERS:", 1);
+    c.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": queries, "version": 2 }, "contentChanges": [{ "text": renamed }] }),
+    );
+    let found = c.diagnostics_until(&process, |d| !d.is_empty());
+    let pf401 = found.iter().find(|d| d["code"] == "PF401").unwrap_or_else(|| panic!("PF401 in {found:#?}"));
+    let process_text = read(&p.root, PROCESS);
+    assert_eq!(pf401["range"]["start"], position(&process_text, "CREATE_PASSWORD_USER", 0, 0), "{pf401}");
+    assert!(pf401["codeDescription"]["href"].as_str().unwrap_or("").ends_with("docs/diagnostics.md#pf401"), "{pf401}");
+    let message = pf401["message"].as_str().unwrap_or("");
+    assert!(message.contains("did you mean `CREATE_PASSWORD_USERS`"), "{message}");
+
+    // The quick fix writes the suggestion where the diagnostic points.
+    let actions = c.result(
+        "textDocument/codeAction",
+        json!({ "textDocument": { "uri": process }, "range": pf401["range"], "context": { "diagnostics": [pf401] } }),
+    );
+    let edit = &actions[0]["edit"]["changes"][&process][0];
+    assert_eq!(edit["newText"], "CREATE_PASSWORD_USERS", "{actions}");
+    assert_eq!(edit["range"], pf401["range"]);
+    assert_eq!(actions[0]["kind"], "quickfix");
+
+    // Undo the rename: the diagnostics are cleared.
+    c.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": queries, "version": 3 }, "contentChanges": [{ "text": text }] }),
+    );
+    c.diagnostics_until(&process, <[Value]>::is_empty);
+    c.stop();
+}
+
+#[test]
+fn definition_references_and_hover_across_files() {
+    let p = project();
+    let mut c = Client::start(&p.root);
+    let (process, queries, scenario) =
+        (uri(&p.root.join(PROCESS)), uri(&p.root.join(QUERIES)), uri(&p.root.join(SCENARIO)));
+    let process_text = read(&p.root, PROCESS);
+    let at_query = position(&process_text, "query: CREATE_PASSWORD_USER", 0, 10);
+
+    // An adapter's query: defined in the query set of the process's target.
+    let definition =
+        c.result("textDocument/definition", json!({ "textDocument": { "uri": process }, "position": at_query }));
+    let queries_text = read(&p.root, QUERIES);
+    assert_eq!(definition[0]["uri"], queries, "{definition}");
+    assert_eq!(definition[0]["range"]["start"], position(&queries_text, "CREATE_PASSWORD_USER:", 0, 0));
+
+    // Hover shows the query's SQL and parameters where it is used.
+    let hover = c.result("textDocument/hover", json!({ "textDocument": { "uri": process }, "position": at_query }));
+    let shown = hover["contents"]["value"].as_str().unwrap_or("");
+    assert!(shown.contains("call insert_package({__NAME__}, {__PASSWORD__})"), "{shown}");
+    assert!(shown.contains("| `__PASSWORD__` | GuardedString |"), "{shown}");
+
+    // A task: used in depends_on, undo, the scenario's expect_task.
+    let at_task = position(&process_text, "  Create User:", 0, 2);
+    let references = c.result(
+        "textDocument/references",
+        json!({ "textDocument": { "uri": process }, "position": at_task, "context": { "includeDeclaration": false } }),
+    );
+    let refs = references.as_array().cloned().unwrap_or_default();
+    let in_scenario = refs.iter().filter(|r| r["uri"] == scenario).count();
+    let in_process = refs.iter().filter(|r| r["uri"] == process).count();
+    assert_eq!(in_process, process_text.matches("[Create User]").count(), "{references}");
+    assert!(in_scenario >= 1, "the scenario's expect_task uses it: {references}");
+    let hover = c.result("textDocument/hover", json!({ "textDocument": { "uri": process }, "position": at_task }));
+    let shown = hover["contents"]["value"].as_str().unwrap_or("");
+    assert!(shown.contains("| `DUPLICATE` | Rejected |"), "responses: {shown}");
+    assert!(shown.contains("Completed → Provisioned"), "status map: {shown}");
+
+    // From the scenario to the process.
+    let scenario_text = read(&p.root, SCENARIO);
+    let at_process = position(&scenario_text, "process: DBUM Account PG", 0, 10);
+    let definition =
+        c.result("textDocument/definition", json!({ "textDocument": { "uri": scenario }, "position": at_process }));
+    assert_eq!(definition[0]["uri"], process, "{definition}");
+    // A form field used as an adapter source.
+    let at_source = position(&process_text, "form.username", 0, 6);
+    let hover = c.result("textDocument/hover", json!({ "textDocument": { "uri": process }, "position": at_source }));
+    assert!(hover["contents"]["value"].as_str().unwrap_or("").contains("User Name"), "{hover}");
+    c.stop();
+}
+
+#[test]
+fn completion_offers_the_names_sources_and_placeholders_expected() {
+    let p = project();
+    let mut c = Client::start(&p.root);
+    let process = uri(&p.root.join(PROCESS));
+    let text = read(&p.root, PROCESS);
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": process, "languageId": "yaml", "version": 1, "text": text } }),
+    );
+    // A task name in depends_on.
+    let at = position(&text, "depends_on: [Create User]", 0, 14);
+    let got =
+        labels(&c.result("textDocument/completion", json!({ "textDocument": { "uri": process }, "position": at })));
+    for task in ["Create User", "Enable User", "Delete User", "Add Role"] {
+        assert!(got.contains(&task.to_string()), "{task} in {got:?}");
+    }
+    // A query in an adapter: the queries of the target's query set.
+    let at = position(&text, "query: CREATE_PASSWORD_USER", 0, 8);
+    let got =
+        labels(&c.result("textDocument/completion", json!({ "textDocument": { "uri": process }, "position": at })));
+    for query in ["CREATE_PASSWORD_USER", "ENABLE_USER", "RESET_PASSWORD"] {
+        assert!(got.contains(&query.to_string()), "{query} in {got:?}");
+    }
+    // An adapter source: form fields and user attributes.
+    let at = position(&text, "__NAME__: form.username", 0, 12);
+    let got =
+        labels(&c.result("textDocument/completion", json!({ "textDocument": { "uri": process }, "position": at })));
+    for source in ["form.username", "form.password", "user.usr_login"] {
+        assert!(got.contains(&source.to_string()), "{source} in {got:?}");
+    }
+    // A map key: the query's placeholders.
+    let at = position(&text, "__NAME__: form.username", 0, 2);
+    let got =
+        labels(&c.result("textDocument/completion", json!({ "textDocument": { "uri": process }, "position": at })));
+    assert!(got.contains(&"__NAME__".to_string()) && got.contains(&"__PASSWORD__".to_string()), "{got:?}");
+    c.stop();
+}
+
+#[test]
+fn rename_changes_every_file_that_uses_the_name() {
+    let p = project();
+    let mut c = Client::start(&p.root);
+    let (process, scenario) = (uri(&p.root.join(PROCESS)), uri(&p.root.join(SCENARIO)));
+    let text = read(&p.root, PROCESS);
+    let at = position(&text, "  Create User:", 0, 4);
+    let range = c.result("textDocument/prepareRename", json!({ "textDocument": { "uri": process }, "position": at }));
+    assert_eq!(range["start"], position(&text, "  Create User:", 0, 2), "{range}");
+    let edit = c.result(
+        "textDocument/rename",
+        json!({ "textDocument": { "uri": process }, "position": at, "newName": "Create Role" }),
+    );
+    let changes = &edit["changes"];
+    let in_process = changes[&process].as_array().map_or(0, Vec::len);
+    // The definition and each `depends_on: [Create User]`; not the description that mentions it.
+    assert_eq!(in_process, 1 + text.matches("[Create User]").count(), "{edit}");
+    assert!(changes[&scenario].as_array().is_some_and(|e| !e.is_empty()), "the scenario's uses: {edit}");
+    let every = changes.as_object().map(|m| m.values().filter_map(Value::as_array).flatten().collect::<Vec<_>>());
+    assert!(every.is_some_and(|e| e.iter().all(|e| e["newText"] == "Create Role")), "{edit}");
+    // A name that YAML would read differently is refused.
+    let refused = c.request(
+        "textDocument/rename",
+        json!({ "textDocument": { "uri": process }, "position": at, "newName": "a: b" }),
+    );
+    assert!(refused.response_result.is_err_and(|e| e.message.contains("cannot be a name")));
+    c.stop();
+}
+
+#[test]
+fn hostile_requests_get_errors_and_the_server_goes_on() {
+    let p = project();
+    let mut c = Client::start(&p.root);
+    let process = uri(&p.root.join(PROCESS));
+    for (method, params) in [
+        ("textDocument/definition", json!({ "nonsense": true })),
+        ("textDocument/hover", json!([1, 2, 3])),
+        (
+            "textDocument/completion",
+            json!({ "textDocument": { "uri": "not a uri" }, "position": { "line": 0, "character": 0 } }),
+        ),
+        (
+            "textDocument/references",
+            json!({ "textDocument": { "uri": process }, "position": { "line": 4_000_000, "character": 9 }, "context": { "includeDeclaration": true } }),
+        ),
+        ("workspace/executeCommand", json!({ "command": "rm -rf /" })),
+    ] {
+        // An answer (`request` waits for it), error or not, and never a crash.
+        if let Err(e) = c.request(method, params).response_result {
+            assert!(!e.message.is_empty(), "{method}: an error says what is wrong");
+        }
+    }
+    // Hostile text: every byte sequence the editor might send, at every position.
+    let hostile = "kind: Process\nname: \u{0}\u{feff}\ntasks:\n  A: { depends_on: [B, [C], {D: 1}] }\n  \"\\\u{10ffff}\": &x *x\n";
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": process, "languageId": "yaml", "version": 1, "text": hostile } }),
+    );
+    for line in 0..6 {
+        for character in [0, 3, 7, 40] {
+            let at =
+                json!({ "textDocument": { "uri": process }, "position": { "line": line, "character": character } });
+            for method in [
+                "textDocument/definition",
+                "textDocument/hover",
+                "textDocument/completion",
+                "textDocument/prepareRename",
+            ] {
+                if let Err(e) = c.request(method, at.clone()).response_result {
+                    assert!(!e.message.is_empty(), "{method}");
+                }
+            }
+        }
+    }
+    // Still serving.
+    let r = c.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": process }, "position": { "line": 1, "character": 2 } }),
+    );
+    assert!(r.response_result.is_ok(), "{:?}", r.response_result);
+    c.stop();
+}
