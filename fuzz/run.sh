@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz the compiler: `fuzz/run.sh [SECONDS] [TARGET]` (defaults: 600 seconds, target `compile`;
-# the others are `legacy_queries` and `sql_lexer`).
+# the others are `legacy_queries`, `sql_lexer` and `lsp_requests`, the language server's
+# handlers on arbitrary files and positions).
 #
 # cargo-fuzz needs nightly-only rustc flags (-Zsanitizer, -Cpasses=sancov-module). With only a
 # stable toolchain installed, RUSTC_BOOTSTRAP=1 lets stable rustc accept them. Install the
@@ -36,6 +37,7 @@ seed() {
 }
 if [ "$target" = "legacy_queries" ]; then
     cp "$here"/seeds/*.queries "$corpus"/
+    seed '*.queries' "$root/tests/legacy_corpus"
 elif [ "$target" = "sql_lexer" ]; then
     seed '*.sql' "$here/seeds" "$root/definitions"
 else

@@ -191,6 +191,7 @@ fn labels(completion: &Value) -> Vec<String> {
 const PROCESS: &str = "definitions/dbum/process-postgres.yaml";
 const QUERIES: &str = "definitions/dbum/queries-postgres.yaml";
 const SCENARIO: &str = "definitions/scenarios/dbum-postgres.yaml";
+const TEMPLATE: &str = "definitions/notifications/account-created.yaml";
 
 #[test]
 fn diagnostics_follow_edits_across_files_and_quick_fixes_mend_them() {
@@ -317,11 +318,38 @@ fn completion_offers_the_names_sources_and_placeholders_expected() {
     for source in ["form.username", "form.password", "user.usr_login"] {
         assert!(got.contains(&source.to_string()), "{source} in {got:?}");
     }
+    for source in ["target.default_tablespace", "tasks.Password Updated.outputs.response", "child.role", "literal:"] {
+        assert!(got.contains(&source.to_string()), "{source} in {got:?}");
+    }
     // A map key: the query's placeholders.
     let at = position(&text, "__NAME__: form.username", 0, 2);
     let got =
         labels(&c.result("textDocument/completion", json!({ "textDocument": { "uri": process }, "position": at })));
     assert!(got.contains(&"__NAME__".to_string()) && got.contains(&"__PASSWORD__".to_string()), "{got:?}");
+
+    // Template variables: the event's entities and resolver columns and the user's attributes
+    // inside `{{ }}`, an entity's attributes after `Entity.`, attributes after `$`; nothing in
+    // plain text.
+    let template = uri(&p.root.join(TEMPLATE));
+    let text = read(&p.root, TEMPLATE);
+    let at = position(&text, "{{ Resource_Info.Object_Name }} account was", 0, 3);
+    let got =
+        labels(&c.result("textDocument/completion", json!({ "textDocument": { "uri": template }, "position": at })));
+    for variable in ["Resource_Info", "Granted_User", "Account_Count", "First_Name"] {
+        assert!(got.contains(&variable.to_string()), "{variable} in {got:?}");
+    }
+    let at = position(&text, "{{ Resource_Info.Object_Name }} account was", 0, 17);
+    let got =
+        labels(&c.result("textDocument/completion", json!({ "textDocument": { "uri": template }, "position": at })));
+    assert!(got.contains(&"Object_Name".to_string()) && got.contains(&"Process_Name".to_string()), "{got:?}");
+    let at = position(&text, "Hello $First_Name", 0, 7);
+    let got =
+        labels(&c.result("textDocument/completion", json!({ "textDocument": { "uri": template }, "position": at })));
+    assert!(got.contains(&"First_Name".to_string()) && !got.contains(&"Resource_Info".to_string()), "{got:?}");
+    let at = position(&text, "<p>Hello", 0, 3);
+    let got =
+        labels(&c.result("textDocument/completion", json!({ "textDocument": { "uri": template }, "position": at })));
+    assert!(got.is_empty(), "no variables outside a tag: {got:?}");
     c.stop();
 }
 

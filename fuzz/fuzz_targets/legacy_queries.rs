@@ -7,6 +7,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     if let Ok(queries) = provflow_compiler::legacy::parse_provision_queries(text) {
         // Whatever parses must also print.
-        let _ = provflow_compiler::legacy::to_connector_queries_yaml(&queries, "fuzz", "sqlite");
+        for dialect in ["sqlite", "postgres", "mariadb"] {
+            let _ = provflow_compiler::legacy::import(&queries, "fuzz", dialect);
+        }
     }
 });

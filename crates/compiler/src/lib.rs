@@ -114,9 +114,49 @@ pub fn compile_files(reader: &dyn SourceReader, inputs: Vec<(PathBuf, Vec<u8>)>)
     }
 
     timings.lap("load, schema, typed documents");
-    // Phase 5.
-    let (bundle, findings) = check::run(reader, &files, &docs);
+    let (bundle, diagnostics) = check_loaded(reader, &files, &docs, diagnostics);
     timings.lap("semantic passes and lowering");
+    // Hashing the IR and freeing the source documents are independent: do them side by side.
+    let (bundle, ()) = rayon::join(
+        move || {
+            bundle.map(|mut b| {
+                b.hash = check::content_hash(&b);
+                b
+            })
+        },
+        move || drop(docs),
+    );
+    timings.lap("hash");
+    Compilation { bundle, diagnostics, files }
+}
+
+/// One file through phases 2–4: its text, its documents that passed the structural phase,
+/// and what was wrong with the rest. `index` is the file's position among the files checked
+/// together ([`LoadedDoc::file`]; renumber it when the set changes).
+pub struct LoadedFile {
+    pub file: SourceFile,
+    pub docs: Vec<LoadedDoc>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Loads one file (phases 2–4) on its own: what an editor re-reads when one file changes.
+pub fn load(index: usize, path: &Path, bytes: Vec<u8>) -> LoadedFile {
+    let (file, docs, diagnostics) = load_file(index, path, bytes);
+    LoadedFile { file, docs, diagnostics }
+}
+
+/// Phase 5 over loaded files, and every diagnostic (`load_diagnostics` and the semantic
+/// passes' findings, positioned, sorted, without duplicates). The bundle, unhashed, when
+/// there is no error.
+pub fn check_loaded(
+    reader: &dyn SourceReader,
+    files: &[SourceFile],
+    docs: &[LoadedDoc],
+    load_diagnostics: Vec<Diagnostic>,
+) -> (Option<Bundle>, Vec<Diagnostic>) {
+    let mut diagnostics = load_diagnostics;
+    // Phase 5.
+    let (bundle, findings) = check::run(reader, files, docs);
     // Deep pointers need the full span index of their file: build it once per such file.
     let mut full: rustc_hash::FxHashMap<usize, Vec<yaml::SpanIndex>> = Default::default();
     for (doc_index, finding) in findings {
@@ -136,18 +176,7 @@ pub fn compile_files(reader: &dyn SourceReader, inputs: Vec<(PathBuf, Vec<u8>)>)
     diagnostics.dedup();
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
     let bundle = bundle.filter(|_| !has_errors);
-    // Hashing the IR and freeing the source documents are independent: do them side by side.
-    let (bundle, ()) = rayon::join(
-        move || {
-            bundle.map(|mut b| {
-                b.hash = check::content_hash(&b);
-                b
-            })
-        },
-        move || drop(docs),
-    );
-    timings.lap("hash");
-    Compilation { bundle, diagnostics, files }
+    (bundle, diagnostics)
 }
 
 /// Phase timings on stderr when `PROVFLOW_TIMINGS` is set: for profiling, not for tests.

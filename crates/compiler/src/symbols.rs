@@ -86,6 +86,41 @@ pub enum Expects {
     Source { process: String },
     /// A `map` key: the placeholders of the adapter's query (through the process's target).
     Placeholder { target: String, query: String },
+    /// The text of a template's message: `{{ variable }}`s and `$Token`s of the event named.
+    TemplateText { event: String },
+}
+
+/// What a process's adapters can read besides its form: its target (for `target.<property>`),
+/// its tasks' queries (for `tasks.<task>.outputs.<name>`) and its child tables' fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessSources {
+    pub process: String,
+    pub target: String,
+    pub task_queries: Vec<(String, String)>,
+    pub child_fields: Vec<String>,
+}
+
+/// What a notification event gives its templates: entity variables (name, entity kind) and
+/// the resolver's columns (name, type).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventVariables {
+    pub event: String,
+    pub entities: Vec<(String, String)>,
+    pub provides: Vec<(String, String)>,
+}
+
+/// The attributes of a template entity kind (`User` has the user attributes' variables).
+pub fn entity_attributes(kind: &str) -> Vec<&'static str> {
+    match kind {
+        "Resource" => crate::check::notify::RESOURCE_ATTRIBUTES.to_vec(),
+        "Task" => crate::check::notify::TASK_ATTRIBUTES.to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+/// The template variables of the built-in user attributes (`First_Name`, …).
+pub fn builtin_attribute_variables() -> Vec<String> {
+    crate::check::users::builtin_attributes().into_iter().map(|a| a.variable).collect()
 }
 
 /// Everything [`index`] found in one file.
@@ -97,8 +132,17 @@ pub struct FileSymbols {
     pub target_sets: Vec<(String, String)>,
     /// Process name → its form fields (name, type, label), for adapter sources.
     pub forms: Vec<(String, Vec<(String, String)>)>,
+    /// Process name → its target, its tasks' adapter queries (task, query) and its child
+    /// tables' fields.
+    pub processes: Vec<ProcessSources>,
+    /// Target name → its property names.
+    pub target_properties: Vec<(String, Vec<String>)>,
     /// User attributes (name, description), from a UserSchema.
     pub attributes: Vec<(String, String)>,
+    /// The template variables of those attributes (their labels with `_` for spaces).
+    pub attribute_variables: Vec<String>,
+    /// What each notification event gives its templates.
+    pub events: Vec<EventVariables>,
     pub query_params: Vec<QueryParams>,
 }
 
@@ -214,6 +258,9 @@ fn index_document(text: &str, doc: &yaml::Document, out: &mut FileSymbols) {
     match kind {
         "Target" => {
             push(SymbolKind::Target, Scope::Global, &doc_name, value_range(&["name"]), true, None);
+            let properties = doc.value.get("properties").and_then(Value::as_object);
+            out.target_properties
+                .push((doc_name.clone(), properties.map(|m| m.keys().cloned().collect()).unwrap_or_default()));
             if let Some(set) = doc.value.get("queries").and_then(str_of) {
                 push(SymbolKind::QuerySet, Scope::Global, set, value_range(&["queries"]), false, None);
                 out.target_sets.push((doc_name.clone(), set.to_string()));
@@ -252,6 +299,36 @@ fn index_document(text: &str, doc: &yaml::Document, out: &mut FileSymbols) {
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), field_label(v))).collect())
                 .unwrap_or_default();
             out.forms.push((doc_name.clone(), fields));
+            let task_queries = doc
+                .value
+                .get("tasks")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(t, d)| {
+                            d.pointer("/adapter/query").and_then(str_of).map(|q| (t.clone(), q.to_string()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let child_fields = doc
+                .value
+                .pointer("/form/child_tables")
+                .and_then(Value::as_object)
+                .map(|tables| {
+                    tables
+                        .values()
+                        .filter_map(|t| t.get("fields").and_then(Value::as_object))
+                        .flat_map(|f| f.keys().cloned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.processes.push(ProcessSources {
+                process: doc_name.clone(),
+                target: target.clone(),
+                task_queries,
+                child_fields,
+            });
             let tasks = Scope::In(doc_name.clone());
             if let Some(Value::Object(defs)) = doc.value.get("tasks") {
                 for (name, def) in defs {
@@ -313,9 +390,36 @@ fn index_document(text: &str, doc: &yaml::Document, out: &mut FileSymbols) {
                 }
             }
         }
-        "NotificationEvent" => push(SymbolKind::Event, Scope::Global, &doc_name, value_range(&["name"]), true, None),
+        "NotificationEvent" => {
+            push(SymbolKind::Event, Scope::Global, &doc_name, value_range(&["name"]), true, None);
+            let mut vars = EventVariables { event: doc_name.clone(), ..EventVariables::default() };
+            for section in ["static_data", "params"] {
+                for e in doc.value.get(section).and_then(Value::as_array).into_iter().flatten() {
+                    let name = e.get("name").and_then(str_of).unwrap_or("");
+                    let kind = e.get("entity").and_then(str_of).unwrap_or("");
+                    if !name.is_empty() {
+                        vars.entities.push((crate::check::users::variable_of(name), kind.to_string()));
+                    }
+                }
+            }
+            if let Some(Value::Object(provides)) = doc.value.pointer("/resolver/provides") {
+                vars.provides =
+                    provides.iter().map(|(k, v)| (k.clone(), str_of(v).unwrap_or("").to_string())).collect();
+            }
+            out.events.push(vars);
+        }
         "NotificationTemplate" => {
             push(SymbolKind::Template, Scope::Global, &doc_name, value_range(&["name"]), true, None);
+            let event = doc.value.get("event").and_then(str_of).unwrap_or("").to_string();
+            for node in &nodes {
+                let path: Vec<&str> = node.path.iter().map(String::as_str).collect();
+                let text_field = matches(&path, &["locales", "*", "subject"])
+                    || matches(&path, &["locales", "*", "short"])
+                    || matches(&path, &["locales", "*", "long"]);
+                if let (true, Some((start, end))) = (text_field, value_range(&path)) {
+                    slots.push(Slot { start, end, expects: Expects::TemplateText { event: event.clone() } });
+                }
+            }
             if let Some(event) = doc.value.get("event").and_then(str_of) {
                 push(SymbolKind::Event, Scope::Global, event, value_range(&["event"]), false, None);
             }
@@ -327,6 +431,9 @@ fn index_document(text: &str, doc: &yaml::Document, out: &mut FileSymbols) {
             if let Some(Value::Object(attributes)) = doc.value.get("attributes") {
                 for (name, def) in attributes {
                     out.attributes.push((name.clone(), field_label(def)));
+                    if let Some(label) = def.get("label").and_then(str_of) {
+                        out.attribute_variables.push(crate::check::users::variable_of(label));
+                    }
                 }
             }
         }

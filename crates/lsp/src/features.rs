@@ -148,12 +148,17 @@ pub fn completion(ws: &Workspace, p: CompletionParams) -> Option<CompletionRespo
                     items.push(item(format!("user.{n}"), CompletionItemKind::PROPERTY, Some(label.clone())));
                 }
             }
+            items.extend(process_sources(ws, process));
             items.push(item(
                 "literal:".into(),
                 CompletionItemKind::CONSTANT,
                 Some("a fixed value: `literal:TEXT`".into()),
             ));
+            items.push(item("system.date".into(), CompletionItemKind::CONSTANT, Some("the date of the call".into())));
             items
+        }
+        Expects::TemplateText { event } => {
+            template_completion(ws, event, file.text.get(slot.start..offset).unwrap_or(""))
         }
         Expects::Placeholder { target, query } => {
             let set = ws.scope_name(&provflow_compiler::symbols::Scope::SetOfTarget(target.clone()));
@@ -237,4 +242,108 @@ fn did_you_mean(message: &str) -> Option<String> {
     let rest = message.split("did you mean `").nth(1)?;
     let (suggestion, _) = rest.split_once('`')?;
     (!suggestion.is_empty()).then(|| suggestion.to_string())
+}
+
+/// Inside a template's text: after `{{`/`{%` (or `$` for a legacy token) the event's variables
+/// and the user's attribute variables; after `Entity.` that entity's attributes. Nothing
+/// outside a tag.
+fn template_completion(ws: &Workspace, event: &str, before: &str) -> Vec<CompletionItem> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let typed = before.trim_end_matches(ident);
+    let vars: Vec<&provflow_compiler::symbols::EventVariables> =
+        ws.files.values().flat_map(|f| f.symbols.events.iter()).filter(|e| e.event == event).collect();
+    let mut user_vars = provflow_compiler::symbols::builtin_attribute_variables();
+    user_vars.extend(ws.files.values().flat_map(|f| f.symbols.attribute_variables.iter().cloned()));
+    // `Entity.` : that entity's attributes.
+    if let Some(head) = typed.strip_suffix('.') {
+        let entity = &head[head.trim_end_matches(ident).len()..];
+        let Some(kind) = vars.iter().flat_map(|e| e.entities.iter()).find(|(v, _)| v == entity).map(|(_, k)| k.clone())
+        else {
+            return Vec::new();
+        };
+        let attributes: Vec<String> = if kind == "User" {
+            user_vars
+        } else {
+            provflow_compiler::symbols::entity_attributes(&kind).into_iter().map(str::to_string).collect()
+        };
+        return attributes
+            .into_iter()
+            .map(|a| item(a, CompletionItemKind::FIELD, Some(format!("an attribute of `{entity}` ({kind})"))))
+            .collect();
+    }
+    let in_tag = {
+        let open = typed.rfind("{{").max(typed.rfind("{%"));
+        let close = typed.rfind("}}").max(typed.rfind("%}"));
+        open.is_some() && open > close
+    };
+    let token = typed.ends_with('$');
+    if !in_tag && !token {
+        return Vec::new();
+    }
+    let mut items = Vec::new();
+    if in_tag {
+        for e in &vars {
+            for (v, kind) in &e.entities {
+                items.push(item(
+                    v.clone(),
+                    CompletionItemKind::STRUCT,
+                    Some(format!("entity ({kind}) of event `{event}`")),
+                ));
+            }
+            for (v, ty) in &e.provides {
+                items.push(item(
+                    v.clone(),
+                    CompletionItemKind::VARIABLE,
+                    Some(format!("`{ty}`, from the event's resolver")),
+                ));
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for v in user_vars {
+        if seen.insert(v.clone()) {
+            items.push(item(v, CompletionItemKind::PROPERTY, Some("an attribute of the notified user".into())));
+        }
+    }
+    items
+}
+
+/// `target.<property>`, `tasks.<task>.outputs.<name>` and `child.<field>` for a process's
+/// adapters.
+fn process_sources(ws: &Workspace, process: &str) -> Vec<CompletionItem> {
+    let mut items = Vec::new();
+    let all = || ws.files.values().map(|f| &f.symbols);
+    let Some(p) = all().flat_map(|s| s.processes.iter()).find(|p| p.process == process) else { return items };
+    for (_, properties) in all().flat_map(|s| s.target_properties.iter()).filter(|(t, _)| *t == p.target) {
+        for property in properties {
+            items.push(item(
+                format!("target.{property}"),
+                CompletionItemKind::PROPERTY,
+                Some(format!("a property of target `{}`", p.target)),
+            ));
+        }
+    }
+    let set = ws.scope_name(&provflow_compiler::symbols::Scope::SetOfTarget(p.target.clone()));
+    for (task, query) in &p.task_queries {
+        let outputs = all()
+            .flat_map(|s| s.query_params.iter())
+            .filter(|(s, q, _)| *s == set && q == query)
+            .flat_map(|(_, _, params)| params.iter())
+            .filter_map(|(n, ty)| ty.strip_suffix(" (output)").map(|ty| (n, ty)));
+        for (name, ty) in outputs {
+            items.push(item(
+                format!("tasks.{task}.outputs.{name}"),
+                CompletionItemKind::VALUE,
+                Some(format!("`{ty}`, an output of `{query}` after task `{task}` ran")),
+            ));
+        }
+    }
+    for field in &p.child_fields {
+        items.push(item(
+            format!("child.{field}"),
+            CompletionItemKind::FIELD,
+            Some("a field of the child-table row (child-table tasks)".into()),
+        ));
+    }
+    items
 }

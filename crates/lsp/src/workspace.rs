@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use provflow_compiler::diagnostic::Diagnostic;
 use provflow_compiler::source::{FsReader, SourceReader};
 use provflow_compiler::symbols::{self, FileSymbols, Occurrence, Scope, SymbolKind};
+use provflow_compiler::{LoadedDoc, LoadedFile, SourceFile};
 
 /// One definition file.
 pub struct File {
@@ -16,6 +17,9 @@ pub struct File {
     /// Open in the editor (its text is the editor's, not the disk's).
     pub open: bool,
     pub symbols: FileSymbols,
+    /// The file through the compiler's phases 2–4, for the text above; `None` once the text
+    /// changed (it is loaded again, alone, at the next compile).
+    loaded: Option<LoadedFile>,
 }
 
 /// A name's identity: what it names, the process / query set / scenario it belongs to, and the
@@ -95,8 +99,14 @@ impl Workspace {
     }
 
     pub fn set(&mut self, path: PathBuf, text: String, open: bool) {
+        if let Some(f) = self.files.get_mut(&path) {
+            f.open = open;
+            if f.text == text {
+                return;
+            }
+        }
         let symbols = symbols::index(&text);
-        self.files.insert(path, File { text, open, symbols });
+        self.files.insert(path, File { text, open, symbols, loaded: None });
     }
 
     /// The editor closed the file: the disk's text counts again (or the file is forgotten when
@@ -111,13 +121,39 @@ impl Workspace {
         }
     }
 
-    /// Compiles the whole workspace as it stands and keeps the diagnostics by file.
+    /// Compiles the whole workspace as it stands and keeps the diagnostics by file. Only the
+    /// files whose text changed since the last compile are read and checked structurally
+    /// again; the semantic passes run over the whole bundle.
     pub fn compile(&mut self) {
-        let inputs: Vec<(PathBuf, Vec<u8>)> =
-            self.files.iter().map(|(p, f)| (p.clone(), f.text.clone().into_bytes())).collect();
-        let compiled = provflow_compiler::compile_files(&Overlay { files: &self.files }, inputs);
+        // Take every file's loaded documents out (numbered by their position now), check them
+        // together, and put them back.
+        let mut files: Vec<SourceFile> = Vec::with_capacity(self.files.len());
+        let mut docs: Vec<LoadedDoc> = Vec::new();
+        let mut load_diagnostics: Vec<Diagnostic> = Vec::new();
+        let mut counts: Vec<usize> = Vec::with_capacity(self.files.len());
+        let mut kept: Vec<Vec<Diagnostic>> = Vec::with_capacity(self.files.len());
+        for (index, (path, f)) in self.files.iter_mut().enumerate() {
+            let loaded = match f.loaded.take() {
+                Some(l) => l,
+                None => provflow_compiler::load(index, path, f.text.clone().into_bytes()),
+            };
+            counts.push(loaded.docs.len());
+            files.push(loaded.file);
+            load_diagnostics.extend(loaded.diagnostics.iter().cloned());
+            kept.push(loaded.diagnostics);
+            docs.extend(loaded.docs.into_iter().map(|mut doc| {
+                doc.file = index;
+                doc
+            }));
+        }
+        let (_, diagnostics) =
+            provflow_compiler::check_loaded(&Overlay { files: &self.files }, &files, &docs, load_diagnostics);
+        let mut docs = docs.into_iter();
+        for (((f, file), count), diagnostics) in self.files.values_mut().zip(files).zip(counts).zip(kept) {
+            f.loaded = Some(LoadedFile { file, docs: docs.by_ref().take(count).collect(), diagnostics });
+        }
         let mut by_file: BTreeMap<PathBuf, Vec<Diagnostic>> = BTreeMap::new();
-        for d in compiled.diagnostics {
+        for d in diagnostics {
             by_file.entry(PathBuf::from(&d.file)).or_default().push(d);
         }
         self.diagnostics = by_file;

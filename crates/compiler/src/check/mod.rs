@@ -6,7 +6,7 @@
 //! index in a name table is the index in the bundle. Items with errors are lowered on a best
 //! effort basis; the bundle is discarded when any error was reported.
 
-mod notify;
+pub(crate) mod notify;
 mod process;
 mod queries;
 mod scenario;
