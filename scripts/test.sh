@@ -20,13 +20,15 @@ for var in PROVFLOW_TEST_PG_URL PROVFLOW_TEST_MARIADB_URL; do
   fi
 done
 
-# The editor test (tests/editor_schemas.rs) drives the real yaml-language-server, installed
-# from the lockfile (npm's cache makes it work offline once it has been fetched). Without node
-# or npm the test says SKIPPED; with CI=true or PROVFLOW_REQUIRE_EDITOR_TESTS=1 it fails.
+# The editor tests drive the real yaml-language-server (tests/editor_schemas.rs) and package
+# and activate the VS Code extension (tests/vscode_extension.rs), each installed from its
+# lockfile (npm's cache makes it work offline once it has been fetched). Without node or npm
+# the tests say SKIPPED; with CI=true or PROVFLOW_REQUIRE_EDITOR_TESTS=1 they fail.
 if command -v npm >/dev/null 2>&1; then
   npm ci --prefix editors/yaml-ls-test --prefer-offline --no-audit --no-fund --loglevel=error
+  npm ci --prefix editors/vscode --prefer-offline --no-audit --no-fund --loglevel=error
 elif [ "${CI:-}" = "true" ] || [ "${PROVFLOW_REQUIRE_EDITOR_TESTS:-0}" = "1" ]; then
-  echo "error: npm is not installed but the editor test is required (CI or PROVFLOW_REQUIRE_EDITOR_TESTS=1)" >&2
+  echo "error: npm is not installed but the editor tests are required (CI or PROVFLOW_REQUIRE_EDITOR_TESTS=1)" >&2
   exit 2
 fi
 
