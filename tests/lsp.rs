@@ -435,3 +435,51 @@ fn hostile_requests_get_errors_and_the_server_goes_on() {
     assert!(r.response_result.is_ok(), "{:?}", r.response_result);
     c.stop();
 }
+
+/// The quick fix of every "did you mean" diagnostic of the fixtures, applied as the server
+/// offers it, mends that diagnostic: compiled again, the fixed file no longer has it.
+#[test]
+fn every_did_you_mean_quick_fix_mends_its_diagnostic() {
+    let fixtures = provflow_tests::tests_dir().join("fixtures");
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&fixtures).unwrap().flatten().map(|e| e.path()).collect();
+    entries.sort();
+    let mut tried = 0;
+    let mut failures = Vec::new();
+    for path in entries.iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
+        // A fixture that is not UTF-8 (PF001) has no quick fix to try.
+        let Ok(text) = std::fs::read_to_string(path) else { continue };
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let compiled = provflow_compiler::compile_bytes(&name, text.as_bytes());
+        let mut ws = provflow_lsp::workspace::Workspace::new(Vec::new());
+        ws.set(path.clone(), text.clone(), true);
+        for d in &compiled.diagnostics {
+            let map = provflow_lsp::text::LineMap::new(&text);
+            let lsp = provflow_lsp::to_lsp(d, &map, None);
+            let uri = provflow_lsp::path_to_uri(path).unwrap();
+            let params: lsp_types::CodeActionParams = serde_json::from_value(json!({
+                "textDocument": { "uri": uri.as_str() }, "range": lsp.range,
+                "context": { "diagnostics": [lsp] }
+            }))
+            .unwrap();
+            let actions = provflow_lsp::features::code_actions(&ws, params);
+            let Some(lsp_types::CodeActionOrCommand::CodeAction(action)) = actions.first() else { continue };
+            let edit = &action.edit.as_ref().unwrap().changes.as_ref().unwrap()[&uri][0];
+            let (start, end) = (map.offset(edit.range.start), map.offset(edit.range.end));
+            let fixed = format!("{}{}{}", &text[..start], edit.new_text, &text[end..]);
+            tried += 1;
+            let again = provflow_compiler::compile_bytes(&name, fixed.as_bytes());
+            if again.diagnostics.iter().any(|e| e.code == d.code && e.line == d.line && e.column == d.column) {
+                failures.push(format!(
+                    "{name}:{}:{} {}: `{}` -> `{}`",
+                    d.line,
+                    d.column,
+                    d.code,
+                    &text[start..end],
+                    edit.new_text
+                ));
+            }
+        }
+    }
+    assert!(tried >= 20, "the fixtures hold did-you-mean diagnostics: {tried}");
+    assert!(failures.is_empty(), "quick fixes that do not mend their diagnostic:\n{}", failures.join("\n"));
+}

@@ -56,10 +56,29 @@ class Client {
     });
     connection.sendNotification('initialized', {});
     connection.sendNotification('workspace/didChangeConfiguration', { settings: null });
-    // Documents opened before the server has applied the settings would get no schema.
+    // Documents opened before the server has applied the settings would get no schema: wait
+    // until a probe document under definitions/ is validated against it (an unknown field is
+    // an error), re-sending it until then. With schema mappings the probe relies on them; without,
+    // on a modeline, as the files do.
     await configuration;
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await client.ready(root, Boolean(yamlSettings.schemas));
     return client;
+  }
+
+  async ready(root, mapped) {
+    const probe = path.join(root, 'definitions', 'editor-test-probe.yaml');
+    const modeline = mapped ? '' : '# yaml-language-server: $schema=../schemas/provflow.schema.json\n';
+    const text = `${modeline}apiVersion: provflow/v1\nkind: Target\nname: probe\nnot_a_field: 1\n`;
+    const deadline = Date.now() + 20000;
+    for (;;) {
+      const diagnostics = await this.open(probe, text);
+      if (diagnostics.some((d) => /not_a_field/.test(d.message))) break;
+      if (Date.now() > deadline) {
+        throw new Error(`the server never validated ${probe} against the schema: ${JSON.stringify(diagnostics)}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    this.connection.sendNotification('textDocument/didClose', { textDocument: { uri: fileUri(probe) } });
   }
 
   constructor(child, connection, stderr) {

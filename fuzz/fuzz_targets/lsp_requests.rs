@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = features::rename(&ws, RenameParams { text_document_position: at, new_name: "Renamed".into(), work_done_progress_params: Default::default() });
     }
     let diagnostics = ws.diagnostics.values().flatten().map(|d| provflow_lsp::to_lsp(d, &provflow_lsp::text::LineMap::new(""), None)).collect();
-    let _ = features::code_actions(CodeActionParams {
+    let _ = features::code_actions(&ws, CodeActionParams {
         text_document: doc,
         range: Default::default(),
         context: CodeActionContext { diagnostics, only: None, trigger_kind: None },

@@ -217,13 +217,26 @@ pub fn rename(ws: &Workspace, p: RenameParams) -> Result<Option<WorkspaceEdit>, 
 }
 
 /// Quick fixes: every diagnostic whose help says "did you mean `X`?" offers to write `X`
-/// where the diagnostic points.
+/// where the diagnostic points. When the diagnostic covers more dotted parts than `X` has
+/// (`forms.username` for "did you mean `form`"), only the leading parts are replaced.
 #[allow(clippy::mutable_key_type)] // see `rename`
-pub fn code_actions(p: CodeActionParams) -> Vec<CodeActionOrCommand> {
+pub fn code_actions(ws: &Workspace, p: CodeActionParams) -> Vec<CodeActionOrCommand> {
+    let text = uri_to_path(&p.text_document.uri).and_then(|path| ws.files.get(&path)).map(|f| f.text.as_str());
     let mut out = Vec::new();
     for d in &p.context.diagnostics {
         let Some(suggestion) = did_you_mean(&d.message) else { continue };
-        let edit = TextEdit { range: d.range, new_text: suggestion.clone() };
+        let mut range = d.range;
+        if let Some(text) = text {
+            let map = LineMap::new(text);
+            let (start, end) = (map.offset(d.range.start), map.offset(d.range.end));
+            let covered = text.get(start..end).unwrap_or("");
+            let parts = suggestion.split('.').count();
+            if covered.split('.').count() > parts && !covered.contains('\n') {
+                let keep: usize = covered.split('.').take(parts).map(str::len).sum::<usize>() + parts - 1;
+                range.end = map.position(start + keep);
+            }
+        }
+        let edit = TextEdit { range, new_text: suggestion.clone() };
         let changes = HashMap::from([(p.text_document.uri.clone(), vec![edit])]);
         out.push(CodeActionOrCommand::CodeAction(CodeAction {
             title: format!("Change to `{suggestion}`"),

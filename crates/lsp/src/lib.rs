@@ -260,7 +260,7 @@ fn dispatch(ws: &Workspace, request: Request) -> Result<serde_json::Value, Strin
         req::Completion::METHOD => json(serde_json::to_value(features::completion(ws, parse(params)?))),
         req::PrepareRenameRequest::METHOD => json(serde_json::to_value(features::prepare_rename(ws, parse(params)?)?)),
         req::Rename::METHOD => json(serde_json::to_value(features::rename(ws, parse(params)?)?)),
-        req::CodeActionRequest::METHOD => json(serde_json::to_value(features::code_actions(parse(params)?))),
+        req::CodeActionRequest::METHOD => json(serde_json::to_value(features::code_actions(ws, parse(params)?))),
         other => Err(format!("provflow lsp does not handle `{other}`")),
     }
 }
