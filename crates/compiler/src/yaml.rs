@@ -301,7 +301,7 @@ fn parse_indexed(text: &str, max_depth: usize) -> (Vec<Document>, Vec<LoadError>
                     }
                 };
                 let value = if style == ScalarStyle::Plain && !forced_string {
-                    resolve_plain_owned(text_value)
+                    resolve_plain(&text_value)
                 } else {
                     Value::String(text_value.into_owned())
                 };
@@ -550,11 +550,6 @@ fn block_content_start(lines: &LineIndex<'_>, span: &Span) -> Option<(u32, u32)>
 /// YAML 1.2 core schema resolution of a plain scalar. `yes`/`no`/`on`/`off` stay strings.
 pub fn resolve_plain(s: &str) -> Value {
     resolve_non_string(s).unwrap_or_else(|| Value::String(s.to_owned()))
-}
-
-/// [`resolve_plain`] on the parser's own text: a string (most scalars) keeps its buffer.
-fn resolve_plain_owned(s: std::borrow::Cow<'_, str>) -> Value {
-    resolve_non_string(&s).unwrap_or_else(|| Value::String(s.into_owned()))
 }
 
 /// The value of a plain scalar that is not a string: null, a boolean or a number.

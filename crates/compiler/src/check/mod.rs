@@ -459,14 +459,10 @@ fn digest_json<T: serde::Serialize>(item: &T) -> [u8; 32] {
             Ok(())
         }
     }
-    // The serialiser writes many small pieces (quotes, colons, commas): batching them spares
-    // the hasher a call per piece. The bytes hashed are the same.
-    let mut w = std::io::BufWriter::with_capacity(1 << 16, HashWriter(Sha256::new()));
+    let mut w = HashWriter(Sha256::new());
     // Serialising plain IR data into an infallible writer cannot fail.
     let _ = serde_json::to_writer(&mut w, item);
-    // Flushing into the hasher cannot fail either; after it the buffer is empty.
-    let _ = std::io::Write::flush(&mut w);
-    w.into_parts().0 .0.finalize().into()
+    w.0.finalize().into()
 }
 
 /// Test support: the documents of one YAML text, typed by their `kind`, with full span
