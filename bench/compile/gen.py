@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate a large, valid provflow bundle for the compile-speed benchmark.
 
-    gen.py OUTDIR [--scale K] [--schema PATH]
+    gen.py OUTDIR [--scale K] [--preset standard|long] [--schema PATH]
 
 Scale 1 is 1,000 groups. Each group is one DBUM-style database account type:
 
@@ -12,6 +12,10 @@ Scale 1 is 1,000 groups. Each group is one DBUM-style database account type:
 so scale 1 is 2,000 files and 6,000 documents (1,000 of each of Target, ConnectorQueries,
 Process, NotificationEvent; 2,000 NotificationTemplate). Scale K is K times that; group I has
 the same content at every scale, so scale 10 is exactly ten times the work of scale 1.
+
+`--preset long` writes the same groups with longer processes: each has 60 more tasks (100 in
+all) half manual reviews, half with adapters, responses and some retries, all chained by `depends_on`; the 40
+tasks of the standard preset are unchanged, byte for byte. Scale 1 is then about 49 MB.
 
 Output is deterministic (no clocks, no hash ordering, a seeded PRNG per group). OUTDIR gets a
 `manifest.json` with the generator's hash, the scale and the counts; a directory that already
@@ -30,6 +34,8 @@ import shutil
 import sys
 
 GROUPS_PER_SCALE = 1000
+STANDARD_TASKS = 40
+LONG_EXTRA_TASKS = 60  # `--preset long`: tasks added to each process
 FILES_PER_DIR = 100
 SQLITE_EVERY = 5  # every 5th query set (and its target) uses the sqlite dialect
 
@@ -374,10 +380,10 @@ def response_codes(qname, dialect):
 
 
 # --------------------------------------------------------------------------------------------
-# The process: 40 tasks
+# The process: 40 tasks (100 with `--preset long`)
 # --------------------------------------------------------------------------------------------
 
-def build_tasks(ix, rng, dialect, templates):
+def build_tasks(ix, rng, dialect, templates, long=False):
     created_tpl, revoked_tpl = templates
     full_map = {
         "CREATE_USER": {N: "form.username", PW: "form.password", "__PROFILE__": "form.profile",
@@ -617,8 +623,76 @@ def build_tasks(ix, rng, dialect, templates):
                                                "__OBJECT__": "child.object_name"}),
         responses=responses("REVOKE_PRIVILEGE", "Privilege revoked"),
     )
-    assert len(T) == 40, len(T)
+    assert len(T) == STANDARD_TASKS, len(T)
+    if long:
+        long_tasks(ix, T, adapter, responses)
+        assert len(T) == STANDARD_TASKS + LONG_EXTRA_TASKS, len(T)
     return T
+
+
+# --------------------------------------------------------------------------------------------
+# `--preset long`: more tasks per process, with long descriptions
+# --------------------------------------------------------------------------------------------
+
+LONG_PHRASES = [
+    "reviewed at each quarterly access recertification",
+    "repeated when the target reports a transient failure",
+    "the audit trail records the request and its approval",
+    "a failure flags the account for the next reconciliation",
+    "runs with the service account's privileges only",
+    "visible once the application's connection pool recycles",
+    "kept seven years after the account is removed",
+    "operators may retry it by hand from the task console",
+]
+LONG_OBJECTS = ["orders", "invoices", "ledger_entries", "customers", "shipments", "contracts",
+                "price_lists", "time_entries", "cases", "assets", "forecasts", "reports"]
+LONG_PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE"]
+
+
+def long_description(rng, head):
+    return f"{head}: {rng.choice(LONG_PHRASES)}."
+
+
+def long_tasks(ix, T, adapter, responses):
+    """`LONG_EXTRA_TASKS` more tasks for `--preset long`, added after the standard ones.
+
+    A separate generator keeps the standard tasks identical to the standard preset's. The new
+    tasks are not conditional (so reachable), each depends on the one before; half are manual
+    reviews, half call the queries with the mappings the standard tasks already use."""
+    rng = random.Random(0x10C0DE ^ (ix * 40503))
+    previous = "Send Welcome"
+    for n in range(1, LONG_EXTRA_TASKS + 1):
+        kind = n % 4
+        if kind == 0:
+            obj = f"app.{rng.choice(LONG_OBJECTS)}_{n:02d}"
+            priv = rng.choice(LONG_PRIVILEGES)
+            name = f"Grant {priv.title()} On {obj.split('.')[1].replace('_', ' ').title()}"
+            task = dict(
+                description=long_description(rng, f"Grant {priv} on {obj}"),
+                adapter=adapter("GRANT_PRIVILEGE", **{N: "form.username", "__PRIVILEGE__": "literal:" + priv,
+                                                      "__OBJECT__": "literal:" + obj}),
+                responses=responses("GRANT_PRIVILEGE", f"{priv} on {obj} granted"),
+            )
+        elif kind == 2:
+            name = f"Reapply Profile {n:02d}"
+            task = dict(
+                description=long_description(rng, "Apply the resource profile again"),
+                adapter=adapter("SET_PROFILE"),
+                responses=responses("SET_PROFILE", "Profile applied"),
+            )
+        else:
+            name = f"Review Step {n:02d}"
+            task = dict(
+                description=long_description(rng, f"A DBA reviews step {n}"),
+                manual=True, assignee=rng.choice(TEAMS), duration=rng.choice(["2h", "4h", "1d"]),
+            )
+        if name in T:
+            name = f"{name} ({n:02d})"
+        task["depends_on"] = [previous]
+        if "adapter" in task and n % 3 == 0:
+            task["retry"] = {"count": rng.choice([2, 3, 5]), "period_minutes": rng.choice([5, 15, 30, 60])}
+        T[name] = task
+        previous = name
 
 
 TASK_KEY_ORDER = [
@@ -629,7 +703,7 @@ TASK_KEY_ORDER = [
 ]
 
 
-def process_doc(ix, rng, process_name, target_name, dialect, templates):
+def process_doc(ix, rng, process_name, target_name, dialect, templates, long=False):
     dept = rng.choice(DEPARTMENTS)
     system = rng.choice(SYSTEMS)
     out = [
@@ -660,7 +734,7 @@ def process_doc(ix, rng, process_name, target_name, dialect, templates):
         "      on_delete: Revoke Privilege\n",
         "tasks:\n",
     ]
-    for tname, task in build_tasks(ix, rng, dialect, templates).items():
+    for tname, task in build_tasks(ix, rng, dialect, templates, long).items():
         assert set(task) <= set(TASK_KEY_ORDER), set(task) - set(TASK_KEY_ORDER)
         out.append(f"  {s(tname)}:\n")
         for key in TASK_KEY_ORDER:
@@ -802,7 +876,7 @@ def template_doc(tpl_name, event_name, process_name, dept, system, created, with
 # Driver
 # --------------------------------------------------------------------------------------------
 
-def group(ix):
+def group(ix, long=False):
     """The two files of group `ix` (1-based): [(relative path, text), ...] and doc counts."""
     rng = random.Random(0x9F1C0DE ^ (ix * 2654435761))
     dialect = "sqlite" if ix % SQLITE_EVERY == 0 else "postgres"
@@ -814,7 +888,7 @@ def group(ix):
     templates = (f"Account Created {ix:05d}", f"Account Revoked {ix:05d}")
     with_resolver = ix % 2 == 0
 
-    process, dept, system = process_doc(ix, rng, process_name, target_name, dialect, templates)
+    process, dept, system = process_doc(ix, rng, process_name, target_name, dialect, templates, long)
     group_docs = [
         target_doc(ix, rng, target_name, dialect, qs_name),
         query_set_doc(qs_name, dialect),
@@ -841,6 +915,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("outdir")
     ap.add_argument("--scale", type=int, default=1, help="K: write K x 1,000 groups (default 1)")
+    ap.add_argument("--preset", choices=["standard", "long"], default="standard",
+                    help=f"long: {LONG_EXTRA_TASKS} more tasks per process, with long descriptions (default standard)")
     ap.add_argument("--schema", default=os.path.join(REPO, "schemas", "provflow.schema.json"),
                     help="schema the modeline of every file points at (written as a relative path)")
     args = ap.parse_args(argv)
@@ -861,7 +937,7 @@ def main(argv=None):
     kinds = {}
     made_dirs = set()
     for ix in range(1, args.scale * GROUPS_PER_SCALE + 1):
-        for rel, docs in group(ix):
+        for rel, docs in group(ix, args.preset == "long"):
             path = os.path.join(outdir, rel)
             d = os.path.dirname(path)
             if d not in made_dirs:
@@ -880,11 +956,12 @@ def main(argv=None):
     manifest = {
         "generator_sha256": generator_hash(),
         "scale": args.scale,
+        "preset": args.preset,
         "files": files,
         "documents": sum(kinds.values()),
         "bytes": total_bytes,
         "kinds": dict(sorted(kinds.items())),
-        "tasks": kinds.get("Process", 0) * 40,
+        "tasks": kinds.get("Process", 0) * (STANDARD_TASKS + (LONG_EXTRA_TASKS if args.preset == "long" else 0)),
         "queries": kinds.get("ConnectorQueries", 0) * 20,
     }
     with open(manifest_path, "w") as f:

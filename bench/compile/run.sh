@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compile-speed benchmark: provflow's full compile against a structural-only baseline
-# (js-yaml + ajv on the same files and the same committed JSON Schema), at 1x and 10x.
+# (js-yaml + ajv on the same files and the same committed JSON Schema), at 1x and 10x, and on
+# a bundle of the same groups with longer processes (`gen.py --preset long`, about 49 MB).
 #
 #   bench/compile/run.sh
 #
@@ -9,7 +10,8 @@
 #   NO_BUILD=1        do not run `cargo build --release -p provflow-cli`
 #   PROVFLOW=path     the provflow binary (default target/release/provflow)
 #   SCHEMA=path       the whole-file schema (default schemas/provflow.schema.json)
-#   SCALES="1 10"     the scales to measure; the scaling goal needs 1 and 10
+#   SCALES="1 10"     the scales of the standard bundle; the scaling goal needs 1 and 10
+#   LONG_SCALES="1"   the scales of the long-process bundle (empty: none)
 #   NO_HYPERFINE=1    time with the bash loop even when hyperfine is installed
 #
 # Exit status: 0 when every goal passes, 1 when a goal fails or a bundle does not compile
@@ -23,9 +25,19 @@ cd "$ROOT"
 RUNS="${RUNS:-3}"
 PROVFLOW="${PROVFLOW:-target/release/provflow}"
 SCHEMA="${SCHEMA:-schemas/provflow.schema.json}"
-SCALES="${SCALES:-1 10}"
+SCALES="${SCALES-1 10}"
+LONG_SCALES="${LONG_SCALES-1}"
 OUT="bench/out"
 MAX_SCALING=11   # 10x the bundle may take at most 11x the time
+MAX_SHARE=0.5    # provflow may take at most this share of the baseline's time (1x bundles)
+
+# The bundles, in order: `scaleK` (standard preset) and `longK` (long processes).
+BUNDLES=()
+for s in $SCALES; do BUNDLES+=("scale$s"); done
+for s in $LONG_SCALES; do BUNDLES+=("long$s"); done
+[[ ${#BUNDLES[@]} -gt 0 ]] || { echo "run.sh: SCALES and LONG_SCALES are both empty" >&2; exit 2; }
+preset_of() { [[ $1 == long* ]] && echo long || echo standard; }
+scale_of() { local b="${1#long}"; echo "${b#scale}"; }
 
 die() { echo "run.sh: $*" >&2; exit 2; }
 for tool in python3 node npm; do
@@ -51,22 +63,30 @@ gen_hash="$(sha256sum bench/compile/gen.py | cut -d' ' -f1)"
 manifest_field() { # FILE FIELD
   python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$1" "$2" 2>/dev/null || true
 }
-for s in $SCALES; do
-  dir="$OUT/scale$s"
+for b in "${BUNDLES[@]}"; do
+  dir="$OUT/$b"
   m="$dir/manifest.json"
-  if [[ -f "$m" && "$(manifest_field "$m" generator_sha256)" == "$gen_hash" && "$(manifest_field "$m" scale)" == "$s" ]]; then
+  s="$(scale_of "$b")" preset="$(preset_of "$b")"
+  if [[ -f "$m" && "$(manifest_field "$m" generator_sha256)" == "$gen_hash" && "$(manifest_field "$m" scale)" == "$s" \
+        && "$(manifest_field "$m" preset)" == "$preset" ]]; then
     echo "== $dir is up to date"
   else
     echo "== generating $dir"
     start=$(date +%s%N)
-    python3 bench/compile/gen.py "$dir" --scale "$s" >/dev/null
+    python3 bench/compile/gen.py "$dir" --scale "$s" --preset "$preset" >/dev/null
     echo "   $(( ($(date +%s%N) - start) / 1000000 )) ms"
   fi
 done
 
 # --- 4. preflight: both sides must accept the bundle, or the comparison means nothing -------
-first_scale="${SCALES%% *}"
-dir="$OUT/scale$first_scale"
+# The first bundle of each preset (the others repeat its groups).
+preflight=()
+for b in "${BUNDLES[@]}"; do
+  p="$(preset_of "$b")"
+  [[ " ${preflight[*]} " == *" $p:"* ]] || preflight+=("$p:$b")
+done
+for pb in "${preflight[@]}"; do
+dir="$OUT/${pb#*:}"
 echo "== preflight: provflow compile $dir"
 diag="$(mktemp)" err="$(mktemp)"
 rc=0
@@ -88,6 +108,7 @@ if ! node bench/compile/baseline.mjs "$SCHEMA" "$dir" >/dev/null; then
   echo "FAIL: the schema rejects documents that provflow accepts (see above): schema and compiler disagree" >&2
   exit 1
 fi
+done
 
 # --- 5. timing -------------------------------------------------------------------------------
 # Both commands are timed end to end as processes (start-up, reading files and output
@@ -111,8 +132,8 @@ if [[ $use_hyperfine == 1 ]]; then
 else
   echo "== timing with a bash loop ($RUNS runs each, 1 warm-up; install hyperfine for more detail)"
 fi
-for s in $SCALES; do
-  dir="$OUT/scale$s"
+for s in "${BUNDLES[@]}"; do
+  dir="$OUT/$s"
   pf_cmd=("$PROVFLOW" compile "$dir" --format json)
   aj_cmd=(node bench/compile/baseline.mjs "$SCHEMA" "$dir")
   if [[ $use_hyperfine == 1 ]]; then
@@ -139,42 +160,50 @@ print(" ".join(str(int(x["median"] * 1e9)) for x in r))' "$json")"
     PF[$s]=$(printf '%s\n' "${pf_runs[@]}" | median)
     AJ[$s]=$(printf '%s\n' "${aj_runs[@]}" | median)
   fi
-  echo "   scale $s: provflow $(awk -v n="${PF[$s]}" 'BEGIN{printf "%.3f", n/1e9}') s, ajv $(awk -v n="${AJ[$s]}" 'BEGIN{printf "%.3f", n/1e9}') s"
+  echo "   $s: provflow $(awk -v n="${PF[$s]}" 'BEGIN{printf "%.3f", n/1e9}') s, ajv $(awk -v n="${AJ[$s]}" 'BEGIN{printf "%.3f", n/1e9}') s"
 done
 
 # --- 6. report -------------------------------------------------------------------------------
 echo
 echo "machine: $(nproc) CPUs; $("$PROVFLOW" --version 2>/dev/null || echo "provflow ?"); node $(node --version)"
-printf '%-6s %8s %8s %9s %12s %12s %10s\n' scale files docs MB provflow_s ajv_s ratio
+printf '%-8s %7s %7s %7s %8s %11s %9s %9s %9s\n' bundle files docs tasks MB provflow_s ajv_s ajv/pf pf/ajv
 fail=0
-for s in $SCALES; do
-  m="$OUT/scale$s/manifest.json"
-  printf '%-6s %8s %8s %9s %12s %12s %10s\n' "$s" \
-    "$(manifest_field "$m" files)" "$(manifest_field "$m" documents)" \
+for b in "${BUNDLES[@]}"; do
+  m="$OUT/$b/manifest.json"
+  printf '%-8s %7s %7s %7s %8s %11s %9s %9s %9s\n' "$b" \
+    "$(manifest_field "$m" files)" "$(manifest_field "$m" documents)" "$(manifest_field "$m" tasks)" \
     "$(awk -v b="$(manifest_field "$m" bytes)" 'BEGIN{printf "%.1f", b/1e6}')" \
-    "$(awk -v n="${PF[$s]}" 'BEGIN{printf "%.3f", n/1e9}')" \
-    "$(awk -v n="${AJ[$s]}" 'BEGIN{printf "%.3f", n/1e9}')" \
-    "$(awk -v a="${AJ[$s]}" -v p="${PF[$s]}" 'BEGIN{printf "%.2fx", a/p}')"
+    "$(awk -v n="${PF[$b]}" 'BEGIN{printf "%.3f", n/1e9}')" \
+    "$(awk -v n="${AJ[$b]}" 'BEGIN{printf "%.3f", n/1e9}')" \
+    "$(awk -v a="${AJ[$b]}" -v p="${PF[$b]}" 'BEGIN{printf "%.2fx", a/p}')" \
+    "$(awk -v a="${AJ[$b]}" -v p="${PF[$b]}" 'BEGIN{printf "%.2fx", p/a}')"
 done
-echo "(ratio = ajv / provflow; above 1x means provflow's full compile is faster)"
+echo "(ajv/pf above 1x: provflow's full compile is faster; pf/ajv: the share of the baseline's time it takes)"
 echo
-for s in $SCALES; do
-  if awk -v a="${AJ[$s]}" -v p="${PF[$s]}" 'BEGIN{exit !(p < a)}'; then
-    echo "PASS  scale $s: provflow full compile is faster than the structural-only baseline"
-  else
-    echo "FAIL  scale $s: provflow full compile is not faster than the structural-only baseline"
-    fail=1
-  fi
+# goal OK_TEXT FAIL_TEXT AWK_CONDITION NAME=VALUE...: one PASS or FAIL line; a FAIL fails the run
+goal() {
+  local ok="$1" ko="$2" cond="$3" vars=()
+  shift 3
+  for kv in "$@"; do vars+=(-v "$kv"); done
+  if awk "${vars[@]}" "BEGIN{exit !($cond)}"; then echo "PASS  $ok"; else echo "FAIL  $ko"; fail=1; fi
+}
+for b in "${BUNDLES[@]}"; do
+  goal "$b: provflow full compile is faster than the structural-only baseline" \
+    "$b: provflow full compile is not faster than the structural-only baseline" \
+    'p < a' a="${AJ[$b]}" p="${PF[$b]}"
 done
-if [[ -n "${PF[1]:-}" && -n "${PF[10]:-}" ]]; then
-  factor=$(awk -v a="${PF[10]}" -v b="${PF[1]}" 'BEGIN{printf "%.2f", a/b}')
-  ajv_factor=$(awk -v a="${AJ[10]}" -v b="${AJ[1]}" 'BEGIN{printf "%.2f", a/b}')
-  if awk -v f="$factor" -v m="$MAX_SCALING" 'BEGIN{exit !(f <= m)}'; then
-    echo "PASS  scaling: provflow(10x) / provflow(1x) = ${factor}x <= ${MAX_SCALING}x  (ajv: ${ajv_factor}x)"
-  else
-    echo "FAIL  scaling: provflow(10x) / provflow(1x) = ${factor}x > ${MAX_SCALING}x  (ajv: ${ajv_factor}x)"
-    fail=1
-  fi
+for b in scale1 long1; do
+  [[ -n "${PF[$b]:-}" ]] || { echo "SKIP  share: $b not measured"; continue; }
+  share=$(awk -v a="${AJ[$b]}" -v p="${PF[$b]}" 'BEGIN{printf "%.2f", p/a}')
+  goal "share $b: provflow / baseline = ${share}x <= ${MAX_SHARE}x" \
+    "share $b: provflow / baseline = ${share}x > ${MAX_SHARE}x" 'f <= m' f="$share" m="$MAX_SHARE"
+done
+if [[ -n "${PF[scale1]:-}" && -n "${PF[scale10]:-}" ]]; then
+  factor=$(awk -v a="${PF[scale10]}" -v b="${PF[scale1]}" 'BEGIN{printf "%.2f", a/b}')
+  ajv_factor=$(awk -v a="${AJ[scale10]}" -v b="${AJ[scale1]}" 'BEGIN{printf "%.2f", a/b}')
+  goal "scaling: provflow(10x) / provflow(1x) = ${factor}x <= ${MAX_SCALING}x  (ajv: ${ajv_factor}x)" \
+    "scaling: provflow(10x) / provflow(1x) = ${factor}x > ${MAX_SCALING}x  (ajv: ${ajv_factor}x)" \
+    'f <= m' f="$factor" m="$MAX_SCALING"
 else
   echo "SKIP  scaling: needs scales 1 and 10 (SCALES=\"$SCALES\")"
 fi

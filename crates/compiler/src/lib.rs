@@ -89,21 +89,35 @@ pub struct LoadedDoc {
 /// the files is a diagnostic.
 pub fn compile_paths(reader: &dyn SourceReader, roots: &[PathBuf]) -> Result<Compilation, SourceError> {
     let paths = source::expand(reader, roots)?;
-    let mut inputs = Vec::with_capacity(paths.len());
-    for path in paths {
-        let bytes = reader.read(&path).map_err(|error| SourceError { path: path.clone(), error })?;
-        inputs.push((path, bytes));
-    }
-    Ok(compile_files(reader, inputs))
+    let timings = Timings::from_env();
+    // Each file is read and loaded in one task, on every core. When a file cannot be read, the
+    // error is the first such file's in path order, as a sequential read would report it.
+    let loaded: Vec<Result<Loaded, SourceError>> = paths
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, path)| {
+            let bytes = reader.read(&path).map_err(|error| SourceError { path: path.clone(), error })?;
+            Ok(load_file(i, &path, bytes))
+        })
+        .collect();
+    let loaded = loaded.into_iter().collect::<Result<Vec<Loaded>, SourceError>>()?;
+    Ok(compile_loaded(reader, loaded, timings))
 }
 
 /// Compiles files already read. `reader` is used for the files they refer to (install scripts).
 pub fn compile_files(reader: &dyn SourceReader, inputs: Vec<(PathBuf, Vec<u8>)>) -> Compilation {
     let timings = Timings::from_env();
     // Phases 2–4, file by file, on every core.
-    let loaded: Vec<(SourceFile, Vec<LoadedDoc>, Vec<Diagnostic>)> =
+    let loaded: Vec<Loaded> =
         inputs.into_par_iter().enumerate().map(|(i, (path, bytes))| load_file(i, &path, bytes)).collect();
+    compile_loaded(reader, loaded, timings)
+}
 
+/// One file after phases 2–4: the file, its documents that passed, and its diagnostics.
+type Loaded = (SourceFile, Vec<LoadedDoc>, Vec<Diagnostic>);
+
+/// Phase 5 and the rest, on the loaded files in input order.
+fn compile_loaded(reader: &dyn SourceReader, loaded: Vec<Loaded>, timings: Timings) -> Compilation {
     let mut files = Vec::with_capacity(loaded.len());
     let mut docs = Vec::new();
     let mut diagnostics = Vec::new();
@@ -213,7 +227,7 @@ fn display_path(path: &Path) -> String {
     path.to_string_lossy().replace('\\', "/")
 }
 
-fn load_file(index: usize, path: &Path, bytes: Vec<u8>) -> (SourceFile, Vec<LoadedDoc>, Vec<Diagnostic>) {
+fn load_file(index: usize, path: &Path, bytes: Vec<u8>) -> Loaded {
     let name = display_path(path);
     let mut diags = Vec::new();
     if let Err(e) = yaml::decode(&bytes) {

@@ -45,9 +45,10 @@ pub struct SpanIndex {
 pub const SHALLOW_DEPTH: usize = 2;
 
 impl SpanIndex {
-    /// Whether a node at `pointer` would have been indexed.
+    /// Whether this index answers for a node at `pointer` as the full index would: every node
+    /// down to its depth, and the few deeper ones it holds (see [`deep_scalar`]).
     pub fn covers(&self, pointer: &str) -> bool {
-        pointer.matches('/').count() <= self.max_depth
+        pointer.matches('/').count() <= self.max_depth || self.nodes.contains_key(pointer)
     }
 
     pub fn get(&self, pointer: &str) -> Option<&NodeSpan> {
@@ -99,11 +100,8 @@ pub struct LineIndex<'a> {
 impl<'a> LineIndex<'a> {
     pub fn new(text: &'a str) -> Self {
         let mut line_starts = vec![0];
-        for (i, b) in text.bytes().enumerate() {
-            if b == b'\n' {
-                line_starts.push(i + 1);
-            }
-        }
+        // `match_indices` of one ASCII character searches with memchr, not byte by byte.
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         LineIndex { text, line_starts, ascii: text.is_ascii() }
     }
 
@@ -308,7 +306,9 @@ fn parse_indexed(text: &str, max_depth: usize) -> (Vec<Document>, Vec<LoadError>
                     Value::String(text_value.into_owned())
                 };
                 let block = match style {
-                    ScalarStyle::Literal | ScalarStyle::Folded if stack.len() <= max_depth => {
+                    ScalarStyle::Literal | ScalarStyle::Folded
+                        if stack.len() <= max_depth || deep_scalar(&stack, max_depth) =>
+                    {
                         block_content_start(&lines, &span)
                     }
                     _ => None,
@@ -391,6 +391,20 @@ fn parse_indexed(text: &str, max_depth: usize) -> (Vec<Document>, Vec<LoadError>
     (docs, errors)
 }
 
+/// Scalars below the shallow index that a clean compile still needs the position of: the text
+/// of a query (`/queries/<name>/query`), where every `call` records where its procedure's name
+/// stands. Indexing them here saves re-parsing every query set's file in full. Only scalars are
+/// added, with exactly the span the full index would give them, and [`SpanIndex::covers`]
+/// answers for them only when present, so a lookup gives what the full index would.
+fn deep_scalar(stack: &[Frame], max_depth: usize) -> bool {
+    let pending = |frame: Option<&Frame>, key: &str| matches!(frame, Some(Frame::Map { pending_key: Some((k, _)), .. }) if k == key);
+    stack.len() == 3
+        && max_depth == SHALLOW_DEPTH
+        && pending(stack.first(), "queries")
+        && matches!(stack.get(1), Some(Frame::Map { .. }))
+        && pending(stack.get(2), "query")
+}
+
 /// True unless the innermost collection is a mapping waiting for a key.
 fn key_expected(stack: &[Frame]) -> bool {
     !matches!(stack.last(), Some(Frame::Map { pending_key: None, .. }))
@@ -467,7 +481,7 @@ fn place(
     quoted: bool,
     errors: &mut Vec<LoadError>,
 ) -> bool {
-    if stack.len() <= spans.max_depth {
+    if stack.len() <= spans.max_depth || deep_scalar(stack, spans.max_depth) {
         if let Some(pointer) = child_pointer(stack) {
             spans.nodes.insert(pointer, NodeSpan { key: key_span(stack), value: span, block_content, quoted });
         }
@@ -535,10 +549,19 @@ fn block_content_start(lines: &LineIndex<'_>, span: &Span) -> Option<(u32, u32)>
 
 /// YAML 1.2 core schema resolution of a plain scalar. `yes`/`no`/`on`/`off` stay strings.
 pub fn resolve_plain(s: &str) -> Value {
+    resolve_non_string(s).unwrap_or_else(|| Value::String(s.to_owned()))
+}
+
+/// The value of a plain scalar that is not a string: null, a boolean or a number.
+fn resolve_non_string(s: &str) -> Option<Value> {
+    // Every non-string form starts with one of these; anything else is text.
+    if !s.as_bytes().first().is_none_or(|c| c.is_ascii_digit() || b"~nNtTfF-+.".contains(c)) {
+        return None;
+    }
     match s {
-        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "true" | "True" | "TRUE" => return Value::Bool(true),
-        "false" | "False" | "FALSE" => return Value::Bool(false),
+        "" | "~" | "null" | "Null" | "NULL" => return Some(Value::Null),
+        "true" | "True" | "TRUE" => return Some(Value::Bool(true)),
+        "false" | "False" | "FALSE" => return Some(Value::Bool(false)),
         _ => {}
     }
     let b = s.as_bytes();
@@ -546,36 +569,36 @@ pub fn resolve_plain(s: &str) -> Value {
     let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
     if digits(unsigned) {
         if let Ok(i) = s.parse::<i64>() {
-            return Value::Number(i.into());
+            return Some(Value::Number(i.into()));
         }
         if let Ok(u) = s.trim_start_matches('+').parse::<u64>() {
-            return Value::Number(u.into());
+            return Some(Value::Number(u.into()));
         }
         if let Some(n) = s.parse::<f64>().ok().and_then(Number::from_f64) {
-            return Value::Number(n);
+            return Some(Value::Number(n));
         }
     }
     if let Some(oct) = s.strip_prefix("0o") {
         if !oct.is_empty() && oct.bytes().all(|c| (b'0'..=b'7').contains(&c)) {
             if let Ok(i) = i64::from_str_radix(oct, 8) {
-                return Value::Number(i.into());
+                return Some(Value::Number(i.into()));
             }
         }
     }
     if let Some(hex) = s.strip_prefix("0x") {
         if !hex.is_empty() && hex.bytes().all(|c| c.is_ascii_hexdigit()) {
             if let Ok(i) = i64::from_str_radix(hex, 16) {
-                return Value::Number(i.into());
+                return Some(Value::Number(i.into()));
             }
         }
     }
     if is_core_float(unsigned) && b.first().is_some_and(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.')) {
         if let Some(n) = s.parse::<f64>().ok().and_then(Number::from_f64) {
-            return Value::Number(n);
+            return Some(Value::Number(n));
         }
     }
     // `.inf` and `.nan` have no JSON form: keep them as text for the schema to judge.
-    Value::String(s.to_owned())
+    None
 }
 
 /// `(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?`
