@@ -483,3 +483,61 @@ fn every_did_you_mean_quick_fix_mends_its_diagnostic() {
     assert!(tried >= 20, "the fixtures hold did-you-mean diagnostics: {tried}");
     assert!(failures.is_empty(), "quick fixes that do not mend their diagnostic:\n{}", failures.join("\n"));
 }
+
+/// The server keeps the semantic passes' results between compiles; after every kind of edit
+/// its diagnostics are exactly those of a compile from scratch of the same texts.
+#[test]
+fn kept_results_never_differ_from_a_compile_from_scratch() {
+    use provflow_lsp::workspace::Workspace;
+    let p = project();
+    let mut ws = Workspace::new(vec![p.root.clone()]);
+    let file = |rel: &str| p.root.join(rel);
+    let edits: Vec<(&str, &str, &str)> = vec![
+        (QUERIES, "  CREATE_PASSWORD_USER:", "  CREATE_PASSWORD_USERS:"),
+        (QUERIES, "  CREATE_PASSWORD_USERS:", "  CREATE_PASSWORD_USER:"),
+        (PROCESS, "depends_on: [Create User]", "depends_on: [Create Usr]"),
+        (TEMPLATE, "name: Account Created", "name: Account Made"),
+        ("definitions/dbum/targets.yaml", "queries: dbum-postgres", "queries: dbum-postgre"),
+        ("definitions/dbum/targets.yaml", "queries: dbum-postgre", "queries: dbum-postgres"),
+        (PROCESS, "apiVersion: provflow/v1", "# a line above moves every location\napiVersion: provflow/v1"),
+        (QUERIES, "call insert_package(", "call insert_packag("),
+        ("definitions/users.yaml", "usr_udf_cost_center", "usr_udf_cost_centre"),
+        (TEMPLATE, "name: Account Made", "name: Account Created"),
+        (PROCESS, "depends_on: [Create Usr]", "depends_on: [Create User]"),
+    ];
+    let scratch = |ws: &Workspace| {
+        let inputs: Vec<(PathBuf, Vec<u8>)> =
+            ws.files.iter().map(|(p, f)| (p.clone(), f.text.clone().into_bytes())).collect();
+        let compiled = provflow_compiler::compile_files(&provflow_compiler::source::FsReader, inputs);
+        let mut by_file: std::collections::BTreeMap<PathBuf, Vec<String>> = Default::default();
+        for d in compiled.diagnostics {
+            by_file
+                .entry(PathBuf::from(&d.file))
+                .or_default()
+                .push(format!("{}:{} {} {}", d.line, d.column, d.code, d.message));
+        }
+        by_file
+    };
+    let kept = |ws: &Workspace| {
+        ws.diagnostics
+            .iter()
+            .map(|(p, ds)| {
+                (p.clone(), ds.iter().map(|d| format!("{}:{} {} {}", d.line, d.column, d.code, d.message)).collect())
+            })
+            .collect::<std::collections::BTreeMap<PathBuf, Vec<String>>>()
+    };
+    ws.compile();
+    assert_eq!(kept(&ws), scratch(&ws));
+    let mut changed = 0;
+    for (rel, from, to) in edits {
+        let path = file(rel);
+        let text = ws.files.get(&path).map(|f| f.text.clone()).unwrap_or_else(|| panic!("{rel} is in the workspace"));
+        assert!(text.contains(from), "{rel}: `{from}`");
+        ws.set(path, text.replacen(from, to, 1), true);
+        ws.compile();
+        let (with_memo, fresh) = (kept(&ws), scratch(&ws));
+        changed += usize::from(!fresh.is_empty());
+        assert_eq!(with_memo, fresh, "after `{from}` -> `{to}` in {rel}");
+    }
+    assert!(changed >= 5, "the edits make diagnostics appear: {changed}");
+}

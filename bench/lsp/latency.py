@@ -2,8 +2,10 @@
 """Edit-to-diagnostics latency of `provflow lsp` on a large bundle.
 
 Starts `provflow lsp` with BUNDLE as its workspace, opens one file, then makes one-character
-edits to it: each edit breaks a `depends_on` name (`[Create User]` -> `[Create Usex]`) or
-mends it, alternately, so that every edit changes that file's diagnostics. The latency of an
+edits to it, alternately breaking and mending a name so that every edit changes that file's
+diagnostics. MODE=process (the default) edits a task name in a process's `depends_on`
+(`[Create User]` -> `[Create Usex]`); MODE=queries edits a query's key in the file's query set
+(`CREATE_USER:` -> `CREATE_USEX:`), which the process's adapter then no longer finds. The latency of an
 edit is the time from sending `didChange` to receiving the `publishDiagnostics` for the file
 that reflects it. Prints one JSON object: the edit count and p50/p90/p99/max in milliseconds.
 
@@ -80,7 +82,12 @@ def main():
     if not target:
         raise SystemExit("no file with `depends_on: [Create User]` in the bundle")
     text = open(target, encoding="utf-8").read()
-    broken = text.replace("[Create User]", "[Create Usex]", 1)
+    if os.environ.get("MODE", "process") == "queries":
+        broken = text.replace("  CREATE_USER:", "  CREATE_USEX:", 1)
+    else:
+        broken = text.replace("[Create User]", "[Create Usex]", 1)
+    if broken == text:
+        raise SystemExit("the edit does not apply to " + target)
     s = Server(binary, root)
     started = time.monotonic()
     s.request("initialize", {"processId": None, "rootUri": uri(root), "capabilities": {},
@@ -109,7 +116,7 @@ def main():
     def pct(q):
         return round(samples[min(len(samples) - 1, int(q * len(samples)))], 1)
 
-    print(json.dumps({"file": os.path.relpath(target, root), "edits": len(samples), "first_compile_ms": round(first, 1),
+    print(json.dumps({"mode": os.environ.get("MODE", "process"), "file": os.path.relpath(target, root), "edits": len(samples), "first_compile_ms": round(first, 1),
                       "p50_ms": pct(0.5), "p90_ms": pct(0.9), "p99_ms": pct(0.99), "max_ms": round(samples[-1], 1)}))
 
 

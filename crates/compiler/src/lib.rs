@@ -168,9 +168,21 @@ pub fn check_loaded(
     docs: &[LoadedDoc],
     load_diagnostics: Vec<Diagnostic>,
 ) -> (Option<Bundle>, Vec<Diagnostic>) {
+    check_loaded_with(reader, files, docs, load_diagnostics, None)
+}
+
+/// [`check_loaded`], reusing the per-document results of an earlier compile that `memo`
+/// holds (see [`check::CheckCache`]).
+pub fn check_loaded_with(
+    reader: &dyn SourceReader,
+    files: &[SourceFile],
+    docs: &[LoadedDoc],
+    load_diagnostics: Vec<Diagnostic>,
+    memo: Option<check::Memo<'_>>,
+) -> (Option<Bundle>, Vec<Diagnostic>) {
     let mut diagnostics = load_diagnostics;
     // Phase 5.
-    let (bundle, findings) = check::run(reader, files, docs);
+    let (bundle, findings) = check::run_with(reader, files, docs, memo);
     // Deep pointers need the full span index of their file: build it once per such file.
     let mut full: rustc_hash::FxHashMap<usize, Vec<yaml::SpanIndex>> = Default::default();
     for (doc_index, finding) in findings {
@@ -189,7 +201,14 @@ pub fn check_loaded(
     });
     diagnostics.dedup();
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
-    let bundle = bundle.filter(|_| !has_errors);
+    let bundle = match bundle {
+        // Freeing a large IR takes a while: let another thread do it.
+        Some(b) if has_errors => {
+            rayon::spawn(move || drop(b));
+            None
+        }
+        other => other,
+    };
     (bundle, diagnostics)
 }
 

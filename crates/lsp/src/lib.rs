@@ -189,7 +189,9 @@ impl Server {
 
     /// Compiles and publishes the diagnostics of every file that has some or had some.
     fn publish(&mut self, connection: &Connection) {
+        let t0 = std::time::Instant::now();
         self.ws.compile();
+        let t1 = std::time::Instant::now();
         let mut now = std::collections::BTreeSet::new();
         for (path, diagnostics) in &self.ws.diagnostics {
             now.insert(path.clone());
@@ -201,6 +203,11 @@ impl Server {
             }
         }
         self.ws.published = now;
+        // Phase timings on stderr (the client's log) when PROVFLOW_TIMINGS is set, as `compile`.
+        if std::env::var_os("PROVFLOW_TIMINGS").is_some() {
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+            eprintln!("timing: lsp compile: {:.1} ms, publish: {:.1} ms", ms(t1 - t0), ms(t1.elapsed()));
+        }
     }
 
     fn send(

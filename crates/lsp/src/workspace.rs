@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use provflow_compiler::check::{CheckCache, Memo, MemoKeys};
 use provflow_compiler::diagnostic::Diagnostic;
 use provflow_compiler::source::{FsReader, SourceReader};
 use provflow_compiler::symbols::{self, FileSymbols, Occurrence, Scope, SymbolKind};
@@ -20,6 +21,9 @@ pub struct File {
     /// The file through the compiler's phases 2–4, for the text above; `None` once the text
     /// changed (it is loaded again, alone, at the next compile).
     loaded: Option<LoadedFile>,
+    /// The fingerprint of each of `loaded`'s documents (path, position and text), the keys of
+    /// the compiler's memo.
+    fingerprints: Vec<u64>,
 }
 
 /// A name's identity: what it names, the process / query set / scenario it belongs to, and the
@@ -34,6 +38,8 @@ pub struct Workspace {
     /// Files that had diagnostics at the last publication (to clear them when they have none).
     pub published: BTreeSet<PathBuf>,
     pub diagnostics: BTreeMap<PathBuf, Vec<Diagnostic>>,
+    /// The semantic passes' results by document, between compiles.
+    memo: CheckCache,
 }
 
 /// Reads open files from the editor's text and everything else from disk (install scripts,
@@ -78,14 +84,21 @@ impl Workspace {
                 }
             })
             .collect();
-        let mut ws =
-            Workspace { roots, files: BTreeMap::new(), published: BTreeSet::new(), diagnostics: BTreeMap::new() };
+        let mut ws = Workspace {
+            roots,
+            files: BTreeMap::new(),
+            published: BTreeSet::new(),
+            diagnostics: BTreeMap::new(),
+            memo: CheckCache::default(),
+        };
         ws.reload_from_disk();
         ws
     }
 
     /// Reads every definition file under the roots again (open files keep the editor's text).
     pub fn reload_from_disk(&mut self) {
+        // Install scripts may have changed: the memo does not know them.
+        self.memo.clear();
         let paths = provflow_compiler::source::expand(&FsReader, &self.roots).unwrap_or_default();
         let on_disk: BTreeSet<PathBuf> = paths.iter().filter(|p| is_yaml(p)).cloned().collect();
         self.files.retain(|path, f| f.open || on_disk.contains(path));
@@ -106,7 +119,7 @@ impl Workspace {
             }
         }
         let symbols = symbols::index(&text);
-        self.files.insert(path, File { text, open, symbols, loaded: None });
+        self.files.insert(path, File { text, open, symbols, loaded: None, fingerprints: Vec::new() });
     }
 
     /// The editor closed the file: the disk's text counts again (or the file is forgotten when
@@ -132,11 +145,25 @@ impl Workspace {
         let mut load_diagnostics: Vec<Diagnostic> = Vec::new();
         let mut counts: Vec<usize> = Vec::with_capacity(self.files.len());
         let mut kept: Vec<Vec<Diagnostic>> = Vec::with_capacity(self.files.len());
+        let mut fingerprints: Vec<u64> = Vec::new();
         for (index, (path, f)) in self.files.iter_mut().enumerate() {
             let loaded = match f.loaded.take() {
                 Some(l) => l,
-                None => provflow_compiler::load(index, path, f.text.clone().into_bytes()),
+                None => {
+                    let l = provflow_compiler::load(index, path, f.text.clone().into_bytes());
+                    let name = l.file.path.clone();
+                    f.fingerprints = l
+                        .docs
+                        .iter()
+                        .map(|d| {
+                            let (start, end) = (d.root.start, d.root.end.max(d.root.start));
+                            MemoKeys::document(&name, start, f.text.get(start..end).unwrap_or(""))
+                        })
+                        .collect();
+                    l
+                }
             };
+            fingerprints.extend(f.fingerprints.iter().copied());
             counts.push(loaded.docs.len());
             files.push(loaded.file);
             load_diagnostics.extend(loaded.diagnostics.iter().cloned());
@@ -146,8 +173,18 @@ impl Workspace {
                 doc
             }));
         }
-        let (_, diagnostics) =
-            provflow_compiler::check_loaded(&Overlay { files: &self.files }, &files, &docs, load_diagnostics);
+        let memo = Memo { fingerprints: &fingerprints, cache: &self.memo };
+        let (bundle, diagnostics) = provflow_compiler::check_loaded_with(
+            &Overlay { files: &self.files },
+            &files,
+            &docs,
+            load_diagnostics,
+            Some(memo),
+        );
+        // Only the diagnostics are needed: the IR is freed on another thread.
+        if let Some(b) = bundle {
+            std::thread::spawn(move || drop(b));
+        }
         let mut docs = docs.into_iter();
         for (((f, file), count), diagnostics) in self.files.values_mut().zip(files).zip(counts).zip(kept) {
             f.loaded = Some(LoadedFile { file, docs: docs.by_ref().take(count).collect(), diagnostics });

@@ -47,6 +47,101 @@ pub struct Ctx<'a> {
     pub scenarios: Vec<Named<'a, syntax::Scenario>>,
     /// Full span indexes, built on first use per file (the loader indexes only the top levels).
     pub(crate) full_spans: Vec<std::sync::OnceLock<Vec<crate::yaml::SpanIndex>>>,
+    /// Results of per-document passes kept from an earlier compile (the language server).
+    pub(crate) memo: Option<Memo<'a>>,
+}
+
+/// Per-document results of the query-set and process passes, kept between compiles of the
+/// same workspace: a pass whose document and inputs are unchanged is not run again.
+///
+/// A query set's result depends on its document (its text and where it stands in its file,
+/// for locations) and its install scripts; a process's on its document, the targets, query
+/// sets, user schema and template names. The keys are the callers' fingerprints of those
+/// documents ([`MemoKeys`]); install scripts are not part of them, so a caller clears the cache
+/// when files on disk change. Entries not used by a compile are dropped after it.
+#[derive(Default)]
+pub struct CheckCache {
+    query_sets: std::sync::Mutex<rustc_hash::FxHashMap<u64, Kept<ir::QuerySet>>>,
+    processes: std::sync::Mutex<rustc_hash::FxHashMap<(u64, u64), Kept<ir::Process>>>,
+    used_sets: std::sync::Mutex<rustc_hash::FxHashSet<u64>>,
+    used_processes: std::sync::Mutex<rustc_hash::FxHashSet<(u64, u64)>>,
+}
+
+impl CheckCache {
+    pub fn clear(&self) {
+        for_each_lock(&self.query_sets, |m| m.clear());
+        for_each_lock(&self.processes, |m| m.clear());
+    }
+
+    /// Drops the entries the last compile did not use.
+    fn sweep(&self) {
+        let used_sets = take_lock(&self.used_sets);
+        let used_processes = take_lock(&self.used_processes);
+        for_each_lock(&self.query_sets, |m| m.retain(|k, _| used_sets.contains(k)));
+        for_each_lock(&self.processes, |m| m.retain(|k, _| used_processes.contains(k)));
+    }
+
+    fn query_set(&self, key: u64) -> Option<(ir::QuerySet, Vec<Finding>)> {
+        for_each_lock(&self.used_sets, |u| {
+            u.insert(key);
+        });
+        self.query_sets.lock().ok()?.get(&key).cloned()
+    }
+
+    fn keep_query_set(&self, key: u64, value: (ir::QuerySet, Vec<Finding>)) {
+        for_each_lock(&self.query_sets, |m| {
+            m.insert(key, value);
+        });
+    }
+
+    fn process(&self, key: (u64, u64)) -> Option<(ir::Process, Vec<Finding>)> {
+        for_each_lock(&self.used_processes, |u| {
+            u.insert(key);
+        });
+        self.processes.lock().ok()?.get(&key).cloned()
+    }
+
+    fn keep_process(&self, key: (u64, u64), value: (ir::Process, Vec<Finding>)) {
+        for_each_lock(&self.processes, |m| {
+            m.insert(key, value);
+        });
+    }
+}
+
+/// A pass's result as the memo keeps it: the lowered definition and its document's findings.
+type Kept<T> = (T, Vec<Finding>);
+
+/// Runs `f` on the locked value; a poisoned lock (a panic elsewhere) just skips the cache.
+fn for_each_lock<T>(lock: &std::sync::Mutex<T>, f: impl FnOnce(&mut T)) {
+    if let Ok(mut guard) = lock.lock() {
+        f(&mut guard);
+    }
+}
+
+fn take_lock<T: Default>(lock: &std::sync::Mutex<T>) -> T {
+    lock.lock().map(|mut g| std::mem::take(&mut *g)).unwrap_or_default()
+}
+
+/// The caller's fingerprint of each document (same order as the documents), and the cache.
+#[derive(Clone, Copy)]
+pub struct Memo<'a> {
+    pub fingerprints: &'a [u64],
+    pub cache: &'a CheckCache,
+}
+
+/// What the memo keys are made of.
+pub struct MemoKeys;
+
+impl MemoKeys {
+    /// A document's fingerprint: its file's path, where it starts, and its text.
+    pub fn document(path: &str, start: usize, text: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        path.hash(&mut h);
+        start.hash(&mut h);
+        text.hash(&mut h);
+        h.finish()
+    }
 }
 
 fn index_of<T>(list: &[Named<'_, T>], name: &str) -> Option<usize> {
@@ -191,6 +286,7 @@ impl<'a> Ctx<'a> {
                 out,
             ),
             full_spans: files.iter().map(|_| std::sync::OnceLock::new()).collect(),
+            memo: None,
         }
     }
 }
@@ -373,10 +469,20 @@ fn collect<'a, T>(
 /// Runs every pass. Returns the bundle without its hash (see [`content_hash`]); it is meaningful
 /// only when no error was reported.
 pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) -> (Option<ir::Bundle>, Findings) {
-    let mut out = Findings::new();
-    let ctx = Ctx::new(reader, files, docs, &mut out);
+    run_with(reader, files, docs, None)
+}
 
+/// [`run`], reusing the per-document results `memo` holds from an earlier compile.
+pub fn run_with(
+    reader: &dyn SourceReader,
+    files: &[SourceFile],
+    docs: &[LoadedDoc],
+    memo: Option<Memo<'_>>,
+) -> (Option<ir::Bundle>, Findings) {
     let t = std::env::var_os("PROVFLOW_TIMINGS").map(|_| std::time::Instant::now());
+    let mut out = Findings::new();
+    let mut ctx = Ctx::new(reader, files, docs, &mut out);
+    ctx.memo = memo.filter(|m| m.fingerprints.len() == docs.len());
     let lap = |what: &str| {
         if let Some(t) = t {
             // A closed stderr must not stop a compile.
@@ -387,6 +493,7 @@ pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) 
             );
         }
     };
+    lap("name tables");
     let user_schema = users::lower(&ctx, &mut out);
     let query_sets = queries::lower_query_sets(&ctx, &mut out);
     let targets = queries::lower_targets(&ctx, &query_sets, &mut out);
@@ -417,7 +524,54 @@ pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) 
         scenarios,
     };
     lap("scenarios");
+    if let Some(m) = ctx.memo {
+        m.cache.sweep();
+    }
     (Some(bundle), out)
+}
+
+impl Ctx<'_> {
+    /// The memo key of what every process pass reads besides its own document and its
+    /// target's: the names of the targets, query sets and templates (references and their
+    /// indexes in the bundle) and the user schemas.
+    pub(crate) fn process_inputs_key(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let Some(m) = self.memo else { return 0 };
+        let mut h = rustc_hash::FxHasher::default();
+        for names in [
+            self.targets.iter().map(|n| n.name).collect::<Vec<_>>(),
+            self.query_sets.iter().map(|n| n.name).collect(),
+            self.templates.iter().map(|n| n.name).collect(),
+        ] {
+            names.hash(&mut h);
+        }
+        for n in &self.user_schemas {
+            m.fingerprints.get(n.doc).hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// The memo key of a process's own inputs: `base` ([`Ctx::process_inputs_key`]) and the
+    /// documents of the target it names and of that target's query set.
+    pub(crate) fn process_key(&self, base: u64, target: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let Some(m) = self.memo else { return 0 };
+        let mut h = rustc_hash::FxHasher::default();
+        base.hash(&mut h);
+        if let Some(t) = self.target(target).and_then(|i| self.targets.get(i)) {
+            m.fingerprints.get(t.doc).hash(&mut h);
+            if let Some(q) = self.query_set(&t.def.queries).and_then(|i| self.query_sets.get(i)) {
+                m.fingerprints.get(q.doc).hash(&mut h);
+            }
+        }
+        h.finish()
+    }
+}
+
+/// The findings of one document's pass, without the document's index, when they all belong to
+/// it (what the memo can keep).
+pub(crate) fn own_findings(doc: usize, found: &Findings) -> Option<Vec<Finding>> {
+    found.iter().all(|(d, _)| *d == doc).then(|| found.iter().map(|(_, f)| f.clone()).collect())
 }
 
 /// The bundle's content hash: SHA-256 over the IR version and the SHA-256 of the canonical

@@ -35,10 +35,25 @@ pub fn lower(
     // Targets are resolved through the typed documents rather than `targets`, so that a query
     // set is only used when it really is the one the target names.
     let _ = targets;
+    let inputs = ctx.process_inputs_key();
     let lowered: Vec<(ir::Process, Vec<Finding>)> = ctx
         .processes
         .par_iter()
-        .map(|named| ProcessPass::new(ctx, named.doc, named.def, query_sets, users).run())
+        .map(|named| {
+            let key = ctx.memo.and_then(|m| {
+                m.fingerprints.get(named.doc).map(|k| (m, (*k, ctx.process_key(inputs, &named.def.target))))
+            });
+            if let Some((m, key)) = key {
+                if let Some(kept) = m.cache.process(key) {
+                    return kept;
+                }
+            }
+            let result = ProcessPass::new(ctx, named.doc, named.def, query_sets, users).run();
+            if let Some((m, key)) = key {
+                m.cache.keep_process(key, result.clone());
+            }
+            result
+        })
         .collect();
     let mut processes = Vec::with_capacity(lowered.len());
     for (named, (process, findings)) in ctx.processes.iter().zip(lowered) {
