@@ -227,12 +227,20 @@ fn diagnostics_follow_edits_across_files_and_quick_fixes_mend_them() {
     assert_eq!(edit["range"], pf401["range"]);
     assert_eq!(actions[0]["kind"], "quickfix");
 
+    // A YAML file outside definitions/ is not part of the bundle: no provflow diagnostics,
+    // however wrong it is for provflow.
+    let workflow = uri(&p.root.join(".github/workflows/ci.yaml"));
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": workflow, "languageId": "yaml", "version": 1, "text": "on: push\njobs: {}\n" } }),
+    );
     // Undo the rename: the diagnostics are cleared.
     c.notify(
         "textDocument/didChange",
         json!({ "textDocument": { "uri": queries, "version": 3 }, "contentChanges": [{ "text": text }] }),
     );
     c.diagnostics_until(&process, <[Value]>::is_empty);
+    assert!(c.diagnostics.get(&workflow).is_none_or(Vec::is_empty), "{:?}", c.diagnostics.get(&workflow));
     c.stop();
 }
 

@@ -142,6 +142,11 @@ impl Server {
                     return false;
                 };
                 let Some(path) = uri_to_path(&p.text_document.uri) else { return false };
+                // A YAML file outside the definitions (a CI workflow, a compose file) is not part
+                // of the bundle: it gets no provflow diagnostics.
+                if !self.ws.is_definition(&path) {
+                    return false;
+                }
                 self.ws.set(path, p.text_document.text, true);
                 true
             }
@@ -152,6 +157,9 @@ impl Server {
                 let Some(path) = uri_to_path(&p.text_document.uri) else { return false };
                 // Full sync: the last change holds the whole text.
                 let Some(change) = p.content_changes.into_iter().last() else { return false };
+                if !self.ws.is_definition(&path) {
+                    return false;
+                }
                 self.ws.set(path, change.text, true);
                 true
             }

@@ -111,6 +111,12 @@ impl Workspace {
         }
     }
 
+    /// Whether `path` is a definition file: a YAML file under the roots (any YAML file when
+    /// the editor gave no workspace folder).
+    pub fn is_definition(&self, path: &Path) -> bool {
+        is_yaml(path) && (self.roots.is_empty() || self.roots.iter().any(|r| path.starts_with(r)))
+    }
+
     pub fn set(&mut self, path: PathBuf, text: String, open: bool) {
         if let Some(f) = self.files.get_mut(&path) {
             f.open = open;
