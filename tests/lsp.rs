@@ -288,6 +288,18 @@ fn definition_references_and_hover_across_files() {
     let definition =
         c.result("textDocument/definition", json!({ "textDocument": { "uri": scenario }, "position": at_process }));
     assert_eq!(definition[0]["uri"], process, "{definition}");
+    // A scenario's user: defined by its create_user step.
+    let at_user = position(&scenario_text, "user: PGJDOE", 0, 7);
+    let definition =
+        c.result("textDocument/definition", json!({ "textDocument": { "uri": scenario }, "position": at_user }));
+    assert_eq!(definition[0]["range"]["start"], position(&scenario_text, "usr_login: PGJDOE", 0, 11), "{definition}");
+    // A query used by the adapters and by reconciliation.
+    let at_search = position(&queries_text, "  SEARCH_USER:", 0, 2);
+    let references = c.result(
+        "textDocument/references",
+        json!({ "textDocument": { "uri": queries }, "position": at_search, "context": { "includeDeclaration": false } }),
+    );
+    assert_eq!(references[0]["range"]["start"], position(&process_text, "query: SEARCH_USER", 0, 7), "{references}");
     // A form field used as an adapter source.
     let at_source = position(&process_text, "form.username", 0, 6);
     let hover = c.result("textDocument/hover", json!({ "textDocument": { "uri": process }, "position": at_source }));
@@ -382,11 +394,13 @@ fn rename_changes_every_file_that_uses_the_name() {
     let every = changes.as_object().map(|m| m.values().filter_map(Value::as_array).flatten().collect::<Vec<_>>());
     assert!(every.is_some_and(|e| e.iter().all(|e| e["newText"] == "Create Role")), "{edit}");
     // A name that YAML would read differently is refused.
-    let refused = c.request(
-        "textDocument/rename",
-        json!({ "textDocument": { "uri": process }, "position": at, "newName": "a: b" }),
-    );
-    assert!(refused.response_result.is_err_and(|e| e.message.contains("cannot be a name")));
+    for bad in ["a: b", "true", "*alias", "- x", "123", "null", "&a", "!tag"] {
+        let refused = c.request(
+            "textDocument/rename",
+            json!({ "textDocument": { "uri": process }, "position": at, "newName": bad }),
+        );
+        assert!(refused.response_result.is_err_and(|e| e.message.contains("cannot be a name")), "{bad}");
+    }
     c.stop();
 }
 
@@ -476,9 +490,25 @@ fn every_did_you_mean_quick_fix_mends_its_diagnostic() {
             let fixed = format!("{}{}{}", &text[..start], edit.new_text, &text[end..]);
             tried += 1;
             let again = provflow_compiler::compile_bytes(&name, fixed.as_bytes());
-            if again.diagnostics.iter().any(|e| e.code == d.code && e.line == d.line && e.column == d.column) {
+            let count = |list: &[provflow_compiler::diagnostic::Diagnostic], code: &str| {
+                list.iter().filter(|e| e.code == code).count()
+            };
+            let still = again.diagnostics.iter().any(|e| e.code == d.code && e.line == d.line && e.column == d.column);
+            // No code appears more often than before: the fix adds no problem of its own. Two
+            // are the fixtures' doing: PF003 where a fixture already has the name the suggestion
+            // names beside the misspelt one, and PF311 where the mended document is now checked
+            // further and names a query set the one-problem fixture does not define.
+            let expected_after = ["PF003", "PF311"];
+            let added: Vec<&str> = again
+                .diagnostics
+                .iter()
+                .map(|e| e.code)
+                .filter(|c| !expected_after.contains(c))
+                .filter(|c| count(&again.diagnostics, c) > count(&compiled.diagnostics, c))
+                .collect();
+            if still || !added.is_empty() {
                 failures.push(format!(
-                    "{name}:{}:{} {}: `{}` -> `{}`",
+                    "{name}:{}:{} {}: `{}` -> `{}` (still there: {still}, new: {added:?})",
                     d.line,
                     d.column,
                     d.code,

@@ -390,13 +390,24 @@ pub fn foreign(sql: &str, dialect: Dialect) -> Vec<Foreign> {
         let grant = first == "GRANT";
         // DB2: `… TO USER x` / `… FROM USER x`, `USE OF TABLESPACE`, `CREATEIN`, `ON DATABASE`
         // without a name.
+        // Where the privileges end: the first ON, TO or FROM.
+        let privileges_end =
+            items.iter().position(|a| matches!(word(Some(a)), Some("ON" | "TO" | "FROM"))).unwrap_or(items.len());
         for (k, at) in items.iter().enumerate() {
             let here = word(Some(at));
             let next = w(k + 1);
+            let in_privileges = k < privileges_end;
             let db2 = match (here, next) {
-                (Some("TO" | "FROM"), Some("USER" | "GROUP")) if !pg || next == Some("USER") => Some((k, 2, "")),
-                (Some("USE"), Some("OF")) if w(k + 2) == Some("TABLESPACE") => Some((k, 3, "")),
-                (Some("CREATEIN" | "DBADM" | "SECADM" | "BINDADD" | "CREATETAB" | "IMPLICIT_SCHEMA"), _) => {
+                // `TO user@host` is MariaDB's own account name.
+                (Some("TO" | "FROM"), Some("USER" | "GROUP"))
+                    if (!pg || next == Some("USER")) && !is_punct(items.get(k + 2), '@') =>
+                {
+                    Some((k, 2, ""))
+                }
+                (Some("USE"), Some("OF")) if in_privileges && w(k + 2) == Some("TABLESPACE") => Some((k, 3, "")),
+                (Some("CREATEIN" | "DBADM" | "SECADM" | "BINDADD" | "CREATETAB" | "IMPLICIT_SCHEMA"), _)
+                    if in_privileges =>
+                {
                     Some((k, 1, ""))
                 }
                 (Some("DATABASE"), Some("TO" | "FROM")) if w(k.wrapping_sub(1)) == Some("ON") => {
@@ -488,15 +499,18 @@ pub fn foreign(sql: &str, dialect: Dialect) -> Vec<Foreign> {
         let after_from = matches!(w(k.wrapping_sub(1)), Some("FROM" | "JOIN"));
         let member = if qualified { w(k + 2) } else { None };
         let catalog: Option<(&str, &str)> = match (name, member) {
-            ("SYSCAT" | "SYSIBM", Some(_)) => Some(("DB2", "catalog view")),
+            // Schema-qualified tables are read after FROM or JOIN (elsewhere `x.y` may be an
+            // alias's column).
+            ("SYSCAT" | "SYSIBM", Some(_)) if after_from => Some(("DB2", "catalog view")),
             // PostgreSQL has no `sys` schema; MariaDB's holds its own views, not these.
             ("SYS", Some(m))
-                if pg || SQL_SERVER_VIEWS.contains(&m) || m.starts_with("SQL_") || m.starts_with("SERVER_") =>
+                if after_from
+                    && (pg || SQL_SERVER_VIEWS.contains(&m) || m.starts_with("SQL_") || m.starts_with("SERVER_")) =>
             {
                 Some(("SQL Server", "catalog view"))
             }
-            ("MASTER", Some(_)) => Some(("SQL Server / Sybase", "master database")),
-            ("MYSQL", Some(_)) if pg => Some(("MySQL/MariaDB", "system table")),
+            ("MASTER", Some(_)) if after_from => Some(("SQL Server / Sybase", "master database")),
+            ("MYSQL", Some(_)) if pg && after_from => Some(("MySQL/MariaDB", "system table")),
             (n, None) if after_from && ORACLE_VIEWS.contains(&n) => Some(("Oracle", "data dictionary view")),
             ("DUAL", None) if after_from && pg => Some(("Oracle", "dummy table")),
             (n, None) if after_from && SYBASE_TABLES.contains(&n) => Some(("Sybase / SQL Server", "system table")),
@@ -585,5 +599,35 @@ mod tests {
         assert!(found("SELECT 'ALTER USER x ACCOUNT LOCK' -- EXEC sp_addlogin", pg).is_empty());
         assert!(found("call sp_helper({n})", pg).is_empty());
         assert!(found("ALTER USER {n} ACCOUNT LOCK", Dialect::Sqlite).is_empty());
+    }
+
+    #[test]
+    fn the_dialects_own_statements_are_not_flagged() {
+        let pg = Dialect::Postgres;
+        let maria = Dialect::Mariadb;
+        for sql in [
+            "GRANT CREATE ON SCHEMA s TO {n}",
+            "GRANT SELECT ON t TO {n}",
+            "GRANT CONNECT ON DATABASE d TO {n}",
+            "REVOKE ALL PRIVILEGES ON DATABASE d FROM {n}",
+            "GRANT {r} TO {n} WITH ADMIN OPTION",
+            "ALTER ROLE {n} LOGIN",
+            "CREATE USER {n} WITH PASSWORD {p}",
+            "SHOW search_path",
+            "GRANT SELECT ON dbadm TO {n}",
+            "SELECT master.id FROM accounts master",
+            "SELECT sys.x FROM t sys",
+        ] {
+            assert!(found(sql, pg).is_empty(), "{sql}: {:?}", found(sql, pg));
+        }
+        for sql in [
+            "GRANT USAGE ON *.* TO {n}",
+            "GRANT SELECT ON db.* TO user@localhost",
+            "SELECT * FROM sys.schema_table_statistics",
+            "ALTER USER {n} ACCOUNT LOCK",
+            "SET PASSWORD FOR {n}@{h} = PASSWORD({p})",
+        ] {
+            assert!(found(sql, maria).is_empty(), "{sql}: {:?}", found(sql, maria));
+        }
     }
 }

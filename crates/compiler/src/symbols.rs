@@ -367,7 +367,7 @@ fn index_document(text: &str, doc: &yaml::Document, out: &mut FileSymbols) {
                     if let Some(name) = str_of(node.value) {
                         push(SymbolKind::Template, Scope::Global, name, range, false, None);
                     }
-                } else if matches(p, &["tasks", "*", "adapter", "query"]) {
+                } else if matches(p, &["tasks", "*", "adapter", "query"]) || matches(p, &["recon", "query"]) {
                     let scope = Scope::SetOfTarget(target.clone());
                     if let Some((start, end)) = range {
                         slots.push(Slot { start, end, expects: Expects::Name(SymbolKind::Query, scope.clone()) });
@@ -378,6 +378,14 @@ fn index_document(text: &str, doc: &yaml::Document, out: &mut FileSymbols) {
                 } else if matches(p, &["tasks", "*", "adapter", "map", "*"]) {
                     if let Some((start, end)) = range {
                         slots.push(Slot { start, end, expects: Expects::Source { process: doc_name.clone() } });
+                    }
+                    // `tasks.<task>.outputs.<name>`: the task's name is a reference.
+                    let output = str_of(node.value)
+                        .and_then(|v| v.strip_prefix("tasks."))
+                        .and_then(|r| r.rsplit_once(".outputs."));
+                    if let (Some((task, _)), Some((start, _))) = (output, range) {
+                        let at = start + "tasks.".len();
+                        push(SymbolKind::Task, tasks.clone(), task, Some((at, at + task.len())), false, None);
                     }
                     let query = p.get(1).and_then(|t| doc.value.pointer(&pointer(&["tasks", *t, "adapter", "query"])));
                     if let (Some((start, end)), Some(query)) = (key_range(p), query.and_then(str_of)) {
@@ -392,6 +400,10 @@ fn index_document(text: &str, doc: &yaml::Document, out: &mut FileSymbols) {
         }
         "NotificationEvent" => {
             push(SymbolKind::Event, Scope::Global, &doc_name, value_range(&["name"]), true, None);
+            // A resolver reads a target's database (or `state`, the state store).
+            if let Some(t) = doc.value.pointer("/resolver/target").and_then(str_of).filter(|t| *t != "state") {
+                push(SymbolKind::Target, Scope::Global, t, value_range(&["resolver", "target"]), false, None);
+            }
             let mut vars = EventVariables { event: doc_name.clone(), ..EventVariables::default() };
             for section in ["static_data", "params"] {
                 for e in doc.value.get(section).and_then(Value::as_array).into_iter().flatten() {
@@ -463,7 +475,7 @@ fn index_scenario(
         // The step's process, for its `task`.
         let process = doc.value.pointer(&pointer(&["steps", *index, *step, "process"])).and_then(str_of).unwrap_or("");
         let what = match (p.len(), p.get(3).copied()) {
-            (5, Some("usr_login")) if *step == "create_user" => Some((SymbolKind::User, users.clone(), true)),
+            (4, Some("usr_login")) if *step == "create_user" => Some((SymbolKind::User, users.clone(), true)),
             (3, None)
                 if matches!(*step, "enable_user" | "disable_user" | "delete_user" | "lock_user" | "unlock_user") =>
             {

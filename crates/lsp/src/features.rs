@@ -204,8 +204,10 @@ pub fn rename(ws: &Workspace, p: RenameParams) -> Result<Option<WorkspaceEdit>, 
         return Err(format!("a {} is not renamed across files", o.kind.describe()));
     }
     let new = p.new_name.trim();
-    if new.is_empty() || new.contains(['\n', '"', '\'', '#', ':', '{', '}', '[', ']', ',']) {
-        return Err(format!("`{new}` cannot be a name: use letters, digits, spaces, `_`, `-` and `.`"));
+    if !plain_name(new) {
+        return Err(format!(
+            "`{new}` cannot be a name written as it is in YAML: use letters, digits, spaces, `_`, `-` and `.`, starting with a letter or `_`"
+        ));
     }
     let mut changes: HashMap<lsp_types::Uri, Vec<TextEdit>> = HashMap::new();
     for (file, occurrence) in ws.occurrences_of(&ws.key(o)) {
@@ -214,6 +216,16 @@ pub fn rename(ws: &Workspace, p: RenameParams) -> Result<Option<WorkspaceEdit>, 
         changes.entry(uri).or_default().push(TextEdit { range, new_text: new.to_string() });
     }
     Ok(Some(WorkspaceEdit { changes: Some(changes), ..WorkspaceEdit::default() }))
+}
+
+/// A name YAML reads back as the same string when written plain: it starts with a letter or
+/// `_`, holds only letters, digits, spaces, `_`, `-` and `.`, and is not a word YAML reads as
+/// a boolean or null.
+fn plain_name(name: &str) -> bool {
+    let reserved = ["true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"];
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '_' | '-' | '.'))
+        && !reserved.contains(&name.to_ascii_lowercase().as_str())
 }
 
 /// Quick fixes: every diagnostic whose help says "did you mean `X`?" offers to write `X`
@@ -231,9 +243,25 @@ pub fn code_actions(ws: &Workspace, p: CodeActionParams) -> Vec<CodeActionOrComm
             let (start, end) = (map.offset(d.range.start), map.offset(d.range.end));
             let covered = text.get(start..end).unwrap_or("");
             let parts = suggestion.split('.').count();
-            if covered.split('.').count() > parts && !covered.contains('\n') {
-                let keep: usize = covered.split('.').take(parts).map(str::len).sum::<usize>() + parts - 1;
-                range.end = map.position(start + keep);
+            if covered.len() > 2 && covered.starts_with('{') && covered.ends_with('}') && !suggestion.starts_with('{') {
+                // A placeholder: the suggestion is its name, the braces stay.
+                range = lsp_types::Range { start: map.position(start + 1), end: map.position(end - 1) };
+            } else if covered.split('.').count() > parts && !covered.contains('\n') {
+                // The run of dotted parts closest to the suggestion is what it replaces
+                // (`forms.username` for `form`; `form.usrname` for `username`).
+                let segments: Vec<&str> = covered.split('.').collect();
+                let windows: Vec<(usize, String)> = (0..=segments.len().saturating_sub(parts))
+                    .filter_map(|i| segments.get(i..i + parts).map(|w| (i, w.join("."))))
+                    .collect();
+                let best =
+                    provflow_compiler::suggest::did_you_mean(&suggestion, windows.iter().map(|(_, w)| w.as_str()));
+                if let Some((i, w)) = windows.iter().find(|(_, w)| Some(w.as_str()) == best) {
+                    let skip: usize = segments.iter().take(*i).map(|s| s.len() + 1).sum();
+                    range = lsp_types::Range {
+                        start: map.position(start + skip),
+                        end: map.position(start + skip + w.len()),
+                    };
+                }
             }
         }
         let edit = TextEdit { range, new_text: suggestion.clone() };

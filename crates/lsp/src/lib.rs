@@ -171,7 +171,19 @@ impl Server {
                 self.ws.close(&path);
                 true
             }
-            notif::DidSaveTextDocument::METHOD | notif::DidChangeWatchedFiles::METHOD => {
+            notif::DidSaveTextDocument::METHOD => {
+                // A saved definition is already known by its text; a saved install script (or
+                // any other file) may change what the query sets read from disk.
+                let Ok(p) = serde_json::from_value::<lsp_types::DidSaveTextDocumentParams>(n.params) else {
+                    return false;
+                };
+                if uri_to_path(&p.text_document.uri).is_some_and(|path| self.ws.is_definition(&path)) {
+                    return false;
+                }
+                self.ws.reload_from_disk();
+                true
+            }
+            notif::DidChangeWatchedFiles::METHOD => {
                 self.ws.reload_from_disk();
                 true
             }
@@ -198,7 +210,12 @@ impl Server {
     /// Compiles and publishes the diagnostics of every file that has some or had some.
     fn publish(&mut self, connection: &Connection) {
         let t0 = std::time::Instant::now();
-        self.ws.compile();
+        let ws = &mut self.ws;
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ws.compile())).is_err() {
+            // The compiler never panics by design; if it does, the last diagnostics stay and
+            // the server goes on (the panic message went to stderr, the client's log).
+            return;
+        }
         let t1 = std::time::Instant::now();
         let mut now = std::collections::BTreeSet::new();
         for (path, diagnostics) in &self.ws.diagnostics {

@@ -131,9 +131,8 @@ impl Workspace {
     /// The editor closed the file: the disk's text counts again (or the file is forgotten when
     /// it is not a definition file on disk).
     pub fn close(&mut self, path: &Path) {
-        let under_root = self.roots.iter().any(|r| path.starts_with(r));
         match std::fs::read_to_string(path) {
-            Ok(text) if under_root => self.set(path.to_path_buf(), text, false),
+            Ok(text) if self.is_definition(path) => self.set(path.to_path_buf(), text, false),
             _ => {
                 self.files.remove(path);
             }
@@ -163,7 +162,7 @@ impl Workspace {
                         .iter()
                         .map(|d| {
                             let (start, end) = (d.root.start, d.root.end.max(d.root.start));
-                            MemoKeys::document(&name, start, f.text.get(start..end).unwrap_or(""))
+                            MemoKeys::document(&name, d.root.line, f.text.get(start..end).unwrap_or(""))
                         })
                         .collect();
                     l

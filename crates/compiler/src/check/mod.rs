@@ -133,12 +133,13 @@ pub struct Memo<'a> {
 pub struct MemoKeys;
 
 impl MemoKeys {
-    /// A document's fingerprint: its file's path, where it starts, and its text.
-    pub fn document(path: &str, start: usize, text: &str) -> u64 {
+    /// A document's fingerprint: its file's path, the line it starts on (its IR locations
+    /// count from there), and its text.
+    pub fn document(path: &str, line: u32, text: &str) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = rustc_hash::FxHasher::default();
         path.hash(&mut h);
-        start.hash(&mut h);
+        line.hash(&mut h);
         text.hash(&mut h);
         h.finish()
     }
