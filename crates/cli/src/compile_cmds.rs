@@ -1,7 +1,7 @@
 //! `compile`, `schema`, `graph`, `import`: the commands that need no state store.
 
 use provflow_compiler::source::FsReader;
-use provflow_compiler::{compile_paths, schema, Compilation};
+use provflow_compiler::{compile_paths_with, schema, Compilation, Produce};
 use std::path::{Path, PathBuf};
 
 use crate::args::{paths_or_default, CompileArgs, Format, Global, GraphArgs, ImportCommand, SchemaArgs};
@@ -11,8 +11,13 @@ use crate::report::{print_diagnostics, summary};
 
 /// Compiles `paths` and prints the diagnostics in `format`. `None` after an I/O error (printed).
 pub fn compile_and_report(paths: &[PathBuf], format: Format) -> Option<Compilation> {
+    compile_and_report_with(paths, format, Produce::default())
+}
+
+/// [`compile_and_report`], computing only what `produce` asks for.
+pub fn compile_and_report_with(paths: &[PathBuf], format: Format, produce: Produce) -> Option<Compilation> {
     let paths = paths_or_default(paths);
-    let compilation = match compile_paths(&FsReader, &paths) {
+    let compilation = match compile_paths_with(&FsReader, &paths, produce) {
         Ok(c) => c,
         Err(e) => {
             errln!("error: {e}");
@@ -35,7 +40,9 @@ pub fn compile(global: &Global, args: CompileArgs) -> u8 {
         errln!("error: `--format {:?}` is for `provflow graph`; compile prints human, json or github", global.format);
         return exit::USAGE;
     }
-    let Some(c) = compile_and_report(&args.paths, global.format) else { return exit::USAGE };
+    // Only the IR written with `--out` carries the bundle's hash; a check does not compute it.
+    let produce = Produce { hash: args.out.is_some() };
+    let Some(c) = compile_and_report_with(&args.paths, global.format, produce) else { return exit::USAGE };
     let (errors, warnings) = (c.errors(), c.warnings());
     let failed = errors > 0 || (args.deny_warnings && warnings > 0);
     if global.format == Format::Human {

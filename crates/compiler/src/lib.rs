@@ -88,6 +88,29 @@ pub struct LoadedDoc {
 /// Returns `Err` only when a path cannot be read at all (exit code 2); everything wrong inside
 /// the files is a diagnostic.
 pub fn compile_paths(reader: &dyn SourceReader, roots: &[PathBuf]) -> Result<Compilation, SourceError> {
+    compile_paths_with(reader, roots, Produce::default())
+}
+
+/// What a compile computes besides the diagnostics and the IR.
+#[derive(Debug, Clone, Copy)]
+pub struct Produce {
+    /// The bundle's content hash ([`Bundle::hash`]): what writes the IR, stores it or runs it
+    /// needs it; a check that only reports diagnostics does not (the hash is left empty).
+    pub hash: bool,
+}
+
+impl Default for Produce {
+    fn default() -> Self {
+        Produce { hash: true }
+    }
+}
+
+/// [`compile_paths`], computing only what `produce` asks for.
+pub fn compile_paths_with(
+    reader: &dyn SourceReader,
+    roots: &[PathBuf],
+    produce: Produce,
+) -> Result<Compilation, SourceError> {
     let paths = source::expand(reader, roots)?;
     let timings = Timings::from_env();
     // Each file is read and loaded in one task, on every core. When a file cannot be read, the
@@ -101,7 +124,7 @@ pub fn compile_paths(reader: &dyn SourceReader, roots: &[PathBuf]) -> Result<Com
         })
         .collect();
     let loaded = loaded.into_iter().collect::<Result<Vec<Loaded>, SourceError>>()?;
-    Ok(compile_loaded(reader, loaded, timings))
+    Ok(compile_loaded(reader, loaded, timings, produce))
 }
 
 /// Compiles files already read. `reader` is used for the files they refer to (install scripts).
@@ -110,14 +133,14 @@ pub fn compile_files(reader: &dyn SourceReader, inputs: Vec<(PathBuf, Vec<u8>)>)
     // Phases 2–4, file by file, on every core.
     let loaded: Vec<Loaded> =
         inputs.into_par_iter().enumerate().map(|(i, (path, bytes))| load_file(i, &path, bytes)).collect();
-    compile_loaded(reader, loaded, timings)
+    compile_loaded(reader, loaded, timings, Produce::default())
 }
 
 /// One file after phases 2–4: the file, its documents that passed, and its diagnostics.
 type Loaded = (SourceFile, Vec<LoadedDoc>, Vec<Diagnostic>);
 
 /// Phase 5 and the rest, on the loaded files in input order.
-fn compile_loaded(reader: &dyn SourceReader, loaded: Vec<Loaded>, timings: Timings) -> Compilation {
+fn compile_loaded(reader: &dyn SourceReader, loaded: Vec<Loaded>, timings: Timings, produce: Produce) -> Compilation {
     let mut files = Vec::with_capacity(loaded.len());
     let mut docs = Vec::new();
     let mut diagnostics = Vec::new();
@@ -131,15 +154,22 @@ fn compile_loaded(reader: &dyn SourceReader, loaded: Vec<Loaded>, timings: Timin
     let (bundle, diagnostics) = check_loaded(reader, &files, &docs, diagnostics);
     timings.lap("semantic passes and lowering");
     // Hashing the IR and freeing the source documents are independent: do them side by side.
-    let (bundle, ()) = rayon::join(
-        move || {
-            bundle.map(|mut b| {
-                b.hash = check::content_hash(&b);
-                b
-            })
-        },
-        move || drop(docs),
-    );
+    // Without a hash to wait for, the documents are freed in the background.
+    let bundle = if produce.hash {
+        rayon::join(
+            move || {
+                bundle.map(|mut b| {
+                    b.hash = check::content_hash(&b);
+                    b
+                })
+            },
+            move || drop(docs),
+        )
+        .0
+    } else {
+        rayon::spawn(move || drop(docs));
+        bundle
+    };
     timings.lap("hash");
     Compilation { bundle, diagnostics, files }
 }
