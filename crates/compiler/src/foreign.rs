@@ -103,14 +103,6 @@ fn is_name(at: Option<&At>) -> bool {
     matches!(at.map(|a| &a.item), Some(Item::Word(_) | Item::Quoted(_) | Item::Str(_) | Item::Placeholder(_)))
 }
 
-fn server(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Postgres => "PostgreSQL",
-        Dialect::Mariadb => "MariaDB",
-        Dialect::Sqlite => "SQLite",
-    }
-}
-
 /// What a SQL Server or Sybase system procedure stands for on `dialect`.
 fn system_procedure_help(name: &str, dialect: Dialect) -> String {
     let pg = dialect == Dialect::Postgres;
@@ -220,7 +212,7 @@ pub fn foreign(sql: &str, dialect: Dialect) -> Vec<Foreign> {
         return Vec::new();
     }
     let Some(items) = items(sql, dialect) else { return Vec::new() };
-    let srv = server(dialect);
+    let srv = dialect.server();
     let pg = dialect == Dialect::Postgres;
     let mut out = Vec::new();
     let mut push = |from: &At, to: &At, catalog: bool, message: String, help: String| {

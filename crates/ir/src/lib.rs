@@ -70,6 +70,15 @@ impl Dialect {
             Dialect::Mariadb => "mariadb",
         }
     }
+
+    /// The database server's name, for messages (`PostgreSQL`, `MariaDB`, `SQLite`).
+    pub fn server(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "SQLite",
+            Dialect::Postgres => "PostgreSQL",
+            Dialect::Mariadb => "MariaDB",
+        }
+    }
 }
 
 /// A database the runner provisions into.

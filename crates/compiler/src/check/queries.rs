@@ -119,11 +119,7 @@ fn placement_findings(
     q: &QueryDef,
     lowered: &query::LoweredParams,
 ) -> Vec<(Finding, (usize, usize))> {
-    let server = match dialect {
-        ir::Dialect::Postgres => "PostgreSQL",
-        ir::Dialect::Mariadb => "MariaDB",
-        ir::Dialect::Sqlite => "SQLite",
-    };
+    let server = dialect.server();
     let mut out = Vec::new();
     for p in query::placements(&q.query, dialect) {
         let Some(param) = lowered.index(&p.name).and_then(|i| lowered.params.get(i)) else { continue };

@@ -277,7 +277,7 @@ pub(crate) fn port(text: &str, params: &[LegacyParam], dialect: Dialect) -> Port
                 Ported::Translated { text: fill(template, &captures), from: rule.from, note: rule.note }
             }
             To::Refuse(why) => Ported::Refused {
-                reason: format!("this {} statement has no {} equivalent", rule.from, server(dialect)),
+                reason: format!("this {} statement has no {} equivalent", rule.from, dialect.server()),
                 help: why.into(),
             },
         };
@@ -285,14 +285,6 @@ pub(crate) fn port(text: &str, params: &[LegacyParam], dialect: Dialect) -> Port
     match foreign(text, dialect).into_iter().next() {
         Some(f) => Ported::Refused { reason: f.message, help: f.help },
         None => Ported::Kept,
-    }
-}
-
-fn server(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Postgres => "PostgreSQL",
-        Dialect::Mariadb => "MariaDB",
-        Dialect::Sqlite => "SQLite",
     }
 }
 
