@@ -181,7 +181,7 @@ fn matches<S: AsRef<str>>(path: &[S], pattern: &[&str]) -> bool {
 }
 
 fn pointer<S: AsRef<str>>(path: &[S]) -> String {
-    path.iter().map(|s| format!("/{}", s.as_ref().replace('~', "~0").replace('/', "~1"))).collect()
+    path.iter().map(|s| format!("/{}", yaml::escape_token(s.as_ref()))).collect()
 }
 
 /// The byte range of the text a span covers, without surrounding quotes.
@@ -226,183 +226,100 @@ pub fn index(text: &str) -> FileSymbols {
     out
 }
 
+/// What one document adds to its file's [`FileSymbols`].
+struct Indexer<'a> {
+    text: &'a str,
+    doc: &'a yaml::Document,
+    out: &'a mut FileSymbols,
+}
+
+impl<'a> Indexer<'a> {
+    /// The byte range of the value (or, with `key`, the key) at `path`, without quotes.
+    fn range(&self, path: &[&str], key: bool) -> Option<(usize, usize)> {
+        span_of(self.text, self.doc, path, key)
+    }
+
+    /// The string at `path`, if it is one.
+    fn string(&self, path: &[&str]) -> Option<&'a str> {
+        let doc = self.doc;
+        doc.value.pointer(&pointer(path)).and_then(str_of)
+    }
+
+    fn occurrence(
+        &mut self,
+        kind: SymbolKind,
+        scope: Scope,
+        name: &str,
+        range: Option<(usize, usize)>,
+        definition: bool,
+        detail: Option<String>,
+    ) {
+        if let (Some((start, end)), false) = (range, name.is_empty()) {
+            let name = name.to_string();
+            self.out.occurrences.push(Occurrence { kind, scope, name, start, end, definition, detail });
+        }
+    }
+
+    /// A name defined by the value (or key) at `path`.
+    fn define(&mut self, kind: SymbolKind, scope: Scope, path: &[&str], key: bool, detail: Option<String>) {
+        let name = if key { path.last().copied() } else { self.string(path) };
+        let range = self.range(path, key);
+        self.occurrence(kind, scope, name.unwrap_or(""), range, true, detail);
+    }
+
+    fn slot(&mut self, range: Option<(usize, usize)>, expects: Expects) {
+        if let Some((start, end)) = range {
+            self.out.slots.push(Slot { start, end, expects });
+        }
+    }
+
+    /// A name used at `path`: a place where one of `kind` in `scope` is expected, and the
+    /// reference, when a name is written there.
+    fn refer(&mut self, kind: SymbolKind, scope: Scope, path: &[&str]) {
+        let range = self.range(path, false);
+        self.slot(range, Expects::Name(kind, scope.clone()));
+        if let Some(name) = self.string(path) {
+            self.occurrence(kind, scope, name, range, false, None);
+        }
+    }
+}
+
 fn index_document(text: &str, doc: &yaml::Document, out: &mut FileSymbols) {
     let kind = doc.value.get("kind").and_then(str_of).unwrap_or("");
     let doc_name = doc.value.get("name").and_then(str_of).unwrap_or("").to_string();
     let mut nodes = Vec::new();
     walk(&doc.value, &mut Vec::new(), &mut nodes);
-    let value_range = |path: &[&str]| span_of(text, doc, path, false);
-    let key_range = |path: &[&str]| span_of(text, doc, path, true);
-    let mut push = |kind: SymbolKind,
-                    scope: Scope,
-                    name: &str,
-                    range: Option<(usize, usize)>,
-                    definition: bool,
-                    detail: Option<String>| {
-        if let Some((start, end)) = range {
-            if !name.is_empty() {
-                out.occurrences.push(Occurrence {
-                    kind,
-                    scope,
-                    name: name.to_string(),
-                    start,
-                    end,
-                    definition,
-                    detail,
-                });
-            }
-        }
-    };
-    let mut slots = Vec::new();
+    let mut ix = Indexer { text, doc, out };
     let target = doc.value.get("target").and_then(str_of).unwrap_or("").to_string();
     match kind {
         "Target" => {
-            push(SymbolKind::Target, Scope::Global, &doc_name, value_range(&["name"]), true, None);
+            ix.define(SymbolKind::Target, Scope::Global, &["name"], false, None);
             let properties = doc.value.get("properties").and_then(Value::as_object);
-            out.target_properties
+            ix.out
+                .target_properties
                 .push((doc_name.clone(), properties.map(|m| m.keys().cloned().collect()).unwrap_or_default()));
-            if let Some(set) = doc.value.get("queries").and_then(str_of) {
-                push(SymbolKind::QuerySet, Scope::Global, set, value_range(&["queries"]), false, None);
-                out.target_sets.push((doc_name.clone(), set.to_string()));
+            if let Some(set) = ix.string(&["queries"]) {
+                ix.out.target_sets.push((doc_name.clone(), set.to_string()));
             }
-            if let Some((start, end)) = value_range(&["queries"]) {
-                slots.push(Slot { start, end, expects: Expects::Name(SymbolKind::QuerySet, Scope::Global) });
-            }
+            ix.refer(SymbolKind::QuerySet, Scope::Global, &["queries"]);
         }
         "ConnectorQueries" => {
-            push(SymbolKind::QuerySet, Scope::Global, &doc_name, value_range(&["name"]), true, None);
+            ix.define(SymbolKind::QuerySet, Scope::Global, &["name"], false, None);
             if let Some(Value::Object(queries)) = doc.value.get("queries") {
                 for (name, def) in queries {
-                    let detail = query_detail(name, def);
-                    push(
-                        SymbolKind::Query,
-                        Scope::In(doc_name.clone()),
-                        name,
-                        key_range(&["queries", name]),
-                        true,
-                        Some(detail),
-                    );
-                    out.query_params.push((doc_name.clone(), name.clone(), query_params(def)));
+                    let set = Scope::In(doc_name.clone());
+                    ix.define(SymbolKind::Query, set, &["queries", name], true, Some(query_detail(name, def)));
+                    ix.out.query_params.push((doc_name.clone(), name.clone(), query_params(def)));
                 }
             }
         }
-        "Process" => {
-            push(SymbolKind::Process, Scope::Global, &doc_name, value_range(&["name"]), true, None);
-            push(SymbolKind::Target, Scope::Global, &target, value_range(&["target"]), false, None);
-            if let Some((start, end)) = value_range(&["target"]) {
-                slots.push(Slot { start, end, expects: Expects::Name(SymbolKind::Target, Scope::Global) });
-            }
-            let fields: Vec<(String, String)> = doc
-                .value
-                .pointer("/form/fields")
-                .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), field_label(v))).collect())
-                .unwrap_or_default();
-            out.forms.push((doc_name.clone(), fields));
-            let task_queries = doc
-                .value
-                .get("tasks")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(t, d)| {
-                            d.pointer("/adapter/query").and_then(str_of).map(|q| (t.clone(), q.to_string()))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let child_fields = doc
-                .value
-                .pointer("/form/child_tables")
-                .and_then(Value::as_object)
-                .map(|tables| {
-                    tables
-                        .values()
-                        .filter_map(|t| t.get("fields").and_then(Value::as_object))
-                        .flat_map(|f| f.keys().cloned())
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.processes.push(ProcessSources {
-                process: doc_name.clone(),
-                target: target.clone(),
-                task_queries,
-                child_fields,
-            });
-            let tasks = Scope::In(doc_name.clone());
-            if let Some(Value::Object(defs)) = doc.value.get("tasks") {
-                for (name, def) in defs {
-                    push(
-                        SymbolKind::Task,
-                        tasks.clone(),
-                        name,
-                        key_range(&["tasks", name]),
-                        true,
-                        Some(task_detail(name, def)),
-                    );
-                }
-            }
-            for node in &nodes {
-                let path: Vec<&str> = node.path.iter().map(String::as_str).collect();
-                let p = path.as_slice();
-                let task_ref = matches(p, &["tasks", "*", "depends_on", "*"])
-                    || matches(p, &["tasks", "*", "undo", "*"])
-                    || matches(p, &["tasks", "*", "recovery", "*"])
-                    || matches(p, &["tasks", "*", "responses", "*", "generate", "*"])
-                    || matches(p, &["triggers", "*"])
-                    || matches(p, &["form", "child_tables", "*", "on_insert"])
-                    || matches(p, &["form", "child_tables", "*", "on_delete"]);
-                let range = value_range(p);
-                if task_ref {
-                    if let Some((start, end)) = range {
-                        slots.push(Slot { start, end, expects: Expects::Name(SymbolKind::Task, tasks.clone()) });
-                    }
-                    if let Some(name) = str_of(node.value) {
-                        push(SymbolKind::Task, tasks.clone(), name, range, false, None);
-                    }
-                } else if matches(p, &["tasks", "*", "notify", "*"]) {
-                    if let Some((start, end)) = range {
-                        slots.push(Slot { start, end, expects: Expects::Name(SymbolKind::Template, Scope::Global) });
-                    }
-                    if let Some(name) = str_of(node.value) {
-                        push(SymbolKind::Template, Scope::Global, name, range, false, None);
-                    }
-                } else if matches(p, &["tasks", "*", "adapter", "query"]) || matches(p, &["recon", "query"]) {
-                    let scope = Scope::SetOfTarget(target.clone());
-                    if let Some((start, end)) = range {
-                        slots.push(Slot { start, end, expects: Expects::Name(SymbolKind::Query, scope.clone()) });
-                    }
-                    if let Some(name) = str_of(node.value) {
-                        push(SymbolKind::Query, scope, name, range, false, None);
-                    }
-                } else if matches(p, &["tasks", "*", "adapter", "map", "*"]) {
-                    if let Some((start, end)) = range {
-                        slots.push(Slot { start, end, expects: Expects::Source { process: doc_name.clone() } });
-                    }
-                    // `tasks.<task>.outputs.<name>`: the task's name is a reference.
-                    let output = str_of(node.value)
-                        .and_then(|v| v.strip_prefix("tasks."))
-                        .and_then(|r| r.rsplit_once(".outputs."));
-                    if let (Some((task, _)), Some((start, _))) = (output, range) {
-                        let at = start + "tasks.".len();
-                        push(SymbolKind::Task, tasks.clone(), task, Some((at, at + task.len())), false, None);
-                    }
-                    let query = p.get(1).and_then(|t| doc.value.pointer(&pointer(&["tasks", *t, "adapter", "query"])));
-                    if let (Some((start, end)), Some(query)) = (key_range(p), query.and_then(str_of)) {
-                        slots.push(Slot {
-                            start,
-                            end,
-                            expects: Expects::Placeholder { target: target.clone(), query: query.into() },
-                        });
-                    }
-                }
-            }
-        }
+        "Process" => index_process(&mut ix, &doc_name, &target, &nodes),
         "NotificationEvent" => {
-            push(SymbolKind::Event, Scope::Global, &doc_name, value_range(&["name"]), true, None);
+            ix.define(SymbolKind::Event, Scope::Global, &["name"], false, None);
             // A resolver reads a target's database (or `state`, the state store).
-            if let Some(t) = doc.value.pointer("/resolver/target").and_then(str_of).filter(|t| *t != "state") {
-                push(SymbolKind::Target, Scope::Global, t, value_range(&["resolver", "target"]), false, None);
+            if let Some(t) = ix.string(&["resolver", "target"]).filter(|t| *t != "state") {
+                let range = ix.range(&["resolver", "target"], false);
+                ix.occurrence(SymbolKind::Target, Scope::Global, t, range, false, None);
             }
             let mut vars = EventVariables { event: doc_name.clone(), ..EventVariables::default() };
             for section in ["static_data", "params"] {
@@ -418,84 +335,139 @@ fn index_document(text: &str, doc: &yaml::Document, out: &mut FileSymbols) {
                 vars.provides =
                     provides.iter().map(|(k, v)| (k.clone(), str_of(v).unwrap_or("").to_string())).collect();
             }
-            out.events.push(vars);
+            ix.out.events.push(vars);
         }
         "NotificationTemplate" => {
-            push(SymbolKind::Template, Scope::Global, &doc_name, value_range(&["name"]), true, None);
-            let event = doc.value.get("event").and_then(str_of).unwrap_or("").to_string();
+            ix.define(SymbolKind::Template, Scope::Global, &["name"], false, None);
+            let event = ix.string(&["event"]).unwrap_or("").to_string();
             for node in &nodes {
                 let path: Vec<&str> = node.path.iter().map(String::as_str).collect();
                 let text_field = matches(&path, &["locales", "*", "subject"])
                     || matches(&path, &["locales", "*", "short"])
                     || matches(&path, &["locales", "*", "long"]);
-                if let (true, Some((start, end))) = (text_field, value_range(&path)) {
-                    slots.push(Slot { start, end, expects: Expects::TemplateText { event: event.clone() } });
+                if text_field {
+                    ix.slot(ix.range(&path, false), Expects::TemplateText { event: event.clone() });
                 }
             }
-            if let Some(event) = doc.value.get("event").and_then(str_of) {
-                push(SymbolKind::Event, Scope::Global, event, value_range(&["event"]), false, None);
-            }
-            if let Some((start, end)) = value_range(&["event"]) {
-                slots.push(Slot { start, end, expects: Expects::Name(SymbolKind::Event, Scope::Global) });
-            }
+            ix.refer(SymbolKind::Event, Scope::Global, &["event"]);
         }
         "UserSchema" => {
             if let Some(Value::Object(attributes)) = doc.value.get("attributes") {
                 for (name, def) in attributes {
-                    out.attributes.push((name.clone(), field_label(def)));
+                    ix.out.attributes.push((name.clone(), field_label(def)));
                     if let Some(label) = def.get("label").and_then(str_of) {
-                        out.attribute_variables.push(crate::check::users::variable_of(label));
+                        ix.out.attribute_variables.push(crate::check::users::variable_of(label));
                     }
                 }
             }
         }
-        "Scenario" => index_scenario(text, doc, &doc_name, &nodes, &mut push, &mut slots),
+        "Scenario" => index_scenario(&mut ix, &doc_name, &nodes),
         _ => {}
     }
-    out.slots.extend(slots);
 }
 
-type Push<'a> = dyn FnMut(SymbolKind, Scope, &str, Option<(usize, usize)>, bool, Option<String>) + 'a;
+fn index_process(ix: &mut Indexer<'_>, process: &str, target: &str, nodes: &[Node<'_>]) {
+    let doc = ix.doc;
+    ix.define(SymbolKind::Process, Scope::Global, &["name"], false, None);
+    ix.refer(SymbolKind::Target, Scope::Global, &["target"]);
+    let fields: Vec<(String, String)> = doc
+        .value
+        .pointer("/form/fields")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), field_label(v))).collect())
+        .unwrap_or_default();
+    ix.out.forms.push((process.to_string(), fields));
+    let task_queries = doc
+        .value
+        .get("tasks")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(t, d)| d.pointer("/adapter/query").and_then(str_of).map(|q| (t.clone(), q.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let child_fields = doc
+        .value
+        .pointer("/form/child_tables")
+        .and_then(Value::as_object)
+        .map(|tables| {
+            tables
+                .values()
+                .filter_map(|t| t.get("fields").and_then(Value::as_object))
+                .flat_map(|f| f.keys().cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ix.out.processes.push(ProcessSources {
+        process: process.to_string(),
+        target: target.to_string(),
+        task_queries,
+        child_fields,
+    });
+    let tasks = Scope::In(process.to_string());
+    if let Some(Value::Object(defs)) = doc.value.get("tasks") {
+        for (name, def) in defs {
+            ix.define(SymbolKind::Task, tasks.clone(), &["tasks", name], true, Some(task_detail(name, def)));
+        }
+    }
+    for node in nodes {
+        let path: Vec<&str> = node.path.iter().map(String::as_str).collect();
+        let p = path.as_slice();
+        let task_ref = matches(p, &["tasks", "*", "depends_on", "*"])
+            || matches(p, &["tasks", "*", "undo", "*"])
+            || matches(p, &["tasks", "*", "recovery", "*"])
+            || matches(p, &["tasks", "*", "responses", "*", "generate", "*"])
+            || matches(p, &["triggers", "*"])
+            || matches(p, &["form", "child_tables", "*", "on_insert"])
+            || matches(p, &["form", "child_tables", "*", "on_delete"]);
+        if task_ref {
+            ix.refer(SymbolKind::Task, tasks.clone(), p);
+        } else if matches(p, &["tasks", "*", "notify", "*"]) {
+            ix.refer(SymbolKind::Template, Scope::Global, p);
+        } else if matches(p, &["tasks", "*", "adapter", "query"]) || matches(p, &["recon", "query"]) {
+            ix.refer(SymbolKind::Query, Scope::SetOfTarget(target.to_string()), p);
+        } else if matches(p, &["tasks", "*", "adapter", "map", "*"]) {
+            let range = ix.range(p, false);
+            ix.slot(range, Expects::Source { process: process.to_string() });
+            // `tasks.<task>.outputs.<name>`: the task's name is a reference.
+            let output =
+                str_of(node.value).and_then(|v| v.strip_prefix("tasks.")).and_then(|r| r.rsplit_once(".outputs."));
+            if let (Some((task, _)), Some((start, _))) = (output, range) {
+                let at = start + "tasks.".len();
+                ix.occurrence(SymbolKind::Task, tasks.clone(), task, Some((at, at + task.len())), false, None);
+            }
+            if let Some(query) = p.get(1).and_then(|t| ix.string(&["tasks", *t, "adapter", "query"])) {
+                let expects = Expects::Placeholder { target: target.to_string(), query: query.into() };
+                ix.slot(ix.range(p, true), expects);
+            }
+        }
+    }
+}
 
-fn index_scenario(
-    text: &str,
-    doc: &yaml::Document,
-    scenario: &str,
-    nodes: &[Node<'_>],
-    push: &mut Push<'_>,
-    slots: &mut Vec<Slot>,
-) {
+fn index_scenario(ix: &mut Indexer<'_>, scenario: &str, nodes: &[Node<'_>]) {
     let users = Scope::In(scenario.to_string());
     for node in nodes {
         let path: Vec<&str> = node.path.iter().map(String::as_str).collect();
         let p = path.as_slice();
         let (Some(&"steps"), Some(index), Some(step)) = (p.first(), p.get(1), p.get(2)) else { continue };
-        let range = span_of(text, doc, p, false);
-        let name = str_of(node.value);
         // The step's process, for its `task`.
-        let process = doc.value.pointer(&pointer(&["steps", *index, *step, "process"])).and_then(str_of).unwrap_or("");
-        let what = match (p.len(), p.get(3).copied()) {
-            (4, Some("usr_login")) if *step == "create_user" => Some((SymbolKind::User, users.clone(), true)),
+        let process = ix.string(&["steps", *index, *step, "process"]).unwrap_or("");
+        match (p.len(), p.get(3).copied()) {
+            (4, Some("usr_login")) if *step == "create_user" => {
+                ix.define(SymbolKind::User, users.clone(), p, false, None)
+            }
             (3, None)
                 if matches!(*step, "enable_user" | "disable_user" | "delete_user" | "lock_user" | "unlock_user") =>
             {
-                Some((SymbolKind::User, users.clone(), false))
+                ix.refer(SymbolKind::User, users.clone(), p);
             }
-            (4, Some("user" | "to")) => Some((SymbolKind::User, users.clone(), false)),
-            (4, Some("process")) => Some((SymbolKind::Process, Scope::Global, false)),
-            (4, Some("task")) => Some((SymbolKind::Task, Scope::In(process.to_string()), false)),
-            (4, Some("target")) => Some((SymbolKind::Target, Scope::Global, false)),
-            (4, Some("template")) => Some((SymbolKind::Template, Scope::Global, false)),
-            _ => None,
-        };
-        let Some((kind, scope, definition)) = what else { continue };
-        if !definition {
-            if let Some((start, end)) = range {
-                slots.push(Slot { start, end, expects: Expects::Name(kind, scope.clone()) });
-            }
-        }
-        if let Some(name) = name {
-            push(kind, scope, name, range, definition, None);
+            (4, Some("user" | "to")) => ix.refer(SymbolKind::User, users.clone(), p),
+            (4, Some("process")) => ix.refer(SymbolKind::Process, Scope::Global, p),
+            (4, Some("task")) => ix.refer(SymbolKind::Task, Scope::In(process.to_string()), p),
+            (4, Some("target")) => ix.refer(SymbolKind::Target, Scope::Global, p),
+            (4, Some("template")) => ix.refer(SymbolKind::Template, Scope::Global, p),
+            _ => {}
         }
     }
 }
