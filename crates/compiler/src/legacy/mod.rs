@@ -214,8 +214,7 @@ pub fn import(queries: &[LegacyQuery], name: &str, dialect: &str) -> Imported {
                 help: Some(format!("{help}; the entry is left out")),
             }),
             Some(port::Ported::Translated { text: ported, from, note }) => {
-                let was = text.clone();
-                kept.push((q, ported, Some(format!("translated from {from} `{was}`: {note}"))));
+                kept.push((q, ported, Some(format!("translated from {from} `{text}`: {note}"))));
             }
             _ => kept.push((q, text, None)),
         }
