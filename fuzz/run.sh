@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzz the compiler: `fuzz/run.sh [SECONDS] [TARGET]` (defaults: 600 seconds, target `compile`;
-# the others are `legacy_queries`, `sql_lexer` and `lsp_requests`, the language server's
-# handlers on arbitrary files and positions).
+# the others are `legacy_queries`, `sql_lexer`, `lsp_requests`, the language server's
+# handlers on arbitrary files and positions, and `yaml_readers`, the fast YAML reader against
+# the general parser; the YAML targets get fuzz/yaml.dict's tokens).
 #
 # cargo-fuzz needs nightly-only rustc flags (-Zsanitizer, -Cpasses=sancov-module). With only a
 # stable toolchain installed, RUSTC_BOOTSTRAP=1 lets stable rustc accept them. Install the
@@ -20,6 +21,7 @@ target="${2:-compile}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 corpus="$here/corpus/$target"
+dict=()
 
 mkdir -p "$corpus"
 # Copies every file named like $1 under the other arguments into the corpus, flattening paths
@@ -43,10 +45,11 @@ elif [ "$target" = "sql_lexer" ]; then
 else
     cp "$here"/seeds/*.yaml "$corpus"/
     seed '*.yaml' "$root/definitions" "$root/tests/fixtures"
+    dict=(-dict="$here/yaml.dict")
 fi
 
 cd "$here"
 export RUSTC_BOOTSTRAP=1
 # -timeout: an input that takes 10 s is a hang; -rss_limit_mb: 2 GiB is "unbounded memory".
-exec cargo fuzz run "$target" "$corpus" -- \
+exec cargo fuzz run "$target" "$corpus" -- "${dict[@]}" \
     -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1

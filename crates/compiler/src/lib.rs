@@ -151,6 +151,11 @@ fn compile_loaded(reader: &dyn SourceReader, loaded: Vec<Loaded>, timings: Timin
     }
 
     timings.lap("load, schema, typed documents");
+    timings.note(&format!(
+        "files read by the fast YAML reader: {}, by the general parser: {}",
+        yaml::READ_FAST.load(std::sync::atomic::Ordering::Relaxed),
+        yaml::READ_GENERAL.load(std::sync::atomic::Ordering::Relaxed)
+    ));
     let (bundle, diagnostics) = check_loaded(reader, &files, &docs, diagnostics);
     timings.lap("semantic passes and lowering");
     // Hashing the IR and freeing the source documents are independent: do them side by side.
@@ -248,6 +253,12 @@ struct Timings(Option<std::cell::Cell<std::time::Instant>>);
 impl Timings {
     fn from_env() -> Timings {
         Timings(std::env::var_os("PROVFLOW_TIMINGS").map(|_| std::cell::Cell::new(std::time::Instant::now())))
+    }
+
+    fn note(&self, what: &str) {
+        if self.0.is_some() {
+            let _ = std::io::Write::write_fmt(&mut std::io::stderr().lock(), format_args!("timing: {what}\n"));
+        }
     }
 
     fn lap(&self, what: &str) {
