@@ -44,7 +44,8 @@ pub(crate) fn read(text: &str, sink: &mut impl Sink) -> R {
 
 /// Characters the reader never takes: control characters other than the line feed (tabs and
 /// carriage returns included), DEL, the byte-order mark, C1 controls, the Unicode line and
-/// paragraph separators and the non-characters U+FFFE and U+FFFF.
+/// paragraph separators and the non-characters U+FFFE and U+FFFF. And a blank or comment last
+/// line without a line break.
 fn precheck(text: &str) -> R {
     let bad_byte = |c: &u8| (*c < 0x20 && *c != b'\n') || *c == 0x7f;
     if let Some(at) = text.as_bytes().iter().position(bad_byte) {
@@ -56,6 +57,12 @@ fn precheck(text: &str) -> R {
             .any(|c| matches!(c, '\u{80}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'))
     {
         return Err(Bail { at: 0 });
+    }
+    // A last line without a line break that holds only spaces or a comment: where the general
+    // parser ends the stream then depends on what came before.
+    let last = text.rsplit('\n').next().unwrap_or("");
+    if !last.is_empty() && (last.bytes().all(|c| c == b' ') || last.trim_start_matches(' ').starts_with('#')) {
+        return Err(Bail { at: text.len() - last.len() });
     }
     Ok(())
 }
@@ -71,6 +78,10 @@ struct Mark {
 fn span(a: Mark, b: Mark) -> Span {
     Span { line: a.line, column: a.col + 1, end_line: b.line, end_column: b.col + 1, start: a.index, end: b.index }
 }
+
+/// Longer keys go to the general parser, which enforces YAML's limit of 1,024 characters on
+/// a key written without `?` (counted here in bytes, so that no key near the limit is taken).
+const MAX_KEY: usize = 1000;
 
 /// Characters that cannot start a plain scalar (YAML's indicators).
 fn indicator(c: u8) -> bool {
@@ -210,9 +221,11 @@ impl<S: Sink> Reader<'_, '_, S> {
         }
     }
 
-    /// `---` or `...` at `pos`, followed by a space, a line break or the end.
+    /// `---` or `...` at the start of a line at `pos`, followed by a space, a line break or the
+    /// end.
     fn starts_marker(&self, marker: &[u8]) -> bool {
-        self.b.get(self.pos..).is_some_and(|rest| rest.starts_with(marker))
+        self.pos == self.line_start
+            && self.b.get(self.pos..).is_some_and(|rest| rest.starts_with(marker))
             && matches!(self.at(self.pos + 3), None | Some(b' ') | Some(b'\n'))
     }
 
@@ -303,6 +316,11 @@ impl<S: Sink> Reader<'_, '_, S> {
             } else {
                 self.empty(self.mark())
             };
+            // A definition is a block mapping (a sequence at least reads alike); any other root
+            // is refused by the compiler, and the general parser reads it.
+            if !self.at_entry() && self.key_colon().is_none() {
+                return Err(Bail { at: self.pos });
+            }
             self.emit(Ev::DocumentStart, start)?;
             indent = self.block_node(-1, indent)?;
             if indent >= 0 {
@@ -341,6 +359,9 @@ impl<S: Sink> Reader<'_, '_, S> {
         self.emit(Ev::MappingStart, self.empty(self.mark()))?;
         let next = loop {
             let colon = self.key_colon().ok_or(Bail { at: self.pos })?;
+            if colon - self.pos > MAX_KEY {
+                return Err(Bail { at: self.pos });
+            }
             if matches!(self.cur(), Some(b'"') | Some(b'\'')) {
                 self.quoted()?;
             } else {
@@ -404,8 +425,9 @@ impl<S: Sink> Reader<'_, '_, S> {
             }
             let on_next_line = matches!(self.cur(), None | Some(b'\n') | Some(b'#'));
             if first {
-                // The general parser starts an indentless sequence after its first `-` and spaces.
-                let at = if indentless { self.mark() } else { dash };
+                // The general parser starts an indentless sequence after its first `-`, the spaces and
+                // a comment after it.
+                let at = if indentless { self.mark_at(self.tail(dash.index + 1)) } else { dash };
                 self.emit(Ev::SequenceStart, self.empty(at))?;
                 first = false;
             }
@@ -756,12 +778,14 @@ impl<S: Sink> Reader<'_, '_, S> {
         if self.cur() != Some(close) {
             loop {
                 if mapping {
+                    let key_start = self.pos;
                     match self.cur() {
                         Some(b'"') | Some(b'\'') => self.quoted()?,
                         Some(b'[') | Some(b'{') => return Err(Bail { at: self.pos }),
                         _ => self.plain_flow()?,
                     }
-                    if self.cur() != Some(b':') || self.at(self.pos + 1) != Some(b' ') {
+                    if self.cur() != Some(b':') || self.at(self.pos + 1) != Some(b' ') || self.pos - key_start > MAX_KEY
+                    {
                         return Err(Bail { at: self.pos });
                     }
                     self.pos += 1;
@@ -797,8 +821,10 @@ impl<S: Sink> Reader<'_, '_, S> {
     /// followed by a space, or at trailing spaces before those.
     fn plain_flow(&mut self) -> R {
         let first = self.cur().ok_or(Bail { at: self.pos })?;
+        // `-`, `?` and `:` start a plain scalar only before a character that can go on with it.
         if indicator(first)
-            || matches!(first, b'-' | b'?' | b':') && matches!(self.at(self.pos + 1), None | Some(b' ') | Some(b'\n'))
+            || matches!(first, b'-' | b'?' | b':')
+                && self.at(self.pos + 1).is_none_or(|n| flow_indicator(n) || n == b' ' || n == b'\n')
         {
             return Err(Bail { at: self.pos });
         }
@@ -813,6 +839,14 @@ impl<S: Sink> Reader<'_, '_, S> {
                     _ => return Err(Bail { at: self.pos }),
                 },
                 b'#' if self.at(i.wrapping_sub(1)) == Some(b' ') => return Err(Bail { at: self.pos }),
+                // `x -]`: the general parser reads a `-` or `?` after a space as the start of
+                // another scalar, and refuses it before a flow indicator.
+                b'-' | b'?'
+                    if self.at(i.wrapping_sub(1)) == Some(b' ')
+                        && self.at(i + 1).is_none_or(|n| flow_indicator(n) || n == b' ' || n == b'\n') =>
+                {
+                    return Err(Bail { at: self.pos })
+                }
                 _ => i += 1,
             }
         }
