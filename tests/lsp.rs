@@ -541,6 +541,19 @@ fn kept_results_never_differ_from_a_compile_from_scratch() {
         (QUERIES, "call insert_package(", "call insert_packag("),
         ("definitions/users.yaml", "usr_udf_cost_center", "usr_udf_cost_centre"),
         (TEMPLATE, "name: Account Made", "name: Account Created"),
+        // An event's data changes what its templates may use; its name, whether they find it.
+        (
+            "definitions/notifications/events.yaml",
+            "- { name: Resource Info, entity: Resource }",
+            "- { name: Resource Data, entity: Resource }",
+        ),
+        ("definitions/notifications/events.yaml", "name: Account Provisioned\n", "name: Account Provisioned Now\n"),
+        ("definitions/notifications/events.yaml", "name: Account Provisioned Now\n", "name: Account Provisioned\n"),
+        (
+            "definitions/notifications/events.yaml",
+            "- { name: Resource Data, entity: Resource }",
+            "- { name: Resource Info, entity: Resource }",
+        ),
         (PROCESS, "depends_on: [Create Usr]", "depends_on: [Create User]"),
     ];
     let scratch = |ws: &Workspace| {

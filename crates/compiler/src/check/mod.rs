@@ -61,55 +61,80 @@ pub struct Ctx<'a> {
 /// when files on disk change. Entries not used by a compile are dropped after it.
 #[derive(Default)]
 pub struct CheckCache {
-    query_sets: std::sync::Mutex<rustc_hash::FxHashMap<u64, Kept<ir::QuerySet>>>,
-    processes: std::sync::Mutex<rustc_hash::FxHashMap<(u64, u64), Kept<ir::Process>>>,
-    used_sets: std::sync::Mutex<rustc_hash::FxHashSet<u64>>,
-    used_processes: std::sync::Mutex<rustc_hash::FxHashSet<(u64, u64)>>,
+    pub(crate) query_sets: Shelf<u64, ir::QuerySet>,
+    pub(crate) processes: Shelf<(u64, u64), ir::Process>,
+    pub(crate) templates: Shelf<(u64, u64), ir::NotificationTemplate>,
 }
 
 impl CheckCache {
     pub fn clear(&self) {
-        for_each_lock(&self.query_sets, |m| m.clear());
-        for_each_lock(&self.processes, |m| m.clear());
+        self.query_sets.clear();
+        self.processes.clear();
+        self.templates.clear();
     }
 
     /// Drops the entries the last compile did not use.
     fn sweep(&self) {
-        let used_sets = take_lock(&self.used_sets);
-        let used_processes = take_lock(&self.used_processes);
-        for_each_lock(&self.query_sets, |m| m.retain(|k, _| used_sets.contains(k)));
-        for_each_lock(&self.processes, |m| m.retain(|k, _| used_processes.contains(k)));
-    }
-
-    fn query_set(&self, key: u64) -> Option<(ir::QuerySet, Vec<Finding>)> {
-        for_each_lock(&self.used_sets, |u| {
-            u.insert(key);
-        });
-        self.query_sets.lock().ok()?.get(&key).cloned()
-    }
-
-    fn keep_query_set(&self, key: u64, value: (ir::QuerySet, Vec<Finding>)) {
-        for_each_lock(&self.query_sets, |m| {
-            m.insert(key, value);
-        });
-    }
-
-    fn process(&self, key: (u64, u64)) -> Option<(ir::Process, Vec<Finding>)> {
-        for_each_lock(&self.used_processes, |u| {
-            u.insert(key);
-        });
-        self.processes.lock().ok()?.get(&key).cloned()
-    }
-
-    fn keep_process(&self, key: (u64, u64), value: (ir::Process, Vec<Finding>)) {
-        for_each_lock(&self.processes, |m| {
-            m.insert(key, value);
-        });
+        self.query_sets.sweep();
+        self.processes.sweep();
+        self.templates.sweep();
     }
 }
 
 /// A pass's result as the memo keeps it: the lowered definition and its document's findings.
-type Kept<T> = (T, Vec<Finding>);
+type Kept<T> = std::sync::Arc<(T, Vec<Finding>)>;
+
+/// One pass's kept results, by key.
+pub(crate) struct Shelf<K, T> {
+    kept: std::sync::Mutex<rustc_hash::FxHashMap<K, Kept<T>>>,
+    used: std::sync::Mutex<rustc_hash::FxHashSet<K>>,
+}
+
+impl<K, T> Default for Shelf<K, T> {
+    fn default() -> Self {
+        Shelf { kept: Default::default(), used: Default::default() }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy, T: Clone> Shelf<K, T> {
+    /// The kept result for `key`, if any. The lock is held only to find it: the deep copy the
+    /// caller gets is made outside it, on every core at once.
+    pub(crate) fn get(&self, key: K) -> Option<(T, Vec<Finding>)> {
+        for_each_lock(&self.used, |u| {
+            u.insert(key);
+        });
+        let kept = self.kept.lock().ok()?.get(&key).cloned()?;
+        Some((*kept).clone())
+    }
+
+    pub(crate) fn keep(&self, key: K, value: (T, Vec<Finding>)) {
+        for_each_lock(&self.kept, |m| {
+            m.insert(key, Kept::new(value));
+        });
+    }
+
+    /// `lower()`'s result for document `doc`: from the shelf when it holds `key`, else
+    /// computed and kept when every finding belongs to `doc`.
+    pub(crate) fn through(&self, key: K, doc: usize, lower: impl FnOnce() -> (T, Findings)) -> (T, Findings) {
+        if let Some((lowered, findings)) = self.get(key) {
+            return (lowered, findings.into_iter().map(|f| (doc, f)).collect());
+        }
+        let (lowered, found) = lower();
+        if let Some(own) = own_findings(doc, &found) {
+            self.keep(key, (lowered.clone(), own));
+        }
+        (lowered, found)
+    }
+
+    fn clear(&self) {
+        for_each_lock(&self.kept, |m| m.clear());
+    }
+
+    fn sweep(&self) {
+        let used = take_lock(&self.used);
+        for_each_lock(&self.kept, |m| m.retain(|k, _| used.contains(k)));
+    }
+}
 
 /// Runs `f` on the locked value; a poisoned lock (a panic elsewhere) just skips the cache.
 fn for_each_lock<T>(lock: &std::sync::Mutex<T>, f: impl FnOnce(&mut T)) {
@@ -552,6 +577,21 @@ impl Ctx<'_> {
         h.finish()
     }
 
+    /// The memo key of what every template pass reads besides its own document: the events'
+    /// names (a template refers to its event by index) and documents, and what the events'
+    /// pass reads (the targets' and user schemas' documents).
+    pub(crate) fn template_inputs_key(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let Some(m) = self.memo else { return 0 };
+        let mut h = rustc_hash::FxHasher::default();
+        self.events.iter().map(|n| n.name).collect::<Vec<_>>().hash(&mut h);
+        let docs = self.events.iter().map(|n| n.doc).chain(self.targets.iter().map(|n| n.doc));
+        for doc in docs.chain(self.user_schemas.iter().map(|n| n.doc)) {
+            m.fingerprints.get(doc).hash(&mut h);
+        }
+        h.finish()
+    }
+
     /// The memo key of a process's own inputs: `base` ([`Ctx::process_inputs_key`]) and the
     /// documents of the target it names and of that target's query set.
     pub(crate) fn process_key(&self, base: u64, target: &str) -> u64 {
@@ -567,6 +607,17 @@ impl Ctx<'_> {
         }
         h.finish()
     }
+}
+
+/// The definitions of a parallel pass, in order, with their findings appended to `out`.
+pub(crate) fn merge<T>(lowered: Vec<(T, Findings)>, out: &mut Findings) -> Vec<T> {
+    lowered
+        .into_iter()
+        .map(|(item, mut found)| {
+            out.append(&mut found);
+            item
+        })
+        .collect()
 }
 
 /// The findings of one document's pass, without the document's index, when they all belong to

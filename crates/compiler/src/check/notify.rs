@@ -5,7 +5,7 @@
 //! are minijinja (legacy `$Token`s allowed); every variable they use must be one of those.
 use rayon::prelude::*;
 
-use super::{ptr, unknown, Ctx, Findings};
+use super::{ptr, unknown, Ctx, Findings, Named};
 use crate::diagnostic::{Finding, Part};
 use crate::query::{self, line_col, lower_params, ParamProblem};
 use crate::suggest::did_you_mean;
@@ -380,27 +380,51 @@ pub fn lower_templates(
     users: &ir::UserSchema,
     out: &mut Findings,
 ) -> Vec<ir::NotificationTemplate> {
-    // Templates are independent: parse them on every core, then merge findings in order.
+    // Templates are independent: parse them on every core, then merge findings in order. An
+    // editor's compile reuses the result of every template whose inputs did not change.
+    let inputs = ctx.template_inputs_key();
     let lowered: Vec<(ir::NotificationTemplate, Findings)> = ctx
         .templates
         .par_iter()
         .map(|named| {
-            let mut found = Findings::new();
-            let out = &mut found;
-            let (doc, def) = (named.doc, named.def);
-            let event = ctx.event(&def.event);
-            if event.is_none() {
-                out.push((doc, unknown("PF504", "notification event", &def.event, ctx.events.iter().map(|e| e.name), "/event")));
+            let key = ctx.memo.and_then(|m| m.fingerprints.get(named.doc).map(|k| (m, (*k, inputs))));
+            let lower = || lower_template(ctx, named, events, users);
+            match key {
+                Some((m, key)) => m.cache.templates.through(key, named.doc, lower),
+                None => lower(),
             }
-            let available = event.and_then(|i| events.get(i)).map(|e| Available::of(e, users));
+        })
+        .collect();
+    super::merge(lowered, out)
+}
 
-            if !def.locales.contains_key(&def.default_locale) {
-                let mut f = unknown("PF505", "locale", &def.default_locale, def.locales.keys().map(String::as_str), "/default_locale");
-                f.message = format!("default locale `{}` is not one of the template's locales", def.default_locale);
-                out.push((doc, f));
-            }
+/// One template: its event, locales, sender and every template text checked.
+fn lower_template(
+    ctx: &Ctx<'_>,
+    named: &Named<'_, syntax::NotificationTemplate>,
+    events: &[ir::NotificationEvent],
+    users: &ir::UserSchema,
+) -> (ir::NotificationTemplate, Findings) {
+    let mut found = Findings::new();
+    let out = &mut found;
+    let (doc, def) = (named.doc, named.def);
+    let event = ctx.event(&def.event);
+    if event.is_none() {
+        out.push((
+            doc,
+            unknown("PF504", "notification event", &def.event, ctx.events.iter().map(|e| e.name), "/event"),
+        ));
+    }
+    let available = event.and_then(|i| events.get(i)).map(|e| Available::of(e, users));
 
-            let from = def.from.as_deref().and_then(|text| match provflow_lex::mailbox::parse_mailbox(text) {
+    if !def.locales.contains_key(&def.default_locale) {
+        let mut f =
+            unknown("PF505", "locale", &def.default_locale, def.locales.keys().map(String::as_str), "/default_locale");
+        f.message = format!("default locale `{}` is not one of the template's locales", def.default_locale);
+        out.push((doc, f));
+    }
+
+    let from = def.from.as_deref().and_then(|text| match provflow_lex::mailbox::parse_mailbox(text) {
                 Ok(m) => Some(m),
                 Err(e) => {
                     out.push((
@@ -417,7 +441,7 @@ pub fn lower_templates(
                 }
             });
 
-            let mut locales: Vec<ir::LocalizedMessage> = def
+    let mut locales: Vec<ir::LocalizedMessage> = def
                 .locales
                 .iter()
                 .map(|(locale, l)| {
@@ -499,25 +523,16 @@ pub fn lower_templates(
                     }
                 })
                 .collect();
-            locales.sort_by(|a, b| a.locale.cmp(&b.locale));
-            let template = ir::NotificationTemplate {
-                name: named.name.to_owned(),
-                event: event.unwrap_or(0),
-                default_locale: def.default_locale.clone(),
-                locales,
-                from,
-                location: ctx.location(doc, ""),
-            };
-            (template, found)
-        })
-        .collect();
-    lowered
-        .into_iter()
-        .map(|(template, mut found)| {
-            out.append(&mut found);
-            template
-        })
-        .collect()
+    locales.sort_by(|a, b| a.locale.cmp(&b.locale));
+    let template = ir::NotificationTemplate {
+        name: named.name.to_owned(),
+        event: event.unwrap_or(0),
+        default_locale: def.default_locale.clone(),
+        locales,
+        from,
+        location: ctx.location(doc, ""),
+    };
+    (template, found)
 }
 
 #[cfg(test)]

@@ -44,13 +44,13 @@ pub fn lower(
                 m.fingerprints.get(named.doc).map(|k| (m, (*k, ctx.process_key(inputs, &named.def.target))))
             });
             if let Some((m, key)) = key {
-                if let Some(kept) = m.cache.process(key) {
+                if let Some(kept) = m.cache.processes.get(key) {
                     return kept;
                 }
             }
             let result = ProcessPass::new(ctx, named.doc, named.def, query_sets, users).run();
             if let Some((m, key)) = key {
-                m.cache.keep_process(key, result.clone());
+                m.cache.processes.keep(key, result.clone());
             }
             result
         })

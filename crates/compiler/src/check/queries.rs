@@ -29,26 +29,17 @@ pub fn lower_query_sets(ctx: &Ctx<'_>, out: &mut Findings) -> Vec<ir::QuerySet> 
         .par_iter()
         .map(|set| {
             let key = ctx.memo.and_then(|m| m.fingerprints.get(set.doc).map(|k| (m, *k)));
-            if let Some((m, key)) = key {
-                if let Some((lowered, findings)) = m.cache.query_set(key) {
-                    return (lowered, findings.into_iter().map(|f| (set.doc, f)).collect());
-                }
+            let lower = || {
+                let mut found = Findings::new();
+                (lower_set(ctx, set, &mut found), found)
+            };
+            match key {
+                Some((m, key)) => m.cache.query_sets.through(key, set.doc, lower),
+                None => lower(),
             }
-            let mut found = Findings::new();
-            let lowered = lower_set(ctx, set, &mut found);
-            if let (Some((m, key)), Some(own)) = (key, super::own_findings(set.doc, &found)) {
-                m.cache.keep_query_set(key, (lowered.clone(), own));
-            }
-            (lowered, found)
         })
         .collect();
-    lowered
-        .into_iter()
-        .map(|(set, mut found)| {
-            out.append(&mut found);
-            set
-        })
-        .collect()
+    super::merge(lowered, out)
 }
 
 pub fn lower_targets(ctx: &Ctx<'_>, query_sets: &[ir::QuerySet], out: &mut Findings) -> Vec<ir::Target> {
