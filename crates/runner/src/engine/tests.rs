@@ -464,9 +464,10 @@ impl crate::store::Queue for Counting<'_> {
         id: &str,
         now: crate::clock::Instant,
         lease: std::time::Duration,
+        held: &[crate::store::TaskId],
     ) -> Result<Vec<crate::store::HeldClaim>, StoreError> {
         self.writes.push("worker_heartbeat");
-        self.inner.worker_heartbeat(id, now, lease)
+        self.inner.worker_heartbeat(id, now, lease, held)
     }
     fn worker_stop(&mut self, id: &str, now: crate::clock::Instant) -> Result<usize, StoreError> {
         self.writes.push("worker_stop");

@@ -719,7 +719,9 @@ fn expired_leases_are_rescued_and_stale_commits_fenced(b: &dyn Backend) {
     assert_eq!((claimed_tasks(&mine), mine[0].epoch), (vec![x], 1));
     // The call is marked in a fenced commit, then w1 goes silent after one heartbeat.
     s.commit_steps_fenced(&[marks_calling(a, x)], &[mine[0].fence("w1")]).unwrap();
-    let renewed = s.worker_heartbeat("w1", NOW + 10, LEASE).unwrap();
+    // A claim the worker does not say it works on is not renewed (its claim's answer was lost).
+    assert!(s.worker_heartbeat("w1", NOW + 5, LEASE, &[]).unwrap().is_empty());
+    let renewed = s.worker_heartbeat("w1", NOW + 10, LEASE, &[x]).unwrap();
     assert_eq!(
         renewed.iter().map(|c| (c.task, c.epoch, c.expires_at, c.calling)).collect::<Vec<_>>(),
         [(x, 1, NOW + 40, true)]
@@ -746,7 +748,7 @@ fn expired_leases_are_rescued_and_stale_commits_fenced(b: &dyn Backend) {
     let r = &rescued[0];
     assert_eq!((r.epoch, r.calling, r.rescued_from.as_deref()), (2, true, Some("w1")));
     // The old holder learns it at its next heartbeat …
-    assert!(s.worker_heartbeat("w1", NOW + 41, LEASE).unwrap().is_empty());
+    assert!(s.worker_heartbeat("w1", NOW + 41, LEASE, &[x]).unwrap().is_empty());
     // … and cannot commit anything: not the outcome, not a new task, not a notification.
     let audit = s.audit(x).unwrap();
     let mut stale = completes(a, x);
@@ -828,7 +830,7 @@ fn stopping_releases_claims_whose_call_has_not_started(b: &dyn Backend) {
     // A stopped worker claims and renews nothing.
     let refused = s.task_claim(&TaskClaimParams { worker: "w1", now: NOW + 6, lease: LEASE, limit: 10 });
     assert!(matches!(refused, Err(StoreError::UnknownWorker(_))), "{refused:?}");
-    assert!(matches!(s.worker_heartbeat("w1", NOW + 6, LEASE), Err(StoreError::UnknownWorker(_))));
+    assert!(matches!(s.worker_heartbeat("w1", NOW + 6, LEASE, &[]), Err(StoreError::UnknownWorker(_))));
     // Started again under the same id: the old process's claims are given up, and the call it
     // may have made is reported with the task.
     s.worker_register(&worker("w1", NOW + 7)).unwrap();

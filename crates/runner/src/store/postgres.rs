@@ -1044,7 +1044,13 @@ impl Queue for PgStore {
         })
     }
 
-    fn worker_heartbeat(&mut self, id: &str, now: Instant, lease: Duration) -> Result<Vec<HeldClaim>, StoreError> {
+    fn worker_heartbeat(
+        &mut self,
+        id: &str,
+        now: Instant,
+        lease: Duration,
+        held: &[TaskId],
+    ) -> Result<Vec<HeldClaim>, StoreError> {
         self.write(|tx| {
             let seen = tx.execute(
                 "UPDATE workers SET heartbeat_at = $2, lease_seconds = $3 WHERE id = $1 AND stopped_at IS NULL",
@@ -1060,11 +1066,12 @@ impl Queue for PgStore {
             // deadlocks against this worker's own slots committing or releasing a batch.
             let rows = tx.query(
                 &format!(
-                    "WITH mine AS (SELECT id AS mine FROM task_instances WHERE claimed_by = $1 ORDER BY id FOR UPDATE)
+                    "WITH mine AS (SELECT id AS mine FROM task_instances WHERE claimed_by = $1 AND id = ANY($3)
+                                   ORDER BY id FOR UPDATE)
                      UPDATE task_instances t SET lease_expires_at = $2 FROM mine
                      WHERE t.id = mine.mine AND t.claimed_by = $1 RETURNING {HELD_COLUMNS}"
                 ),
-                &[&id, &expiry(now, lease)],
+                &[&id, &expiry(now, lease), &held],
             )?;
             let mut renewed = rows.iter().map(|r| held_row(r).map(|(_, c)| c)).collect::<Result<Vec<_>, _>>()?;
             renewed.sort_by_key(|c| c.task);

@@ -119,10 +119,19 @@ pub trait Queue {
     /// exists ([`StoreError::WorkerAlreadyRunning`]). Claims left by an earlier process with
     /// the same id are released: that process is gone, and the new one does not know them.
     fn worker_register(&mut self, worker: &WorkerRecord) -> Result<(), StoreError>;
-    /// Records a heartbeat at `now` and renews every claim the worker still holds to
-    /// `now + lease`; returns them. A claim missing from the answer was taken by a rescue (or
-    /// released, or finished by someone else): the worker must drop that task.
-    fn worker_heartbeat(&mut self, id: &str, now: Instant, lease: Duration) -> Result<Vec<HeldClaim>, StoreError>;
+    /// Records a heartbeat at `now` and renews to `now + lease` the claims of `held` (the tasks
+    /// the worker's slots work on) that the worker still holds; returns them. A claim missing
+    /// from the answer was taken by a rescue (or released, or finished by someone else): the
+    /// worker must drop that task. A claim of the worker's that is not in `held` is not renewed:
+    /// it was granted by a claim whose answer never arrived (the connection died), nobody works
+    /// on it, and once its lease expires any worker rescues it.
+    fn worker_heartbeat(
+        &mut self,
+        id: &str,
+        now: Instant,
+        lease: Duration,
+        held: &[TaskId],
+    ) -> Result<Vec<HeldClaim>, StoreError>;
     /// Marks the worker stopped and releases its claims whose call has not started; how many
     /// were released. Claims of calls in flight stay until their lease expires and are rescued.
     fn worker_stop(&mut self, id: &str, now: Instant) -> Result<usize, StoreError>;

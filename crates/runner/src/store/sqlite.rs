@@ -1052,7 +1052,13 @@ impl Queue for SqliteStore {
         })
     }
 
-    fn worker_heartbeat(&mut self, id: &str, now: Instant, lease: Duration) -> Result<Vec<HeldClaim>, StoreError> {
+    fn worker_heartbeat(
+        &mut self,
+        id: &str,
+        now: Instant,
+        lease: Duration,
+        held: &[TaskId],
+    ) -> Result<Vec<HeldClaim>, StoreError> {
         self.write(|tx| {
             let seen = tx
                 .prepare_cached(
@@ -1063,10 +1069,12 @@ impl Queue for SqliteStore {
                 return Err(StoreError::UnknownWorker(id.to_string()));
             }
             let mut stmt = tx.prepare_cached(&format!(
-                "UPDATE task_instances SET lease_expires_at = ?2 WHERE claimed_by = ?1 RETURNING {HELD_COLUMNS}"
+                "UPDATE task_instances SET lease_expires_at = ?2
+                 WHERE claimed_by = ?1 AND id IN (SELECT value FROM json_each(?3)) RETURNING {HELD_COLUMNS}"
             ))?;
+            let held = serde_json::to_string(held).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let mut renewed = stmt
-                .query_map(params![id, expiry(now, lease)], held_row)?
+                .query_map(params![id, expiry(now, lease), held], held_row)?
                 .map(|r| r.map(|(_, c)| c))
                 .collect::<Result<Vec<_>, _>>()?;
             renewed.sort_by_key(|c| c.task);

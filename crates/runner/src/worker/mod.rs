@@ -7,8 +7,9 @@
 //!   accounts under the claims ([`Engine::run_claims`]), give the claims back; idle, they
 //!   sleep until woken by a commit anywhere (PostgreSQL `LISTEN`), a retry falling due, a
 //!   lease expiring (a rescue), or the poll interval.
-//! - **heartbeat**: every third of the lease, renews the lease of every claim; a claim
-//!   missing from the answer was taken over, and its slot starts no call for it. Without a
+//! - **heartbeat**: every third of the lease, renews the lease of every claim a slot holds
+//!   (a claim granted by an answer that never arrived is left to expire and be rescued); a
+//!   claim missing from the answer was taken over, and its slot starts no call for it. Without a
 //!   heartbeat that got through in time, no slot starts a call at all.
 //! - **listener** (PostgreSQL only): waits for `provflow_work` notifications.
 //!
@@ -493,7 +494,10 @@ fn heartbeat(s: &Shared) {
             Some(st) => Ok(st),
             None => s.setup.store().map(|st| store.insert(st)),
         };
-        let beat = st.and_then(|st| st.worker_heartbeat(&s.config.id, s.setup.clock.now(), s.config.lease));
+        // Only the claims a slot works on are renewed (see `Queue::worker_heartbeat`).
+        let held: Vec<TaskId> =
+            s.claims.lock().map(|c| c.active.keys().map(|(task, _)| *task).collect()).unwrap_or_default();
+        let beat = st.and_then(|st| st.worker_heartbeat(&s.config.id, s.setup.clock.now(), s.config.lease, &held));
         match beat {
             Ok(renewed) => {
                 if let Ok(mut t) = s.trusted_until.lock() {
