@@ -203,21 +203,42 @@ pub fn check_loaded(
     docs: &[LoadedDoc],
     load_diagnostics: Vec<Diagnostic>,
 ) -> (Option<Bundle>, Vec<Diagnostic>) {
-    check_loaded_with(reader, files, docs, load_diagnostics, None)
+    let (bundle, findings) = check::run(reader, files, docs);
+    let diagnostics = positioned(files, docs, load_diagnostics, findings);
+    let has_errors = diagnostics.iter().any(Diagnostic::is_error);
+    let bundle = match bundle {
+        // Freeing a large IR takes a while: let another thread do it.
+        Some(b) if has_errors => {
+            rayon::spawn(move || drop(b));
+            None
+        }
+        other => other,
+    };
+    (bundle, diagnostics)
 }
 
-/// [`check_loaded`], reusing the per-document results of an earlier compile that `memo`
-/// holds (see [`check::CheckCache`]).
-pub fn check_loaded_with(
+/// Phase 5 for an editor: the diagnostics of [`check_loaded`], reusing the per-document results
+/// of an earlier compile that `memo` holds (see [`check::CheckCache`]). No bundle is built: what
+/// the memo keeps is shared with it, never copied.
+pub fn diagnose_loaded(
     reader: &dyn SourceReader,
     files: &[SourceFile],
     docs: &[LoadedDoc],
     load_diagnostics: Vec<Diagnostic>,
-    memo: Option<check::Memo<'_>>,
-) -> (Option<Bundle>, Vec<Diagnostic>) {
-    let mut diagnostics = load_diagnostics;
-    // Phase 5.
-    let (bundle, findings) = check::run_with(reader, files, docs, memo);
+    memo: check::Memo<'_>,
+) -> Vec<Diagnostic> {
+    let (lowered, findings) = check::run_with(reader, files, docs, Some(memo));
+    drop(lowered);
+    positioned(files, docs, load_diagnostics, findings)
+}
+
+/// `diagnostics` and `findings` positioned in their files, sorted, without duplicates.
+fn positioned(
+    files: &[SourceFile],
+    docs: &[LoadedDoc],
+    mut diagnostics: Vec<Diagnostic>,
+    findings: check::Findings,
+) -> Vec<Diagnostic> {
     // Deep pointers need the full span index of their file: build it once per such file.
     let mut full: rustc_hash::FxHashMap<usize, Vec<yaml::SpanIndex>> = Default::default();
     for (doc_index, finding) in findings {
@@ -235,16 +256,7 @@ pub fn check_loaded_with(
         (&a.file, a.line, a.column, a.code, &a.message).cmp(&(&b.file, b.line, b.column, b.code, &b.message))
     });
     diagnostics.dedup();
-    let has_errors = diagnostics.iter().any(Diagnostic::is_error);
-    let bundle = match bundle {
-        // Freeing a large IR takes a while: let another thread do it.
-        Some(b) if has_errors => {
-            rayon::spawn(move || drop(b));
-            None
-        }
-        other => other,
-    };
-    (bundle, diagnostics)
+    diagnostics
 }
 
 /// Phase timings on stderr when `PROVFLOW_TIMINGS` is set: for profiling, not for tests.

@@ -178,18 +178,13 @@ impl Workspace {
                 doc
             }));
         }
-        let memo = Memo { fingerprints: &fingerprints, cache: &self.memo };
-        let (bundle, diagnostics) = provflow_compiler::check_loaded_with(
+        let diagnostics = provflow_compiler::diagnose_loaded(
             &Overlay { files: &self.files },
             &files,
             &docs,
             load_diagnostics,
-            Some(memo),
+            Memo { fingerprints: &fingerprints, cache: &self.memo },
         );
-        // Only the diagnostics are needed: the IR is freed on another thread.
-        if let Some(b) = bundle {
-            std::thread::spawn(move || drop(b));
-        }
         let mut docs = docs.into_iter();
         for (((f, file), count), diagnostics) in self.files.values_mut().zip(files).zip(counts).zip(kept) {
             f.loaded = Some(LoadedFile { file, docs: docs.by_ref().take(count).collect(), diagnostics });

@@ -12,6 +12,8 @@ mod queries;
 mod scenario;
 pub(crate) mod users;
 
+use std::sync::Arc;
+
 use provflow_ir as ir;
 use rayon::prelude::*;
 use serde_json::Value;
@@ -81,8 +83,18 @@ impl CheckCache {
     }
 }
 
-/// A pass's result as the memo keeps it: the lowered definition and its document's findings.
-type Kept<T> = std::sync::Arc<(T, Vec<Finding>)>;
+/// A pass's result as the memo keeps it: the lowered definition, shared with every compile
+/// that uses it (never copied), and its document's findings.
+struct Kept<T> {
+    lowered: Arc<T>,
+    findings: Arc<[Finding]>,
+}
+
+impl<T> Clone for Kept<T> {
+    fn clone(&self) -> Self {
+        Kept { lowered: Arc::clone(&self.lowered), findings: Arc::clone(&self.findings) }
+    }
+}
 
 /// One pass's kept results, by key.
 pub(crate) struct Shelf<K, T> {
@@ -96,32 +108,24 @@ impl<K, T> Default for Shelf<K, T> {
     }
 }
 
-impl<K: std::hash::Hash + Eq + Copy, T: Clone> Shelf<K, T> {
-    /// The kept result for `key`, if any. The lock is held only to find it: the deep copy the
-    /// caller gets is made outside it, on every core at once.
-    pub(crate) fn get(&self, key: K) -> Option<(T, Vec<Finding>)> {
+impl<K: std::hash::Hash + Eq + Copy, T> Shelf<K, T> {
+    /// `lower()`'s result for document `doc`: from the shelf when it holds `key` (shared, not
+    /// copied), else computed and kept when every finding belongs to `doc`.
+    pub(crate) fn through(&self, key: K, doc: usize, lower: impl FnOnce() -> (T, Findings)) -> (Arc<T>, Findings) {
         for_each_lock(&self.used, |u| {
             u.insert(key);
         });
-        let kept = self.kept.lock().ok()?.get(&key).cloned()?;
-        Some((*kept).clone())
-    }
-
-    pub(crate) fn keep(&self, key: K, value: (T, Vec<Finding>)) {
-        for_each_lock(&self.kept, |m| {
-            m.insert(key, Kept::new(value));
-        });
-    }
-
-    /// `lower()`'s result for document `doc`: from the shelf when it holds `key`, else
-    /// computed and kept when every finding belongs to `doc`.
-    pub(crate) fn through(&self, key: K, doc: usize, lower: impl FnOnce() -> (T, Findings)) -> (T, Findings) {
-        if let Some((lowered, findings)) = self.get(key) {
-            return (lowered, findings.into_iter().map(|f| (doc, f)).collect());
+        let kept = self.kept.lock().ok().and_then(|m| m.get(&key).cloned());
+        if let Some(kept) = kept {
+            return (kept.lowered, kept.findings.iter().map(|f| (doc, f.clone())).collect());
         }
         let (lowered, found) = lower();
+        let lowered = Arc::new(lowered);
         if let Some(own) = own_findings(doc, &found) {
-            self.keep(key, (lowered.clone(), own));
+            let kept = Kept { lowered: Arc::clone(&lowered), findings: own.into() };
+            for_each_lock(&self.kept, |m| {
+                m.insert(key, kept);
+            });
         }
         (lowered, found)
     }
@@ -495,16 +499,50 @@ fn collect<'a, T>(
 /// Runs every pass. Returns the bundle without its hash (see [`content_hash`]); it is meaningful
 /// only when no error was reported.
 pub fn run(reader: &dyn SourceReader, files: &[SourceFile], docs: &[LoadedDoc]) -> (Option<ir::Bundle>, Findings) {
-    run_with(reader, files, docs, None)
+    let (lowered, findings) = run_with(reader, files, docs, None);
+    (Some(lowered.into_bundle()), findings)
 }
 
-/// [`run`], reusing the per-document results `memo` holds from an earlier compile.
+/// What the passes lowered: the parts of a bundle, with the definitions an editor's memo keeps
+/// shared between compiles rather than copied into each.
+pub struct Lowered {
+    pub targets: Vec<ir::Target>,
+    pub query_sets: Vec<Arc<ir::QuerySet>>,
+    pub processes: Vec<Arc<ir::Process>>,
+    pub events: Vec<ir::NotificationEvent>,
+    pub templates: Vec<Arc<ir::NotificationTemplate>>,
+    pub user_schema: ir::UserSchema,
+    pub scenarios: Vec<ir::Scenario>,
+}
+
+impl Lowered {
+    /// The bundle, without its hash. A definition no memo shares is moved into it; one a memo
+    /// shares is copied.
+    pub fn into_bundle(self) -> ir::Bundle {
+        fn owned<T: Clone>(shared: Vec<Arc<T>>) -> Vec<T> {
+            shared.into_iter().map(Arc::unwrap_or_clone).collect()
+        }
+        ir::Bundle {
+            ir_version: ir::IR_VERSION,
+            hash: String::new(),
+            targets: self.targets,
+            query_sets: owned(self.query_sets),
+            processes: owned(self.processes),
+            events: self.events,
+            templates: owned(self.templates),
+            user_schema: self.user_schema,
+            scenarios: self.scenarios,
+        }
+    }
+}
+
+/// Every pass, reusing the per-document results `memo` holds from an earlier compile.
 pub fn run_with(
     reader: &dyn SourceReader,
     files: &[SourceFile],
     docs: &[LoadedDoc],
     memo: Option<Memo<'_>>,
-) -> (Option<ir::Bundle>, Findings) {
+) -> (Lowered, Findings) {
     let t = std::env::var_os("PROVFLOW_TIMINGS").map(|_| std::time::Instant::now());
     let mut out = Findings::new();
     let mut ctx = Ctx::new(reader, files, docs, &mut out);
@@ -538,22 +576,12 @@ pub fn run_with(
     lap("processes and notifications");
     let scenarios = scenario::lower(&ctx, &processes, &targets, &user_schema, &mut out);
 
-    let bundle = ir::Bundle {
-        ir_version: ir::IR_VERSION,
-        hash: String::new(),
-        targets,
-        query_sets,
-        processes,
-        events,
-        templates,
-        user_schema,
-        scenarios,
-    };
+    let lowered = Lowered { targets, query_sets, processes, events, templates, user_schema, scenarios };
     lap("scenarios");
     if let Some(m) = ctx.memo {
         m.cache.sweep();
     }
-    (Some(bundle), out)
+    (lowered, out)
 }
 
 impl Ctx<'_> {

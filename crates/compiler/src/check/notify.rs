@@ -14,6 +14,7 @@ use crate::template::{self, Position, TemplateInfo};
 use indexmap::IndexMap;
 use provflow_ir as ir;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Attributes of a `Resource` entity.
 pub const RESOURCE_ATTRIBUTES: [&str; 5] = ["Object_Name", "Process_Name", "Target_Name", "Status", "Account_Id"];
@@ -379,11 +380,11 @@ pub fn lower_templates(
     events: &[ir::NotificationEvent],
     users: &ir::UserSchema,
     out: &mut Findings,
-) -> Vec<ir::NotificationTemplate> {
+) -> Vec<Arc<ir::NotificationTemplate>> {
     // Templates are independent: parse them on every core, then merge findings in order. An
     // editor's compile reuses the result of every template whose inputs did not change.
     let inputs = ctx.template_inputs_key();
-    let lowered: Vec<(ir::NotificationTemplate, Findings)> = ctx
+    let lowered: Vec<(Arc<ir::NotificationTemplate>, Findings)> = ctx
         .templates
         .par_iter()
         .map(|named| {
@@ -391,7 +392,10 @@ pub fn lower_templates(
             let lower = || lower_template(ctx, named, events, users);
             match key {
                 Some((m, key)) => m.cache.templates.through(key, named.doc, lower),
-                None => lower(),
+                None => {
+                    let (template, found) = lower();
+                    (Arc::new(template), found)
+                }
             }
         })
         .collect();

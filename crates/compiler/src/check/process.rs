@@ -12,6 +12,7 @@
 //! - task statuses accept the identity manager's codes (`C`, `MC`, `R`, `UC`, `X`, `PX`, `S`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use minijinja::machinery::ast;
@@ -28,39 +29,35 @@ use crate::syntax;
 pub fn lower(
     ctx: &Ctx<'_>,
     targets: &[ir::Target],
-    query_sets: &[ir::QuerySet],
+    query_sets: &[Arc<ir::QuerySet>],
     users: &ir::UserSchema,
     out: &mut Findings,
-) -> Vec<ir::Process> {
+) -> Vec<Arc<ir::Process>> {
     // Targets are resolved through the typed documents rather than `targets`, so that a query
     // set is only used when it really is the one the target names.
     let _ = targets;
     let inputs = ctx.process_inputs_key();
-    let lowered: Vec<(ir::Process, Vec<Finding>)> = ctx
+    let lowered: Vec<(Arc<ir::Process>, Findings)> = ctx
         .processes
         .par_iter()
         .map(|named| {
+            let lower = || {
+                let (process, findings) = ProcessPass::new(ctx, named.doc, named.def, query_sets, users).run();
+                (process, findings.into_iter().map(|f| (named.doc, f)).collect())
+            };
             let key = ctx.memo.and_then(|m| {
                 m.fingerprints.get(named.doc).map(|k| (m, (*k, ctx.process_key(inputs, &named.def.target))))
             });
-            if let Some((m, key)) = key {
-                if let Some(kept) = m.cache.processes.get(key) {
-                    return kept;
+            match key {
+                Some((m, key)) => m.cache.processes.through(key, named.doc, lower),
+                None => {
+                    let (process, findings) = lower();
+                    (Arc::new(process), findings)
                 }
             }
-            let result = ProcessPass::new(ctx, named.doc, named.def, query_sets, users).run();
-            if let Some((m, key)) = key {
-                m.cache.processes.keep(key, result.clone());
-            }
-            result
         })
         .collect();
-    let mut processes = Vec::with_capacity(lowered.len());
-    for (named, (process, findings)) in ctx.processes.iter().zip(lowered) {
-        out.extend(findings.into_iter().map(|f| (named.doc, f)));
-        processes.push(process);
-    }
-    processes
+    super::merge(lowered, out)
 }
 
 fn value_type(t: syntax::TypeName) -> ir::ValueType {
@@ -212,12 +209,15 @@ impl<'p> ProcessPass<'p> {
         ctx: &'p Ctx<'p>,
         doc: usize,
         def: &'p syntax::Process,
-        query_sets: &'p [ir::QuerySet],
+        query_sets: &'p [Arc<ir::QuerySet>],
         users: &'p ir::UserSchema,
     ) -> ProcessPass<'p> {
         let target = ctx.target(&def.target).and_then(|i| ctx.targets.get(i));
         let query_set = target.and_then(|t| {
-            ctx.query_set(&t.def.queries).and_then(|i| query_sets.get(i)).filter(|qs| qs.name == t.def.queries)
+            ctx.query_set(&t.def.queries)
+                .and_then(|i| query_sets.get(i))
+                .map(|qs| &**qs)
+                .filter(|qs| qs.name == t.def.queries)
         });
         let n = def.tasks.len();
         ProcessPass {
@@ -1574,8 +1574,9 @@ locales: { en-US: { subject: s, short: s, long: l } }
         let reader = MemoryReader::new();
         let mut out = Findings::new();
         let ctx = Ctx::new(&reader, &files, &docs, &mut out);
-        let sets: Vec<ir::QuerySet> = ctx.query_sets.iter().map(|n| query_set(n.def)).collect();
-        let processes = lower(&ctx, &[], &sets, users, &mut out);
+        let sets: Vec<Arc<ir::QuerySet>> = ctx.query_sets.iter().map(|n| Arc::new(query_set(n.def))).collect();
+        let processes: Vec<ir::Process> =
+            lower(&ctx, &[], &sets, users, &mut out).into_iter().map(Arc::unwrap_or_clone).collect();
         let mut diags: Vec<(u32, u32, String)> = out
             .iter()
             .map(|(doc, f)| {

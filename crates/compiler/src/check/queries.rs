@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use provflow_ir as ir;
@@ -22,9 +23,9 @@ use crate::syntax::{self, ProcedureDef, QueryDef};
 /// summarised in one finding, so that a hostile string cannot make a compile quadratic.
 const MAX_INNER_FINDINGS: usize = 50;
 
-pub fn lower_query_sets(ctx: &Ctx<'_>, out: &mut Findings) -> Vec<ir::QuerySet> {
+pub fn lower_query_sets(ctx: &Ctx<'_>, out: &mut Findings) -> Vec<Arc<ir::QuerySet>> {
     // Query sets are independent: lower them on every core, then merge findings in order.
-    let lowered: Vec<(ir::QuerySet, Findings)> = ctx
+    let lowered: Vec<(Arc<ir::QuerySet>, Findings)> = ctx
         .query_sets
         .par_iter()
         .map(|set| {
@@ -35,14 +36,17 @@ pub fn lower_query_sets(ctx: &Ctx<'_>, out: &mut Findings) -> Vec<ir::QuerySet> 
             };
             match key {
                 Some((m, key)) => m.cache.query_sets.through(key, set.doc, lower),
-                None => lower(),
+                None => {
+                    let (set, found) = lower();
+                    (Arc::new(set), found)
+                }
             }
         })
         .collect();
     super::merge(lowered, out)
 }
 
-pub fn lower_targets(ctx: &Ctx<'_>, query_sets: &[ir::QuerySet], out: &mut Findings) -> Vec<ir::Target> {
+pub fn lower_targets(ctx: &Ctx<'_>, query_sets: &[Arc<ir::QuerySet>], out: &mut Findings) -> Vec<ir::Target> {
     ctx.targets.iter().map(|t| lower_target(ctx, t, query_sets, out)).collect()
 }
 
@@ -737,7 +741,7 @@ fn read_install(ctx: &Ctx<'_>, sink: &mut Sink<'_>, index: usize, written: &str)
 fn lower_target(
     ctx: &Ctx<'_>,
     target: &Named<'_, syntax::Target>,
-    query_sets: &[ir::QuerySet],
+    query_sets: &[Arc<ir::QuerySet>],
     out: &mut Findings,
 ) -> ir::Target {
     let def = target.def;

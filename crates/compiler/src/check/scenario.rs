@@ -7,10 +7,11 @@ use crate::suggest::did_you_mean;
 use crate::syntax::{self, FieldSpec, Scalar, Step};
 use provflow_ir as ir;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 pub fn lower(
     ctx: &Ctx<'_>,
-    processes: &[ir::Process],
+    processes: &[Arc<ir::Process>],
     _targets: &[ir::Target],
     users: &ir::UserSchema,
     out: &mut Findings,
@@ -35,7 +36,7 @@ pub fn lower(
 struct Pass<'c, 'a> {
     ctx: &'c Ctx<'a>,
     doc: usize,
-    processes: &'c [ir::Process],
+    processes: &'c [Arc<ir::Process>],
     users: &'c ir::UserSchema,
     out: &'c mut Findings,
     /// Logins created by the steps so far.
@@ -491,7 +492,8 @@ queries: q
         let reader = MemoryReader::new();
         let ctx = Ctx::new(&reader, &files, &docs, &mut out);
         let users = ir::UserSchema { name: None, attributes: super::super::users::builtin_attributes() };
-        let scenarios = super::lower(&ctx, processes, &[], &users, &mut out);
+        let processes: Vec<std::sync::Arc<ir::Process>> = processes.iter().cloned().map(std::sync::Arc::new).collect();
+        let scenarios = super::lower(&ctx, &processes, &[], &users, &mut out);
         (scenarios, out)
     }
 
