@@ -318,6 +318,46 @@ fn sigterm_drains_a_busy_worker_and_a_new_one_finishes() {
 }
 
 /// An idle worker with --poll 60 is woken by the commit of an enqueue (LISTEN/NOTIFY).
+/// The store's server ends the connection of the worker's first registration (as a restart or
+/// an administrator's `pg_terminate_backend` would): the worker tries again and starts, rather
+/// than exiting.
+#[test]
+fn a_connection_lost_while_registering_is_tried_again() {
+    let Some(mut f) = Fleet::new(true) else { return };
+    let logins = f.users(2);
+    // A sequence, not a table: what the killed transaction did is rolled back, nextval is not.
+    f.state
+        .client()
+        .batch_execute(
+            "CREATE SEQUENCE register_attempts;
+             CREATE FUNCTION end_first_registration() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF nextval('register_attempts') = 1 THEN
+                 PERFORM pg_terminate_backend(pg_backend_pid());
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER end_first_registration BEFORE INSERT ON workers
+               FOR EACH ROW EXECUTE FUNCTION end_first_registration();",
+        )
+        .unwrap();
+    f.enqueue(DBUM_PG, &logins);
+    f.spawn("w1", &["--poll", "1"], &[]);
+    f.wait_for("the worker starts", Duration::from_secs(30), |f| !f.worker("w1").named("worker_started").is_empty());
+    let retried = f.worker("w1").named("store_error");
+    assert_eq!(retried.len(), 1, "{}", f.tails());
+    assert_eq!(
+        (&retried[0]["phase"], &retried[0]["attempt"]),
+        (&serde_json::json!("start"), &serde_json::json!(1)),
+        "{}",
+        f.tails()
+    );
+    assert_eq!(f.state.count("SELECT last_value FROM register_attempts"), 2);
+    f.drain(Duration::from_secs(60));
+    f.stop_all(Duration::from_secs(30));
+    assert_each_called_once(&f, &logins);
+}
+
 #[test]
 fn an_idle_worker_picks_up_enqueued_work_within_a_second() {
     let Some(mut f) = Fleet::new(true) else { return };

@@ -818,6 +818,9 @@ fn stopping_releases_claims_whose_call_has_not_started(b: &dyn Backend) {
     let twice = s.worker_register(&worker("w1", NOW + 1)).unwrap_err();
     assert!(matches!(twice, StoreError::WorkerIdInUse { .. }), "{twice:?}");
     assert!(twice.to_string().contains("another `--id`"), "{twice}");
+    // The same registration again (a retry whose first answer was lost) is this worker's own.
+    s.worker_register(&worker("w1", NOW)).unwrap();
+    assert_eq!(s.workers().unwrap().len(), 1);
     let claims = claim(&mut *s, "w1", NOW, 10);
     assert_eq!(claimed_tasks(&claims), [a_tasks[0], b_tasks[0]]);
     s.commit_steps_fenced(&[marks_calling(a, a_tasks[0])], &[claims[0].fence("w1")]).unwrap();

@@ -409,7 +409,7 @@ impl PgStore {
         Ok(())
     }
 
-    /// The store's connection, for reconciliation's own statements (`recon_pg.rs`).
+    /// The store's connection, for reconciliation's own statements (`recon/pg.rs`).
     pub(crate) fn client(&mut self) -> &mut Client {
         self.client.get_mut()
     }
@@ -1017,9 +1017,10 @@ impl Queue for PgStore {
         let now = worker.heartbeat_at;
         let (pid, concurrency) = (i64::from(worker.pid), i64::from(worker.concurrency));
         self.write(|tx| {
-            // The row is taken over only from a stopped or silent worker; two processes
-            // registering one id at once: the second waits for the first's insert, then finds
-            // it live and is refused.
+            // The row is taken over only from a stopped or silent worker, or from this very
+            // registration (the same host, pid and start: a retry after its answer was lost with
+            // the connection); two processes registering one id at once: the second waits for
+            // the first's insert, then finds it live and is refused.
             let taken = tx.query_opt(
                 "INSERT INTO workers(id, host, pid, started_at, heartbeat_at, lease_seconds, concurrency, stopped_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)
@@ -1027,6 +1028,8 @@ impl Queue for PgStore {
                    started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
                    lease_seconds = excluded.lease_seconds, concurrency = excluded.concurrency, stopped_at = NULL
                  WHERE workers.stopped_at IS NOT NULL OR workers.heartbeat_at + workers.lease_seconds <= $5
+                    OR (workers.host = excluded.host AND workers.pid = excluded.pid
+                        AND workers.started_at = excluded.started_at)
                  RETURNING id",
                 &[&worker.id, &worker.host, &pid, &worker.started_at, &now, &lease_seconds(worker.lease), &concurrency],
             )?;

@@ -1017,12 +1017,14 @@ impl Queue for SqliteStore {
             if let Some(other) = other {
                 return Err(other.refusal(now, false));
             }
+            // This very registration again (the same host, pid and start) is not another worker.
             let same = tx
                 .prepare_cached(&format!(
                     "SELECT {WORKER_COLUMNS} FROM workers
-                     WHERE id = ?1 AND stopped_at IS NULL AND heartbeat_at + lease_seconds > ?2"
+                     WHERE id = ?1 AND stopped_at IS NULL AND heartbeat_at + lease_seconds > ?2
+                       AND NOT (host = ?3 AND pid = ?4 AND started_at = ?5)"
                 ))?
-                .query_row(params![worker.id, now], worker_row)
+                .query_row(params![worker.id, now, worker.host, worker.pid, worker.started_at], worker_row)
                 .optional()?;
             if let Some(same) = same {
                 return Err(same.refusal(now, true));

@@ -13,6 +13,9 @@
 //!   heartbeat that got through in time, no slot starts a call at all.
 //! - **listener** (PostgreSQL only): waits for `provflow_work` notifications.
 //!
+//! Starting: the store is opened and the worker registered; a connection lost on the way is
+//! tried again a few times (`register`), a store that cannot be reached is an error at once.
+//!
 //! Stopping (SIGTERM, SIGINT: [`Worker::run`]'s `stop` flag): slots claim nothing more and
 //! start no call; calls in flight finish within the grace period; then the worker is marked
 //! stopped, which gives back every claim but those of calls still in flight (left to the
@@ -189,6 +192,39 @@ impl Shared {
     }
 }
 
+/// How often opening the store and registering are tried when the connection is lost on the
+/// way (about four seconds of waiting in all).
+const START_ATTEMPTS: u32 = 5;
+
+/// Opens the store and registers the worker. A connection lost on the way (a restarted server,
+/// an administrator's terminate) is tried again a few times: registering again is this
+/// worker's own registration, not another worker's. A store that cannot be reached or refuses
+/// the login is an error at once, so that a wrong `--state` does not look like a hang.
+fn register(
+    setup: &Setup,
+    record: &WorkerRecord,
+    log: &Log,
+    stop: &AtomicBool,
+) -> Result<Box<dyn StateStore + Send>, WorkerError> {
+    let mut backoff = Backoff::new();
+    let mut attempt = 1;
+    loop {
+        let registered = setup.store().and_then(|mut st| st.worker_register(record).map(|()| st));
+        match registered {
+            Ok(st) => return Ok(st),
+            Err(e @ StoreError::Postgres(_)) if attempt < START_ATTEMPTS && !stop.load(Ordering::Relaxed) => {
+                log.error(
+                    "store_error",
+                    &[("phase", "start".into()), ("attempt", attempt.into()), ("error", e.to_string().into())],
+                );
+                std::thread::sleep(backoff.next());
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// A running worker.
 pub struct Worker;
 
@@ -201,7 +237,6 @@ impl Worker {
         metrics: Arc<Metrics>,
         stop: Arc<AtomicBool>,
     ) -> Result<(), WorkerError> {
-        let mut store = setup.store()?;
         let now = setup.clock.now();
         let record = WorkerRecord {
             id: config.id.clone(),
@@ -213,7 +248,7 @@ impl Worker {
             concurrency: config.concurrency,
             stopped_at: None,
         };
-        store.worker_register(&record)?;
+        let mut store = register(&setup, &record, &log, &stop)?;
         // A PostgreSQL store is listened to (the listener thread opens its own connection).
         let listens = matches!(store::location(&setup.state), Ok(store::Location::Postgres(_)));
         let trusted = Monotonic::now() + trust(config.lease);
