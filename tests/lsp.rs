@@ -66,6 +66,8 @@ impl Client {
         ] {
             assert!(!capabilities[capability].is_null(), "the server announces {capability}: {capabilities}");
         }
+        // Incremental sync: the editor sends only what changed.
+        assert_eq!(capabilities["textDocumentSync"], 2, "{capabilities}");
         client.notify("initialized", json!({}));
         client
     }
@@ -76,6 +78,14 @@ impl Client {
 
     fn notify(&mut self, method: &str, params: Value) {
         self.send(Message::Notification(Notification { method: method.into(), params }));
+    }
+
+    /// The editor opens `uri` with `text`.
+    fn open(&mut self, uri: &str, text: &str) {
+        self.notify(
+            "textDocument/didOpen",
+            json!({ "textDocument": { "uri": uri, "languageId": "yaml", "version": 1, "text": text } }),
+        );
     }
 
     fn take(&mut self, message: Message) -> Option<Response> {
@@ -199,10 +209,7 @@ fn diagnostics_follow_edits_across_files_and_quick_fixes_mend_them() {
     let mut c = Client::start(&p.root);
     let (process, queries) = (uri(&p.root.join(PROCESS)), uri(&p.root.join(QUERIES)));
     let text = read(&p.root, QUERIES);
-    c.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": queries, "languageId": "yaml", "version": 1, "text": text } }),
-    );
+    c.open(&queries, &text);
     // Rename a query in one file: the adapter that uses it in another is flagged at once.
     let renamed = text.replacen("  CREATE_PASSWORD_USER:", "  CREATE_PASSWORD_USERS:", 1);
     c.notify(
@@ -241,6 +248,67 @@ fn diagnostics_follow_edits_across_files_and_quick_fixes_mend_them() {
     );
     c.diagnostics_until(&process, <[Value]>::is_empty);
     assert!(c.diagnostics.get(&workflow).is_none_or(Vec::is_empty), "{:?}", c.diagnostics.get(&workflow));
+    c.stop();
+}
+
+#[test]
+fn incremental_changes_apply_in_order_at_utf16_positions() {
+    let p = project();
+    let mut c = Client::start(&p.root);
+    let (process, queries) = (uri(&p.root.join(PROCESS)), uri(&p.root.join(QUERIES)));
+    let text = read(&p.root, QUERIES);
+    c.open(&queries, &text);
+    // Type one character at the end of a query's name: the adapter in the process is flagged.
+    let end_of_name = position(&text, "  CREATE_PASSWORD_USER:", 0, 22);
+    c.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": queries, "version": 2 }, "contentChanges": [
+            { "range": { "start": end_of_name, "end": end_of_name }, "text": "S" },
+        ] }),
+    );
+    let found = c.diagnostics_until(&process, |d| !d.is_empty());
+    assert!(
+        found.iter().any(|d| d["code"] == "PF401"
+            && d["message"].as_str().unwrap_or("").contains("did you mean `CREATE_PASSWORD_USERS`")),
+        "{found:#?}"
+    );
+    // Two changes in one message, each on the text the one before left: a comment line with
+    // characters outside the BMP goes on top, then the typed character goes away on its line,
+    // now one further down.
+    let line = end_of_name["line"].as_u64().unwrap_or(0) + 1;
+    c.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": queries, "version": 3 }, "contentChanges": [
+            { "range": { "start": { "line": 0, "character": 0 }, "end": { "line": 0, "character": 0 } },
+              "text": "# 𝄞 é 𝄞\n" },
+            { "range": { "start": { "line": line, "character": 22 }, "end": { "line": line, "character": 23 } },
+              "text": "" },
+        ] }),
+    );
+    c.diagnostics_until(&process, <[Value]>::is_empty);
+    // The server's text is the file with the comment on top: the query is defined one line down.
+    let process_text = read(&p.root, PROCESS);
+    let at_query = position(&process_text, "query: CREATE_PASSWORD_USER", 0, 10);
+    let definition =
+        c.result("textDocument/definition", json!({ "textDocument": { "uri": process }, "position": at_query }));
+    let edited = format!("# 𝄞 é 𝄞\n{text}");
+    assert_eq!(definition[0]["uri"], queries, "{definition}");
+    assert_eq!(definition[0]["range"]["start"], position(&edited, "CREATE_PASSWORD_USER:", 0, 0), "{definition}");
+    // Ranges count UTF-16 units, as the editor does: `𝄞` is two of them (and four bytes).
+    // Turning the comment into `a𝄞b: 1` and then taking out the `𝄞` leaves the field `ab`;
+    // counting characters or bytes would leave `a` or a torn character.
+    c.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": queries, "version": 4 }, "contentChanges": [
+            { "range": { "start": { "line": 0, "character": 0 }, "end": { "line": 0, "character": 9 } },
+              "text": "a𝄞b: 1" },
+            { "range": { "start": { "line": 0, "character": 1 }, "end": { "line": 0, "character": 3 } },
+              "text": "" },
+        ] }),
+    );
+    let own = c.diagnostics_until(&queries, |d| !d.is_empty());
+    assert_eq!(own[0]["message"].as_str().map(|m| m.contains("unknown field `ab`")), Some(true), "{own:#?}");
+    assert_eq!(own[0]["range"]["start"], json!({ "line": 0, "character": 0 }), "{own:#?}");
     c.stop();
 }
 
@@ -313,10 +381,7 @@ fn completion_offers_the_names_sources_and_placeholders_expected() {
     let mut c = Client::start(&p.root);
     let process = uri(&p.root.join(PROCESS));
     let text = read(&p.root, PROCESS);
-    c.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": process, "languageId": "yaml", "version": 1, "text": text } }),
-    );
+    c.open(&process, &text);
     // A task name in depends_on.
     let at = position(&text, "depends_on: [Create User]", 0, 14);
     let got =
@@ -429,10 +494,7 @@ fn hostile_requests_get_errors_and_the_server_goes_on() {
     }
     // Hostile text: every byte sequence the editor might send, at every position.
     let hostile = "kind: Process\nname: \u{0}\u{feff}\ntasks:\n  A: { depends_on: [B, [C], {D: 1}] }\n  \"\\\u{10ffff}\": &x *x\n";
-    c.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": process, "languageId": "yaml", "version": 1, "text": hostile } }),
-    );
+    c.open(&process, &hostile);
     for line in 0..6 {
         for character in [0, 3, 7, 40] {
             let at =

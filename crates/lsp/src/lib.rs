@@ -43,7 +43,7 @@ pub fn serve(connection: &Connection) -> Result<(), String> {
     let (id, params) = connection.initialize_start().map_err(|e| format!("initialize: {e}"))?;
     let init: InitializeParams = serde_json::from_value(params).unwrap_or_default();
     let capabilities = ServerCapabilities {
-        text_document_sync: Some(TextDocumentSyncCapability::Kind(TextDocumentSyncKind::FULL)),
+        text_document_sync: Some(TextDocumentSyncCapability::Kind(TextDocumentSyncKind::INCREMENTAL)),
         definition_provider: Some(OneOf::Left(true)),
         references_provider: Some(OneOf::Left(true)),
         hover_provider: Some(HoverProviderCapability::Simple(true)),
@@ -155,12 +155,15 @@ impl Server {
                     return false;
                 };
                 let Some(path) = uri_to_path(&p.text_document.uri) else { return false };
-                // Full sync: the last change holds the whole text.
-                let Some(change) = p.content_changes.into_iter().last() else { return false };
-                if !self.ws.is_definition(&path) {
+                if !self.ws.is_definition(&path) || p.content_changes.is_empty() {
                     return false;
                 }
-                self.ws.set(path, change.text, true);
+                // Incremental sync: each change applies to the text the ones before it left.
+                let mut text = self.ws.files.get(&path).map(|f| f.text.clone()).unwrap_or_default();
+                for change in &p.content_changes {
+                    text::apply_change(&mut text, change.range, &change.text);
+                }
+                self.ws.set(path, text, true);
                 true
             }
             notif::DidCloseTextDocument::METHOD => {

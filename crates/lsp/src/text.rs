@@ -39,6 +39,8 @@ impl<'a> LineMap<'a> {
     pub fn offset(&self, position: Position) -> usize {
         let Some(&start) = self.starts.get(position.line as usize) else { return self.text.len() };
         let end = self.starts.get(position.line as usize + 1).map_or(self.text.len(), |e| e.saturating_sub(1));
+        // A line's length does not count its line break, `\r\n` included.
+        let end = if self.text.get(start..end).is_some_and(|l| l.ends_with('\r')) { end - 1 } else { end };
         let line = self.text.get(start..end).unwrap_or("");
         let mut units = 0u32;
         for (i, c) in line.char_indices() {
@@ -49,6 +51,20 @@ impl<'a> LineMap<'a> {
         }
         end
     }
+}
+
+/// Applies one change of an incremental `didChange` to `text`: `new` replaces `range`, or the
+/// whole text when there is no range. A range past the end of a line or of the text is
+/// clamped to it, and a range whose end comes before its start is read the right way round,
+/// so no change can leave the text torn.
+pub fn apply_change(text: &mut String, range: Option<Range>, new: &str) {
+    let Some(range) = range else {
+        new.clone_into(text);
+        return;
+    };
+    let map = LineMap::new(text);
+    let (a, b) = (map.offset(range.start), map.offset(range.end));
+    text.replace_range(a.min(b)..a.max(b), new);
 }
 
 #[cfg(test)]
@@ -65,5 +81,38 @@ mod tests {
         assert_eq!(map.offset(Position { line: 0, character: 99 }), 5);
         assert_eq!(map.offset(Position { line: 9, character: 0 }), text.len());
         assert_eq!(map.position(999), Position { line: 2, character: 0 });
+    }
+
+    fn at(line: u32, character: u32) -> Position {
+        Position { line, character }
+    }
+
+    #[test]
+    fn changes_apply_by_utf16_range_and_are_clamped() {
+        let mut text = String::from("a: é\nb: 𝄞x\n");
+        // After the surrogate pair: `x` is at UTF-16 column 5.
+        apply_change(&mut text, Some(Range { start: at(1, 5), end: at(1, 6) }), "yz");
+        assert_eq!(text, "a: é\nb: 𝄞yz\n");
+        // An insertion (empty range) after a two-byte character.
+        apply_change(&mut text, Some(Range { start: at(0, 4), end: at(0, 4) }), "!");
+        assert_eq!(text, "a: é!\nb: 𝄞yz\n");
+        // A deletion across a line break.
+        apply_change(&mut text, Some(Range { start: at(0, 5), end: at(1, 0) }), "");
+        assert_eq!(text, "a: é!b: 𝄞yz\n");
+        // Past the end of a line and of the text: clamped; reversed: read the right way round.
+        apply_change(&mut text, Some(Range { start: at(0, 99), end: at(7, 3) }), "\n");
+        assert_eq!(text, "a: é!b: 𝄞yz\n");
+        apply_change(&mut text, Some(Range { start: at(0, 2), end: at(0, 0) }), "key");
+        assert_eq!(text, "key é!b: 𝄞yz\n");
+        // No range: the whole text.
+        apply_change(&mut text, None, "c: 1\n");
+        assert_eq!(text, "c: 1\n");
+    }
+
+    #[test]
+    fn a_line_ending_in_crlf_ends_before_the_cr() {
+        let mut text = String::from("a: 1\r\nb: 2\r\n");
+        apply_change(&mut text, Some(Range { start: at(0, 99), end: at(0, 99) }), " # one");
+        assert_eq!(text, "a: 1 # one\r\nb: 2\r\n");
     }
 }
