@@ -797,5 +797,4 @@ pub enum ExportError {
 }
 
 #[cfg(test)]
-#[path = "notify_tests.rs"]
 pub(crate) mod tests;

@@ -1,5 +1,5 @@
 //! Reconciliation on a PostgreSQL state store: the same plan, matching, writer and events as
-//! on SQLite (`recon.rs`), with what differs about the database here.
+//! on SQLite (the rest of `recon/`), with what differs about the database here.
 //!
 //! - Loading: one `SELECT` of the process's accounts (and one of the users, for entity
 //!   matching), streamed in id order into the same in-memory indexes. JSON members are read
@@ -16,10 +16,10 @@ use postgres::types::ToSql;
 use postgres::Client;
 use provflow_ir::{self as ir, Bundle, ReconTarget};
 
-use super::{
-    normalise_into, write_rows, AccountIndexer, DbError, Event, Feed, Field, Later, Options, Outcome, Plan, ReconError,
-    Sink, Snapshot, StoredStatus, UserIndex, KEY_SEPARATOR,
-};
+use super::index::{insert_key, AccountIndexer, Later, Loaded, Snapshot, StoredStatus, UserIndex};
+use super::plan::{normalise_into, Field, Plan, KEY_SEPARATOR};
+use super::writer::{Event, Sink};
+use super::{write_rows, DbError, Feed, Options, Outcome, ReconError};
 use crate::clock::Instant;
 use crate::store::PgStore;
 
@@ -45,7 +45,7 @@ fn string_member(json: &str, name: &str) -> String {
 }
 
 /// Loads and indexes the accounts of the process with one streamed query, in id order.
-fn load_accounts(client: &mut Client, plan: &Plan) -> Result<super::Loaded, ReconError> {
+fn load_accounts(client: &mut Client, plan: &Plan) -> Result<Loaded, ReconError> {
     let keys: Vec<&Field> = plan.fields.iter().filter(|f| f.key).collect();
     let mut select = vec!["a.id".to_string(), "a.user_login".to_string(), "a.status".to_string()];
     let mut join_users = false;
@@ -137,7 +137,7 @@ fn load_users(client: &mut Client, fields: &[Field]) -> Result<UserIndex, ReconE
             normalise_into(&mut key, f, v.as_deref().unwrap_or(""));
         }
         let slot = u32::try_from(index.logins.len()).map_err(|_| ReconError::Store("too many users".into()))?;
-        super::insert_key(&mut index.keys, Box::from(key.as_str()), slot);
+        insert_key(&mut index.keys, Box::from(key.as_str()), slot);
         index.logins.push(login.into_boxed_str());
     }
     Ok(index)

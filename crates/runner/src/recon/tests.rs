@@ -1,8 +1,12 @@
+use super::writer::push_json_str;
 use super::*;
 use crate::clock::ManualClock;
 use crate::engine::{Engine, Targets};
 use crate::notify::tests::definitions;
 use crate::store::{SqliteStore, StateStore};
+use provflow_ir::{ObjectStatus, ReconAction};
+use rusqlite::params;
+use std::collections::BTreeMap;
 
 fn setup(dir: &Path, users: &[&str]) -> (Bundle, PathBuf) {
     let b = definitions();

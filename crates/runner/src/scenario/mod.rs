@@ -593,5 +593,4 @@ pub fn junit(results: &[ScenarioResult]) -> String {
 }
 
 #[cfg(test)]
-#[path = "scenario_tests.rs"]
 mod tests;

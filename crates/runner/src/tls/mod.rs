@@ -478,5 +478,4 @@ pub fn not_offered(mode: SslMode) -> String {
 }
 
 #[cfg(test)]
-#[path = "tls_tests.rs"]
 mod tests;
