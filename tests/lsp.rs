@@ -494,7 +494,7 @@ fn hostile_requests_get_errors_and_the_server_goes_on() {
     }
     // Hostile text: every byte sequence the editor might send, at every position.
     let hostile = "kind: Process\nname: \u{0}\u{feff}\ntasks:\n  A: { depends_on: [B, [C], {D: 1}] }\n  \"\\\u{10ffff}\": &x *x\n";
-    c.open(&process, &hostile);
+    c.open(&process, hostile);
     for line in 0..6 {
         for character in [0, 3, 7, 40] {
             let at =
