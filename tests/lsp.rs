@@ -23,6 +23,8 @@ struct Client {
     next_id: i32,
     /// Diagnostics by file URI, as last published.
     diagnostics: std::collections::BTreeMap<String, Vec<Value>>,
+    /// How many times each file's diagnostics were published.
+    publications: std::collections::BTreeMap<String, usize>,
 }
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -48,7 +50,14 @@ impl Client {
                 }
             }
         });
-        let mut client = Client { child, stdin, incoming, next_id: 0, diagnostics: Default::default() };
+        let mut client = Client {
+            child,
+            stdin,
+            incoming,
+            next_id: 0,
+            diagnostics: Default::default(),
+            publications: Default::default(),
+        };
         let root_uri = uri(root);
         let init = client.request(
             "initialize",
@@ -80,6 +89,14 @@ impl Client {
         self.send(Message::Notification(Notification { method: method.into(), params }));
     }
 
+    /// The editor replaces the whole text of `uri` (version `version`) with `text`.
+    fn replace(&mut self, uri: &str, version: i32, text: &str) {
+        self.notify(
+            "textDocument/didChange",
+            json!({ "textDocument": { "uri": uri, "version": version }, "contentChanges": [{ "text": text }] }),
+        );
+    }
+
     /// The editor opens `uri` with `text`.
     fn open(&mut self, uri: &str, text: &str) {
         self.notify(
@@ -94,6 +111,7 @@ impl Client {
             Message::Notification(n) if n.method == "textDocument/publishDiagnostics" => {
                 let uri = n.params["uri"].as_str().unwrap_or("").to_string();
                 let list = n.params["diagnostics"].as_array().cloned().unwrap_or_default();
+                *self.publications.entry(uri.clone()).or_default() += 1;
                 self.diagnostics.insert(uri, list);
                 None
             }
@@ -212,10 +230,7 @@ fn diagnostics_follow_edits_across_files_and_quick_fixes_mend_them() {
     c.open(&queries, &text);
     // Rename a query in one file: the adapter that uses it in another is flagged at once.
     let renamed = text.replacen("  CREATE_PASSWORD_USER:", "  CREATE_PASSWORD_USERS:", 1);
-    c.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": queries, "version": 2 }, "contentChanges": [{ "text": renamed }] }),
-    );
+    c.replace(&queries, 2, &renamed);
     let found = c.diagnostics_until(&process, |d| !d.is_empty());
     let pf401 = found.iter().find(|d| d["code"] == "PF401").unwrap_or_else(|| panic!("PF401 in {found:#?}"));
     let process_text = read(&p.root, PROCESS);
@@ -242,10 +257,7 @@ fn diagnostics_follow_edits_across_files_and_quick_fixes_mend_them() {
         json!({ "textDocument": { "uri": workflow, "languageId": "yaml", "version": 1, "text": "on: push\njobs: {}\n" } }),
     );
     // Undo the rename: the diagnostics are cleared.
-    c.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": queries, "version": 3 }, "contentChanges": [{ "text": text }] }),
-    );
+    c.replace(&queries, 3, &text);
     c.diagnostics_until(&process, <[Value]>::is_empty);
     assert!(c.diagnostics.get(&workflow).is_none_or(Vec::is_empty), "{:?}", c.diagnostics.get(&workflow));
     c.stop();
@@ -309,6 +321,36 @@ fn incremental_changes_apply_in_order_at_utf16_positions() {
     let own = c.diagnostics_until(&queries, |d| !d.is_empty());
     assert_eq!(own[0]["message"].as_str().map(|m| m.contains("unknown field `ab`")), Some(true), "{own:#?}");
     assert_eq!(own[0]["range"]["start"], json!({ "line": 0, "character": 0 }), "{own:#?}");
+    c.stop();
+}
+
+/// Diagnostics that did not change are not sent again: an edit in one file does not republish
+/// every other file that has some.
+#[test]
+fn only_diagnostics_that_changed_are_published_again() {
+    let p = project();
+    let mut c = Client::start(&p.root);
+    let (process, queries, scenario) =
+        (uri(&p.root.join(PROCESS)), uri(&p.root.join(QUERIES)), uri(&p.root.join(SCENARIO)));
+    let text = read(&p.root, QUERIES);
+    c.open(&queries, &text);
+    c.replace(&queries, 2, &text.replacen("  CREATE_PASSWORD_USER:", "  CREATE_PASSWORD_USERS:", 1));
+    c.diagnostics_until(&process, |d| !d.is_empty());
+    let sent = c.publications[&process];
+    // Break and mend a scenario (which no process depends on): its diagnostics come and go. The
+    // process file sorts before it, so had it been sent again in the same publication, it
+    // would have arrived first.
+    let scenario_text = read(&p.root, SCENARIO);
+    c.open(&scenario, &scenario_text);
+    for (version, text) in [(2, format!("zz: 1\n{scenario_text}")), (3, scenario_text.clone())] {
+        c.replace(&scenario, version, &text);
+        c.diagnostics_until(&scenario, |d| d.is_empty() == (version == 3));
+        assert_eq!(c.publications[&process], sent, "the process file's unchanged diagnostics were sent again");
+    }
+    // Mending the query set changes the process file's diagnostics: they are sent (cleared).
+    c.replace(&queries, 3, &text);
+    c.diagnostics_until(&process, <[Value]>::is_empty);
+    assert_eq!(c.publications[&process], sent + 1);
     c.stop();
 }
 

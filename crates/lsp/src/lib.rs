@@ -5,7 +5,7 @@
 //! - [`features`]: what the editor asks for — definition, references, hover, completion,
 //!   rename, quick fixes — answered from the names of every file.
 //! - This file: the protocol loop. Changes are taken in as they come; when no message is
-//!   waiting, the workspace is compiled once and the diagnostics of every file published, so a
+//!   waiting, the workspace is compiled once and the diagnostics that changed published, so a
 //!   burst of keystrokes costs one compile. A request that fails answers with an error and the
 //!   server goes on; a panic in a handler is caught and answered the same way.
 #![forbid(unsafe_code)]
@@ -210,7 +210,8 @@ impl Server {
         }
     }
 
-    /// Compiles and publishes the diagnostics of every file that has some or had some.
+    /// Compiles and publishes the diagnostics of every file whose diagnostics changed (or whose
+    /// text did, while it has some), and clears those of files that have none left.
     fn publish(&mut self, connection: &Connection) {
         let t0 = std::time::Instant::now();
         let ws = &mut self.ws;
@@ -220,17 +221,21 @@ impl Server {
             return;
         }
         let t1 = std::time::Instant::now();
-        let mut now = std::collections::BTreeSet::new();
+        // Only what changed goes out: a file whose diagnostics and text are as last published
+        // is not sent again (an error in a target can flag a thousand files; a keystroke
+        // elsewhere must not send them all again).
+        let edited = std::mem::take(&mut self.ws.edited);
         for (path, diagnostics) in &self.ws.diagnostics {
-            now.insert(path.clone());
-            self.send(connection, path, diagnostics);
-        }
-        for path in std::mem::take(&mut self.ws.published) {
-            if !now.contains(&path) {
-                self.send(connection, &path, &[]);
+            if edited.contains(path) || self.ws.published.get(path) != Some(diagnostics) {
+                self.send(connection, path, diagnostics);
             }
         }
-        self.ws.published = now;
+        for path in self.ws.published.keys() {
+            if !self.ws.diagnostics.contains_key(path) {
+                self.send(connection, path, &[]);
+            }
+        }
+        self.ws.published = self.ws.diagnostics.clone();
         // Phase timings on stderr (the client's log) when PROVFLOW_TIMINGS is set, as `compile`.
         if std::env::var_os("PROVFLOW_TIMINGS").is_some() {
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;

@@ -35,8 +35,12 @@ pub struct Workspace {
     /// is one, else the folder.
     pub roots: Vec<PathBuf>,
     pub files: BTreeMap<PathBuf, File>,
-    /// Files that had diagnostics at the last publication (to clear them when they have none).
-    pub published: BTreeSet<PathBuf>,
+    /// The diagnostics the editor shows, as last published, by file (to clear them when a file
+    /// has none left, and to send only what changed).
+    pub published: BTreeMap<PathBuf, Vec<Diagnostic>>,
+    /// Files whose text changed since the last publication: their diagnostics' positions may
+    /// have moved even when the diagnostics compare equal.
+    pub edited: BTreeSet<PathBuf>,
     pub diagnostics: BTreeMap<PathBuf, Vec<Diagnostic>>,
     /// The semantic passes' results by document, between compiles.
     memo: CheckCache,
@@ -87,7 +91,8 @@ impl Workspace {
         let mut ws = Workspace {
             roots,
             files: BTreeMap::new(),
-            published: BTreeSet::new(),
+            published: BTreeMap::new(),
+            edited: BTreeSet::new(),
             diagnostics: BTreeMap::new(),
             memo: CheckCache::default(),
         };
@@ -125,6 +130,7 @@ impl Workspace {
             }
         }
         let symbols = symbols::index(&text);
+        self.edited.insert(path.clone());
         self.files.insert(path, File { text, open, symbols, loaded: None, fingerprints: Vec::new() });
     }
 
