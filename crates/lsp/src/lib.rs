@@ -215,27 +215,26 @@ impl Server {
     fn publish(&mut self, connection: &Connection) {
         let t0 = std::time::Instant::now();
         let ws = &mut self.ws;
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ws.compile())).is_err() {
+        let Ok(compiled) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ws.compile())) else {
             // The compiler never panics by design; if it does, the last diagnostics stay and
             // the server goes on (the panic message went to stderr, the client's log).
             return;
-        }
+        };
         let t1 = std::time::Instant::now();
         // Only what changed goes out: a file whose diagnostics and text are as last published
         // is not sent again (an error in a target can flag a thousand files; a keystroke
-        // elsewhere must not send them all again).
-        let edited = std::mem::take(&mut self.ws.edited);
+        // elsewhere must not send them all again). A file loaded again has a new text, so its
+        // diagnostics' positions may have moved even when they compare equal.
         for (path, diagnostics) in &self.ws.diagnostics {
-            if edited.contains(path) || self.ws.published.get(path) != Some(diagnostics) {
+            if compiled.reloaded.contains(path) || compiled.before.get(path) != Some(diagnostics) {
                 self.send(connection, path, diagnostics);
             }
         }
-        for path in self.ws.published.keys() {
+        for path in compiled.before.keys() {
             if !self.ws.diagnostics.contains_key(path) {
                 self.send(connection, path, &[]);
             }
         }
-        self.ws.published = self.ws.diagnostics.clone();
         // Phase timings on stderr (the client's log) when PROVFLOW_TIMINGS is set, as `compile`.
         if std::env::var_os("PROVFLOW_TIMINGS").is_some() {
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;

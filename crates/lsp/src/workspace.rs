@@ -35,15 +35,16 @@ pub struct Workspace {
     /// is one, else the folder.
     pub roots: Vec<PathBuf>,
     pub files: BTreeMap<PathBuf, File>,
-    /// The diagnostics the editor shows, as last published, by file (to clear them when a file
-    /// has none left, and to send only what changed).
-    pub published: BTreeMap<PathBuf, Vec<Diagnostic>>,
-    /// Files whose text changed since the last publication: their diagnostics' positions may
-    /// have moved even when the diagnostics compare equal.
-    pub edited: BTreeSet<PathBuf>,
     pub diagnostics: BTreeMap<PathBuf, Vec<Diagnostic>>,
     /// The semantic passes' results by document, between compiles.
     memo: CheckCache,
+}
+
+/// What a compile changed: the diagnostics by file before it, and the files it loaded again
+/// because their text changed (every file, the first time).
+pub struct Compiled {
+    pub before: BTreeMap<PathBuf, Vec<Diagnostic>>,
+    pub reloaded: BTreeSet<PathBuf>,
 }
 
 /// Reads open files from the editor's text and everything else from disk (install scripts,
@@ -88,14 +89,8 @@ impl Workspace {
                 }
             })
             .collect();
-        let mut ws = Workspace {
-            roots,
-            files: BTreeMap::new(),
-            published: BTreeMap::new(),
-            edited: BTreeSet::new(),
-            diagnostics: BTreeMap::new(),
-            memo: CheckCache::default(),
-        };
+        let mut ws =
+            Workspace { roots, files: BTreeMap::new(), diagnostics: BTreeMap::new(), memo: CheckCache::default() };
         ws.reload_from_disk();
         ws
     }
@@ -130,7 +125,6 @@ impl Workspace {
             }
         }
         let symbols = symbols::index(&text);
-        self.edited.insert(path.clone());
         self.files.insert(path, File { text, open, symbols, loaded: None, fingerprints: Vec::new() });
     }
 
@@ -148,7 +142,7 @@ impl Workspace {
     /// Compiles the whole workspace as it stands and keeps the diagnostics by file. Only the
     /// files whose text changed since the last compile are read and checked structurally
     /// again; the semantic passes run over the whole bundle.
-    pub fn compile(&mut self) {
+    pub fn compile(&mut self) -> Compiled {
         // Take every file's loaded documents out (numbered by their position now), check them
         // together, and put them back.
         let mut files: Vec<SourceFile> = Vec::with_capacity(self.files.len());
@@ -157,10 +151,12 @@ impl Workspace {
         let mut counts: Vec<usize> = Vec::with_capacity(self.files.len());
         let mut kept: Vec<Vec<Diagnostic>> = Vec::with_capacity(self.files.len());
         let mut fingerprints: Vec<u64> = Vec::new();
+        let mut reloaded = BTreeSet::new();
         for (index, (path, f)) in self.files.iter_mut().enumerate() {
             let loaded = match f.loaded.take() {
                 Some(l) => l,
                 None => {
+                    reloaded.insert(path.clone());
                     let l = provflow_compiler::load(index, path, f.text.clone().into_bytes());
                     let name = l.file.path.clone();
                     f.fingerprints = l
@@ -199,7 +195,7 @@ impl Workspace {
         for d in diagnostics {
             by_file.entry(PathBuf::from(&d.file)).or_default().push(d);
         }
-        self.diagnostics = by_file;
+        Compiled { before: std::mem::replace(&mut self.diagnostics, by_file), reloaded }
     }
 
     /// The query set of each target.

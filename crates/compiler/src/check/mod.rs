@@ -140,6 +140,22 @@ impl<K: std::hash::Hash + Eq + Copy, T> Shelf<K, T> {
     }
 }
 
+/// `lower()`'s result for document `doc`: through `shelf` under its key when the compile has a
+/// memo (see [`Shelf::through`]), else computed.
+pub(crate) fn memoized<K: std::hash::Hash + Eq + Copy, T>(
+    shelf: Option<(&Shelf<K, T>, K)>,
+    doc: usize,
+    lower: impl FnOnce() -> (T, Findings),
+) -> (Arc<T>, Findings) {
+    match shelf {
+        Some((shelf, key)) => shelf.through(key, doc, lower),
+        None => {
+            let (lowered, found) = lower();
+            (Arc::new(lowered), found)
+        }
+    }
+}
+
 /// Runs `f` on the locked value; a poisoned lock (a panic elsewhere) just skips the cache.
 fn for_each_lock<T>(lock: &std::sync::Mutex<T>, f: impl FnOnce(&mut T)) {
     if let Ok(mut guard) = lock.lock() {

@@ -388,15 +388,9 @@ pub fn lower_templates(
         .templates
         .par_iter()
         .map(|named| {
-            let key = ctx.memo.and_then(|m| m.fingerprints.get(named.doc).map(|k| (m, (*k, inputs))));
-            let lower = || lower_template(ctx, named, events, users);
-            match key {
-                Some((m, key)) => m.cache.templates.through(key, named.doc, lower),
-                None => {
-                    let (template, found) = lower();
-                    (Arc::new(template), found)
-                }
-            }
+            let shelf =
+                ctx.memo.and_then(|m| m.fingerprints.get(named.doc).map(|k| (&m.cache.templates, (*k, inputs))));
+            super::memoized(shelf, named.doc, || lower_template(ctx, named, events, users))
         })
         .collect();
     super::merge(lowered, out)

@@ -45,16 +45,11 @@ pub fn lower(
                 let (process, findings) = ProcessPass::new(ctx, named.doc, named.def, query_sets, users).run();
                 (process, findings.into_iter().map(|f| (named.doc, f)).collect())
             };
-            let key = ctx.memo.and_then(|m| {
-                m.fingerprints.get(named.doc).map(|k| (m, (*k, ctx.process_key(inputs, &named.def.target))))
+            let shelf = ctx.memo.and_then(|m| {
+                let key = ctx.process_key(inputs, &named.def.target);
+                m.fingerprints.get(named.doc).map(|k| (&m.cache.processes, (*k, key)))
             });
-            match key {
-                Some((m, key)) => m.cache.processes.through(key, named.doc, lower),
-                None => {
-                    let (process, findings) = lower();
-                    (Arc::new(process), findings)
-                }
-            }
+            super::memoized(shelf, named.doc, lower)
         })
         .collect();
     super::merge(lowered, out)

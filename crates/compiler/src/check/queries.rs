@@ -29,18 +29,11 @@ pub fn lower_query_sets(ctx: &Ctx<'_>, out: &mut Findings) -> Vec<Arc<ir::QueryS
         .query_sets
         .par_iter()
         .map(|set| {
-            let key = ctx.memo.and_then(|m| m.fingerprints.get(set.doc).map(|k| (m, *k)));
-            let lower = || {
+            let shelf = ctx.memo.and_then(|m| m.fingerprints.get(set.doc).map(|k| (&m.cache.query_sets, *k)));
+            super::memoized(shelf, set.doc, || {
                 let mut found = Findings::new();
                 (lower_set(ctx, set, &mut found), found)
-            };
-            match key {
-                Some((m, key)) => m.cache.query_sets.through(key, set.doc, lower),
-                None => {
-                    let (set, found) = lower();
-                    (Arc::new(set), found)
-                }
-            }
+            })
         })
         .collect();
     super::merge(lowered, out)

@@ -95,6 +95,12 @@ fn flow_indicator(c: u8) -> bool {
     matches!(c, b',' | b'[' | b']' | b'{' | b'}')
 }
 
+/// Whether the character after a `-`, `?` or `:` in a flow collection ends it there (a space,
+/// a line break, a flow indicator or the end): the indicator then cannot start a plain scalar.
+fn ends_flow_indicator(next: Option<u8>) -> bool {
+    next.is_none_or(|n| flow_indicator(n) || n == b' ' || n == b'\n')
+}
+
 struct Reader<'t, 's, S: Sink> {
     text: &'t str,
     b: &'t [u8],
@@ -822,10 +828,7 @@ impl<S: Sink> Reader<'_, '_, S> {
     fn plain_flow(&mut self) -> R {
         let first = self.cur().ok_or(Bail { at: self.pos })?;
         // `-`, `?` and `:` start a plain scalar only before a character that can go on with it.
-        if indicator(first)
-            || matches!(first, b'-' | b'?' | b':')
-                && self.at(self.pos + 1).is_none_or(|n| flow_indicator(n) || n == b' ' || n == b'\n')
-        {
+        if indicator(first) || matches!(first, b'-' | b'?' | b':') && ends_flow_indicator(self.at(self.pos + 1)) {
             return Err(Bail { at: self.pos });
         }
         let start = self.pos;
@@ -841,10 +844,7 @@ impl<S: Sink> Reader<'_, '_, S> {
                 b'#' if self.at(i.wrapping_sub(1)) == Some(b' ') => return Err(Bail { at: self.pos }),
                 // `x -]`: the general parser reads a `-` or `?` after a space as the start of
                 // another scalar, and refuses it before a flow indicator.
-                b'-' | b'?'
-                    if self.at(i.wrapping_sub(1)) == Some(b' ')
-                        && self.at(i + 1).is_none_or(|n| flow_indicator(n) || n == b' ' || n == b'\n') =>
-                {
+                b'-' | b'?' if self.at(i.wrapping_sub(1)) == Some(b' ') && ends_flow_indicator(self.at(i + 1)) => {
                     return Err(Bail { at: self.pos })
                 }
                 _ => i += 1,
